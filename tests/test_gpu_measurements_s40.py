@@ -211,7 +211,7 @@ def test_a_blank_line_is_no_row(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------------------------------ 4: check
 @pytest.mark.parametrize(("cells", "reason"), [
-    ({"direction": "forward"}, "direction 'forward' is not modelled (fwd, bwd, fwd+bwd, decode)"),
+    ({"value": "OOM"}, "no measured value ('OOM')"),  # a bad direction is refused now (test_gpu_provenance_s45)
     ({"metric": "tflops"}, "metric 'tflops' is not a kernel time (modelled: throughput, latency)"),
 ])
 def test_check_says_why_it_skipped_a_row_as_validate_does(tmp_path: Path, cells: dict, reason: str) -> None:

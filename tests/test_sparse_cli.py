@@ -103,10 +103,10 @@ def test_tokenselects_selection_cache_skips_the_scoring_of_the_steps_it_hits() -
 def test_the_text_marks_what_does_not_fit_and_the_prefill_table_shows_its_parts() -> None:
     code, text = run("--method", "duoattention", "--gpu", "rtx-4090", "-w", "llama2-7b", "--context", "16K,64K",
                      "--retrieval-fraction", "0.25")
-    assert code == 0 and text.count("OOM") >= 1 and len(text.splitlines()) == 5
+    assert code == 0 and text.count("OOM") >= 1 and len(text.splitlines()) == 6  # the last: the calibration
     code, text = run("--method", "minference", "--gpu", "a100-80gb-sxm4", "-w", "llama3-8b", "--context", "100000",
                      "--patterns", "llama3-8b-262k-minference")
-    assert code == 0 and "KV to host" in text and text.splitlines()[-1].split()[0] == "100000"
+    assert code == 0 and "KV to host" in text and text.splitlines()[-2].split()[0] == "100000"
 
 
 @pytest.mark.parametrize(("args", "says"), [

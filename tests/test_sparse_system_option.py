@@ -111,7 +111,7 @@ def test_points_are_unchanged_and_out_writes_the_system_rows(tmp_path) -> None:
     """--system adds `system_points` beside the points, which stay as without it; --out writes them as a CSV."""
     args = ("--method", "quest", "-w", "llama3-8b", *GPU_ARGS, "--budget", "512,2048")
     plain = records(*args)
-    assert set(plain) == {"points"}
+    assert set(plain) == {"points", "calibration"}
     found = records(*args, "--system", "neupims", "--batch", "8", "--out", str(tmp_path))
     assert found["points"] == plain["points"]
     assert [r["budget"] for r in found["system_points"]] == [512, 2048]

@@ -303,9 +303,23 @@ def _show(result, measurements: str, calibration: str, gpus: dict) -> None:
     for fold in result.folds:
         click.echo(f"left-out GPU {fold.gpu}: {len(fold.comparisons)} rows predicted by a fit on "
                    f"{fold.fitted_rows} rows of the other GPUs{fold.priors_note()}")
+    if result.folds:
+        click.echo(_cross_gpu_line(result.folds))
     click.echo(f"skipped {len(result.skipped)} rows:")
     for reason, n in skip_reasons(result.skipped):
         click.echo(f"  {n:>3}  {reason}")
+
+
+def _cross_gpu_line(folds) -> str:
+    """The leave-one-GPU-out error over the families measured on more than one GPU (`validate.cross_gpu`)."""
+    from archsim.gpu.validate import cross_gpu
+
+    figure = cross_gpu(folds)
+    head = "left-out GPU over the families measured on more than one GPU"
+    if figure is None:
+        return f"{head}: none (one GPU's rows, or no family with rows on two)"
+    return (f"{head} ({', '.join(figure.families)}): {figure.mape_pct:.2f} % over {figure.rows} rows in "
+            f"{figure.groups} groups")
 
 
 @click.command("gpu-roofline")
@@ -329,13 +343,15 @@ def gpu_roofline_cmd(gpu_name: str, workload: str, seq_len: int | None, calibrat
     decoder, `--no-causal` for an encoder; decode) as a point, modelled FLOP/s against FLOPs per DRAM byte, under
     the tensor, exp and bandwidth ceilings; writes roofline.png and roofline.csv (a row per kernel; one that cannot
     run the workload has empty numbers and its reason; exp_ceiling_flops_per_s is empty for a kernel the model runs
-    no SFU exp in: no exp ceiling).
+    no SFU exp in: no exp ceiling). A line names the calibration, the GPUs its kernel families were fitted on and
+    what the GPU has measured of its own.
 
     Example: archsim gpu-roofline --gpu a100-80gb-sxm4 --workload llama3-8b --seq-len 8192
     """
     from archsim.gpu.figures import write_roofline
     from archsim.gpu.load import load_gpu
     from archsim.gpu.params import load_calibration
+    from archsim.gpu.provenance import provenance, provenance_line
     from archsim.gpu.roofline import workload_points
     from archsim.library import load_workload_spec
     from archsim.report.figures import si
@@ -349,8 +365,8 @@ def gpu_roofline_cmd(gpu_name: str, workload: str, seq_len: int | None, calibrat
         params = dict(spec.params)
         if seq_len is not None:
             params["seq_len"] = check_size("seq_len", seq_len, "--seq-len", "")
-        family_params = named("--calibration", calibration, load_calibration).family_params
-        points, infeasible = workload_points(params, gpu, family_params, spec.path,
+        loaded = named("--calibration", calibration, load_calibration)
+        points, infeasible = workload_points(params, gpu, loaded.family_params, spec.path,
                                              {"seq_len": "--seq-len"} if seq_len is not None else None,
                                              causal=causal is not False)
         if not points:
@@ -367,6 +383,7 @@ def gpu_roofline_cmd(gpu_name: str, workload: str, seq_len: int | None, calibrat
                    f"(roofline {si(p.roofline_flops_per_s, 'FLOP/s')})")
     for label, reason in infeasible:
         click.echo(f"{label:<24} not modelled: {reason}")
+    click.echo(provenance_line(provenance(loaded, gpu)))
     click.echo(f"written: {folder}/roofline.png, {folder}/roofline.csv")
 
 

@@ -6,7 +6,9 @@
   FlashAttention-2 with its masks' density, DuoAttention's and Quest's decode (and DuoAttention's prefill "up to"),
   ours beside the public figures.
 The model's fields are named by the options that set them (`budget` -> `--budget`). A time the model has not (a call
-the GPU's memory cannot hold at that context, NaN) prints as n/a, and as null in JSON."""
+the GPU's memory cannot hold at that context, NaN) prints as n/a, and as null in JSON. `archsim sparse` ends with
+the provenance of the GPU's times (`archsim.gpu.provenance`: the packaged calibration, the GPUs it was fitted on,
+what the GPU has measured of its own)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import math
 
 import click
 
+from archsim.arch.gpu import GPU
 from archsim.commands.options import (
     Real,
     Size,
@@ -26,6 +29,9 @@ from archsim.commands.options import (
     write_tables,
 )
 from archsim.errors import SpecError
+from archsim.gpu.load import load_gpu
+from archsim.gpu.params import load_calibration
+from archsim.gpu.provenance import provenance, provenance_line
 from archsim.outputs import check_writable
 from archsim.systems import sparse_reproduce as sparse
 from archsim.systems.kv_selection import QUEST_PAGE_TOKENS, TOKENSELECT_LOCAL, TOKENSELECT_SINKS, TOKENSELECT_TOP_K
@@ -81,8 +87,10 @@ PREFILL_METHODS = ("minference", "flexprefill")
 @click.option("--batch", type=Size(), metavar="N",
               help="[--system with a PIM device] Requests in the PIM's decode batch (no default).")
 @click.option("--json", "as_json", is_flag=True,
-              help='Print {"points": [one row of the method\'s fields per point and phase]} as JSON (not sweep '
-                   'records: a sweep spec with a sparse: block writes those); with --system, "system_points" too.')
+              help='Print {"points": [one row of the method\'s fields per point and phase], "calibration": {...}} as '
+                   'JSON (not sweep records: a sweep spec with a sparse: block writes those); "calibration": the '
+                   'GPUs the packaged calibration\'s families were fitted on, and what --gpu has measured of its '
+                   'own; with --system, "system_points" too.')
 @click.option("--out", type=click.Path(file_okay=False), callback=nonempty,
               help="Also write sparse.csv here (with --system, system_points.csv too).")
 def sparse_cmd(method: str, gpu: str, workload: str, contexts: list[int], patterns: str | None,
@@ -131,12 +139,14 @@ def sparse_cmd(method: str, gpu: str, workload: str, contexts: list[int], patter
     settings = {key: value for key, value in (("top_k", top_k), ("reuse_fraction", reuse_fraction),
                                               ("density", density), ("page_tokens", page_tokens), ("sinks", sinks),
                                               ("local", local)) if value is not None} | {"prefill": prefill}
-    points, on_system = _method_points(method, gpu, workload, contexts, patterns, retrieval_fraction, budgets,
+    device = named("--gpu", gpu, load_gpu)
+    points, on_system = _method_points(method, device, workload, contexts, patterns, retrieval_fraction, budgets,
                                        settings, system_name, batch)
     if out:
         write_tables(out, {"sparse": points} | ({"system_points": on_system} if system_name else {}))
+    calibration = provenance(load_calibration(), device)  # the packaged one the points are timed with
     if as_json:
-        click.echo(json.dumps({"points": [nan_as_null(p) for p in points]}
+        click.echo(json.dumps({"points": [nan_as_null(p) for p in points], "calibration": calibration.to_dict()}
                               | ({"system_points": [nan_as_null(r) for r in on_system]} if system_name else {}),
                               indent=2))
         return
@@ -151,23 +161,22 @@ def sparse_cmd(method: str, gpu: str, workload: str, contexts: list[int], patter
     if system_name:
         click.echo()
         _system_table(on_system, patterns)
+    click.echo(provenance_line(calibration))
     if out:
         click.echo(f"rows written to {out}/sparse.csv" + (f" and {out}/system_points.csv" if system_name else ""))
 
 
-def _method_points(method: str, gpu: str, workload: str, contexts: list[int], patterns: str | None,
+def _method_points(method: str, device: GPU, workload: str, contexts: list[int], patterns: str | None,
                    retrieval_fraction: float | None, budgets: list[int], settings: dict, system_name: str | None,
                    batch: int | None) -> tuple[list[dict], list[dict]]:
     """The points of `method_points` (`settings`: the method's fields given) and, with `system_name`, the rows of
     `system_points` (else none); a model's error on a field an option sets names the option."""
-    from archsim.gpu.load import load_gpu
     from archsim.library import load_workload_spec
     from archsim.systems.sparse_points import method_points, system_points
     from archsim.systems.system_spec import load_system
     from archsim.workload_patterns import load_pattern_map
 
     model = named("--workload", workload, load_workload_spec)
-    device = named("--gpu", gpu, load_gpu)
     pattern_map = named("--patterns", patterns, load_pattern_map) if patterns else None
     system = named("--system", system_name, load_system) if system_name else None
     try:

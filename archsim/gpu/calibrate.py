@@ -25,7 +25,7 @@ so. Each fit step times every distinct calibration case once (rows repeating a c
 takes up to a few hundred steps, so the cases' CTAs are capped at `MAX_CALIBRATION_CTAS`
 (ARCHSIM_MAX_CALIBRATION_CTAS; the packaged file's split holds 0.3 M). The result records the split, the
 measurements file (and its SHA-256), the digest of each row fitted on (`archsim.gpu.measurements.row_digest`, what
-`archsim validate` splits by) and the fit error per family (`archsim.gpu.params`).
+`archsim validate` splits by) and per family the fit error and the GPUs its rows ran on (`archsim.gpu.params`).
 """
 
 from __future__ import annotations
@@ -160,11 +160,17 @@ def fit_family(family: str, rows: list[ModelledRow], shared: Mapping[str, float]
     unidentified = [n for n, s in zip(names, sensitivity, strict=True) if s < IDENTIFIABLE]
     fitted = {**params, **{n: float(v) for n, v in zip(names, map(math.exp, x), strict=True) if n not in unidentified}}
     time_errors = np.abs([math.expm1(v) for v in r])  # |predicted / measured time - 1|
-    stats = {"rows": len(rows), "time_mape_pct": float(100 * time_errors.mean()),
+    stats = {"rows": len(rows), "gpus": fitted_gpus(rows), "time_mape_pct": float(100 * time_errors.mean()),
              "max_abs_time_error_pct": float(100 * time_errors.max()), "log_rmse": float(np.sqrt(np.mean(r**2)))}
     if unidentified:
         stats["not_identifiable"] = unidentified  # no calibration row depends on them: priors kept
     return fitted, stats
+
+
+def fitted_gpus(rows: list[ModelledRow]) -> list[str]:
+    """The GPUs the rows ran on, sorted, each as a calibration names it (`gpu_reference`: a packaged preset's name,
+    else its file)."""
+    return sorted({gpu_reference(gpu) for gpu in {r.gpu.name: r.gpu for r in rows}.values()})
 
 
 def fit_families(rows: list[ModelledRow], base: Calibration | None = None) -> tuple[dict, dict, dict]:

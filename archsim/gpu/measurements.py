@@ -2,10 +2,12 @@
 
 Required columns: gpu, kernel, dtype, causal, batch, heads, head_dim, seqlen, direction, metric, value, unit
 (others, such as source, how_obtained and note, are kept and passed through). A row is a kernel time when its
-metric is `throughput` (TFLOPs/s by the FlashAttention convention, gpu.md §1.0) or `latency` (s, ms, us) and its
-direction is fwd, bwd, fwd+bwd or decode; other rows (a fraction of peak, a training step) are skipped with the
-reason, and so are rows without a measured value (`OOM`, empty) and rows `archsim measure --interpret` wrote
-(`how_obtained` "interpret (not a timing)"). `heads` is a count, or `16q/2kv` for 16 query
+metric is `throughput` (TFLOPs/s by the FlashAttention convention, gpu.md §1.0) or `latency` (s, ms, us); its
+direction must then be fwd, bwd, fwd+bwd or decode and its dtype one archsim knows (`KNOWN_DTYPES`, or an alias:
+float16 for fp16, float32 for fp32, `DTYPE_ALIASES`). Other rows (a fraction of peak, a training step's model
+TFLOPs) are skipped with the reason, and so are rows without a measured value (`OOM`, empty) and rows `archsim
+measure --interpret` wrote (`how_obtained` "interpret (not a timing)"); a known dtype a GPU or kernel has no rate or
+path for is skipped later, with that reason (`archsim.gpu.cases`). `heads` is a count, or `16q/2kv` for 16 query
 heads sharing 2 KV heads (GQA); decode rows give the KV length as `seqlen`, and are read as non-causal whatever
 their `causal` (one query row has no causal mask).
 
@@ -34,9 +36,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from archsim.arch.gpu import PRECISIONS
 from archsim.errors import SpecError
 from archsim.limits import env_limit
-from archsim.model.gpu import DIRECTIONS, AttentionCase
+from archsim.model.gpu import DIRECTIONS, PRECISION_BYTES, AttentionCase
 from archsim.model.gpu_kernels import kernel_attention
 from archsim.spec_files import read_capped
 
@@ -53,8 +56,12 @@ UNITS = {  # metric -> unit -> scale to FLOP/s or s
     "throughput": {"tflops/s": 1e12, "tflop/s": 1e12, "gflops/s": 1e9, "gflop/s": 1e9},
     "latency": {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9},
 }
-DTYPES = {"fp16": "fp16", "float16": "fp16", "half": "fp16", "bf16": "bf16", "bfloat16": "bf16",
-          "fp8": "fp8", "fp8_e5m2": "fp8", "float8_e5m2": "fp8", "fp8_e4m3": "fp8", "float8_e4m3fn": "fp8"}
+# The dtypes archsim knows: a GPU's tensor-core precisions and the model's word widths (a known dtype a GPU or kernel
+# has no rate or path for is skipped with that reason; any other is a malformed field). Then the aliases of each.
+KNOWN_DTYPES = tuple(dict.fromkeys((*PRECISIONS, *PRECISION_BYTES)))
+DTYPE_ALIASES = {"float16": "fp16", "half": "fp16", "bfloat16": "bf16", "fp8_e5m2": "fp8", "float8_e5m2": "fp8",
+                 "fp8_e4m3": "fp8", "float8_e4m3fn": "fp8", "float32": "fp32"}
+DTYPES = {**{dtype: dtype for dtype in KNOWN_DTYPES}, **DTYPE_ALIASES}
 TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
 GQA_HEADS = re.compile(r"^\s*(\d+)\s*q\s*/\s*(\d+)\s*kv\s*$", re.IGNORECASE)
 
@@ -239,7 +246,7 @@ def _parse(row: int, c: dict[str, str], source: str, line: int) -> Measurement |
     if metric not in UNITS:
         return skipped(f"metric '{c['metric']}' is not a kernel time (modelled: {', '.join(UNITS)})")
     if direction not in DIRECTIONS:
-        return skipped(f"direction '{c['direction']}' is not modelled ({', '.join(DIRECTIONS)})")
+        raise bad("direction", f"expected one of {', '.join(DIRECTIONS)}, got '{c['direction']}'")
     text = c["value"].strip()
     if text.lower() in NO_VALUE:
         return skipped(f"no measured value ('{text}')")
@@ -259,11 +266,9 @@ def _parse(row: int, c: dict[str, str], source: str, line: int) -> Measurement |
         seqlen=_count(c["seqlen"], "seqlen", bad),
         # a decode step's one query row sees every cached key: no causal mask, so True and False are one case
         causal=_bool(c["causal"], bad) and direction != "decode",
-        precision=DTYPES.get(c["dtype"].strip().lower(), c["dtype"].strip().lower()),
+        precision=_dtype(c["dtype"], bad),
         attention=kernel_attention(c["kernel"].strip()),
     )
-    if not case.precision:
-        raise bad("dtype", "expected a dtype such as fp16, bf16 or fp8, got an empty field")
     field, problem = case.size_problem()
     if problem:
         raise bad(field, problem)
@@ -301,6 +306,15 @@ def _heads(text: str, bad) -> tuple[int, int]:
     if value is None or value <= 0 or value != int(value):
         raise bad("heads", f"expected a head count or 'Hq/Hkv' as in '16q/2kv', got '{text}'")
     return int(value), int(value)
+
+
+def _dtype(text: str, bad) -> str:
+    """The precision a row's dtype names (`DTYPES`: a known dtype or an alias of one, case aside)."""
+    dtype = DTYPES.get(text.strip().lower())
+    if dtype is None:
+        raise bad("dtype", f"expected one of {', '.join(KNOWN_DTYPES)} (or an alias: {', '.join(DTYPE_ALIASES)}), "
+                           f"got '{text}'")
+    return dtype
 
 
 def _bool(text: str, bad) -> bool:

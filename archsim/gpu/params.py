@@ -13,7 +13,7 @@ published A100 rows, and the default `v2.yaml`, v1 with archsim's own kernels fi
         params: {mma_efficiency_fwd: 0.83, mma_efficiency_bwd: 0.61, cta_overhead_cycles: 2900, launch_s: 4.0e-6}
         fitted: [mma_efficiency_fwd, mma_efficiency_bwd, cta_overhead_cycles]
         meaning: {mma_efficiency_fwd: "...", ...}
-        fit: {rows: 18, time_mape_pct: 2.9, max_abs_time_error_pct: 7.1, log_rmse: 0.036}
+        fit: {rows: 18, gpus: [a100-80gb-sxm4], time_mape_pct: 2.9, max_abs_time_error_pct: 7.1, log_rmse: 0.036}
 
 The loader takes nothing on trust: a key it does not know (at the top, in `split`, in a family) is refused with
 the keys it expects; a family the file lists gives every one of its parameters (`FAMILIES[family].params`);
@@ -26,9 +26,10 @@ parameter of the family) and `fit`, and `measurements`, are notes, but typed, wi
 writes (`FIT_KEYS`, `RECORD_KEYS`): `Calibration.fitted_on` reads the record's `fitted_rows` (the digest of each
 row the fit read, `archsim.gpu.measurements.row_digest`), its `families` (the families a fit of some families
 refitted; absent: all) and `kept_from` (the base's record, for the others, with the base's `calibration` version)
-to tell the rows each family was fitted on. A record naming its file's `sha256` must give the rows too (a
-calibration written before archsim recorded them is refused, to be refitted). Every error is a `SpecError` naming
-the file and the field.
+to tell the rows each family was fitted on; a family's `fit.gpus` names the GPUs its rows ran on (absent in a file
+written before archsim recorded them: `archsim.gpu.provenance` then says they are not recorded). A record naming its
+file's `sha256` must give the rows too (a calibration written before archsim recorded them is refused, to be
+refitted). Every error is a `SpecError` naming the file and the field.
 """
 
 from __future__ import annotations
@@ -54,8 +55,8 @@ SPLIT_KEYS = ("rule", "calibration_seqlens")
 FAMILY_KEYS = ("kernels", "params", "fitted", "meaning", "fit")
 # the notes `archsim calibrate` writes (`calibrate.calibration_to_dict`, `calibrate.calibrate`) and their kinds
 # (`_note`): a family's fit statistics, and the measurements record (`kept_from`: the base's, with its version)
-FIT_KEYS = {"rows": "count", "time_mape_pct": "number", "max_abs_time_error_pct": "number", "log_rmse": "number",
-            "not_identifiable": "names", "kept_from_base": "names", "note": "text"}
+FIT_KEYS = {"rows": "count", "gpus": "gpus", "time_mape_pct": "number", "max_abs_time_error_pct": "number",
+            "log_rmse": "number", "not_identifiable": "names", "kept_from_base": "names", "note": "text"}
 RECORD_KEYS = {"file": "text", "sha256": "text", "rows": "count", "calibration_rows": "count", "gpus": "labels",
                "fitted_rows": "digests", "families": "families"}
 ROW_DIGEST = re.compile(rf"[0-9a-f]{{{ROW_DIGEST_HEX}}}")  # a `row_digest`
@@ -246,7 +247,8 @@ def _notes(value: Any, keys: Mapping[str, str], source: str, where: str, family:
 
 def _note(value: Any, kind: str, source: str, where: str, family: str = "") -> Any:
     """`value` if it is of `kind` (text; a count, a whole number >= 0; a number, finite and >= 0; names, a list of
-    parameter names of `family`; families, a non-empty list of kernel families; labels, a mapping GPU label -> the
+    parameter names of `family`; families, a non-empty list of kernel families; gpus, a non-empty list of the GPUs
+    a family's rows ran on (`archsim.gpu.load.gpu_reference`); labels, a mapping GPU label -> the
     preset or file it was mapped to; digests, a list of row digests), else a SpecError naming `where` and what was
     expected."""
     params = FAMILIES[family].params if family else {}
@@ -260,6 +262,8 @@ def _note(value: Any, kind: str, source: str, where: str, family: str = "") -> A
                   f"a list of parameter names of {family} (known: {', '.join(params)})"),
         "families": (listed and bool(value) and all(v in FAMILIES for v in value),
                      f"a non-empty list of kernel families (known: {', '.join(FAMILIES)})"),
+        "gpus": (listed and bool(value) and all(v.strip() for v in value),
+                 "a non-empty list of GPU preset names or files"),
         "labels": (isinstance(value, Mapping) and all(isinstance(v, str) for v in (*value, *value.values())),
                    "a mapping GPU label -> the GPU preset or file it names"),
         "digests": (listed and all(ROW_DIGEST.fullmatch(v) for v in value),

@@ -18,7 +18,8 @@ GPU are predicted: the error of a model carried to a GPU it was not fitted on. A
 GPU keeps its priors (`archsim.model.gpu_kernels.FAMILIES`), except a parameter it shares from a family that has
 rows there (`Param.shared_from`: the Triton tutorial's `autograd_s` is FlashAttention-2's fit), which takes that
 family's fit on the other GPUs (`calibrate.fit_families`); the fold says which (`GpuFold.carried`), with the value
-and the bound it sits at, if any.
+and the bound it sits at, if any. The cross-GPU figure (`cross_gpu`) is the folds' MAPE over the rows of the families
+with rows on more than one GPU: the rows predicted by a fit carried from other GPUs, not by priors.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from archsim.gpu.measurements import Measurement, Skipped, read_measurements, ro
 from archsim.gpu.params import Calibration
 from archsim.gpu.roofline import roofline_time_s
 from archsim.model.gpu import GpuResult
-from archsim.model.gpu_kernels import FAMILIES
+from archsim.model.gpu_kernels import FAMILIES, family_of
 
 OVERALL = "overall"
 LEFT_OUT = "left-out GPU"
@@ -111,6 +112,30 @@ def carried_note(carried: Iterable[Carried]) -> str:
             f"{name} {value:.3g}" + (f" (at its {bound} bound)" if bound else ""))
     return "; ".join(f"{', '.join(names)} of {', '.join(families)} from {source}'s fit"
                      for (source, families), names in values.items())
+
+
+@dataclass(frozen=True)
+class CrossGpu:
+    """Leave-one-GPU-out over the families measured on more than one GPU: the mean |error| in percent (`mape_pct`)
+    of the left-out GPUs' `rows` of those `families` (in `groups` (gpu, kernel, direction) groups), each predicted
+    by the family's fit on the other GPUs' rows."""
+
+    families: tuple[str, ...]
+    groups: int
+    rows: int
+    mape_pct: float
+
+
+def cross_gpu(folds: Iterable[GpuFold]) -> CrossGpu | None:
+    """The folds' error over the rows whose family has rows on another GPU (not among the fold's
+    `prior_families`), weighted by row; None when no fold has such a row (one GPU, or no family on two)."""
+    carried = [c for fold in folds for c in fold.comparisons
+               if family_of(c.measurement.kernel) not in fold.prior_families]
+    if not carried:
+        return None
+    return CrossGpu(tuple(sorted({family_of(c.measurement.kernel) for c in carried})),
+                    len({c.measurement.group for c in carried}), len(carried),
+                    mape_by_group(carried)[OVERALL])
 
 
 @dataclass(frozen=True)
@@ -236,6 +261,7 @@ def validation_to_dict(v: Validation) -> dict:
         "mape_calibration": v.mape("calibration"),
         "mape_roofline": v.mape(roofline=True),
         **({"mape_leave_one_gpu_out": v.fold_mape(),
+            "leave_one_gpu_out_across_gpus": _cross_gpu_dict(cross_gpu(v.folds)),
             "leave_one_gpu_out": [{"gpu": f.gpu, "rows": len(f.comparisons), "fitted_on_rows": f.fitted_rows,
                                    "families_with_priors_only": list(f.prior_families),
                                    "parameters_from_other_families": [
@@ -243,3 +269,9 @@ def validation_to_dict(v: Validation) -> dict:
                                         "value": c.value} for c in f.carried],
                                    "mape": mape_by_group(f.comparisons)} for f in v.folds]} if v.folds else {}),
     }
+
+
+def _cross_gpu_dict(figure: CrossGpu | None) -> dict | None:
+    """The JSON form of `cross_gpu` (null when it has no rows)."""
+    return None if figure is None else {"families": list(figure.families), "groups": figure.groups,
+                                        "rows": figure.rows, "mape": figure.mape_pct}
