@@ -290,8 +290,11 @@ def check_attention_form(cascade: Cascade, workload: Workload | None, sets: dict
         refuse_linear_attention(workload, what)
     if keys and "kv_lora_rank" in params and "kv_lora_rank" not in cascade.params:
         rope = f", rope_dim {params['rope_dim']:g}" if "rope_dim" in params else ""
-        raise SpecError(workload.path, "params.kv_lora_rank",
-                        f"{workload.name} uses multi-head latent attention (kv_lora_rank {params['kv_lora_rank']:g}"
+        source, where = ((sets_source, "kv_lora_rank") if "kv_lora_rank" in sets
+                         else (workload.path, "params.kv_lora_rank"))
+        model = workload.name if workload is not None else "the model"
+        raise SpecError(source, where,
+                        f"{model} uses multi-head latent attention (kv_lora_rank {params['kv_lora_rank']:g}"
                         f"{rope}), but {what} has no latent K/V: it would drop the RoPE dimensions and the latent "
                         f"projections; use the MLA cascades (attention-mla-prefill, attention-mla-decode, "
                         f"{mla_projection_for(params)}){instead}")

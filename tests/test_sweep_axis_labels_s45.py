@@ -21,6 +21,9 @@ def test_labels_keep_the_unit_and_drop_only_the_root_and_collection() -> None:
     assert short_axis("arch.memories.DRAM.bandwidth_bytes_per_s") == "DRAM.bandwidth_bytes_per_s"
     assert short_axis("system.devices.pim.channels") == "pim.channels"
     assert short_axis("workload.seq_len") == "seq_len"
+    # an architecture's own field beside the workload's of that name (audit helper-546: both read word_bytes)
+    assert (short_axis("arch.word_bytes"), short_axis("workload.word_bytes")) == ("arch.word_bytes", "word_bytes")
+    assert short_axis("system.parallelism.tp") == "parallelism.tp"
 
 
 def test_the_summary_keeps_both_mac_axes(tmp_path) -> None:

@@ -8,11 +8,13 @@ from pathlib import Path
 import click
 
 from archsim import library
+from archsim.cascade.ir import Cascade
 from archsim.commands.options import SET, WORKLOAD, WholeRange, nonempty, parse_sets, show_result
 from archsim.commands.sweep import check_objectives, check_stored_objectives, objectives_option
 from archsim.errors import SpecError
 from archsim.outputs import check_writable
 from archsim.systems.fusemax import MODELS
+from archsim.workload import PARAMS, Workload
 
 _MODES = {  # mode -> the options that apply to it
     "--library": {"--workload", "--set"},
@@ -105,30 +107,43 @@ def report_cmd(library_report: bool, run_report: bool, reproduction: str | None,
 
 def _report_library(workload: str | None, sets: dict[str, float], out: Path) -> None:
     """Every cascade bound as `archsim analyze` binds it (`archsim.point.bound`: its K/V heads, block, window and
-    experts checked, no test-default tile under a workload's sizes), each taking the `--set` values it reads (a
-    parameter or a rank size of its own); a set no cascade reads is refused."""
+    experts checked, no test-default tile under a workload's sizes), each taking the `--set` values it reads or
+    checks (`_sets_of`); a set no cascade reads is refused. A cascade `analyze` refuses is a row with the refusal
+    (field and message)."""
     from archsim.point import bound
     from archsim.report.cascades import cascade_row, write_cascade_report
 
     spec = library.load_workload_spec(workload) if workload else None
     cascades = [library.load_cascade_spec(name) for name in library.names("cascades")]
     for name in sets:
-        if not any(name in c.params or name in c.rank_sizes for c in cascades):
+        if name not in PARAMS and not any(name in c.params or name in c.rank_sizes for c in cascades):
             raise SpecError("--set", name, "no cascade of the library reads it (a parameter or a rank size)")
     rows, failed = [], 0
     for cascade in cascades:
-        mine = {n: v for n, v in sets.items() if n in cascade.params or n in cascade.rank_sizes}
         try:
-            rows.append(cascade_row(bound(cascade, spec, mine, sets_source="--set")[1], cascade.description))
+            analysis = bound(cascade, spec, _sets_of(cascade, spec, sets), sets_source="--set")[1]
+            rows.append(cascade_row(analysis, cascade.description))
         except SpecError as exc:  # a workload that does not fit a cascade is a row, not a crash
-            rows.append({"cascade": cascade.name, "description": cascade.description, "reason": exc.message})
+            reason = f"{exc.where}: {exc.message}" if exc.where else exc.message
+            rows.append({"cascade": cascade.name, "description": cascade.description, "reason": reason})
             failed += 1
     title = "archsim cascade library" + (f" at workload {workload}" if workload else " (default params)")
     index = write_cascade_report(rows, out, title)
-    why = f"need a parameter {workload} does not give" if workload else "do not bind at their default params"
-    counted = (f"{len(rows) - failed} of {len(rows)} cascades analysed ({failed} {why}; their reasons in "
-               "cascades.csv)" if failed else f"{len(rows)} cascades analysed")
+    at = f"at {workload}" if workload else "at their default params"
+    counted = (f"{len(rows) - failed} of {len(rows)} cascades analysed ({failed} refused {at}, as archsim analyze "
+               "refuses them; their reasons in cascades.csv)" if failed else f"{len(rows)} cascades analysed")
     click.echo(f"{counted}; report written to {index}")
+
+
+def _sets_of(cascade: Cascade, workload: Workload | None, sets: dict[str, float]) -> dict[str, float]:
+    """The `--set` values `archsim analyze CASCADE` would take: a parameter or rank size of the cascade's, and a
+    model size (`archsim.workload.PARAMS`) it reads or checks (`unread_sets`: a GQA `kv_heads`, a `window` or
+    `kv_lora_rank` that its attention form refuses), not one it would call unread (`ffn_dim` on attention)."""
+    from archsim.point import unread_sets
+
+    return {name: value for name, value in sets.items()
+            if (name in cascade.params or name in cascade.rank_sizes or name in PARAMS)
+            and not unread_sets(cascade, workload, [name])}
 
 
 def _report_run(mapping: str, cascade: str | None, arch: str | None, workload: str | None,

@@ -142,3 +142,17 @@ def calibration_params() -> dict[str, dict[str, float]]:
     """Kernel family -> the packaged GPU calibration's fitted parameters, which the GPU models read: a point's key
     holds them, as a refit changes every time (it is a YAML file, not the source `MODEL_VERSION` digests)."""
     return {family: dict(params) for family, params in gpu_params.load_calibration().params.items()}
+
+
+def refuse_on_every(check: Callable[[Any], None], devices: Sequence[Any]) -> None:
+    """Raise the first device's SpecError from `check(device)` where every one of `devices` (each GPU a sweep
+    takes) raises one: an error every point would meet. Where some device passes, its points run and the others'
+    refusals are their records' reasons."""
+    errors = []
+    for device in devices:
+        try:
+            check(device)
+        except SpecError as error:
+            errors.append(error)
+    if len(errors) == len(devices):
+        raise errors[0]

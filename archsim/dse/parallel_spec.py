@@ -27,8 +27,9 @@ workload, topology and GPU named exists. A point whose values together the schem
 dividing the sequence or the heads, more devices than the topology has) is an infeasible record with the reason,
 its field named as the sweep's (`parallel.seq_len`), not a load error; a workload whose attention no scheme times
 (MLA's latent, a sliding window) is refused at load, as a `gpus:` block refuses it, and so is the block's workload
-(every point's) where `archsim parallel` refuses it (a missing size, a word size other than bf16's:
-`_check_base_workload`); a workload an axis varies is each point's, an infeasible record where it fails.
+(every point's) where `archsim parallel` refuses it (a missing size, a word size other than bf16's, an
+`ffn_word_bytes` that no GPU of the sweep computes: `_check_base_workload`); a workload an axis varies, or a GPU
+another GPU of the sweep stands beside, is each point's, an infeasible record where it fails.
 
 A record is `ParallelResult.record().flat()`: the generic columns (`latency_s` = time per layer, `energy_pj` =
 the devices' board power x that time, area and DRAM traffic NaN) and the scheme's metrics (`PARALLEL_METRICS`),
@@ -180,10 +181,13 @@ def load_targets(block: dict[str, Any], axes: Mapping[str, list[Any]], source: s
 def _check_base_workload(block: Mapping[str, Any], axes: Mapping[str, list[Any]],
                          specs: Mapping[str, Mapping[str, Any]]) -> None:
     """Refuse the block's workload, every point's, as `archsim parallel` refuses it before its grid
-    (`seqpar_spec.check_workload`: a missing size, a word size other than bf16's), with the memory model's sizes
-    where every point of the sweep has its memory modelled (`memory_modelled` at each direction, tp and device the
-    sweep takes) and the layer's where every point is of scope layer: an error every point would meet, not a sweep of
-    infeasible rows. A workload an axis varies is each point's, checked there."""
+    (`seqpar_spec.check_workload`: a missing size, a word size other than bf16's, an `ffn_word_bytes` the GPU does
+    not compute), with the memory model's sizes where every point of the sweep has its memory modelled
+    (`memory_modelled` at each direction, tp and device the sweep takes) and the layer's where every point is of
+    scope layer: an error every point would meet, not a sweep of infeasible rows. The GPU's check is each device
+    the sweep takes (`block.refuse_on_every`: the block's or each of a gpu axis, else each topology's), refused where
+    every one refuses. Assumes at least one device: the topology is required. A workload an axis varies is each
+    point's, checked there."""
     if "workload" not in block:
         return
 
@@ -194,7 +198,9 @@ def _check_base_workload(block: Mapping[str, Any], axes: Mapping[str, list[Any]]
     devices = [specs["gpu"][name] for name in gpus] or [specs["topology"][name].gpu for name in values("topology")]
     memory = all(memory_modelled(direction, tp, device) for direction in values("direction")
                  for tp in values("tp") for device in devices)
-    check_workload(specs["workload"][block["workload"]], memory, all(scope == "layer" for scope in values("scope")))
+    layer = all(scope == "layer" for scope in values("scope"))
+    workload = specs["workload"][block["workload"]]
+    sweep_block.refuse_on_every(lambda device: check_workload(workload, memory, layer, device), devices)
 
 
 def parallel_config(targets: ParallelTargets, spec: ParallelSpec) -> dict[str, Any]:

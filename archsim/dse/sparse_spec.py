@@ -25,13 +25,13 @@ Checked at load, each problem a `SpecError` naming the sweep file and its YAML p
 type (a method of `METHODS`, a phase, whole numbers >= 1 within ARCHSIM_MAX_SIZE for context, budget, top_k,
 page_tokens, sinks and local, finite numbers for the fractions and density, whose ranges the model checks), and
 that every GPU, workload and pattern map named exists, and the block's workload (every point's) as every method's
-model checks it (`kv_selection.check_dense_attention`: a missing or other than 16-bit `word_bytes`, as `archsim
-sparse` refuses it). A point whose values together the model refuses (a budget
-beyond the context or not whole pages of its page_tokens, a top_k beyond the context, a map of another model's
-heads) is an infeasible record with the reason, its field named as the sweep's (`sparse.budget`; a map's own error
-as `sparse.patterns`, naming the map), its config (`budget`) kept as a feasible point's (`sparse_blank`), not a load
-error (a sweep every point of which fails alike is refused:
-`points.base_error`).
+model checks it (`kv_selection.check_dense_attention`: a missing or other than 16-bit `word_bytes`, an
+`ffn_word_bytes` that no GPU of the sweep computes, as `archsim sparse` refuses it). A point whose values
+together the model refuses (a budget beyond the context or not whole pages of its page_tokens, a top_k beyond the
+context, a map of another model's heads, a GPU that does not compute the workload's `ffn_word_bytes` beside one
+that does) is an infeasible record with the reason, its field named as the sweep's (`sparse.budget`; a map's own
+error as `sparse.patterns`, naming the map), its config (`budget`) kept as a feasible point's (`sparse_blank`), not
+a load error (a sweep every point of which fails alike is refused: `points.base_error`).
 
 A record is the point's `sparse_points.point_record` (target `method/workload/gpu` as the spec names them):
 feasible where the point `fits`, as `archsim sparse` prints it (a point that does not has no metrics); energy the
@@ -172,14 +172,16 @@ class SparseTargets(sweep_block.BlockTargets):
 
 def load_sparse_targets(block: dict[str, Any], axes: Mapping[str, list[Any]], source: str) -> SparseTargets:
     """Load every GPU, workload and pattern map that the block or an axis of the sweep at `source` names (one not
-    found is a SpecError at its YAML path), refuse the block's workload where every method's model refuses it
-    (`kv_selection.check_dense_attention`: its `word_bytes` missing or not 16-bit, an attention the GPU kernels do
-    not time, a head_dim beyond the dense baselines'; a workload an axis varies is each point's), and refuse a
-    method of the sweep missing a value it needs (Quest's budget: `SparseMethod`'s check, on the block and each
-    axis's first value)."""
+    found is a SpecError at its YAML path), refuse the block's workload where every method's model refuses it on
+    every GPU of the sweep (`kv_selection.check_dense_attention`: its `word_bytes` missing or not 16-bit, an
+    attention the GPU kernels do not time, a head_dim beyond the dense baselines', an `ffn_word_bytes` the GPU does
+    not compute; `block.refuse_on_every`: where one GPU takes it, the others' points are their records; a
+    workload an axis varies is each point's), and refuse a method of the sweep missing a value it needs (Quest's
+    budget: `SparseMethod`'s check, on the block and each axis's first value)."""
     specs = sweep_block.load_specs(NAMED, SPARSE_ROOT, block, axes, source)
     if "workload" in block:  # every point's: refused as `archsim sparse` and every method's model refuse it
-        check_dense_attention(specs["workload"][block["workload"]])
+        gpus = [specs["gpu"][name] for name in _values("gpu", block, axes)]
+        sweep_block.refuse_on_every(lambda gpu: check_dense_attention(specs["workload"][block["workload"]], gpu), gpus)
     targets = SparseTargets(dict(block), specs, sweep_block.calibration_params())
     first = {path: values[0] for path, values in axes.items()}
     for method in _values("method", block, axes):

@@ -96,12 +96,18 @@ COLLECTIONS = ("memories", "units", "devices", "links")  # the lists of named pa
 def short_axis(path: str) -> str:
     """`arch.memories.DRAM.bandwidth_bytes_per_s` -> `DRAM.bandwidth_bytes_per_s`; `workload.seq_len` ->
     `seq_len`; `system.devices.pim.channels` -> `pim.channels`; `arch.units.array2d.energy.actions_pj.mac` ->
-    `array2d.energy.actions_pj.mac`: the path without its root and without the collection (`COLLECTIONS`) a level,
-    unit, device or link is named in, so two axes of one sweep never share a label (the last two parts alone had
-    named the mac energy of both arrays `actions_pj.mac`, and the summary kept one of them)."""
+    `array2d.energy.actions_pj.mac`; `arch.word_bytes` -> `arch.word_bytes`: the path without its root and without
+    the collection (`COLLECTIONS`) a level, unit, device or link is named in, an architecture's or system's own
+    field keeping its root (`arch.word_bytes` beside `workload.word_bytes`), so two axes of one sweep never share a
+    label (the last two parts alone had named the mac energy of both arrays `actions_pj.mac`, and the summary kept
+    one of them)."""
     root, _, rest = path.partition(".")
+    if root not in ("arch", SYSTEM_ROOT):
+        return rest
     first, _, inner = rest.partition(".")
-    return inner if root in ("arch", SYSTEM_ROOT) and first in COLLECTIONS and inner else rest
+    if first in COLLECTIONS and inner:
+        return inner
+    return rest if inner else path  # a field of the architecture or system itself keeps its root
 
 
 def value_label(path: str, value: Any) -> str:
