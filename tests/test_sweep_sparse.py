@@ -228,8 +228,23 @@ def test_a_pattern_map_of_another_model_is_blamed_on_sparse_patterns(tmp_path, s
     df = read_records(db).set_index("sparse.patterns")
     assert bool(df.loc["llama2-7b-duo-25", "feasible"]) and not bool(df.loc["llama3-8b-duo-50", "feasible"])
     reason = df.loc["llama3-8b-duo-50", "reason"]
-    assert reason.startswith("sparse.patterns: 'llama3-8b-duo-50'") and "expected a map of llama2-7b's KV heads" \
+    assert reason.startswith("sparse.patterns: map 'llama3-8b-duo-50'") and "expected a map of llama2-7b's KV heads" \
         in reason, reason
+
+
+def test_a_pattern_map_given_by_path_is_named_in_a_reason_without_it(tmp_path, sweep):
+    """A stored reason holds no path (README: a store reused from a moved spec exports the same bytes): a map the
+    sweep gives by its file is named by its own name (audit helper-546: the absolute path was stored)."""
+    folder = tmp_path / "maps"
+    folder.mkdir()
+    copy = folder / "mine.yaml"
+    copy.write_text((Path(__file__).parents[1] / "workloads" / "patterns" / "llama3-8b-duo-50.yaml").read_text())
+    data = {"name": "e7", "sparse": {"method": "duoattention", "gpu": GPU, "workload": "llama2-7b", "context": 4096},
+            "axes": {"sparse.patterns": ["llama2-7b-duo-25", str(copy)]}}
+    code, out, db = sweep(tmp_path, data)
+    assert code == 0, out
+    reason = read_records(db).set_index("sparse.patterns").loc[str(copy), "reason"]
+    assert reason.startswith("sparse.patterns: map 'llama3-8b-duo-50' at ") and str(folder) not in reason, reason
 
 
 def test_a_refit_calibration_keys_every_point_afresh(monkeypatch):

@@ -199,10 +199,11 @@ def load_sparse_targets(block: dict[str, Any], axes: Mapping[str, list[Any]], so
 def as_sweeps(error: SpecError, source: str, maps: Mapping[str, PatternMap]) -> SpecError:
     """`error` of the sparse models on a field the block sets (`archsim sparse`'s option for it) as the sweep's at
     `source` (`sparse.budget`), one about a pattern map of `maps` (the sweep's, by name: a map of another model's
-    heads) as `sparse.patterns`, naming the map and its key; another error as it is."""
-    name = next((name for name, found in maps.items() if found.path == error.source), None)
-    if name is not None and error.source not in MODEL_SOURCES:
-        return SpecError(source, f"{SPARSE_ROOT}.patterns", f"{name!r} at {error.where}: {error.message}")
+    heads) as `sparse.patterns`, naming the map by its own name (not the path the sweep may give it by, which a
+    stored reason does not hold) and its key; another error as it is."""
+    found = next((found for found in maps.values() if found.path == error.source), None)
+    if found is not None and error.source not in MODEL_SOURCES:
+        return SpecError(source, f"{SPARSE_ROOT}.patterns", f"map {found.name!r} at {error.where}: {error.message}")
     option = FIELD_OPTIONS.get(error.where) if error.source in MODEL_SOURCES else None
     name = error.where if error.where in FIELDS else option and option.removeprefix("--").replace("-", "_")
     if error.source not in MODEL_SOURCES or name not in FIELDS:
