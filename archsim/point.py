@@ -223,8 +223,8 @@ def _refuse_tiling_sets(cascade: Cascade, spec: Mapping, sets: dict[str, float],
     tiling = mapping_tiling(cascade, spec)
     for key in sorted(sets.keys() & tiling.keys()):
         ranks = ", ".join(f"{r} = {spec.sets[r]:g}" for r in tiling[key])
-        raise SpecError(sets_source, key, f"changes nothing: {spec.source} sets rank {ranks} (its set:), the only "
-                                          f"size {key} gives; set {', '.join(tiling[key])} instead")
+        raise SpecError(sets_source, key, f"changes nothing: mapping {spec.name} sets rank {ranks} (its set:), the "
+                                          f"only size {key} gives; set {', '.join(tiling[key])} instead")
 
 
 def refuse_test_defaults(cascade: Cascade, workload: Workload | None, sets: MappingType[str, float],

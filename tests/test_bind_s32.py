@@ -47,7 +47,7 @@ def test_a_rank_set_whose_parameter_a_mask_reads_is_refused(cli, args, readers) 
     output = cli("analyze", *args, "--set", "M=65536", expect=2).output
     assert output.startswith(f"error: --set: M: M is sized by seq_len (ranks.M: seq_len), which {readers} also read: "
                              "M=65536 would leave them reading seq_len=4096 (from "), output
-    assert output.rstrip().endswith("llama3-8b.yaml); set seq_len instead"), output
+    assert output.rstrip().endswith("(from workload llama3-8b); set seq_len instead"), output
     cli("analyze", *args, "--set", "M=4096", "--set", "seq_len=4096")  # the size the parameter gives: no conflict
 
 

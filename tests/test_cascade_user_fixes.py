@@ -111,7 +111,7 @@ def test_query_heads_a_reference_cannot_group_are_refused_before_it_runs(cli) ->
     line = _one_error(cli("execute", "ulysses-attention", "--check", "--set", "H=5", expect=2).output)
     assert line.startswith("error: --set: H: H is sized by heads (ranks.H: heads), which ranks.HL, einsum QH, einsum "
                            "AV also read: H=5 would leave them reading heads=4 (from "), line
-    assert line.endswith("ulysses-attention.yaml); set heads instead"), line
+    assert line.endswith("(from cascade ulysses-attention); set heads instead"), line
 
 
 def test_vertical_slash_estimates_from_every_query_when_there_are_fewer_than_last_q(cli) -> None:

@@ -76,7 +76,7 @@ def test_library_report(cli, tmp_path: Path) -> None:
     assert "attention-3pass" in (out / "index.html").read_text()
     # BERT has no MoE sizes: the expert cascade is a row saying so, not an analysis at the cascade's toy sizes
     moe = next(r for r in rows if r["cascade"] == "moe-experts")
-    assert moe["reason"].startswith("missing: cascade moe-experts binds tokens") and not moe["ops_mac"]
+    assert moe["reason"].startswith("params.tokens: missing: cascade moe-experts binds tokens") and not moe["ops_mac"]
 
 
 def test_workloads_bind_attention(cli, cli_json) -> None:

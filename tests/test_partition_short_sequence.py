@@ -29,8 +29,8 @@ def test_a_mapping_run_below_its_block_names_seq_len_and_the_block() -> None:
     assert code == 2, output
     assert len(output.strip().splitlines()) == 1 and "Traceback" not in output, output
     assert output.startswith("error: --set: seq_len: expected at least block (64), got 32"), output
-    assert "minference-block-sparse.yaml" in output  # the cascade whose rank I = seq_len // block
-    assert "block=64 from " in output and "fusemax-minference-block-sparse.yaml" in output, output
+    assert "minference-block-sparse splits seq_len into whole blocks (ranks.I: seq_len // block)" in output, output
+    assert "block=64 from mapping fusemax-minference-block-sparse" in output, output
     assert "positive integer size" not in output, output
 
 
@@ -41,7 +41,8 @@ def test_executing_a_cascade_below_its_default_block_says_how_to_set_it(cascade:
     assert code == 2, output
     assert len(output.strip().splitlines()) == 1 and "Traceback" not in output, output
     assert output.startswith("error: --set: seq_len: expected at least block (8), got 4"), output
-    assert f"{cascade}.yaml" in output and f"block=8 is {cascade}'s default: pass --set block=N" in output, output
+    assert f"{cascade} splits seq_len" in output and f"block=8 is {cascade}'s default: pass --set block=N" in output, \
+        output
 
 
 def test_a_block_above_the_default_sequence_blames_the_cascades_default() -> None:

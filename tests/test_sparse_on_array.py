@@ -69,8 +69,8 @@ def test_a_prompt_of_no_whole_blocks_names_where_its_sizes_come_from() -> None:
     (`--set`, the mapping), so the user knows what to change."""
     result = CliRunner().invoke(main, [*RUN[:-2], "--set", "seq_len=16001"])
     assert result.exit_code == 2
-    assert "multiply to 16000, not P=16001 (seq_len=16001 from --set, block=64 from " in result.output
-    assert "fusemax-minference-block-sparse.yaml)" in result.output
+    assert ("multiply to 16000, not P=16001 (seq_len=16001 from --set, block=64 from mapping "
+            "fusemax-minference-block-sparse)") in result.output
 
 
 def test_sparse_beats_dense_at_low_density_and_the_estimation_share_grows() -> None:

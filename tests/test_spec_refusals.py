@@ -157,8 +157,8 @@ def test_a_set_parameter_a_mapping_overrides_is_refused(cli) -> None:
     `--set M0=128` changes it."""
     result = cli("run", "--mapping", "fusemax", "--workload", "bert-base", "--set", "tile_kv=128", expect=2)
     assert ("--set: tile_kv: changes nothing: " in result.output
-            and "fusemax.yaml sets rank M0 = 256 (its set:), the only size tile_kv gives; set M0 instead"
-            in result.output), result.output
+            and "changes nothing: mapping fusemax sets rank M0 = 256 (its set:), the only size tile_kv gives; set "
+                "M0 instead" in result.output), result.output
     default, smaller = (cli("run", "--mapping", "fusemax", "--workload", "bert-base", *sets, "--json").output
                         for sets in ((), ("--set", "M0=128")))
     assert default != smaller

@@ -228,7 +228,8 @@ def test_check_against_workload(tmp_path, workload, parallelism, where, size):
 
 
 def _check_cut(path, workload, where, size):
-    """check_against_workload passes (`where` None) or names the system file, `where` and the workload's size."""
+    """check_against_workload passes (`where` None) or names the system file, `where` and the workload's size, the
+    workload by its name (`heads (32 in gpt3-7b)`), not its file: a sweep stores the message."""
     system, spec = load_system(path), load_workload_spec(workload)
     if where is None:
         check_against_workload(system, spec)
@@ -236,7 +237,7 @@ def _check_cut(path, workload, where, size):
     with pytest.raises(SpecError) as info:
         check_against_workload(system, spec)
     assert (info.value.source, info.value.where) == (str(path), where)
-    assert size in info.value.message and spec.path in info.value.message
+    assert f"{size} {spec.name}" in info.value.message and spec.path not in info.value.message
 
 
 def test_by_workload_parallelism_replaces_the_top_level_for_that_workload(tmp_path):

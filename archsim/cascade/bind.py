@@ -1,7 +1,9 @@
 """Bind a cascade's ranks to sizes: cascade defaults, then a workload's params, then explicit overrides.
 
 Every value is checked (`archsim.workload.check_size`) and an error blames where it came from: the cascade
-file's `params.X`, the workload file's `params.X`, or the overrides' source ("--set") and the name.
+file's `params.X`, the workload file's `params.X`, or the overrides' source ("--set") and the name. A message
+saying where a value came from names a spec by what it is (`M0=256 from mapping fusemax`, `_Named`), not by its
+file: a sweep stores the message without the blamed file, and a path is another on every install and folder.
 
 An override names either a parameter (`seq_len=4096`) or a rank (`M0=256`). Partition parts whose size is
 left out are derived (M1 = M / M0) and must divide exactly. A rank is set directly only where nothing else reads the
@@ -20,6 +22,7 @@ import math
 import operator
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 
 from archsim.cascade import syntax as S
@@ -215,7 +218,7 @@ def bind(
         values, origin = (dict(layered) for layered in _workload_layers(cascade, params, limit))
     else:
         values, origin = _layers(cascade, [("<params>", params)] if params else [], limit)
-    override_layers = [(fixed[0], fixed[1], "set.")] if fixed else []
+    override_layers = [(_Named(fixed[0], f"mapping {Path(fixed[0]).stem}"), fixed[1], "set.")] if fixed else []
     override_layers.append((source, overrides or {}, ""))
     rank_overrides, rank_given = _apply_overrides(cascade, values, origin, override_layers, limit)
     _ffn_words(cascade, values, origin)
@@ -253,7 +256,7 @@ def _apply_overrides(cascade: Cascade, values: dict[str, float], origin: dict[st
             where = f"{prefix}{key}"
             if ffn and key == "word_bytes" and (FFN_WORDS in values or FFN_WORDS in layer):
                 raise SpecError(layer_source, where, f"{cascade.name} is bound at ffn_word_bytes, which "
-                                                     f"{origin.get(FFN_WORDS, layer_source)} gives: set "
+                                                     f"{_shown(origin.get(FFN_WORDS, layer_source))} gives: set "
                                                      "ffn_word_bytes for the FFN's width")
             if key in cascade.rank_sizes:
                 rank_overrides[key] = _positive_int(check_size(key, value, layer_source, where, limit), layer_source,
@@ -383,7 +386,7 @@ def _check_rank_overrides(cascade: Cascade, rank_overrides: Mapping[str, int],
                 raise SpecError(source, where, f"{rank} is sized by {param} (ranks.{rank}: {size_text(expr)}), which "
                                                f"{', '.join(readers)} also read: {rank}={rank_overrides[rank]} "
                                                f"would leave them reading {param}={number_text(values[param])} "
-                                               f"(from {origin[param]}); set {param} instead")
+                                               f"(from {_shown(origin[param])}); set {param} instead")
 
 
 @per_object(maxsize=1024)
@@ -465,7 +468,7 @@ def _layers(cascade: Cascade, given: list[tuple[str, Mapping[str, float]]],
     origin: dict[str, str] = {}  # param -> the source of its value
     for layer_source, layer in given:
         _refuse_ranks(cascade, layer_source, layer)
-    for layer_source, layer in [(cascade.source, cascade.params), *given]:
+    for layer_source, layer in [(_Named(cascade.source, f"cascade {cascade.name}"), cascade.params), *given]:
         values.update(_checked_params(layer_source, layer, limit))
         origin.update(dict.fromkeys(layer, layer_source))
     _ffn_words(cascade, values, origin)
@@ -502,7 +505,7 @@ def _workload_layers(cascade: Cascade, workload: Workload, limit: int) -> tuple[
     """`_layers` of a cascade under a workload's params, remembered per (cascade, workload) object (both frozen
     specs): a system model binds every op of a layer, and every size it meets, under one workload. Callers copy
     the dicts before changing them."""
-    return _layers(cascade, [(workload.path, workload.params)], limit)
+    return _layers(cascade, [(_Named(workload.path, f"workload {workload.name}"), workload.params)], limit)
 
 
 def _checked_params(source: str, layer: Mapping[str, float], limit: int) -> dict[str, float]:
@@ -582,7 +585,7 @@ def _defaults_hint(cascade: Cascade, ranks: list[str], values: Mapping[str, floa
 
 
 def _origins(cascade: Cascade, ranks: list[str], values: Mapping[str, float], origin: Mapping[str, str]) -> str:
-    """Where the sizes of `ranks` came from, when not from the cascade file: `(seq_len=1025 from w.yaml)`."""
+    """Where the sizes of `ranks` came from, when not from the cascade file: `(seq_len=1025 from workload w)`."""
     named = []
     for rank in ranks:
         if rank in origin:  # a rank set directly
@@ -602,7 +605,7 @@ def _no_whole_part(cascade: Cascade, rank: str, values: Mapping[str, float], ori
         case S.BinOp(op="//", lhs=S.Name(name=a), rhs=S.Name(name=b)) if 0 < values[a] < values[b]:
             return SpecError(origin.get(a, cascade.source), a,
                              f"expected at least {b} ({number_text(values[b])}), got {number_text(values[a])}: "
-                             f"{cascade.name} splits {a} into whole {b}s (ranks.{rank}: {a} // {b}, {cascade.source})"
+                             f"{cascade.name} splits {a} into whole {b}s (ranks.{rank}: {a} // {b})"
                              + _origins(cascade, [rank], values, origin)
                              + _defaults_hint(cascade, [rank], values, origin, source))
     return None
@@ -620,7 +623,7 @@ def _no_even_split(cascade: Cascade, rank: str, values: Mapping[str, float], ori
                 and values[a] % values[b]):
             return SpecError(origin.get(b, cascade.source), b,
                              f"expected a divisor of {a} ({number_text(values[a])}), got {number_text(values[b])}: "
-                             f"{cascade.name} splits {a} over {b} (ranks.{rank}: {a} / {b}, {cascade.source})"
+                             f"{cascade.name} splits {a} over {b} (ranks.{rank}: {a} / {b})"
                              + _origins(cascade, [rank], values, origin)
                              + _defaults_hint(cascade, [rank], values, origin, source, workload_helps=False))
     return None
@@ -635,6 +638,27 @@ def _positive_int(value: float, source: str, where: str) -> int:
 def _values_text(names: Iterable[str], values: Mapping[str, float], origin: Mapping[str, str] | None = None,
                  cascade_source: str = "") -> str:
     """`names` with their `values` for a message, `seq_len=1025, page=64`; given `origin` (name -> where its value
-    came from), only those not from `cascade_source`, each with where: `seq_len=1025 from w.yaml`."""
-    return ", ".join(f"{n}={number_text(values[n])}" + (f" from {origin[n]}" if origin is not None else "")
+    came from), only those not from `cascade_source`, each with where (`_shown`): `seq_len=1025 from workload w`."""
+    return ", ".join(f"{n}={number_text(values[n])}" + (f" from {_shown(origin[n])}" if origin is not None else "")
                      for n in names if origin is None or origin.get(n, cascade_source) != cascade_source)
+
+
+class _Named(str):
+    """A spec's file as the source of its values: an error blames the file (`error: <file>: field: ...`), and a
+    message saying where a value came from names the spec by what it is (`_shown`: `mapping fusemax`, `workload
+    bert-base`, `cascade attention-1pass`). A sweep stores a point's refusal without the blamed file (`archsim.dse.
+    points._reason`), so its reason holds no path, which the point's key does not hold: the library's is another
+    in a wheel than in a checkout, a user's spec moves with the sweep. A mapping is named by its file's stem (`bind`
+    is given its file and `set:`, not its name), which is a library mapping's name."""
+
+    name: str
+
+    def __new__(cls, path: str, name: str) -> _Named:
+        named = super().__new__(cls, path)
+        named.name = name
+        return named
+
+
+def _shown(source: str) -> str:
+    """Where a value came from, for a message: a spec's name (`_Named`), else the source as given (`--set`)."""
+    return source.name if isinstance(source, _Named) else source

@@ -123,7 +123,8 @@ def check_against_workload(system: System, workload: Workload) -> None:
     be a multiple of it (each KV head then replicated, `sharding.shard`), EP must divide the experts, and PP
     be at most the layers (stages of ceil or floor of layers / pp layers each, vLLM's default partition:
     `sharding.pp_partition`). The error names the degree's field (`parallelism.tp` or
-    `parallelism.by_workload.<name>.tp`, or the option that set it: `System.blame`) and the workload's value; a size
+    `parallelism.by_workload.<name>.tp`, or the option that set it: `System.blame`) and the workload's value, the
+    workload by its name (`32 in llama3-8b`), not its file, whose path a sweep's stored reason must not hold; a size
     TP or PP needs that the workload lacks is blamed on the workload file. Then `schedule.resident_weight_bytes`
     against the ops that read weights in the workload (`_check_resident_weights`), and the devices those ops may
     run on (`_check_weight_devices`)."""
@@ -141,14 +142,14 @@ def check_against_workload(system: System, workload: Workload) -> None:
                                                                  f"{degree} in {source} cuts")
         if field == "pp":
             if degree > params["layers"]:
-                raise SpecError(source, where, f"expected at most layers ({params['layers']:g} in {workload.path}: "
+                raise SpecError(source, where, f"expected at most layers ({params['layers']:g} in {workload.name}: "
                                                f"a stage holds at least one), got {degree}")
             continue
         size = uncut_size(params, degree, sizes)
         if size is not None:
             also = " or a multiple of it" if size == "kv_heads" else ""
             raise SpecError(source, where, f"expected a divisor of {size}{also} ({params[size]:g} in "
-                                           f"{workload.path}), got {degree}")
+                                           f"{workload.name}), got {degree}")
     _check_resident_weights(system, workload)
     _check_weight_devices(system, workload)
     _check_word_sizes(system, workload)
