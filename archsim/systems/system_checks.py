@@ -266,6 +266,7 @@ def check_system(system: System) -> None:
     _check_devices_read(system)
     _check_kernels_read(system)
     _check_bank_pims(system)
+    _check_node_make_up(system)
     _check_logic_pim_interface(system)
     _check_resident_sram(system)
 
@@ -482,6 +483,23 @@ def _check_bank_pims(system: System) -> None:
                 raise SpecError(system.source, f"devices.{device.name}.count",
                                 f"expected {npu.count}, devices.{npu.name}.count: one PIM HBM per NPU, got "
                                 f"{device.count}")
+
+
+def _check_node_make_up(system: System) -> None:
+    """One engine's ranks (TP x PP x EP) each hold one device of every kind (`SystemModel.static_w`,
+    `price_per_hour` and `board_w` count them so), in nodes of the weight holder's `count`: another gpu or npu beside
+    it of another count would be read as one a rank (a lone auxiliary GPU charged at every rank's static power,
+    price and board power), so it is refused. Attention offloading's pool and a context-parallel system count their
+    own devices; a bank-PIM's count is its NPU's (`_check_bank_pims`), a Logic-PIM's its stacks per xPU."""
+    if system.schedule.kind in (*OFFLOAD_SCHEDULES, CONTEXT_PARALLEL):
+        return
+    holder = weight_holder(system)
+    for device in system.devices.values():
+        if device.kind in ("gpu", "npu") and device.count != holder.count:
+            raise SpecError(system.source, f"devices.{device.name}.count",
+                            f"expected {holder.count}, devices.{holder.name}.count: each rank holds one device of "
+                            f"every kind (its static power, price and board power are counted a rank), got "
+                            f"{device.count}")
 
 
 def _check_logic_pim_interface(system: System) -> None:
