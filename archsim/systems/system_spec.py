@@ -541,6 +541,13 @@ def _fields(kind: str) -> tuple[str, ...]:
     return ("preset",) if kind in PRESET_KINDS else ()
 
 
+def _refuse_other_unit(price_pj: float | None, source: str, where: str) -> None:
+    """A per-action price no device pays (above `ACTION_PJ_MAX`): written in another unit (fJ for pJ, J for pJ)."""
+    if price_pj is not None and price_pj > ACTION_PJ_MAX:
+        raise SpecError(source, where, f"expected at most {ACTION_PJ_MAX:g} pJ (a device's are 0.1-20), got "
+                                       f"{price_pj:g}: a value in fJ?")
+
+
 def _dataclass_spec(kind: str, data: Mapping, source: str, where: str) -> Any:
     """A spec of `SPEC_CLASSES` from the device's fields: whole numbers >= 1 for int fields, positive finite numbers
     for float fields (>= 0 where the field's metadata says `zero`), text for str fields (whose choices the spec
@@ -558,6 +565,8 @@ def _dataclass_spec(kind: str, data: Mapping, source: str, where: str) -> Any:
             zero = field.metadata.get("zero", False)  # a float a spec may set to 0 (e.g. no refresh)
             values[field.name] = _number(value, source, at, f"a {'' if zero else 'positive '}number for {field.name}",
                                          zero)
+            if "pj" in field.name:  # a per-action price (op_energy_pj, *_pj_per_bit, pj_per_flop), as a gpu's
+                _refuse_other_unit(values[field.name], source, at)
         elif not isinstance(value, str):
             raise SpecError(source, at, f"expected a string, got {kind_of(value)}")
         else:
@@ -621,10 +630,8 @@ def _energy(data: Mapping, name: str, power_w: float | None, source: str, where:
                 "on-chip SRAM energy in pJ per DRAM byte", zero=True),
         _number(data["static_w"], source, f"{where}.static_w",
                 "the device's static power in W, drawn busy or idle (0 leaves it out)", zero=True))
-    for key in ACTION_PJ:  # a price no device pays: written in another unit (fJ for pJ, J for pJ)
-        if getattr(energy, key) > ACTION_PJ_MAX:
-            raise SpecError(source, f"{where}.{key}", f"expected at most {ACTION_PJ_MAX:g} pJ (a device's are "
-                                                      f"0.1-20), got {getattr(energy, key):g}: a value in fJ?")
+    for key in ACTION_PJ:
+        _refuse_other_unit(getattr(energy, key), source, f"{where}.{key}")
     if power_w is not None and energy.static_w > power_w:
         raise SpecError(source, f"{where}.static_w", f"expected at most the board power of {name}, "
                                                      f"{power_w:g} W (static power is part of it), got "
