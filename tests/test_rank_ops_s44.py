@@ -1,5 +1,6 @@
-"""A top-k rank costs one compare and one add per candidate pair, as a (score, index) key compare in hardware or
-torch.topk does, while breaking ties by index: the rank is split by the static order of the two positions, larger
+"""A top-k rank costs one compare and one add per candidate pair (a (score, index) key compare; n^2 of them, above
+a sort's n log n and a GPU radix top-k's linear passes, which `archsim.model.gpu_sparse` times), while breaking ties
+by index: the rank is split by the static order of the two positions, larger
 or equal scores before the item (NAMEL) and larger ones from it on (NAMEU), each Einsum's positional mask free.
 
 Expectations by hand at each cascade's defaults (the file's params): pairs are (item, candidate) points, a half's
