@@ -24,8 +24,13 @@ class SpecError(ValueError):
         # process fails) gets the same SpecError back, not a TypeError
         super().__init__(self.source, self.where, self.message)
 
+    @property
+    def reason(self) -> str:
+        """The field and the message, without the source: what a sweep stores and a report shows."""
+        return f"{self.where}: {self.message}" if self.where else self.message
+
     def __str__(self) -> str:
-        return f"{self.source}: {self.where}: {self.message}" if self.where else f"{self.source}: {self.message}"
+        return f"{self.source}: {self.reason}"
 
 
 def loaded_for(source: str, where: str, load: Callable[[Any], Any], arg: Any) -> Any:

@@ -149,3 +149,17 @@ def test_sparse_refuses_an_ffn_width_no_gpu_computes_naming_the_workload(tmp_pat
     result = CliRunner().invoke(main, ["sparse", *method, "--gpu", "h100-sxm5", "-w", str(path), "--context", "32K"])
     line = _one_error_line(result.exit_code, result.output)
     assert line.startswith(f"error: {path}: params.ffn_word_bytes: the GPU the layer's FFN runs on does not compute")
+
+
+def test_a_parallel_grid_no_point_of_which_computes_the_ffn_width_is_exit_2(tmp_path) -> None:
+    """What no point of the grid could run is exit 2, not a grid of infeasible rows (review helper-551: a 4-point
+    grid over a 4-byte FFN printed four infeasible rows and exited 0)."""
+    from click.testing import CliRunner
+
+    from archsim.cli import main
+
+    path = _workload(tmp_path, ffn_word_bytes=4)
+    result = CliRunner().invoke(main, ["parallel", "--scheme", "ring,zigzag", "--devices", "4,8", "-w", str(path),
+                                       "--seq-len", "32K", "--scope", "layer"])
+    line = _one_error_line(result.exit_code, result.output)
+    assert line.startswith(f"error: {path}: params.ffn_word_bytes: the GPU the layer's FFN runs on does not compute")

@@ -93,3 +93,16 @@ def test_a_split_reason_names_the_cascade_and_workload_not_their_files(cascade, 
     message = caught.value.message
     assert f"{cascade} splits" in message and rule in message and origin in message, message
     assert LIBRARY not in message and ".yaml" not in message, message
+
+
+def test_a_named_source_survives_pickling() -> None:
+    """A Dask worker's SpecError crosses processes pickled: a named source keeps its file and its name (review
+    helper-551: `_Named` could not be unpickled or copied)."""
+    import copy
+    import pickle
+
+    from archsim.cascade.bind import _Named
+
+    named = _Named("/x/m.yaml", "mapping m")
+    for twin in (pickle.loads(pickle.dumps(named)), copy.deepcopy(named)):
+        assert (str(twin), twin.name) == ("/x/m.yaml", "mapping m")

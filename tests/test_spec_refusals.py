@@ -192,6 +192,7 @@ def test_a_requirement_on_a_tile_the_mapping_fixes_reads_the_fixed_tile(cli, tmp
                                 f"{LIBRARY / 'archsim' / 'arch' / 'presets' / 'fusemax.yaml'}"))
     result = cli("run", "--mapping", str(mapping), "--workload", "bert-base", "--set", "seq_len=4096", expect=2)
     assert f"{mapping}: tile_kv: expected tile_kv <= 64" in result.output and "got 256 against 64" in result.output
+    assert result.output.count(str(tmp_path)) == 1  # the line's file alone: the tile is the mapping's by name
 
 
 def test_a_workload_size_the_cascade_does_not_read_is_refused(cli) -> None:

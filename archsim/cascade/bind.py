@@ -218,7 +218,8 @@ def bind(
         values, origin = (dict(layered) for layered in _workload_layers(cascade, params, limit))
     else:
         values, origin = _layers(cascade, [("<params>", params)] if params else [], limit)
-    override_layers = [(_Named(fixed[0], f"mapping {Path(fixed[0]).stem}"), fixed[1], "set.")] if fixed else []
+    mapping = _Named(fixed[0], f"mapping {Path(fixed[0]).stem}") if fixed else None
+    override_layers = [(mapping, fixed[1], "set.")] if fixed else []
     override_layers.append((source, overrides or {}, ""))
     rank_overrides, rank_given = _apply_overrides(cascade, values, origin, override_layers, limit)
     _ffn_words(cascade, values, origin)
@@ -234,7 +235,7 @@ def bind(
     sizes = _rank_sizes(cascade, values, origin, rank_overrides, source, limit)
     _partition_sizes(cascade, sizes, values, origin, rank_overrides, source)
     _check_constant_slots(cascade, sizes, values, origin)
-    _check_requires(cascade, {**values, **tiles}, sizes, {**origin, **{name: fixed[0] for name in tiles}})
+    _check_requires(cascade, {**values, **tiles}, sizes, {**origin, **dict.fromkeys(tiles, mapping)})
     _check_densities(cascade, values, origin)
     word_bytes = _positive_int(values["word_bytes"], origin.get("word_bytes", cascade.source),
                                "params.word_bytes")
@@ -657,6 +658,9 @@ class _Named(str):
         named = super().__new__(cls, path)
         named.name = name
         return named
+
+    def __getnewargs__(self) -> tuple[str, str]:  # pickled and copied whole (a Dask worker's error)
+        return str(self), self.name
 
 
 def _shown(source: str) -> str:

@@ -352,7 +352,7 @@ def _first_point(schemes: list[str], p: int, n: int, workload: str, topology: st
         _refuse_default_links(gpu, device, network)
     _refuse_on_arrays(device, schemes, direction, scope, kernel_given, causal)
     # what no point of the grid could run (they share direction and tp): exit 2, not a grid of infeasible rows
-    check_workload(model, memory_modelled(direction, tp, device), scope == "layer")
+    check_workload(model, memory_modelled(direction, tp, device), scope == "layer", device)
     return ParallelSpec(schemes[0], p, model, n, device, network, batch=batch, causal=causal, direction=direction,
                         scope=scope, tp=tp, ulysses=ulysses, kernel=kernel)
 

@@ -108,7 +108,8 @@ def report_cmd(library_report: bool, run_report: bool, reproduction: str | None,
 def _report_library(workload: str | None, sets: dict[str, float], out: Path) -> None:
     """Every cascade bound as `archsim analyze` binds it (`archsim.point.bound`: its K/V heads, block, window and
     experts checked, no test-default tile under a workload's sizes), each taking the `--set` values it reads or
-    checks (`_sets_of`); a set no cascade reads is refused. A cascade `analyze` refuses is a row with the refusal
+    checks (`_sets_of`); a set that is no model size (`archsim.workload.PARAMS`) and that no cascade reads is
+    refused. A cascade `analyze` refuses is a row with the refusal
     (field and message)."""
     from archsim.point import bound
     from archsim.report.cascades import cascade_row, write_cascade_report
@@ -124,8 +125,7 @@ def _report_library(workload: str | None, sets: dict[str, float], out: Path) -> 
             analysis = bound(cascade, spec, _sets_of(cascade, spec, sets), sets_source="--set")[1]
             rows.append(cascade_row(analysis, cascade.description))
         except SpecError as exc:  # a workload that does not fit a cascade is a row, not a crash
-            reason = f"{exc.where}: {exc.message}" if exc.where else exc.message
-            rows.append({"cascade": cascade.name, "description": cascade.description, "reason": reason})
+            rows.append({"cascade": cascade.name, "description": cascade.description, "reason": exc.reason})
             failed += 1
     title = "archsim cascade library" + (f" at workload {workload}" if workload else " (default params)")
     index = write_cascade_report(rows, out, title)

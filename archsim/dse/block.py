@@ -154,5 +154,5 @@ def refuse_on_every(check: Callable[[Any], None], devices: Sequence[Any]) -> Non
             check(device)
         except SpecError as error:
             errors.append(error)
-    if len(errors) == len(devices):
+    if errors and len(errors) == len(devices):  # no device: nothing refused here
         raise errors[0]

@@ -605,7 +605,7 @@ def _reason(error: SpecError) -> str:
     """A point's refusal as its record stores it: the field and the message, without the file (a sweep's, a
     preset's), whose path the point's key does not hold: a store reused from a copied or moved spec exports the
     same bytes as a fresh one (the messages name the sweep's sizes by `SETS_SOURCE`, a topology by its name)."""
-    return f"{error.where}: {error.message}" if error.where else error.message
+    return error.reason
 
 
 def _refused(spec: SweepSpec, base: Base, point: Point, kind: str, reason: str) -> Record | None:

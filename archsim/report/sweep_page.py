@@ -94,8 +94,8 @@ def _write(df: pd.DataFrame, out_dir: Path, title: str, objectives: Sequence[str
     if len(axes) >= 2:
         name = heatmap_name(axes[0], axes[1])
         heatmap = sweep.heatmap_table(df, axes[0], axes[1], sweep.HEATMAP_METRIC, spec_axes)
-        held = f" at {heatmap.held_text()}" if heatmap.held else ""
-        figure = sweep_figures.heatmap_figure(heatmap, f"Best latency over the first two axes{held}: {title}")
+        at = f" at {heatmap.held_text()}" if heatmap.held else ""
+        figure = sweep_figures.heatmap_figure(heatmap, f"Best latency over the first two axes{at}: {title}")
         heatmap.rows().to_csv(out_dir / f"{name}.csv", index=False)
         figure.savefig(out_dir / f"{name}.png", bbox_inches="tight")  # no label or legend cut at an edge
         if heatmap.cell_points() is not None:
