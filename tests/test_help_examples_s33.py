@@ -50,6 +50,7 @@ def test_library_report_counts_the_cascades_analyze_refuses(cli, tmp_path: Path,
     mla = rows["attention-mla-decode"]
     assert mla["description"] == library.load_cascade_spec("attention-mla-decode").description
     assert mla["reason"].startswith("params.kv_lora_rank: missing: cascade attention-mla-decode binds kv_lora_rank")
+    assert not any(".yaml" in r["reason"] for r in rows.values())  # each spec by its name, no install's path
 
 
 def test_library_report_refuses_a_set_no_cascade_reads(cli, tmp_path: Path) -> None:

@@ -123,3 +123,14 @@ def test_init_on_a_sum_reduction_is_exit_2_naming_the_file_and_field(cli, tmp_pa
     lines = result.output.strip().splitlines()
     assert len(lines) == 1, lines
     assert f"{spec}: init.M:" in lines[0] and "M is a sum reduction" in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(("reduce", "start", "sign"), [("max", float("inf"), "-"), ("min", -float("inf"), "+")])
+def test_a_start_no_value_can_pass_is_refused(reduce: str, start: float, sign: str) -> None:
+    """+inf as a max's start (-inf as a min's) made every output that start: `analyze` took it, and only `execute
+    --check` failed, on NaN (audit helper-546)."""
+    with pytest.raises(SpecError) as caught:
+        cascade_from_dict(_small({"M": start}, reduce=reduce), source="small.yaml")
+    assert (caught.value.source, caught.value.where) == ("small.yaml", "init.M")
+    assert caught.value.message == (f"expected a start a {reduce} reduction's values can pass (a number or "
+                                     f"{sign}inf), got {start}")

@@ -556,8 +556,8 @@ def _check_model_sizes(cascade: Cascade, workload: Workload, overrides: Mapping[
     for name in model_sizes(cascade):
         if name not in workload.params and name not in overrides:
             flag = f" or pass --set {name}=N" if set_option else ""
-            raise SpecError(workload.path, f"params.{name}", f"missing: cascade {cascade.name} binds {name} "
-                                                             f"({cascade.source}); add it to the workload{flag}")
+            raise SpecError(workload.path, f"params.{name}", f"missing: cascade {cascade.name} binds {name}; add "
+                                                             f"it to the workload{flag}")  # by name: no path
 
 
 def _defaults_hint(cascade: Cascade, ranks: list[str], values: Mapping[str, float], origin: Mapping[str, str],

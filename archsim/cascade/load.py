@@ -162,14 +162,19 @@ class _Loader:
     def reduction_init(self, einsums: list[Einsum]) -> dict[str, float]:
         """The values `init:` gives max or min reductions: each starts there instead of at its identity, so the
         lowest finite double keeps a split of only -inf scores from a max of -inf (whose exp(QK - max) is NaN). Any
-        other tensor in `init:` than these and the recurrences (whose slot 0 it fills) is refused."""
+        other tensor in `init:` than these and the recurrences (whose slot 0 it fills) is refused, and so is a start
+        no value can pass (+inf for a max, -inf for a min: every output would be it)."""
         reduce_ops = {einsum.name: einsum.reduce_op for einsum in einsums}
         starts = {}
         for tname, value in self.init.items():
             decl = self.tensors.get(tname)
             if decl is not None and decl.iterative:
                 continue
-            if reduce_ops.get(tname) in ("max", "min"):
+            op = reduce_ops.get(tname)
+            if op in ("max", "min"):
+                if value == (float("inf") if op == "max" else -float("inf")):
+                    raise self.error(f"init.{tname}", f"expected a start a {op} reduction's values can pass (a "
+                                                      f"number or {'-' if op == 'max' else '+'}inf), got {value}")
                 starts[tname] = value
                 continue
             raise self.error(f"init.{tname}", f"init is for a recurrence (a tensor written as X[i+1,...]) or a max "
