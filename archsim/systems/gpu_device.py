@@ -164,18 +164,19 @@ def kernel_word_problem(kernel: str, gpu: GPU, word_bytes: int, decode_only: boo
             f"{' or '.join(f'{w}-byte' for w in widths)} words for its attention")
 
 
-def refuse_workload_words(gpu: GPU, workload: Workload, who: str) -> None:
+def refuse_workload_words(gpu: GPU, workload: Workload) -> None:
     """Refuse a workload whose `word_bytes` or `ffn_word_bytes` (where given) `gpu`'s tensor cores do not compute
     (`word_problem`): a SpecError at the workload's file and field, as the systems check names them
-    (`archsim.systems.system_checks`), for a caller that builds its GPU devices itself (`who`: the GPU as the
-    message names it), before a device's op names a file that holds no word size (`GpuDevice.precision`)."""
+    (`archsim.systems.system_checks`), for a caller that builds its GPU devices itself (the layer's GPU: `archsim
+    parallel`, `archsim sparse`), before a device's op names a file that holds no word size (`GpuDevice.precision`)."""
     for name in ("word_bytes", FFN_WORDS):
         value = workload.params.get(name)
         if value is None:
             continue
         problem = word_problem(gpu, int(value) if float(value).is_integer() else value)
         if problem:
-            raise SpecError(workload.path, f"params.{name}", f"{who} does not compute these words: {problem}")
+            raise SpecError(workload.path, f"params.{name}", "the GPU the layer's FFN runs on does not compute these "
+                                                             f"words: {problem}")
 
 
 @dataclass(frozen=True)

@@ -530,7 +530,7 @@ def check_dense_attention(workload: Workload, gpu: GPU | None = None) -> None:
                         f"{max(FA2_HEAD_DIMS)} (multiples of 32, another padded up to the next) "
                         f"on every GPU, got {head_dim:g}")
     if gpu is not None:
-        refuse_workload_words(gpu, workload, "the GPU the layer's FFN runs on")
+        refuse_workload_words(gpu, workload)
 
 
 def _size(workload: Workload, name: str) -> float:

@@ -191,7 +191,7 @@ def check_workload(workload: Workload, memory: bool = True, layer: bool = False,
                             "send are costed in 16-bit words here, so {word_bytes:g}-byte times would be bf16's beside "
                             "{word_bytes:g}-byte memory")
     if isinstance(gpu, GPU):
-        refuse_workload_words(gpu, workload, "the GPU the layer's FFN runs on")
+        refuse_workload_words(gpu, workload)
 
 
 def check_array(device: GPU | ArrayDevice, scheme: str, direction: str, scope: str, kernel: str) -> None:

@@ -266,7 +266,7 @@ def check_system(system: System) -> None:
     _check_devices_read(system)
     _check_kernels_read(system)
     _check_bank_pims(system)
-    _check_node_make_up(system)
+    _check_device_counts(system)
     _check_logic_pim_interface(system)
     _check_resident_sram(system)
 
@@ -462,9 +462,7 @@ def _check_one_engine(system: System) -> None:
 
 def _check_bank_pims(system: System) -> None:
     """A bank-PIM runs decode attention's GEMVs alone: a rule that can put another op on one is refused by the
-    check its cost model runs on every op (`pim_device.placement_problem`). Its `count` is its NPU's: one PIM HBM
-    per NPU (the presets' "one PIM HBM per NeuPIMs device"), each NPU streaming from and softmaxing for its own;
-    the model reads the NPU's count alone, so another value would be ignored."""
+    check its cost model runs on every op (`pim_device.placement_problem`); its count is `_check_device_counts`'."""
     decided: set[tuple[str, str]] = set()  # (op, phase) a rule without an Op/B threshold placed before
     for i, rule in enumerate(system.placement):
         for op in rule.ops:
@@ -476,30 +474,29 @@ def _check_bank_pims(system: System) -> None:
                 problem = placement_problem(op, phase) if system.devices[rule.device].kind == "bank-pim" else None
                 if problem:
                     raise SpecError(system.source, f"placement[{i}]", problem)
-    for device in system.devices.values():
-        if device.kind == "bank-pim":
-            npu = companion(system, device)  # one npu: `_check_devices_read` refused a bank-pim without it
-            if device.count != npu.count:
-                raise SpecError(system.source, f"devices.{device.name}.count",
-                                f"expected {npu.count}, devices.{npu.name}.count: one PIM HBM per NPU, got "
-                                f"{device.count}")
 
 
-def _check_node_make_up(system: System) -> None:
-    """One engine's ranks (TP x PP x EP) each hold one device of every kind (`SystemModel.static_w`,
-    `price_per_hour` and `board_w` count them so), in nodes of the weight holder's `count`: another gpu or npu beside
-    it of another count would be read as one a rank (a lone auxiliary GPU charged at every rank's static power,
-    price and board power), so it is refused. Attention offloading's pool and a context-parallel system count their
-    own devices; a bank-PIM's count is its NPU's (`_check_bank_pims`), a Logic-PIM's its stacks per xPU."""
-    if system.schedule.kind in (*OFFLOAD_SCHEDULES, CONTEXT_PARALLEL):
-        return
-    holder = weight_holder(system)
+def _check_device_counts(system: System) -> None:
+    """A device's `count` that the model would not read as given is refused, naming the count it reads:
+    - a bank-PIM's is its NPU's: one PIM HBM per NPU (the presets' "one PIM HBM per NeuPIMs device"), each NPU
+      streaming from and softmaxing for its own; the model reads the NPU's count alone;
+    - a gpu's or npu's is the weight holder's: one engine's ranks (TP x PP x EP) each hold one device of every kind
+      (`SystemModel.static_w`, `price_per_hour` and `board_w` count them so), so another count would be read as one
+      a rank (a lone auxiliary GPU charged at every rank's static power, price and board power). Attention
+      offloading's pool and a context-parallel system count their own devices; a Logic-PIM's count is its stacks
+      per xPU."""
+    ranked = system.schedule.kind not in (*OFFLOAD_SCHEDULES, CONTEXT_PARALLEL)
     for device in system.devices.values():
-        if device.kind in ("gpu", "npu") and device.count != holder.count:
+        if device.kind == "bank-pim":  # one npu: `_check_devices_read` refused a bank-pim without it
+            reads, why = companion(system, device), "one PIM HBM per NPU"
+        elif device.kind in ("gpu", "npu") and ranked:
+            reads, why = weight_holder(system), ("each rank holds one device of every kind (its static power, price "
+                                                 "and board power are counted a rank)")
+        else:
+            continue
+        if device.count != reads.count:
             raise SpecError(system.source, f"devices.{device.name}.count",
-                            f"expected {holder.count}, devices.{holder.name}.count: each rank holds one device of "
-                            f"every kind (its static power, price and board power are counted a rank), got "
-                            f"{device.count}")
+                            f"expected {reads.count}, devices.{reads.name}.count: {why}, got {device.count}")
 
 
 def _check_logic_pim_interface(system: System) -> None:
