@@ -32,7 +32,8 @@ blocks, linear-attention chunks and a layer's dense ops, for `archsim.systems.se
   (`archsim.systems.step.lm_head_op`), costed by the GPU device; its backward as twice the forward.
 - Dense ops (`dense_s`): the decoder layer's other ops (`archsim.systems.step.layer_ops` of the device's shard:
   heads, KV heads and FFN width / tp) for the device's tokens, costed by the GPU device; the backward as twice
-  the forward (dX and dW).
+  the forward (dX and dW). A model mixing dense and MoE layers (`moe_every` > 1) is its mean layer, each kind's
+  ops weighted by its count of layers (`step.non_attention_kinds`), as `seqpar` makes a hybrid model's layer.
 Precision bf16 (the papers' runs); FLOPs, bytes and tiles come from the cascades and the kernel model, nothing is
 counted here.
 
@@ -84,7 +85,7 @@ from archsim.spec_files import spec_beside
 from archsim.systems.architecture_device import ArchitectureDevice, sequence_tile
 from archsim.systems.gpu_device import GpuDevice, calibrated_gpu_device
 from archsim.systems.sharding import shard as tp_shard
-from archsim.systems.step import Op, Step, lm_head_op, non_attention_ops
+from archsim.systems.step import Op, Step, lm_head_op, non_attention_kinds
 from archsim.systems.system_checks import uncut_size
 from archsim.systems.system_types import Parallelism
 from archsim.systems.topology import ArrayDevice
@@ -301,9 +302,11 @@ class DeviceCompute(HeldTensors):
 
     def dense_s(self, shard: Workload, tokens: int) -> float:
         """The layer's ops but attention (norms, projections, FFN, residuals) for `tokens` tokens of `batch`
-        sequences on the device's shard, fwd or fwd+bwd."""
-        ops = non_attention_ops(shard, Step("prefill", self.batch, tokens))
-        return self.device.cost(ops).time_s * self._factor()
+        sequences on the device's shard, fwd or fwd+bwd: of a model mixing dense and MoE layers the mean layer,
+        each kind's weighted by its count (`step.non_attention_kinds`; a result is one layer, `seqpar`)."""
+        kinds = non_attention_kinds(shard, Step("prefill", self.batch, tokens))
+        layers = sum(count for *_, count in kinds)
+        return sum(count / layers * self.device.cost(ops).time_s for _, ops, count in kinds) * self._factor()
 
 
 @dataclass(frozen=True)

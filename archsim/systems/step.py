@@ -44,7 +44,9 @@ Mixtral, DeepSeek).
 Layer kinds (`layer_kinds`): a model without `experts` has dense layers only; with `experts`, every `moe_every`-th
 layer is MoE (layers moe_every - 1, 2 moe_every - 1, ... counting from 0, as GShard's and GLaM's "every other
 layer", Lepikhin et al. 2020 §2, Du et al. 2022 §4) and the others dense; `moe_every` absent is 1, every layer MoE.
-`layer_ops` expands one layer of a kind (`kind`, default: the workload's MoE layer if it has experts).
+`layer_ops` expands one layer of a kind (`kind`, default: the workload's MoE layer if it has experts);
+`non_attention_kinds` gives each kind's ops but attention with its count of layers, which the doors that cost
+attention their own way weigh the kinds by.
 
 Assumptions: the layers of a kind are all the same (a model whose first layers are dense and the rest MoE, as
 DeepSeek-V3, is not expressible: moe_every is periodic); prefill has no earlier context (a prompt attends to
@@ -264,11 +266,20 @@ def block_of(workload: Workload, why: str) -> str:
     return workload.block
 
 
-def non_attention_ops(workload: Workload, step: Step) -> list[Op]:
-    """The ops of one decoder layer of `workload` (its own block) in `step` but attention: what a model that costs
-    attention its own way (sequence parallelism, sparse prefill, KV selection) runs around it."""
+def non_attention_ops(workload: Workload, step: Step, kind: str | None = None) -> list[Op]:
+    """The ops of one decoder layer of `workload` (its own block, of `kind` as `layer_ops`) in `step` but attention:
+    what a model that costs attention its own way (sequence parallelism, sparse prefill, KV selection) runs around
+    it. A caller timing every layer, or the mean layer, takes `non_attention_kinds`."""
     block = block_of(workload, "the layer's other ops come from its block's cascades")
-    return [op for op in layer_ops(workload, step, block) if op.name != "attention"]
+    return [op for op in layer_ops(workload, step, block, kind) if op.name != "attention"]
+
+
+def non_attention_kinds(workload: Workload, step: Step) -> tuple[tuple[str, list[Op], int], ...]:
+    """(kind, `non_attention_ops` of a layer of that kind, the workload's layers of that kind) for each kind of its
+    layers (`layer_kinds`), in the order they first appear: every layer's other ops are each kind's times its count,
+    and a model mixing dense and MoE layers (`moe_every` > 1) is not timed as all MoE."""
+    kinds = layer_kinds(workload)
+    return tuple((kind, non_attention_ops(workload, step, kind), kinds.count(kind)) for kind in dict.fromkeys(kinds))
 
 
 def layer_op(workload: Workload, step: Step, block: str, name: str, kind: str | None = None) -> Op:
