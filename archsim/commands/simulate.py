@@ -3,7 +3,8 @@
 The system is a system spec (`archsim.systems.system_spec`: a library preset such as gpu, npu-only, npu+pim,
 neupims, neupims-no-sbi, or a YAML file) running a library workload with the spec's parallelism for it or
 --tp/--pp (`archsim.systems.system_model`); requests come from a trace CSV or a seeded Poisson process with
-ShareGPT- or Alpaca-like lengths.
+ShareGPT- or Alpaca-like lengths. The scheduler mixes prefills into the decodes' iterations (Orca's) unless
+--batching prefill-first (vLLM v0's: decodes wait while prompts do; `serving.BATCHING`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from archsim.systems.requests import (
 )
 from archsim.systems.schedule_events import LongestDecode, replay_iteration, unreplayable
 from archsim.systems.serving import (
+    BATCHING,
     ServingConfig,
     ServingResult,
     chrome_trace,
@@ -67,10 +69,17 @@ from archsim.systems.system_types import System
               help="[--rate] Seed of arrivals and lengths")
 @click.option("--max-batch", type=Size(), default=256, show_default=True,
               help="Most requests in one iteration.")
+@click.option("--batching", type=click.Choice(list(BATCHING)), default="mixed", show_default=True,
+              help="The serving scheduler's policy. mixed: new prompts prefill in the same iteration as the "
+                   "running requests' decodes (Orca's selective batching); prefill-first: an iteration that admits "
+                   "a prompt runs only prefills and the running requests' decodes wait for the next one (vLLM v0's "
+                   "scheduler without chunked prefill).")
 @click.option("--max-prefill-tokens", type=Size(),
-              help="Most prompt tokens prefilled in one iteration (vLLM's max_num_batched_tokens without chunked "
-                   "prefill: a longer prompt is prefilled alone). Default: no budget, Orca's; the system's memory "
-                   "still bounds an iteration where it is modelled.")
+              help="Most prompt tokens prefilled in one iteration, a longer prompt prefilled alone. Under --batching "
+                   "prefill-first it is vLLM v0's max_num_batched_tokens without chunked prefill (vLLM refuses a "
+                   "longer prompt); under mixed it caps the prompts joining the decodes' iteration, as no vLLM "
+                   "setting does (chunked prefill counts the decodes' tokens too and splits prompts). Default: no "
+                   "budget, Orca's; the system's memory still bounds an iteration where it is modelled.")
 @click.option("--alpha", type=RealRange(min=0, min_open=True),
               help="[attention offloading] The network overhead the link may add (Lamina's alpha, §3.3): the run "
                    "is infeasible, with the reason, where the link carries less than BW_min at its most demanding "
@@ -89,8 +98,8 @@ from archsim.systems.system_types import System
                    "them as Chrome/Perfetto trace JSON here and print the replay against the closed form.")
 @click.pass_context
 def simulate_cmd(ctx: click.Context, system_name: str, workload: str, trace_path: str | None, rate: float | None,
-                 n_requests: int | None, lengths: str, seed: int, max_batch: int, max_prefill_tokens: int | None,
-                 alpha: float | None, tp: int | None, pp: int | None,
+                 n_requests: int | None, lengths: str, seed: int, max_batch: int, batching: str,
+                 max_prefill_tokens: int | None, alpha: float | None, tp: int | None, pp: int | None,
                  as_json: bool, trace_out: str | None, layer_trace: str | None) -> None:
     """Serve requests on a system with iteration-level continuous batching and a paged KV cache; print
     throughput, TTFT and TBT percentiles, utilization per unit and energy per token.
@@ -103,6 +112,7 @@ def simulate_cmd(ctx: click.Context, system_name: str, workload: str, trace_path
       archsim simulate --system npu-only --workload gpt3-13b --trace requests.csv --json
       archsim simulate --system my-system.yaml --workload gpt3-30b --tp 8 --pp 1 --rate 10 --requests 256
       archsim simulate -s vllm-h100 -w llama3-70b --lengths kimi-ta --rate 2 --requests 100 --max-prefill-tokens 8192
+      archsim simulate -s vllm-h100 -w llama3-70b --rate 2 --requests 100 --batching prefill-first
     """
     if trace_path and (rate is not None or n_requests is not None):
         raise click.UsageError("--trace and --rate/--requests exclude each other")
@@ -135,7 +145,8 @@ def simulate_cmd(ctx: click.Context, system_name: str, workload: str, trace_path
     if refused:
         owner = workload if refused[0].startswith("params.") else system_name  # a workload's size, or the system's
         raise SpecError("--layer-trace", "", f"the layer replay does not model {owner}'s {refused[0]}: {refused[1]}")
-    config = ServingConfig(max_batch=max_batch, max_prefill_tokens=max_prefill_tokens)
+    config = ServingConfig(max_batch=max_batch, max_prefill_tokens=max_prefill_tokens,
+                           mix_prefill_decode=BATCHING[batching])
     reason = unservable(model, requests, config)
     if reason:
         raise SpecError(trace_path or "--requests", "", reason)
@@ -146,7 +157,8 @@ def simulate_cmd(ctx: click.Context, system_name: str, workload: str, trace_path
     wall_s = time.perf_counter() - start
     metrics = {**serving_metrics(result, untimed_messages(model.system, model.parallelism)),
                "served_requests": _request_source(trace_path, rate, n_requests, lengths, seed),
-               "max_batch": max_batch, "max_prefill_tokens": max_prefill_tokens}
+               "max_batch": max_batch, "max_prefill_tokens": max_prefill_tokens,
+               **({} if config.mix_prefill_decode else {"batching": config.batching})}
     record = result.record(model.price_per_hour)
     if alpha is not None:
         try:
@@ -232,7 +244,7 @@ def _request_source(trace_path: str | None, rate: float | None, n_requests: int 
 
 
 def _source_line(m: dict) -> str:
-    """`_request_source` and the batch limits as the text's `requests` line."""
+    """`_request_source`, the batch limits and a prefill-first batching as the text's `requests` line."""
     source = m["served_requests"]
     if "trace" in source:
         drawn = f"from {source['trace']}"
@@ -241,7 +253,8 @@ def _source_line(m: dict) -> str:
                  f"seed {source['seed']}")
     budget = m["max_prefill_tokens"]
     budget = f", at most {budget} prompt tokens an iteration" if budget is not None else ""
-    return f"  requests    {drawn}; at most {m['max_batch']} a batch{budget}"
+    first = "; prefill-first (decodes wait while prompts do)" if "batching" in m else ""
+    return f"  requests    {drawn}; at most {m['max_batch']} a batch{budget}{first}"
 
 
 def _rejected(m: dict) -> str:

@@ -30,27 +30,31 @@ lengths (where every lengths value is a trace, the block takes no rate, count or
 (`serving.max_batch`, `serving.lengths`, `serving.rate_per_s`), and are then left out of the block: each point serves
 the stream its lengths and rate give (a model x trace grid, a load sweep; a rate axis beside a trace is refused: a
 trace's points do not read it). One key is optional: `max_prefill_tokens`, the most prompt tokens an iteration prefills
-(vLLM's max_num_batched_tokens without chunked prefill; a longer prompt runs alone); without it there is no budget
-(`ServingConfig`'s default, Orca's: the memory of a GPU still bounds an iteration); it may be an axis too,
-`serving.max_prefill_tokens`. Another is `alpha`, Lamina's allowed network overhead (`simulate --alpha`, a number > 0):
+(a longer prompt runs alone); without it there is no budget (`ServingConfig`'s default, Orca's: the memory of a GPU
+still bounds an iteration); it may be an axis too, `serving.max_prefill_tokens`. Another is `batching` (`simulate
+--batching`, `archsim.systems.serving.BATCHING`): `mixed` (the default, Orca's selective batching: prompts prefill
+beside the decodes) or `prefill-first` (vLLM v0's scheduler without chunked prefill, whose max_num_batched_tokens
+the budget then is: an iteration that admits a prompt runs only prefills, the decodes waiting); an axis too,
+`serving.batching`. Another is `alpha`, Lamina's allowed network overhead (`simulate --alpha`, a number > 0):
 each point's link is checked against BW_min at its served run's most demanding decode iteration
 (`archsim.systems.offload.peak_batch_link_feasibility`), a link below it an infeasible record with the reason, so a
 sweep of `system.links.attention.bytes_per_s_per_direction` is a BW_min study; a sweep none of whose points is an
 attention-offloading system (a ping-pong or staggered schedule, in the system or an axis value) is refused at load
 naming `serving.alpha`, and where an axis sets the schedule, a point it leaves without offloading is infeasible saying
-so; without it no link is checked. No other `serving.` path is an axis (the page size,
-mixing prefills into decodes and the watermark stay at `ServingConfig`'s vLLM defaults).
+so; without it no link is checked. No other `serving.` path is an axis (the page size and the watermark stay at
+`ServingConfig`'s vLLM defaults).
 
 Checked at load, each problem a `SpecError` naming the sweep file and its YAML path: the system and the workload exist;
 the serving block; each `system.` axis path is a field of the system and each of its values, set alone (the fields of a
 linked axis's value together), is one the system spec accepts (`with_fields` validates the spec again; the message names
 the field the spec refuses where the YAML path does not); `serving.max_batch` and `serving.max_prefill_tokens`
-values are whole numbers >= 1 within the size limit (ARCHSIM_MAX_SIZE), `serving.rate_per_s` values finite numbers
-> 0 and `serving.lengths` values presets or CSV traces that `read_trace` and `check_requests` accept; a sweep that
-names `cost_per_token_usd` (an objective or a constraint) has a `price_per_hour` on every device of the system, in
-the file or set by an axis; and one that names an energy metric (`ENERGY_METRICS`, the default objectives'
-`energy_pj` among them) has no chip without a `power_w`, whose energy is unknown. Points whose values together cannot
-be built, or whose weights do not fit, are infeasible records with their reason, not load errors.
+values are whole numbers >= 1 within the size limit (ARCHSIM_MAX_SIZE), `serving.batching` values names of `BATCHING`,
+`serving.rate_per_s` values finite numbers > 0 and `serving.lengths` values presets or CSV traces that `read_trace` and
+`check_requests` accept; a sweep that names `cost_per_token_usd` (an objective or a constraint) has a `price_per_hour`
+on every device of the system, in the file or set by an axis; and one that names an energy metric (`ENERGY_METRICS`, the
+default objectives' `energy_pj` among them) has no chip without a `power_w`, whose energy is unknown. Points whose
+values together cannot be built, or whose weights do not fit, are infeasible records with their reason, not load
+errors.
 """
 
 from __future__ import annotations
@@ -68,20 +72,21 @@ from archsim.dse.once import check_set_once
 from archsim.errors import SpecError, UnknownField, check_keys, kind_of
 from archsim.spec_files import beside, is_spec_path
 from archsim.systems.requests import LENGTH_PRESETS, TRACE_COLUMNS, check_request_count, check_requests, read_trace
-from archsim.systems.serving import COST_METRIC
+from archsim.systems.serving import BATCHING, COST_METRIC
 from archsim.systems.system_spec import PRESETS_PACKAGE, load_system, names_file, repriced_devices, with_fields
 from archsim.systems.system_types import OFFLOAD_SCHEDULES, System, board_power_w
 from archsim.workload import Workload, max_size, size_limit_problem
 
 SYSTEM_ROOT, SERVING_ROOT = "system", "serving"
-SERVING_AXES = ("serving.max_batch", "serving.max_prefill_tokens", "serving.lengths", "serving.rate_per_s")
+SERVING_AXES = ("serving.max_batch", "serving.max_prefill_tokens", "serving.batching", "serving.lengths",
+                "serving.rate_per_s")
 WORK = ("lengths", "rate_per_s")  # of the axes' fields, those that change the requests served, not the engine
 AXIS_KEYS = ("rate_per_s", "lengths", "max_batch")  # keys of the block that an axis may give instead
 TRACE_SUFFIX = ".csv"  # a lengths value ending so is a CSV trace's path
 SERVING_KEYS = ("rate_per_s", "requests", "lengths", "seed", "max_batch")
 POISSON_KEYS = ("rate_per_s", "requests", "seed")  # read by a length preset's Poisson stream, not by a CSV trace
-# absent: no prefill budget (ServingConfig's, Orca's); no link checked against BW_min
-OPTIONAL_SERVING_KEYS = ("max_prefill_tokens", "alpha")
+# absent: no prefill budget (ServingConfig's, Orca's); the mixed batching; no link checked against BW_min
+OPTIONAL_SERVING_KEYS = ("max_prefill_tokens", "batching", "alpha")
 ENERGY_METRICS = ("energy_pj", "edp", "energy_per_token_j")  # objectives and constraints that need every energy
 
 
@@ -96,6 +101,7 @@ class ServingSettings:
     max_batch: int | None  # None: the serving.max_batch axis sets it
     max_prefill_tokens: int | None = None  # the most prompt tokens an iteration prefills; None: no budget (or its axis)
     alpha: float | None = None  # Lamina's network overhead the link may add (BW_min); None: the link is not checked
+    batching: str = "mixed"  # a name of BATCHING (or its axis)
 
 
 def serving_settings(data: Any, source: str, axes: dict[str, list[Any]]) -> ServingSettings:
@@ -136,19 +142,22 @@ def serving_settings(data: Any, source: str, axes: dict[str, list[Any]]) -> Serv
     seed = None if traces_only else _whole(data["seed"], source, "serving.seed", 0)
     return ServingSettings(rate, requests, lengths, seed, batch,
                            None if budget is None else _size(budget, source, "serving.max_prefill_tokens"),
-                           None if alpha is None else float(alpha))
+                           None if alpha is None else float(alpha),
+                           serving_batching(data.get("batching", "mixed"), source, "serving.batching"))
 
 
 def check_serving_axis(path: str, value: Any, source: str, where: str) -> None:
     """A `serving.` axis is one of `SERVING_AXES`, each value (at `where`) a rate (`arrival_rate`), lengths
-    (`request_lengths`) or a size (`_size`: the batch, the prefill budget); another path is refused at its axis
-    (`axes.<path>`), not at a value."""
+    (`request_lengths`), a batching (`serving_batching`) or a size (`_size`: the batch, the prefill budget);
+    another path is refused at its axis (`axes.<path>`), not at a value."""
     if path not in SERVING_AXES:
         raise SpecError(source, f"axes.{path}", f"a serving axis is one of {', '.join(SERVING_AXES)}")
     if path == "serving.rate_per_s":
         arrival_rate(value, source, where)
     elif path == "serving.lengths":
         request_lengths(value, source, where)
+    elif path == "serving.batching":
+        serving_batching(value, source, where)
     else:
         _size(value, source, where)
 
@@ -158,6 +167,13 @@ def arrival_rate(value: Any, source: str, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not (math.isfinite(value) and value > 0):
         raise SpecError(source, where, f"expected a positive number of requests per second, got {value!r}")
     return float(value)
+
+
+def serving_batching(value: Any, source: str, where: str) -> str:
+    """A scheduler's policy: a name of `BATCHING` (`simulate --batching`)."""
+    if not isinstance(value, str) or value not in BATCHING:
+        raise SpecError(source, where, f"expected {' or '.join(BATCHING)}, got {value!r}")
+    return value
 
 
 def is_trace(lengths: Any) -> bool:

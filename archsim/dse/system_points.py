@@ -2,8 +2,9 @@
 the requests its serving settings give. Pure: specs and requests in, metrics out.
 
 The run: `with_fields(system, the point's system. values)`, `system_model(system, workload)`, and
-`simulate_serving(model, requests, ServingConfig(max_batch=..., max_prefill_tokens=...))` with every other
-scheduler knob at `ServingConfig`'s vLLM defaults. The requests are the stream of the point's lengths and rate
+`simulate_serving(model, requests, ServingConfig(max_batch=..., max_prefill_tokens=..., mix_prefill_decode=...))`
+(the last from the point's batching, `serving.BATCHING`) with every other scheduler knob at `ServingConfig`'s vLLM
+defaults. The requests are the stream of the point's lengths and rate
 (`stream`, `request_stream`: its `serving.lengths` and `serving.rate_per_s` values, else the serving block's): the
 seeded Poisson stream of a length preset at that rate, the same seed for every point, or a CSV trace as read.
 
@@ -58,7 +59,7 @@ from archsim.record import Record
 from archsim.systems.models import system_model
 from archsim.systems.offload import OffloadModel, peak_batch_link_feasibility
 from archsim.systems.requests import Request, checked_poisson_requests, read_trace
-from archsim.systems.serving import ServingConfig, simulate_serving
+from archsim.systems.serving import BATCHING, ServingConfig, simulate_serving
 from archsim.systems.system_spec import with_fields
 from archsim.systems.system_types import System
 from archsim.workload import Workload
@@ -72,6 +73,11 @@ def max_batch(settings: ServingSettings, fields: Mapping[str, Any]) -> int:
 def max_prefill_tokens(settings: ServingSettings, fields: Mapping[str, Any]) -> int | None:
     """The point's prefill budget: its serving.max_prefill_tokens value, else the serving block's (None: none)."""
     return fields.get(f"{SERVING_ROOT}.max_prefill_tokens", settings.max_prefill_tokens)
+
+
+def batching(settings: ServingSettings, fields: Mapping[str, Any]) -> str:
+    """The point's scheduler policy (a name of `BATCHING`): its serving.batching value, else the serving block's."""
+    return fields.get(f"{SERVING_ROOT}.batching", settings.batching)
 
 
 def stream(settings: ServingSettings, fields: Mapping[str, Any]) -> tuple[str, float | None]:
@@ -97,8 +103,10 @@ TRACE_KEY = "<csv trace>"  # a trace's lengths in a point's key: its requests' d
 
 
 def serving_config(settings: ServingSettings, fields: Mapping[str, Any]) -> ServingConfig:
-    """The scheduler a point serves with: its batch and prefill budget, every other knob at `ServingConfig`'s."""
-    return ServingConfig(max_batch=max_batch(settings, fields), max_prefill_tokens=max_prefill_tokens(settings, fields))
+    """The scheduler a point serves with: its batch, prefill budget and batching, every other knob at
+    `ServingConfig`'s."""
+    return ServingConfig(max_batch=max_batch(settings, fields), max_prefill_tokens=max_prefill_tokens(settings, fields),
+                         mix_prefill_decode=BATCHING[batching(settings, fields)])
 
 
 def system_config(system: System, workload: Workload, settings: ServingSettings, fields: Mapping[str, Any],
@@ -106,7 +114,8 @@ def system_config(system: System, workload: Workload, settings: ServingSettings,
     """What a point's key hashes: the system as the point's values set it, resolved (`system_content`: a value
     equal to the spec's own keys as the point without it, and a preset file edited since, the base's or one an axis
     names, is another point, the same file named two ways the same; a point whose values the spec refuses, on why
-    and on those values), the workload and the serving run (its lengths and rate, `stream`; a CSV trace by the
+    and on those values), the workload and the serving run (its lengths and rate, `stream`; its batching where not
+    the default mixed one, so that the keys of points swept before the batching was a knob stand; a CSV trace by the
     digest of the `requests` read from it, not its path: a trace edited since is another point, the same trace named
     two ways or moved is the same point). A file a value names is taken from the folder of the sweep at `source`
     (`system_changes`)."""
@@ -123,6 +132,7 @@ def system_config(system: System, workload: Workload, settings: ServingSettings,
                             "seed": settings.seed}),
                         "max_batch": config.max_batch,
                         "max_prefill_tokens": config.max_prefill_tokens,
+                        **({} if config.mix_prefill_decode else {"batching": config.batching}),
                         **({} if settings.alpha is None else {"alpha": settings.alpha}),
                         **({"trace_sha256": requests_digest(requests)} if is_trace(lengths) else {})}}
 

@@ -49,10 +49,11 @@ paged KV cache and preemption. The assumptions, all in one place:
   `watermark_fraction` of the cache's pages free, rounded down to whole pages (vLLM's watermark; waived when the
   cache is empty so that any feasible request can always start). Nothing is admitted in an iteration that
   preempted.
-- `mix_prefill_decode=True` (default, Orca's selective batching): new prefills join the decodes of the same
-  iteration. `False` (vLLM's original scheduler): an iteration that admits anyone runs only prefills and the
-  running requests wait for the next one, their KV held beside it (`Batch.held_kv_tokens`); admission then comes
-  before the decode page reservations.
+- `mix_prefill_decode=True` (default, Orca's selective batching; `BATCHING`'s "mixed"): new prefills join the
+  decodes of the same iteration. `False` (vLLM v0's scheduler without chunked prefill, "prefill-first"): an
+  iteration that admits anyone runs only prefills and the running requests wait for the next one, their KV held
+  beside it (`Batch.held_kv_tokens`); admission then comes before the decode page reservations, and
+  `max_prefill_tokens` is vLLM's max_num_batched_tokens (which ignores a longer prompt; here it runs alone).
 - Metrics: TTFT = first token time - arrival; TBT = gaps between consecutive tokens of a request (a gap spanning a
   preemption is included); throughput = output tokens / makespan, makespan = last finish - first arrival of the
   admitted requests, so it includes the drain after the last admission, when the batch empties and the longest
@@ -102,6 +103,9 @@ S_PER_HOUR = 3600.0
 
 
 MAX_PAGE_TOKENS = 2**16  # tokens per KV page at most: the engine keeps a set of requests per token offset of a page
+# The scheduler's policies by name (`simulate --batching`, a sweep's `serving.batching`) -> `mix_prefill_decode`:
+# Orca's selective batching, prefills joining the decodes' iteration, or vLLM v0's prefill-first scheduler
+BATCHING = {"mixed": True, "prefill-first": False}
 
 
 @dataclass(frozen=True)
@@ -134,6 +138,11 @@ class ServingConfig:
         if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0.0 <= fraction < 1.0:
             raise SpecError("<python>", "serving.watermark_fraction", f"expected a fraction in [0, 1), got "
                                                                       f"{fraction!r}")
+
+    @property
+    def batching(self) -> str:
+        """The policy's name in `BATCHING`: "mixed" or "prefill-first"."""
+        return "mixed" if self.mix_prefill_decode else "prefill-first"
 
 
 @dataclass(frozen=True)
