@@ -1,7 +1,8 @@
 """The fast paths of `archsim parallel` (session 26's perf audit) give the floats of the loops they replace: a ring's
 work as its three values (`RingWork`) and its schedule stepped in numpy (`ring_schedule_s`), and a launch of equal
 CTAs timed from one CTA (`schedule_s`, `_uniform_schedule_s`). The references below are the replaced loops, kept
-here verbatim; every comparison is exact (==), not approximate."""
+here verbatim but for the ring's hop home, which now follows the last step's compute (session 46); every comparison
+is exact (==), not approximate."""
 
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ def _reference_ring_schedule_s(work: list[list[float]], hop_s: float, last_hop_s
     start = [0.0] * p
     for s in range(p - 1):
         start = [max(start[d] + work[d][s], start[d] + hop_s, start[d - 1] + hop_s) for d in range(p)]
-    return max(start[d] + max(work[d][p - 1], last_hop_s) for d in range(p))
+    return max(start[d] + work[d][p - 1] + last_hop_s for d in range(p))
 
 
 def _reference_schedule_s(launch: TiledLaunch, gpu, params, k: int) -> float:

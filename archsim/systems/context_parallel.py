@@ -257,7 +257,8 @@ def _decode_compute(rank: SystemModel, decodes: int) -> DeviceCompute:
 def topology_of(system: System) -> Topology:
     """The system's GPUs as a `Topology`: nodes of the gpu device's `count` over the link named tp, the nodes over
     the link named cp (one level where the spec has one GPU to a node, or no cp link: then tp x cp fits a node,
-    `system_checks.check_degrees`). Each GPU's memory is the engine's share, `memory_utilization` of its DRAM
+    `system_checks.check_degrees`; none for one GPU without a cp link: one device, whose group of one talks over
+    no link, `Topology.group_link`). Each GPU's memory is the engine's share, `memory_utilization` of its DRAM
     where the spec sets one, so `archsim parallel --system`'s memory checks and largest contexts read what the engine
     holds (the system's own prefill compares with `GpuDevice.engine_bytes`, `ContextParallelModel.prefill`)."""
     gpu = context_parallel_gpu(system)

@@ -201,7 +201,8 @@ def _link_name(spec: ParallelSpec) -> str:
     """The link the sequence-parallel group talks over; for LASP-1's chain, whose hops each take their own link,
     the links and how many hops each ("nvlink3-a100 x 56, ib-hdr-200g x 7"); '' for a group the topology cannot
     hold or of more devices than a point may have (`seqpar_spec.max_devices`): the row of a refused point, whose
-    reason names --devices, and whose group is not listed (16 million devices took 22 s)."""
+    reason names --devices, and whose group is not listed (16 million devices took 22 s); '' too on a topology of
+    one device and no link (`Topology.group_link`)."""
     if spec.devices > max_devices():
         return ""
     members = group_members(spec.devices, spec.tp)
@@ -211,7 +212,8 @@ def _link_name(spec: ParallelSpec) -> str:
     if spec.scheme == "lasp1" and spec.devices > 1:
         hops = Counter(link.name for link in spec.topology.chain_links(members))
         return ", ".join(f"{name} x {count}" for name, count in hops.items())
-    return spec.topology.group_link(members).name
+    link = spec.topology.group_link(members)
+    return "" if link is None else link.name
 
 
 def _above_rounding(seconds: float, scale_s: float) -> float:

@@ -20,8 +20,8 @@ executable form of each is a library cascade, `einsum/*ring*`, `ulysses-attentio
   arrived: start[d][s+1] = max(start[d][s] + compute[d][s], start[d][s] + t_hop, start[d-1][s] + t_hop). The time
   is the last device's finish: per step max(compute, transfer) with the pipeline's fill and drain, and each
   device's own work pattern. Backward (`fwd+bwd`): the same ring again with the backward kernel, K and V plus the
-  dK and dV accumulators travelling (fp32, as ring-flash-attention accumulates them; one more hop brings dK, dV
-  home).
+  dK and dV accumulators travelling (fp32, as ring-flash-attention accumulates them; one more hop, after the last
+  step's compute whose gradients it carries, brings dK, dV home).
 - `ulysses` (DeepSpeed-Ulysses): an all-to-all of Q, K, V from sequence to head shards, attention over all N tokens
   on H/P query and H_kv/P KV heads, an all-to-all of O back; the backward the same with dO and dQ, dK, dV. Nothing
   overlaps. P must divide H and H_kv.
@@ -35,7 +35,11 @@ executable form of each is a library cascade, `einsum/*ring*`, `ulysses-attentio
 - `megatron-sp` (Megatron-LM sequence parallelism): an all-gather of the sequence-sharded N x h input, attention on
   H/P heads over all N tokens, a reduce-scatter of the N x h output; the backward the reverse pair. With P
   beyond the KV heads each device keeps one KV head, repeated over P / H_kv devices (P must then be a multiple of
-  H_kv), in the timing and the memory alike.
+  H_kv), in the timing and the memory alike. With `tp` > 1 the heads are cut over tp x P devices and the pair
+  (as many bytes as one ring all-reduce) runs hierarchically (`collectives.hierarchical_all_reduce_s`; Jia et al.
+  2018): a reduce-scatter over the tp group's link, each device's n/tp slice over the P devices' link, an
+  all-gather over the tp group's link, so each GPU's NIC carries n/tp, not the n the whole tp group holds (8
+  redundant copies at tp 8); its TP all-reduces are this pair's tp level, which `dense` does not charge again.
 - `allgather` (Llama 3's context parallelism; LASP-2H's softmax layers): an all-gather of K and V, then each device's
   queries (zigzag chunks) against every earlier key; exposed. One device gathers nothing and runs the one call of
   the one-device run.
@@ -75,7 +79,10 @@ kernel is Flash-Decoding.
 
 Scope `attention` times the attention and the scheme's communication; `layer` adds the device's other ops of the
 decoder layer (projections, FFN, norms; `seqpar_compute.dense_s`) on its tokens (Megatron-SP: all N tokens with 1/P
-of the weights, and the FFN's all-gather and reduce-scatter too), and with `tp` > 1 the TP all-reduces. `tp` puts
+of the weights, and the FFN's all-gather and reduce-scatter too), and with `tp` > 1 the TP all-reduces (megatron-sp's
+are its pairs' tp level). The other schemes send what each tp rank holds of its own heads (K, V, Q, O, states,
+partials), distinct on every GPU of the tp group, so their transfers are each GPU's own over its own port (but for
+tp beyond the KV heads: the GPUs keeping one KV head each send their copy, as each tp rank's own ring would). `tp` puts
 each sequence-parallel rank's heads on tp devices of a node (Meta's context parallelism across nodes with TP8
 inside): the group's members are tp apart (`group_members`), so a ring of nodes runs over the NICs; the TP group's
 all-reduces are timed over the innermost link (a TP group lies inside a node: `seqpar_spec`).
@@ -207,8 +214,9 @@ def _ring_work(layout: str, p: int, c: int, causal: bool, compute: Compute) -> R
 
 def ring_schedule_s(work: RingWork | Sequence[Sequence[float]], hop_s: float, last_hop_s: float = 0.0) -> float:
     """The finish of a ring of P devices whose device d computes work[d][s] in step s while passing its block on
-    (each hop `hop_s`); `last_hop_s` is a final transfer after the last step (dK, dV going home). `work` is a
-    `RingWork` or any P x P matrix; the P devices of a step advance together in numpy."""
+    (each hop `hop_s`); `last_hop_s` is a final transfer after the last step (dK, dV going home): it carries that
+    step's gradients, so it starts when the step's compute ends. `work` is a `RingWork` or any P x P matrix; the P
+    devices of a step advance together in numpy."""
     if isinstance(work, RingWork):
         p, column = work.devices, work.column
     else:
@@ -219,12 +227,12 @@ def ring_schedule_s(work: RingWork | Sequence[Sequence[float]], hop_s: float, la
     start = np.zeros(p)
     for s in range(p - 1):  # start[d] = max(start[d] + work[d][s], start[d] + hop, start[d - 1] + hop)
         start = np.maximum(np.maximum(start + column(s), start + hop_s), np.roll(start, 1) + hop_s)
-    return float((start + np.maximum(column(p - 1), last_hop_s)).max())
+    return float((start + column(p - 1) + last_hop_s).max())
 
 
-def _ring(spec: ParallelSpec, compute: Compute, layout: str, p: int, link: Link, c: int) -> Timing:
+def _ring(spec: ParallelSpec, compute: Compute, layout: str, p: int, link: Link | None, c: int) -> Timing:
     """A ring of `p` devices of `c` tokens each under `layout` whose every hop goes over `link` (module
-    docstring)."""
+    docstring); one device sends nothing, over no link (None: `Topology.group_link` of a topology of one device)."""
     kv = kv_bytes(c, compute)
     forward = replace(compute, direction="fwd")
     work = _ring_work(layout, p, c, spec.causal, forward)
@@ -379,19 +387,22 @@ def _usp_groups(spec: ParallelSpec) -> tuple[list[list[int]], list[list[int]]]:
     return ulysses, rings
 
 
-def _head_parallel_comm_s(spec: ParallelSpec, compute: Compute, tokens: int, link: Link) -> float:
-    """Megatron-SP's combine of `tokens` tokens' hidden vectors over the devices: an all-gather before the heads and
-    a reduce-scatter after the output projection (0 on one device, as the collectives are)."""
+def _head_parallel_comm_s(spec: ParallelSpec, compute: Compute, tokens: int) -> float:
+    """Megatron-SP's combine of `tokens` tokens' hidden vectors (N x h) over its tp x P devices: an all-gather before
+    the heads and a reduce-scatter after the output projection, as many steps and bytes as one ring all-reduce
+    (a reduce-scatter, then an all-gather). With tp > 1, hierarchically (`collectives.hierarchical_all_reduce_s`;
+    module docstring): the all-gather over the P devices' link of each tp device's own 1/tp slice, then over the
+    tp group's link, and the reduce-scatter the reverse, so each GPU's NIC carries n/tp, not the n every GPU of
+    the tp group holds. A level of one device takes no step (0 on one device, as the collectives are)."""
     hidden = compute.hidden_bytes(tokens, int(spec.workload.params["hidden"]))
-    return (collectives.all_gather_s(hidden, spec.devices, link)
-            + collectives.reduce_scatter_s(hidden, spec.devices, link))
+    levels = [(spec.topology.group_link(group_members(count, stride)), count)
+              for count, stride in ((spec.tp, 1), (spec.devices, spec.tp)) if count > 1]
+    return collectives.hierarchical_all_reduce_s(hidden, levels, algorithm="ring") if levels else 0.0
 
 
 def _megatron_sp(spec: ParallelSpec, compute: Compute) -> Timing:
-    p, n = spec.devices, spec.seq_len
-    members = group_members(p, spec.tp)
-    link = spec.topology.group_link(members)
-    comm = _head_parallel_comm_s(spec, compute, n, link)
+    n = spec.seq_len
+    comm = _head_parallel_comm_s(spec, compute, n)
     if spec.direction == "fwd+bwd":
         comm *= 2
     if spec.scope == "layer":
@@ -488,7 +499,7 @@ def decode(spec: ParallelSpec, compute: DeviceCompute) -> Timing:
     link = spec.topology.group_link(members)
     if spec.scheme == "megatron-sp":  # head-parallel: every device reads all tokens of its heads
         attn = compute.decode_s(n, compute.heads // p, kv_heads_per_device(compute.kv_heads, p))
-        comm = _head_parallel_comm_s(spec, compute, 1, link)  # the new token of each sequence
+        comm = _head_parallel_comm_s(spec, compute, 1)  # the new token of each sequence
         return Timing(attn + comm, attn, comm)
     block = compute.decode_s(n // p)
     if spec.scheme == "ring":
@@ -542,14 +553,15 @@ SCHEME_TIMINGS: dict[str, Callable[[ParallelSpec, Compute], Timing]] = {
 
 
 def dense(spec: ParallelSpec, compute: DeviceCompute) -> Timing:
-    """The layer's other ops on one device, and the TP all-reduces (module docstring)."""
+    """The layer's other ops on one device, and the TP all-reduces (module docstring; megatron-sp's are the tp level
+    of its own all-gathers and reduce-scatters, `_head_parallel_comm_s`)."""
     p, n = spec.devices, spec.seq_len
     tokens = n if spec.scheme == "megatron-sp" else n // p
     degree = spec.tp * (p if spec.scheme == "megatron-sp" else 1)
     cut_by = "tp x P (megatron-sp's devices)" if spec.scheme == "megatron-sp" else "tp"
     ops_s = compute.dense_s(shard(spec.workload, degree, cut_by), tokens)
     comm = 0.0
-    if spec.tp > 1:
+    if spec.tp > 1 and spec.scheme != "megatron-sp":  # megatron-sp's are its combine's tp level (its own comm)
         node = spec.topology.group_link(list(range(spec.tp)))
         message = compute.hidden_bytes(tokens, int(spec.workload.params["hidden"]))
         comm = 2 * collectives.all_reduce_s(message, spec.tp, node, algorithm="ring")

@@ -3,8 +3,10 @@ devices talks over.
 
 A topology is a list of levels, innermost first. Level i joins `devices` groups of level i-1 (single devices at
 level 0) over its `link` (`archsim.systems.links`): e.g. 8 GPUs of a node over NVLink, then nodes over one NIC per
-GPU. The outermost level may leave `devices` out: any number of its groups. Devices are numbered rank-major (device
-r is in node r // 8 of an 8-GPU node), as launchers number ranks. File format (presets in
+GPU. The outermost level may leave `devices` out: any number of its groups. A topology file has a level at least;
+one built from a one-GPU system without a link between nodes has none (`context_parallel.topology_of`): one device,
+whose group of one talks over no link (`Topology.group_link`). Devices are numbered rank-major (device r is in node
+r // 8 of an 8-GPU node), as launchers number ranks. File format (presets in
 `archsim/systems/topology_presets/`)::
 
     name: dgx-a100
@@ -150,13 +152,17 @@ class Topology:
         link joining its two devices."""
         return [self.link_between(a, b) for a, b in itertools.pairwise(members)]
 
-    def group_link(self, members: Sequence[int]) -> Link:
+    def group_link(self, members: Sequence[int]) -> Link | None:
         """The link a lock-step ring over `members` (in their order, the last back to the first) steps at: its
         slowest hop (`links.slowest_hop`). The hops between consecutive members go over the links of the levels
-        that join them: a ring of 12 devices with 6 to a node takes ten hops within the nodes and two between."""
+        that join them: a ring of 12 devices with 6 to a node takes ten hops within the nodes and two between. A
+        group of one device has no hop and moves nothing (the collectives' rule at p = 1): it is named by the
+        innermost level's link, and by none (None) on a topology of no level, one device with no link
+        (`context_parallel.topology_of` of a one-GPU system without a link named cp)."""
         self.check_devices(max(members) + 1, "devices")
         levels = {self.level_between(a, b) for a, b in zip(members, [*members[1:], members[0]], strict=True)}
-        return slowest_hop([self.levels[level].link for level in sorted(levels - {-1})] or [self.levels[0].link])
+        hops = [self.levels[level].link for level in sorted(levels - {-1})] or [level.link for level in self.levels[:1]]
+        return slowest_hop(hops) if hops else None
 
     def check_devices(self, count: int, field: str, source: str = "<python>") -> None:
         """Refuse (a SpecError at `source`/`field`) a run of `count` devices beyond the topology's capacity. The
