@@ -27,7 +27,8 @@ from archsim.systems.system_model import SystemModel, layer_phases
 
 MODELS, BATCHES, SAMPLES = ("gpt3-7b", "gpt3-30b"), (64, 256), 2
 MODES = (*neupims.MODES, "neupims-no-sbi")
-SBI_ONE_ROW_BUFFER = "sbi-one-row-buffer"  # neupims with Newton's single row buffer (`_mode`)
+SBI = "sbi"  # neupims with SBI forced on, faster or not (`_mode`)
+SBI_ONE_ROW_BUFFER = "sbi-one-row-buffer"  # the same with Newton's single row buffer (`_mode`)
 FILES = ("index.html", "summary.csv", "throughput.png", "throughput.csv", "utilization.png", "utilization.csv",
          "timeline.png", "timeline.csv", "attribution.png", "attribution.csv",
          "ablation.png", "ablation.csv")
@@ -53,8 +54,11 @@ def _contexts(dataset: str = "sharegpt", batch: int = 256) -> np.ndarray:
 
 
 def _mode(mode: str):
+    if mode == SBI:
+        return neupims.configure("neupims", {"schedule.only_when_faster": False}, SBI)
     if mode == SBI_ONE_ROW_BUFFER:
-        return neupims.configure("neupims", {"devices.pim.row_buffers": 1}, SBI_ONE_ROW_BUFFER)
+        return neupims.configure("neupims", {"schedule.only_when_faster": False, "devices.pim.row_buffers": 1},
+                                 SBI_ONE_ROW_BUFFER)
     return mode
 
 
@@ -74,7 +78,7 @@ def _assert_no_overlap(spans) -> None:
             assert after.start_s >= before.end_s * (1 - 1e-12), (resource, before.name, after.name)
 
 
-@pytest.mark.parametrize("mode", [*page.TIMELINE_MODES, SBI_ONE_ROW_BUFFER])
+@pytest.mark.parametrize("mode", [*page.TIMELINE_MODES, SBI, SBI_ONE_ROW_BUFFER])
 @pytest.mark.parametrize("model, batch", [("gpt3-30b", 256), ("gpt3-7b", 64)])
 def test_layer_timeline_ends_at_the_model_layer_time(mode, model: str, batch: int) -> None:
     """Equal where the replay is the closed form's; SBI with one row buffer at batch 256 (SBI's `min_batch`) longer
@@ -93,11 +97,14 @@ def test_layer_timeline_ends_at_the_model_layer_time(mode, model: str, batch: in
 
 
 def test_timeline_shows_each_mode_schedule(timelines) -> None:
-    """§1.4: NeuPIMs at batch 256 interleaves sub-batches (stage C: sub-batch 1's projection/FFN and the next
-    layer's QKV on the NPU beside sub-batch 2's MHA on the PIM; stage D the other way round); npu-only runs its
+    """§1.4: NeuPIMs with SBI at batch 256 interleaves sub-batches (stage C: sub-batch 1's projection/FFN and the
+    next layer's QKV on the NPU beside sub-batch 2's MHA on the PIM; stage D the other way round); npu-only runs its
     MHA on the NPU and has no PIM; the others run MHA on the PIM, npu+pim's single row buffer sharing the HBM with
-    the NPU's transfers, one after the other; with one row buffer SBI's PIM and NPU transfers take turns on it."""
-    sbi = timelines["neupims"]
+    the NPU's transfers, one after the other; with one row buffer SBI's PIM and NPU transfers take turns on it.
+    neupims itself runs overlapped here, where SBI is slower (`schedule.only_when_faster`): neupims-no-sbi's
+    layer."""
+    assert timelines["neupims"] == timelines["neupims-no-sbi"]
+    sbi = timelines[page.SBI]
     assert [s.name for s in sbi if s.resource == "pim"] == ["sb2 L1 mha", "sb1 L2 mha"]
     assert [s.name for s in sbi if s.resource == "npu"] == ["sb1 L1 post", "sb1 L2 pre", "sb2 L1 post", "sb2 L2 pre"]
     assert {s.resource for s in timelines["npu-only"]} == {"npu"}

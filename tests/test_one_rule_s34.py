@@ -83,7 +83,8 @@ def test_the_neupims_timeline_is_the_event_replays() -> None:
 
     contexts = neupims_reproduce.sample_contexts((0, neupims_reproduce.DATASETS.index("sharegpt"), 256, 0), 256,
                                                  "sharegpt")
-    model = neupims.system(neupims.configure("neupims", {"devices.pim.row_buffers": 1}), "gpt3-30b")
+    model = neupims.system(neupims.configure("neupims", {"devices.pim.row_buffers": 1,
+                                                         "schedule.only_when_faster": False}), "gpt3-30b")
     spans = {(s.resource, s.name): s for s in neupims.layer_timeline(model, contexts)}
     post_hbm, post_npu = spans["shared HBM", "sb1 L1 post on the HBM"], spans["npu", "sb1 L1 post"]
     mha = spans["pim", "sb2 L1 mha"]

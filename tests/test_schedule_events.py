@@ -123,7 +123,8 @@ def test_the_tp_all_reduce_is_a_track_of_its_own() -> None:
 def test_schedules_it_does_not_replay_are_refused() -> None:
     with pytest.raises(SpecError, match=r"schedule\.kind: replay is not modelled for it: co-processing"):
         replay_iteration(neupims.system("duplex-pe", "mixtral-8x7b"), Batch(decode_context_tokens=(100, 200)))
-    steady = neupims.system("neupims", "gpt3-7b", {"schedule.layer_time": "steady-state", "schedule.min_batch": 2})
+    steady = neupims.system("neupims", "gpt3-7b", {"schedule.layer_time": "steady-state", "schedule.min_batch": 2,
+                                                   "schedule.only_when_faster": False})
     with pytest.raises(SpecError, match=r"schedule\.layer_time"):
         replay_layers(layer_phases(steady, _contexts(8)), 2)
     assert unreplayable(neupims.system("lamina", "llama3-70b")) is None  # its own event model replays it

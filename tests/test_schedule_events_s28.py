@@ -16,6 +16,7 @@ from archsim.systems.schedule_events import replay_layers, unreplayable
 from archsim.systems.system_model import layer_phases
 
 CONTEXTS = tuple(range(100, 164))
+SBI_EVERY_BATCH = {"schedule.min_batch": 2, "schedule.only_when_faster": False}  # SBI on these 64 decodes
 
 
 def test_the_json_layer_replay_reports_each_tracks_busy_seconds(tmp_path, cli) -> None:
@@ -35,8 +36,8 @@ def test_the_json_layer_replay_reports_each_tracks_busy_seconds(tmp_path, cli) -
 
 @pytest.mark.parametrize(("system", "workload", "changes"), [
     ("duplex-pe", "mixtral-8x7b", None),  # co-processing
-    ("neupims", "gpt3-7b", {"schedule.layer_time": "steady-state", "schedule.min_batch": 2}),
-    ("neupims", "gpt3-7b", {"links": {"tp": "nvlink4-h100"}, "schedule.min_batch": 2}),  # SBI with TP all-reduces
+    ("neupims", "gpt3-7b", {"schedule.layer_time": "steady-state", **SBI_EVERY_BATCH}),
+    ("neupims", "gpt3-7b", {"links": {"tp": "nvlink4-h100"}, **SBI_EVERY_BATCH}),  # SBI with TP all-reduces
 ])
 def test_the_phases_are_refused_with_the_specs_field_and_reason(system, workload, changes) -> None:
     """The refusals had been written twice, in other words and, for SBI with TP all-reduces, under another field

@@ -251,7 +251,7 @@ def test_layer_total_equals_adding_its_parts() -> None:
     from archsim.systems import neupims
     from archsim.systems.system_model import layer_phases
 
-    for changes in ({"schedule.min_batch": 2}, {}):
+    for changes in ({"schedule.min_batch": 2, "schedule.only_when_faster": False}, {}):
         model = neupims.system("neupims", "gpt3-7b", changes)
         for contexts, prompts in (((300, 17, 5, 900), (40,)), ((5, 6), ()), ((), (64, 9))):
             phases = layer_phases(model, contexts, prompts)

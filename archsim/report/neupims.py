@@ -10,8 +10,10 @@ Files in the output directory, each PNG beside the CSV it is drawn from:
 - utilization.png/.csv: NPU (MAC) and PIM utilization per mode, GPT3-30B ShareGPT, per batch, with Table 4's
   values marked.
 - timeline.png/.csv: one steady-state decoder layer of one device per mode as the event replay runs it, a row per
-  unit (GPT3-30B ShareGPT batch 256, the first sampled batch), and NeuPIMs with one row buffer
-  (`ONE_ROW_BUFFER`), where the replay's contention on the shared HBM shows. The GPU baseline has no timeline: its
+  unit (GPT3-30B ShareGPT batch 256, the first sampled batch), then NeuPIMs with SBI forced on (`SBI`, the Fig. 13
+  ablation's full design: at this point SBI is slower, so `neupims` runs overlapped, as `neupims-no-sbi`), with two
+  row buffers and with one (`ONE_ROW_BUFFER`), where the replay's contention on the shared HBM shows. The GPU
+  baseline has no timeline: its
   model is a sum of kernel times on one device, with none of the NPU / PIM / HBM units the other modes share.
 - ablation.png/.csv: Fig. 13 as a leave-one-out ablation (`neupims_reproduce.ablation`), the gain of each
   mechanism per batch, the paper's average where it gives one.
@@ -49,7 +51,8 @@ from archsim.systems.neupims_reproduce import HEADLINE_TOLERANCE
 
 MODE_ORDER = ("gpu", "npu-only", "npu+pim", "neupims-no-sbi", "neupims")
 TIMELINE_MODES = MODE_ORDER[1:]  # the GPU baseline has no layer timeline (module docstring)
-ONE_ROW_BUFFER = "neupims, one row buffer"  # the timeline's NeuPIMs with Newton's single row buffer
+SBI = neupims_reproduce.FULL  # the timeline's NeuPIMs with SBI forced on (the Fig. 13 ablation's full design)
+ONE_ROW_BUFFER = f"{SBI}, one row buffer"  # the same with Newton's single row buffer
 PAPER_FILL = "white"  # the paper's marks in the utilization figure: white, black-edged, seen on any bar
 POINT = ("gpt3-30b", "sharegpt", 256)  # Table 4's point (model, dataset, batch): utilization marks and timeline
 THROUGHPUT_BATCH = 256
@@ -60,13 +63,14 @@ PHASES = {"pre": ("QKV generation", "#4c72b0"), "mha": ("MHA (GEMVs and softmax,
 
 def mode_timelines(model: str = POINT[0], dataset: str = POINT[1], batch: int = POINT[2],
                    seed: int = 0) -> dict[str, tuple[Span, ...]]:
-    """The layer timeline of every NPU mode, and of NeuPIMs with one row buffer (`ONE_ROW_BUFFER`), for the first
-    batch `neupims_reproduce.reproduce` samples at this point."""
+    """The layer timeline of every NPU mode, and of NeuPIMs with SBI forced on (`SBI`) with two row buffers and
+    with one (`ONE_ROW_BUFFER`), for the first batch `neupims_reproduce.reproduce` samples at this point."""
     draw = (seed, neupims_reproduce.DATASETS.index(dataset), batch, 0)
     contexts = neupims_reproduce.sample_contexts(draw, batch, dataset)
-    one_buffer = neupims.configure("neupims", {"devices.pim.row_buffers": 1}, ONE_ROW_BUFFER)
+    sbi = neupims_reproduce.ablation_pairs()["SBI"][0]
+    one_buffer = neupims.configure(sbi, {"devices.pim.row_buffers": 1}, ONE_ROW_BUFFER)
     return {getattr(mode, "name", mode): neupims.layer_timeline(neupims.system(mode, model), contexts)
-            for mode in (*TIMELINE_MODES, one_buffer)}
+            for mode in (*TIMELINE_MODES, sbi, one_buffer)}
 
 
 def _modes(modes: Sequence[str]) -> list[str]:
@@ -347,7 +351,9 @@ def _write_page(out_dir: Path, records: list[dict], timelines: dict[str, tuple[S
                      "and the HBM a one-row-buffer PIM shares with the NPU's transfers. Blocked modes run QKV "
                      "generation, MHA (on the PIM, its GEMVs and the softmax; or the NPU's vector units reading K and "
                      "V from HBM), then projection and FFN; npu+pim's single row buffer serialises the NPU's transfers "
-                     "and the PIM's commands on the HBM. neupims (sub-batch interleaving at batch &ge; 256) shows "
+                     "and the PIM's commands on the HBM. neupims runs sub-batch interleaving from batch 256 only "
+                     "where it is faster than overlapped (<code>schedule.only_when_faster</code>), which it is not "
+                     f"here, so it runs as neupims-no-sbi. '{SBI}' forces it on and shows "
                      "stages C and D, the NPU running one sub-batch's projection/FFN and the next layer's QKV while "
                      "the PIM runs the other sub-batch's MHA, and the PIM's idle gaps between them. "
                      f"'{ONE_ROW_BUFFER}' is the same schedule with one row buffer: the PIM's GEMVs wait for the NPU's "

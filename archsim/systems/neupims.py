@@ -7,7 +7,8 @@ The modes are library system specs (`archsim/systems/system_presets/`), nothing 
     npu-only        NPU (HBM reads)  -            blocked                               -
     npu+pim         PIM GEMV         1 (Newton)   blocked: NPU and PIM never overlap    round-robin
     neupims         PIM GEMV         2            sub-batch interleaving, stages A..F   greedy min-load
-                                                  (at batch >= 256, as the artifact)
+                                                  (at batch >= 256 where faster than
+                                                  overlapped; the artifact: batch alone)
     neupims-no-sbi  PIM GEMV         2            overlapped: softmax beside the GEMVs  greedy min-load (Fig. 13)
     gpu             A100 40GB        -            blocked, PyTorch eager                -
 
@@ -15,7 +16,8 @@ Each spec carries the artifact's parallelism per model (pim.md §1.5: 7B TP4, 13
 in `parallelism.by_workload`. `system(mode, model, changes)` builds one as the serving simulator's
 `IterationModel` (`archsim.systems.system_model`): the decoder layer's ops come from the library's cascades, the
 devices' cost models time them (`npu_device`, `pim_device`, `gpu_device`) and the spec's schedule composes them.
-`changes` sets spec fields by dotted path (`with_fields`), e.g. {"schedule.min_batch": 2} for SBI at every batch.
+`changes` sets spec fields by dotted path (`with_fields`), e.g. {"schedule.min_batch": 2, "schedule.only_when_faster":
+False} for SBI at every batch.
 
 `system` builds it with the factory (`archsim.systems.models.system_model`), which holds one request to a bank-PIM
 channel's capacity: each request's KV cache lives on one channel (`archsim.systems.pim_device`), so a served request

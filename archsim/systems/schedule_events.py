@@ -19,8 +19,9 @@ name, so a device that runs an op of `pre` or `post` and the attention (Duplex's
   each, their costs the closed form's calls), as the closed form's `busy_s` charges it; the weight-holding device
   stays held across its task, waiting for the op's result (blocked: the closed form adds the op's time to the
   phase's), and draws no span meanwhile.
-- One sub-batch (blocked, overlapped, and SBI below `min_batch`): each layer `pre` -> attention -> `post` -> the TP
-  all-reduce, one after another, so the replay equals `device_s` (a consistency check, not a finding).
+- One sub-batch (blocked, overlapped, and SBI below `min_batch` or, with `only_when_faster`, where `layer_phases`
+  found it slower): each layer `pre` -> attention -> `post` -> the TP all-reduce, one after another, so the replay
+  equals `device_s` (a consistency check, not a finding). The replay runs the schedule `layer_phases` chose.
 - Sub-batch interleaving (two sub-batches): each sub-batch is a chain, `pre` -> attention -> `post` with the next
   layer's `pre` -> attention ... -> the last `post`; a `post` and the next `pre` of one sub-batch are one task on
   the NPU, the artifact's "Proj/FFNs #1 + QKVgen #1" (pim.md §1.4, stages C and D). The chains compete for the NPU

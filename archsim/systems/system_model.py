@@ -32,7 +32,10 @@ over the model's decoder layers:
     steady-state` (the artifact's one layer of a frozen batch). The second sub-batch streams the weights less
     `resident_weight_bytes` kept on chip (at most the NPU's `sram_bytes`: `system_checks` refuses more). Below
     `min_batch` decodes the schedule is `overlapped` (the artifact's 256), and so it is where the batch's decode
-    attention is not all on one bank-PIM (`decode_groups`).
+    attention is not all on one bank-PIM (`decode_groups`). With `only_when_faster` it is also `overlapped` where
+    that is no slower: the iteration's decoder layers (every PP stage's, SBI with its fill and drain) are timed both
+    ways and SBI runs only if it takes less time (`_decoder_layers_s`; time alone, not energy: SBI's second weight
+    stream costs energy where it wins time).
   - `co-processing` (Duplex, pim.md §2.3): the layer's dependency chain in order, each op on its device, with
     max() where devices do not wait on each other, and expert co-processing (+PE, +ET): its assumptions are in
     `archsim.systems.coprocessing`'s docstring, beside its code.
@@ -783,29 +786,55 @@ def layer_phases(model: SystemModel, contexts: Sequence[int], prompts: tuple[int
     groups = decode_groups(model, contexts, decode_ops)
     attention_device = groups[0][0] if len(groups) == 1 else None
     split = attention_device is not None and attention_device.kind in SPLIT_KINDS
-    if (schedule.kind == "sub-batch-interleaving" and split and len(contexts) >= max(2, schedule.min_batch)):
-        placement = attention_device.placement(decode_ops, schedule.split, model.decode_keys(contexts))
-        resident = min(1.0, schedule.resident_weight_bytes / model.weight_bytes_per_layer)
-        pre, post, pim_s, softmax, mha, attention = [], [], list(placement.sub_batches_gemv_s()), [], [], OpCost()
-        costed = []
-        sub_batch = placement.sub_batch.tolist()
-        halves = _split_prompts(prompts)
-        for sb, streamed in ((0, 1.0), (1, 1.0 - resident)):
-            mine = [op for op, s in zip(decode_ops, sub_batch, strict=True) if s == sb]
-            sb_prompts = halves[sb]
-            costed.append((len(mine), sb_prompts, streamed))
-            p, q = dense_phase_costs(model, *costed[-1])
-            pre.append(p)
-            post.append(q)
-            softmax.append(_host_softmax_s(model, attention_device, mine))
-            mha.append(max(pim_s[sb], softmax[-1]))
-        attention = attention_device.cost_of(decode_ops, placement.gemv_s(), placement.mean_load_s())
-        stage = functools.partial(sbi_stage_s, attention_device.spec.row_buffers)
-        stages = (pre[0].time_s, stage(pre[1], mha[0]), stage(post[0] + pre[0], mha[1]),
-                  stage(post[1] + pre[1], mha[0]), stage(post[0], mha[1]), post[1].time_s)
-        return LayerPhases(tuple(pre), tuple(post), attention, tuple(pim_s), tuple(softmax), tuple(mha), stages,
-                           placement, allreduce_s(model, len(contexts) + sum(prompts)), True,
-                           schedule.layer_time == "steady-state", costed=tuple(costed))
+    if not (schedule.kind == "sub-batch-interleaving" and split and len(contexts) >= max(2, schedule.min_batch)):
+        return _one_batch_phases(model, contexts, prompts, groups)
+    interleaved = _interleaved_phases(model, contexts, prompts, decode_ops, attention_device)
+    if not schedule.only_when_faster:
+        return interleaved
+    overlapped = _one_batch_phases(model, contexts, prompts, groups)
+    return interleaved if _decoder_layers_s(model, interleaved) < _decoder_layers_s(model, overlapped) else overlapped
+
+
+def _decoder_layers_s(model: SystemModel, phases: LayerPhases) -> float:
+    """An iteration's decoder layers at these phases: every PP stage's layers (`stage_runs`), each stage with its
+    own SBI fill and drain (`LayerPhases.device_s`), as `SystemModel.iteration` adds them."""
+    return sum(stages * phases.device_s(layers) for runs in model.stage_runs.values() for layers, stages in runs)
+
+
+def _interleaved_phases(model: SystemModel, contexts: Sequence[int], prompts: tuple[int, ...], decode_ops: DecodeOps,
+                        attention_device: DeviceModel) -> LayerPhases:
+    """The layer under sub-batch interleaving (module docstring): two sub-batches by the PIM's Algorithm 3, their
+    stages A..F on `attention_device` (a bank-PIM holding every decode attention op) and the host."""
+    schedule = model.system.schedule
+    placement = attention_device.placement(decode_ops, schedule.split, model.decode_keys(contexts))
+    resident = min(1.0, schedule.resident_weight_bytes / model.weight_bytes_per_layer)
+    pre, post, pim_s, softmax, mha = [], [], list(placement.sub_batches_gemv_s()), [], []
+    costed = []
+    sub_batch = placement.sub_batch.tolist()
+    halves = _split_prompts(prompts)
+    for sb, streamed in ((0, 1.0), (1, 1.0 - resident)):
+        mine = [op for op, s in zip(decode_ops, sub_batch, strict=True) if s == sb]
+        sb_prompts = halves[sb]
+        costed.append((len(mine), sb_prompts, streamed))
+        p, q = dense_phase_costs(model, *costed[-1])
+        pre.append(p)
+        post.append(q)
+        softmax.append(_host_softmax_s(model, attention_device, mine))
+        mha.append(max(pim_s[sb], softmax[-1]))
+    attention = attention_device.cost_of(decode_ops, placement.gemv_s(), placement.mean_load_s())
+    stage = functools.partial(sbi_stage_s, attention_device.spec.row_buffers)
+    stages = (pre[0].time_s, stage(pre[1], mha[0]), stage(post[0] + pre[0], mha[1]),
+              stage(post[1] + pre[1], mha[0]), stage(post[0], mha[1]), post[1].time_s)
+    return LayerPhases(tuple(pre), tuple(post), attention, tuple(pim_s), tuple(softmax), tuple(mha), stages,
+                       placement, allreduce_s(model, len(contexts) + sum(prompts)), True,
+                       schedule.layer_time == "steady-state", costed=tuple(costed))
+
+
+def _one_batch_phases(model: SystemModel, contexts: Sequence[int], prompts: tuple[int, ...],
+                      groups: list[tuple[DeviceModel, Sequence[int], Sequence[Op]]]) -> LayerPhases:
+    """The layer as one batch (module docstring): blocked, or overlapped (also sub-batch interleaving's schedule
+    where it does not interleave); the decode attention's `groups` (`decode_groups`) one device's after another."""
+    schedule = model.system.schedule
     pre, post = dense_phase_costs(model, len(contexts), prompts, 1.0)
     attention, attention_s, softmax_s, mha_s, placement = None, 0.0, 0.0, 0.0, None
     overlap = schedule.kind in ("overlapped", "sub-batch-interleaving")

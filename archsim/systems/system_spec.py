@@ -100,9 +100,11 @@ Schedules (`SCHEDULE_KINDS`): `blocked` (ops one after another; devices never ov
 device overlaps the next op's work on another at op granularity, as NeuPIMs without SBI overlaps softmax with the
 PIM GEMVs per head), `sub-batch-interleaving` (NeuPIMs' SBI: `sub_batches` sub-batches pipelined across the devices,
 2, the count modelled (NeuPIMs' two, Algorithm 3's halves; any other is refused); optional `min_batch`, below which
-the batch runs overlapped, NeuPIMs without SBI (the artifact's 256), and `resident_weight_bytes`, weight bytes of
-one device kept on chip between sub-batches, default 0, at most the `sram_bytes` of every npu a rule can put a
-weight-holding op on (another kind has no SRAM size in its spec and keeps none)), `staggered` (attention offloading,
+the batch runs overlapped, NeuPIMs without SBI (the artifact's 256), `only_when_faster` (true/false, default false:
+from `min_batch` on, SBI runs only an iteration whose decoder layers it runs faster than overlapped), and
+`resident_weight_bytes`, weight bytes of one device kept on chip between sub-batches, default 0, at most the
+`sram_bytes` of every npu a rule can put a weight-holding op on (another kind has no SRAM size in its spec and keeps
+none)), `staggered` (attention offloading,
 Lamina's rotational staggered pipelining, pim.md §3.4: `micro_batches` n micro-batches over n - 1 replicas of the
 compute devices, decode attention on a `memory-pool` or `chip` device of `parallelism.attention_pool` devices over
 the link named `attention`; see `archsim.systems.offload`; `micro_batches: 1` is one batch on one replica, no
@@ -263,8 +265,8 @@ MODELLED_SUB_BATCHES = 2  # sub-batch-interleaving: NeuPIMs' two (system_model.l
 SCHEDULE_KEYS = {  # kind -> (required keys, optional keys)
     "blocked": ((), ("attention_sync", "lm_head")),
     "overlapped": ((), ("lm_head",)),
-    "sub-batch-interleaving": (("sub_batches",), ("min_batch", "resident_weight_bytes", "layer_time", "split",
-                                                    "lm_head")),
+    "sub-batch-interleaving": (("sub_batches",), ("min_batch", "only_when_faster", "resident_weight_bytes",
+                                                    "layer_time", "split", "lm_head")),
     "co-processing": ((), ("expert_coprocessing", "expert_tp", "zipf_skew", "lm_head")),
     "ping-pong": ((), ("divide_and_conquer", "lm_head")),
     "staggered": (("micro_batches",), ("divide_and_conquer", "lm_head")),
@@ -831,7 +833,7 @@ def _schedule(data: Any, source: str) -> Schedule:
     if "resident_weight_bytes" in data:
         values["resident_weight_bytes"] = _number(data["resident_weight_bytes"], source,
                                                   "schedule.resident_weight_bytes", "a byte count", zero=True)
-    for key in ("expert_coprocessing", "expert_tp", "divide_and_conquer"):
+    for key in ("only_when_faster", "expert_coprocessing", "expert_tp", "divide_and_conquer"):
         if key in data:
             if not isinstance(data[key], bool):
                 raise SpecError(source, f"schedule.{key}", f"expected true or false, got {data[key]!r}")

@@ -116,6 +116,8 @@ class Schedule:
     sub_batches: int | None = None  # sub-batch-interleaving
     min_batch: int = 1  # sub-batch-interleaving: smaller batches run overlapped (`system_model.layer_phases`)
     resident_weight_bytes: float = 0.0  # sub-batch-interleaving
+    # sub-batch-interleaving: run SBI only where it is faster than overlapped (`system_model.layer_phases`)
+    only_when_faster: bool = False
     micro_batches: int | None = None  # staggered (ping-pong is two)
     attention_sync: str = "per-channel"  # blocked: per-channel | barrier (`system_spec.SCHEDULE_CHOICES`)
     layer_time: str = "pipeline"  # sub-batch-interleaving: pipeline | steady-state
