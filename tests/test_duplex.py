@@ -31,12 +31,15 @@ def pe():
 
 def test_uniform_routing_gives_each_expert_tokens_times_top_k_over_experts() -> None:
     assert tokens_per_expert(64, 2, 8, 0.0) == [16] * 8  # 64 x 2 / 8
-    assert tokens_per_expert(33, 2, 8, 0.0) == [9] * 8  # 8.25 rounded up: a partial token is a GEMM row
-    # Zipf s = 1 over 4 experts: shares 1, 1/2, 1/3, 1/4 of 25/12; 12 tokens x 2 = 24 routed -> 11.52, 5.76, ...
-    assert tokens_per_expert(12, 2, 4, 1.0) == [12, 6, 4, 3]  # the first capped at 12: a token picks it once
-    # fewer routed pairs than experts: one token reaches top_k of them, three tokens six
+    assert tokens_per_expert(33, 2, 8, 0.0) == [9, 9] + [8] * 6  # the 66 pairs as whole tokens: 8.25 each
+    # Zipf s = 1 over 4 experts: picks p = 2 x (1, 1/2, 1/3, 1/4) / (25/12) = 0.96, 0.48, 0.32, 0.24; reached by 12
+    # tokens with r = 1 - (1 - p)^12 = 1, 0.9996, 0.990, 0.963 (3.95: all four); when reached 12 p / r = 11.52,
+    # 5.76, 3.88, 2.99 tokens: one each, the other 20 by 10.52 : 4.76 : 2.88 : 1.99 -> 10.44, 4.73, 2.86, 1.98
+    assert tokens_per_expert(12, 2, 4, 1.0) == [11, 6, 4, 3]  # 10 + 1, 4 + 1 + 1, 2 + 1 + 1, 1 + 1 + 1: 24 pairs
+    # uniform random routing: one token reaches top_k of them, three tokens 64 (1 - (62 / 64)^3) = 5.8 -> 6
     assert tokens_per_expert(1, 2, 8, 0.0) == [1, 1] + [0] * 6
     assert tokens_per_expert(3, 2, 64, 0.0) == [1] * 6 + [0] * 58
+    assert tokens_per_expert(4, 2, 8, 0.0) == [2, 2, 2, 1, 1, 0, 0, 0]  # 8 (1 - 0.75^4) = 5.47 -> 5 of 8 pairs
 
 
 def test_expert_split_moves_the_smallest_experts_until_the_time_is_least() -> None:

@@ -44,8 +44,10 @@ def test_every_op_is_the_analysis_of_its_bound_library_cascade(name: str, step: 
         if op.name == "attention":  # every key of the step's context; one key tile in prefill
             sizes = {"batch": step.batch, "seq_len": step.seq_len}
             sizes |= {"tile_kv": step.seq_len} if step.phase == "prefill" else {}
-        elif op.cascade == "moe-experts":
-            sizes = {"tokens": step.batch * new_tokens}
+        elif op.cascade == "moe-experts":  # the experts T tokens reach under uniform random routing, to the nearest
+            tokens, top_k, experts = step.batch * new_tokens, workload.params["top_k"], workload.params["experts"]
+            sizes = {"tokens": tokens, "experts": min(experts, int(experts * (1 - (1 - top_k / experts) ** tokens)
+                                                                   + 0.5))}
         else:
             sizes = {"batch": step.batch, "seq_len": new_tokens}
         want = analyze(bind(cascade, workload, sizes))

@@ -10,9 +10,11 @@ Assumptions:
   grouped by device, each device's share in order, the stage the slowest device (attention co-processing: decode
   attention on the Logic-PIM beside prefill attention on the xPU).
 - With `expert_coprocessing` ("+PE") a MoE op's experts are split between the xPU (the device the MoE op goes to
-  at any Op/B) and the system's Logic-PIM: tokens per expert = tokens x top_k / experts under uniform routing
-  (rounded up: a partial token is a GEMM row), or Zipf shares of exponent `zipf_skew` (expert i of the model gets
-  a share proportional to 1 / (i + 1)^s). A device's experts start on the xPU and those with the fewest tokens
+  at any Op/B) and the system's Logic-PIM: the tokens x top_k routed pairs over the experts they are expected to
+  reach (`tokens_per_expert`), as whole tokens summing to exactly the pairs: under uniform random routing the
+  plain layer's experts (`step.experts_reached`), each taking tokens x top_k / reached, or under Zipf shares of
+  exponent `zipf_skew` (expert i of the model picked in proportion to 1 / (i + 1)^s). A device's experts start on
+  the xPU and those with the fewest tokens
   move to the Logic-PIM one by one while max(xPU time, Logic-PIM time) drops (the paper's lookup table of expert
   time vs tokens, here the devices' cost of the experts as one grouped op whose experts each get the group's mean
   tokens).
@@ -35,7 +37,7 @@ import numpy as np
 
 from archsim.systems.device import DeviceModel, OpCost
 from archsim.systems.sharding import shard_workload
-from archsim.systems.step import Op, Step, layer_op
+from archsim.systems.step import Op, experts_reached, moe_op
 from archsim.systems.system_messages import allreduce_s
 from archsim.systems.system_model import (
     ATTENTION,
@@ -108,15 +110,68 @@ def _chain_ends(model: SystemModel, decodes: int,
 
 
 def tokens_per_expert(tokens: int, top_k: int, experts: int, zipf_skew: float) -> list[int]:
-    """Tokens each of the model's experts receives from `tokens` tokens routed to `top_k` experts each: shares
-    1 / (i + 1)^zipf_skew (uniform at 0), rounded up and at most `tokens` (a token picks an expert once); only the
-    first tokens x top_k experts receive any when that is fewer than all (one token reaches top_k experts). The
-    rounding up makes the counts sum to at least tokens x top_k, and to less than one more per expert receiving
-    any: 33 tokens, top 2 of 64 experts, give 2 each, 128 (token, expert) pairs for the 66 routed."""
-    shares = [1.0 / (i + 1) ** zipf_skew for i in range(experts)]
-    total = sum(shares)
-    return [min(tokens, math.ceil(tokens * top_k * share / total)) if i < tokens * top_k else 0
-            for i, share in enumerate(shares)]
+    """Tokens each of `experts` experts (the model's, or an EP group's) receives from `tokens` tokens routed to
+    `top_k` distinct experts each: whole tokens summing to exactly the tokens x top_k routed pairs, over the experts
+    they are expected to reach, at most `seen` an expert (a token picks an expert once; seen = the tokens, or, for
+    an EP group holding fewer experts than top_k, pairs / experts rounded up, each token reaching all of them, as
+    `step.moe_sizes` binds it). Uniform random routing (`zipf_skew` 0): the `step.experts_reached` experts, those
+    of the plain layer's MoE op, each taking pairs / reached, the remainder one more each to the first (Mixtral, 5
+    tokens: 10 pairs over 6 experts, 2, 2, 2, 2, 1, 1; rounding every expert up to ceil(10 / 8) = 2 had counted 16
+    pairs). Zipf (s > 0): a token picks expert i with probability p_i = k (1 / (i + 1)^s) / sum (those above 1
+    held at 1 and the rest spread again) and reaches it with probability r_i = 1 - (1 - p_i)^seen; the first
+    round(sum r_i) experts, the most popular, are reached and share the pairs as their expected tokens when
+    reached, seen p_i / r_i: one each, the rest in proportion to seen p_i / r_i - 1 (`_apportion`)."""
+    pairs = tokens * top_k
+    k = min(top_k, experts)
+    seen = math.ceil(pairs / k) if k else 0
+    if zipf_skew:
+        picks = _apportion_real(k, [1.0 / (i + 1) ** zipf_skew for i in range(experts)], 1.0)
+        reach = [1.0 - (1.0 - p) ** seen for p in picks]
+        reached = min(experts, pairs, max(k, math.floor(sum(reach) + 0.5))) if pairs else 0
+        extra = [max(0.0, seen * p / r - 1.0) for p, r in zip(picks[:reached], reach[:reached], strict=True)]
+    else:
+        reached = experts_reached(tokens, top_k, experts)
+        extra = [1.0] * reached
+    counts = [1 + n for n in _apportion(pairs - reached, extra, seen - 1)] if reached else []
+    return counts + [0] * (experts - reached)
+
+
+def _apportion_real(total: float, weights: Sequence[float], cap: float) -> list[float]:
+    """`total` over the positive `weights` in proportion (over all alike when none is), each at most `cap` (total at
+    most cap x their number): those above it held at `cap` and the rest spread again over the others, until none is
+    above."""
+    quotas = [0.0] * len(weights)
+    free = [i for i, w in enumerate(weights) if w > 0]
+    weights, free = (weights, free) if free else ([1.0] * len(weights), list(range(len(weights))))
+    left = total
+    while free and left > 0:
+        scale = left / sum(weights[i] for i in free)
+        over = {i for i in free if scale * weights[i] >= cap}
+        for i in free:
+            quotas[i] = cap if i in over else scale * weights[i]
+        if not over:
+            break
+        left -= cap * len(over)
+        free = [i for i in free if i not in over]
+    return quotas
+
+
+def _apportion(total: int, weights: Sequence[float], cap: int) -> list[int]:
+    """`total` whole units over `weights`, each at most `cap` (`_apportion_real`'s quotas): each quota's floor,
+    then one more to the largest remainders, the lower index first on a tie (the largest-remainder method), so
+    they sum to `total`."""
+    quotas = _apportion_real(total, weights, cap)
+    counts = [math.floor(q) for q in quotas]
+    order = sorted(range(len(quotas)), key=lambda i: (counts[i] - quotas[i], i))
+    short = total - sum(counts)  # the remainders' sum, but for float drift
+    while short > 0:
+        room = [i for i in order if counts[i] < cap][:short]
+        if not room:
+            raise ValueError(f"{total} units over {len(weights)} of at most {cap} each")
+        for i in room:
+            counts[i] += 1
+        short -= len(room)
+    return counts
 
 
 def expert_split(counts: Sequence[int], xpu_s: Callable[[tuple[int, ...]], float],
@@ -180,15 +235,10 @@ def _experts_cost(model: SystemModel, device: DeviceModel, ffn_dim: int, counts:
 # (65,536 had held up to ~0.8 GB).
 @functools.lru_cache(maxsize=16384)
 def experts_op(key: tuple, experts: int, pairs: int, ffn_dim: int) -> Op:
-    """The MoE op of `experts` experts of width `ffn_dim` over `pairs` routed (token, expert) pairs: ceil(pairs /
-    k) tokens each routed to k = min(top_k, experts) of them, so all of a layer's experts and its tokens x top_k
-    pairs are the layer's own MoE op (its tokens, router and activations, not top_k times them); a subset's router
-    and activations are its tokens' share (the router runs once a layer: split, not repeated, between the units).
-    Pairs counted by `tokens_per_expert`, which rounds each expert's tokens up, can exceed tokens x top_k, and the
-    op's tokens, router and activations grow with them: 33 tokens, top 2 of 64 experts, count 128 pairs and make an
-    op of 64 tokens, not 33."""
-    workload, block, _ = shard_workload(key)
-    top_k = min(int(workload.params["top_k"]), experts)
-    params = {**workload.params, "experts": experts, "top_k": top_k, "ffn_dim": ffn_dim}
-    return layer_op(replace(workload, params=params), Step("decode", math.ceil(pairs / top_k), 1), block, "moe",
-                    "moe")
+    """The MoE op of `experts` experts of width `ffn_dim` over `pairs` routed (token, expert) pairs, bound as the
+    plain layer's (`step.moe_op`, `step.moe_sizes`: ceil(pairs / k) tokens each routed to k = min(top_k, experts)
+    of them), so all of a layer's experts and its tokens x top_k pairs are the layer's own MoE op (its tokens,
+    router and activations, not top_k times them); a subset's router and activations are its tokens' share (the
+    router runs once a layer: split, not repeated, between the units)."""
+    workload, _, _ = shard_workload(key)
+    return moe_op(replace(workload, params={**workload.params, "ffn_dim": ffn_dim}), experts, pairs)

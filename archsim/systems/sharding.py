@@ -1,7 +1,9 @@
 """A workload cut over TP, EP and PP: one device's sizes, the layers per stage, the requests per expert-parallel
 group. Pure functions: `archsim.systems.system_model` and the models built on it cost what they return.
 
-- One device's sizes (`shard`): heads, kv_heads, ffn_dim and dense_ffn_dim / TP, experts / EP. With TP a multiple of
+- One device's sizes (`shard`): heads, kv_heads, ffn_dim and dense_ffn_dim / TP, experts / EP, and top_k at most
+  those experts (an EP group holding fewer experts than top_k, as Mixtral at EP 8 or DeepSeek-V3 at EP 64: its
+  tokens' pairs each reach all of them, the model's top_k kept as `step.ROUTED_TOP_K`). With TP a multiple of
   kv_heads each device holds one KV head, replicated over TP / kv_heads devices, as vLLM's `QKVParallelLinear` cuts
   the QKV projection (Megatron-LM instead requires TP to divide the query groups): its K and V weights, its KV cache
   and their projection are on every one of them.
@@ -21,9 +23,11 @@ group. Pure functions: `archsim.systems.system_model` and the models built on it
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 from dataclasses import replace
 
+from archsim.systems.step import ROUTED_TOP_K
 from archsim.systems.system_types import Parallelism
 from archsim.workload import Workload
 
@@ -33,12 +37,17 @@ def shard(workload: Workload, par: Parallelism) -> Workload:
     of kv_heads (MQA, or GQA over more devices than KV heads), each device holds one KV head, replicated over
     TP / kv_heads devices, as vLLM cuts the QKV projection (`QKVParallelLinear`: with TP at least the KV heads,
     one KV head per rank and TP / kv_heads replicas of each; Megatron-LM instead requires TP to divide the query
-    groups): its K and V weights, its KV cache and their projection are on every one of them."""
+    groups): its K and V weights, its KV cache and their projection are on every one of them. An EP group holding
+    fewer experts than top_k binds top_k to them and keeps the model's as `step.ROUTED_TOP_K`: under balanced
+    routing its experts take its own tokens x top_k pairs (module docstring), which `step.moe_sizes` binds as that
+    many pairs over more tokens, each reaching all of the group's experts."""
     params = dict(workload.params)
     for size, degree in (("heads", par.tp), ("kv_heads", par.tp), ("ffn_dim", par.tp), ("dense_ffn_dim", par.tp),
                          ("experts", par.ep)):
         if size in params:
             params[size] = kv_heads_per_device(params[size], degree) if size == "kv_heads" else params[size] // degree
+    if params.get("top_k", 0) > params.get("experts", math.inf):
+        params[ROUTED_TOP_K], params["top_k"] = params["top_k"], params["experts"]
     return replace(workload, params=params)
 
 

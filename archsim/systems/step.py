@@ -26,11 +26,15 @@ Which cascade, by the workload's sizes:
   `attention-decode-gqa` is bound to that many keys (the sliding-window cascade has one query per key and is a
   prefill cascade). A device that costs decode attention by context (a bank-PIM's per-context tables) is given
   these keys, not the context;
-- FFN: `moe-experts` (router, top-k gates and SwiGLU experts in one cascade) in a MoE layer (bound to
-  tokens x top_k experts when a step's tokens reach fewer than all: one decode token reads two of Mixtral's eight
-  experts' weights, not eight; balanced routing, as `coprocessing.tokens_per_expert`'s uniform shares: random
-  routing would reach fewer; the router's logits are then over those experts too, leaving out its
-  hidden x (experts - reached) MACs per token and weights, under 0.1 % of the op), otherwise the
+- FFN: `moe-experts` (router, top-k gates and SwiGLU experts in one cascade) in a MoE layer (bound to the
+  experts a step's tokens are expected to reach under uniform random routing, E (1 - (1 - top_k / E)^T) rounded
+  to the nearest (`experts_reached`): one decode token reads two of Mixtral's eight experts' weights, not eight,
+  and four tokens five, not min(8, 4 x 2); the T x top_k routed pairs, and so the expert FLOPs, stay
+  (`moe_sizes`; an EP group's shard holding fewer experts than top_k binds top_k to them, `sharding.shard`, and
+  takes its tokens' pairs, `ROUTED_TOP_K`, as more tokens, as `coprocessing.tokens_per_expert` counts them);
+  the router's logits are then over those experts too, leaving out its hidden x (experts - reached) MACs per
+  token and weights, under 0.1 % of the op; a model's resident weights are every expert's, `resident_tokens`),
+  otherwise the
   block's dense FFN (of width `dense_ffn_dim` in a dense layer of a MoE model that gives it, else `ffn_dim`);
   bound to `ffn_word_bytes` when the workload gives it (an FFN quantised apart from the rest, as Llama 3 405B's
   FP8 serving: every tensor of the op at that width, its output too, so a device runs its GEMMs at that
@@ -52,7 +56,8 @@ Assumptions: the layers of a kind are all the same (a model whose first layers a
 DeepSeek-V3, is not expressible: moe_every is periodic); prefill has no earlier context (a prompt attends to
 itself, causally); a decode step adds one token per request; a sliding-window model's KV cache still holds every
 context token (what `archsim.systems.system_model` counts for capacity): the window sets the keys read, not the
-keys kept.
+keys kept; a MoE layer's tokens are routed uniformly at random, each to top_k distinct experts (the Duplex paper's
+"uniform expert routing", pim.md §2.4), which sets the experts a step reads (`experts_reached`).
 """
 
 from __future__ import annotations
@@ -327,7 +332,7 @@ def _plan(workload: Workload, step: Step, block: str, layer_kind: str | None) ->
         attention = "attention-mla-decode" if mla else "attention-decode-gqa"
         attention_sizes = {"batch": step.batch, "seq_len": decode_keys(workload, step.seq_len)}
     if moe and layer_kind != DENSE:  # the FFN binds a workload's ffn_word_bytes (`bind.binds_ffn_words`)
-        ffn = ("moe", MOE_CASCADE, {**tokens, **_experts_reached(workload, tokens["tokens"])})
+        ffn = ("moe", MOE_CASCADE, {**tokens, **_routed_step(workload, tokens["tokens"])})
     else:
         width = {"ffn_dim": params["dense_ffn_dim"]} if moe and "dense_ffn_dim" in params else {}
         ffn = ("ffn", kind.ffn, {**tokens, **width})
@@ -359,13 +364,29 @@ def lm_head_op(workload: Workload, tokens: int, tp: int = 1) -> Op:
     return _op(workload, "lm_head", "output-projection", sizes, ("ffn_residual",), "decode")
 
 
+# In an EP group's shard holding fewer experts than the model's top_k (`sharding.shard`, which binds top_k to its
+# experts): the model's top_k, the (token, expert) pairs each of the group's tokens brings its experts
+ROUTED_TOP_K = "routed_top_k"
+
+
 def resident_tokens(workload: Workload) -> int:
-    """Tokens of the smallest step that reads every weight of a layer: one, or for a MoE workload enough to reach
-    every expert (ceil(experts / top_k)); a layer's resident weights are that step's weight bytes."""
+    """Tokens of the smallest step that reads every weight of a layer: one, or for a MoE workload the fewest whose
+    expected distinct experts (`experts_reached`) round to all of them (Mixtral, top 2 of 8: 10 tokens, 8 (1 -
+    0.75^10) = 7.55 experts; ceil(experts / top_k) = 4 would reach 5.47); a layer's resident weights are that
+    step's weight bytes."""
     params = workload.params
     if "experts" not in params:
         return 1
-    return math.ceil(int(params["experts"]) / int(_experts_param(workload, "top_k")))
+    experts, top_k = int(params["experts"]), int(_experts_param(workload, "top_k"))
+    if top_k >= experts:
+        return 1
+    # experts x (1 - k / experts)^T, the experts expected to be missed, below one half (then rounded to all)
+    tokens = max(1, math.ceil(math.log(0.5 / experts) / math.log(1 - top_k / experts)))
+    while experts_reached(tokens, top_k, experts) < experts:  # the closed form's float rounding either way
+        tokens += 1
+    while tokens > 1 and experts_reached(tokens - 1, top_k, experts) == experts:
+        tokens -= 1
+    return tokens
 
 
 def _experts_param(workload: Workload, name: str) -> float:
@@ -374,12 +395,48 @@ def _experts_param(workload: Workload, name: str) -> float:
     return workload.params[name]
 
 
-def _experts_reached(workload: Workload, tokens: int) -> dict[str, int]:
-    """A step of `tokens` tokens routed to top_k experts each reaches at most tokens x top_k of the experts: bound
-    to that many (the same routed pairs, so the same FLOPs; the weights of only those experts read) when it is
-    fewer than the workload's; otherwise nothing to bind."""
-    routed = tokens * int(_experts_param(workload, "top_k"))
-    return {"experts": routed} if routed < int(workload.params["experts"]) else {}
+def experts_reached(tokens: int, top_k: int, experts: int) -> int:
+    """Distinct experts that `tokens` tokens, each routed to `top_k` distinct experts, reach among `experts`,
+    under uniform random routing (the Duplex paper's evaluation, pim.md §2.4: "uniform expert routing"): an
+    expert is missed by one token with probability 1 - k / E, so E (1 - (1 - k / E)^T) are reached on average
+    (Mixtral, 4 tokens: 5.47 of 8, where min(E, T k) = 8 assumed no two tokens share an expert). Rounded to the
+    nearest whole expert, halves up: a rank is a whole number, and the expert weights a step reads (and its
+    router's columns) are linear in it, so the nearest is within half an expert of the expected cost either way,
+    where rounding up would add up to one expert to every step. The count lies in [top_k, min(E, T k)] (one token
+    reaches top_k; T tokens at most T k). Every expert when top_k is at least `experts` (an EP group holding fewer
+    experts than top_k); none without tokens."""
+    if tokens <= 0:
+        return 0
+    if top_k >= experts:
+        return experts
+    expected = experts * (1 - (1 - top_k / experts) ** tokens)
+    return min(experts, tokens * top_k, max(top_k, math.floor(expected + 0.5)))
+
+
+def moe_sizes(workload: Workload, experts: int, pairs: int) -> dict[str, int]:
+    """`moe-experts` sizes for `pairs` routed (token, expert) pairs taken by `experts` of the workload's experts,
+    each of them read: top_k bound to min(top_k, experts) (a token picks distinct experts, so fewer experts than
+    top_k, +PE's unit holding one of Mixtral's or an EP group's shard, take each token's pairs with all of them) and
+    ceil(pairs / that) tokens, the same pairs and so the same expert FLOPs. One rule for a layer's MoE op
+    (`layer_ops`) and for +PE's grouped ops (`coprocessing.experts_op`)."""
+    top_k = max(1, min(int(_experts_param(workload, "top_k")), experts))
+    return {"experts": experts, "top_k": top_k, "tokens": math.ceil(pairs / top_k)}
+
+
+def moe_op(workload: Workload, experts: int, pairs: int, phase: str = "decode") -> Op:
+    """The layer's MoE op (`layer_op`'s "moe") bound by `moe_sizes`: `experts` experts, all read, over `pairs`
+    routed pairs."""
+    return _op(workload, "moe", MOE_CASCADE, moe_sizes(workload, experts, pairs), ("ffn_norm",), phase)
+
+
+def _routed_step(workload: Workload, tokens: int) -> dict[str, int]:
+    """A step's MoE sizes: its tokens x top_k pairs (the model's top_k, `ROUTED_TOP_K` in an EP group's shard
+    holding fewer experts) over the experts (of the workload, or of its EP group's shard) they are expected to reach
+    (`experts_reached`), so the routed pairs and the expert FLOPs stay and only the weights of those experts are
+    read."""
+    top_k, experts = int(_experts_param(workload, "top_k")), int(workload.params["experts"])
+    pairs = tokens * int(workload.params.get(ROUTED_TOP_K, top_k))
+    return moe_sizes(workload, experts_reached(tokens, top_k, experts), pairs)
 
 
 def decode_keys(workload: Workload, context: int) -> int:
