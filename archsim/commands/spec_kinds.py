@@ -1,4 +1,5 @@
-"""Telling the kind of any spec file, for `archsim check`: YAML by its keys, CSV by its header.
+"""Telling the kind of any spec file, for `archsim check`: YAML by its keys, CSV by its header, and a `.jsonl` file
+as a request trace (Mooncake's JSON Lines, `archsim.systems.requests.read_trace`).
 
 It needs every kind's loader (cascades to sweeps, GPU presets, calibrations, links, request traces, measurements),
 so it sits in the top layer; the library below finds and loads only the cascade, architecture, mapping and workload
@@ -150,6 +151,7 @@ def _base_spec(base: str, source: str, within_chain: bool) -> tuple[str, dict | 
 # validate` or `simulate --trace` would say), not that its kind is unknown.
 CSV_KINDS = (
     ("trace", {"arrival_s", "prompt_tokens", "output_tokens"}, _load_trace),
+    ("trace", {"TIMESTAMP", "ContextTokens", "GeneratedTokens"}, _load_trace),  # Azure's LLM inference traces
     ("measurements", {"gpu", "kernel", "seqlen", "metric", "value"}, _load_measurements),
 )
 
@@ -159,14 +161,16 @@ def load_any(path: str | Path) -> tuple[str, Any]:
     path = Path(path)
     if not is_file(path, str(path)):
         raise SpecError(str(path), "", "no such file" if not path.exists() else "not a regular file")
+    if path.suffix.lower() == ".jsonl":
+        return "trace", _load_trace(path)
     if path.suffix.lower() == ".csv":
         header = set(_csv_header(path))
         kind, marks, loader = max(CSV_KINDS, key=lambda k: len(k[1] & header))
         if marks & header:
             return kind, loader(path)
         raise SpecError(str(path), "line 1", "cannot tell the kind of CSV: expected a request trace ("
-                        + ",".join(sorted(CSV_KINDS[0][1])) + ") or GPU measurements (with gpu, kernel, seqlen, "
-                        "metric, value, ...)")
+                        + ",".join(sorted(CSV_KINDS[0][1])) + ", or Azure's " + ",".join(sorted(CSV_KINDS[1][1]))
+                        + ") or GPU measurements (with gpu, kernel, seqlen, metric, value, ...)")
     data = read_yaml(path)
     if isinstance(data, dict) and _derives_an_architecture(data, str(path)):
         return "architecture", library.architecture_from_data(data, str(path))

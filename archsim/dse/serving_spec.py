@@ -23,9 +23,10 @@ The stream and the scheduler's batch are the `serving:` block, every key require
     serving: {rate_per_s: 2000.0, requests: 300, lengths: alpaca, seed: 0, max_batch: 256}
 
 `lengths` is a preset of `archsim.systems.requests.LENGTH_PRESETS`, whose lengths a seeded Poisson stream of
-`rate_per_s` arrivals draws, or the path of a CSV trace (`.csv`, `arrival_s,prompt_tokens,output_tokens`, a relative
-path taken from the sweep file's folder), whose requests are served as `simulate --trace` reads them: its arrivals and
-lengths (where every lengths value is a trace, the block takes no rate, count or seed, as they would not be read).
+`rate_per_s` arrivals draws, or the path of a trace (`.csv`, `arrival_s,prompt_tokens,output_tokens` or Azure's
+columns; `.jsonl`, Mooncake's: `read_trace`; a relative path taken from the sweep file's folder), whose requests are
+served as `simulate --trace` reads them: its arrivals and lengths (where every lengths value is a trace, the block
+takes no rate, count or seed, as they would not be read).
 `max_batch` (the most requests in one iteration), `lengths` and `rate_per_s` may each be an axis instead
 (`serving.max_batch`, `serving.lengths`, `serving.rate_per_s`), and are then left out of the block: each point serves
 the stream its lengths and rate give (a model x trace grid, a load sweep; a rate axis beside a trace is refused: a
@@ -82,7 +83,7 @@ SERVING_AXES = ("serving.max_batch", "serving.max_prefill_tokens", "serving.batc
                 "serving.rate_per_s")
 WORK = ("lengths", "rate_per_s")  # of the axes' fields, those that change the requests served, not the engine
 AXIS_KEYS = ("rate_per_s", "lengths", "max_batch")  # keys of the block that an axis may give instead
-TRACE_SUFFIX = ".csv"  # a lengths value ending so is a CSV trace's path
+TRACE_SUFFIXES = (".csv", ".jsonl")  # a lengths value ending so is a trace's path (a CSV or JSON Lines file)
 SERVING_KEYS = ("rate_per_s", "requests", "lengths", "seed", "max_batch")
 POISSON_KEYS = ("rate_per_s", "requests", "seed")  # read by a length preset's Poisson stream, not by a CSV trace
 # absent: no prefill budget (ServingConfig's, Orca's); the mixed batching; no link checked against BW_min
@@ -177,8 +178,8 @@ def serving_batching(value: Any, source: str, where: str) -> str:
 
 
 def is_trace(lengths: Any) -> bool:
-    """Whether a lengths value names a CSV trace (`TRACE_SUFFIX`) rather than a length preset."""
-    return isinstance(lengths, str) and lengths not in LENGTH_PRESETS and lengths.endswith(TRACE_SUFFIX)
+    """Whether a lengths value names a trace file (`TRACE_SUFFIXES`) rather than a length preset."""
+    return isinstance(lengths, str) and lengths not in LENGTH_PRESETS and lengths.endswith(TRACE_SUFFIXES)
 
 
 def trace_path(lengths: str, source: str) -> Path:
@@ -193,8 +194,9 @@ def request_lengths(value: Any, source: str, where: str) -> str:
     if isinstance(value, str) and value in LENGTH_PRESETS:
         return value
     if not is_trace(value):
-        raise SpecError(source, where, f"expected one of {', '.join(LENGTH_PRESETS)} or a CSV trace's path "
-                                       f"(*{TRACE_SUFFIX}: {','.join(TRACE_COLUMNS)}), got {value!r}")
+        raise SpecError(source, where, f"expected one of {', '.join(LENGTH_PRESETS)} or a trace's path "
+                                       f"(*.csv: {','.join(TRACE_COLUMNS)} or Azure's; *.jsonl: Mooncake's), got "
+                                       f"{value!r}")
     try:
         check_requests(read_trace(trace_path(value, source)), value)
     except SpecError as refused:

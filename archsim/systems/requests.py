@@ -1,5 +1,5 @@
 """Requests for the serving simulator: a Poisson arrival process with dataset-like lengths, Gaussian lengths for a
-closed loop, or a CSV trace.
+closed loop, or a trace file.
 
 Length distributions. pim.md §1.5 (NeuPIMs §8.1) gives only the dataset means: ShareGPT 80 prompt / 296 output
 tokens, Alpaca (text-davinci-003) 12 / 56. The shape is our assumption: each length is an independent lognormal
@@ -28,24 +28,42 @@ Requests are capped at `MAX_REQUESTS` per run (ARCHSIM_MAX_REQUESTS raises it): 
 CPU per request, so the cap is a run of minutes, not a hang. So is a request's `output_tokens`, at
 `MAX_OUTPUT_TOKENS` (ARCHSIM_MAX_OUTPUT_TOKENS): each is a decode iteration of its own, about 0.1 ms of CPU, and a
 request wanting 2^24 tokens would run for most of an hour whatever the batch.
+
+Trace files (`read_trace`), told apart by their content: archsim's CSV (`arrival_s,prompt_tokens,output_tokens`,
+arrivals in seconds as written); the CSV of Azure's LLM inference traces (Azure/AzurePublicDataset, 2023 and 2024:
+Lamina's Azure-Conv and Azure-Code), `TIMESTAMP,ContextTokens,GeneratedTokens` with `TIMESTAMP` a date and time such
+as `2023-11-16 18:15:46.6805900`; and Mooncake's JSON Lines (kvcache-ai/Mooncake: Lamina's Kimi-Conv and Kimi-TA),
+a file whose first non-blank line starts with `{`, one object a line with `timestamp` (milliseconds),
+`input_length` and `output_length` (other keys, `hash_ids`, ignored). The last two formats' arrivals are the seconds
+since the trace's earliest request, computed from whole nanoseconds (Azure's) so that no digit is lost.
 """
 
 from __future__ import annotations
 
+import datetime
+import json
 import math
 import random
 import re
+import stat
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from archsim.errors import SpecError, check_choice
-from archsim.gpu.measurements import read_csv_records
+from archsim.gpu.measurements import MAX_CSV_BYTES, MAX_CSV_BYTES_ENV, read_csv_records
 from archsim.limits import env_limit
+from archsim.spec_files import read_capped
 from archsim.workload import max_size
 
 TRACE_COLUMNS = ("arrival_s", "prompt_tokens", "output_tokens")
+# The same three fields in the public traces' files (module docstring): Azure's CSV header, Mooncake's JSON keys
+AZURE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
+MOONCAKE_KEYS = ("timestamp", "input_length", "output_length")
+# An Azure TIMESTAMP: a date and a time of day, with up to 9 fractional digits (Azure writes 7), no time zone
+AZURE_TIME_TEXT = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})[ T]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?")
+AZURE_TIME_EXAMPLE = "2023-11-16 18:15:46.6805900"
 MAX_REQUESTS = 100_000
 MAX_REQUESTS_ENV = "ARCHSIM_MAX_REQUESTS"
 MAX_OUTPUT_TOKENS = 2**20  # a request's decode iterations: about two minutes of CPU at ~8,000 iterations a second
@@ -214,9 +232,55 @@ def _parse_tokens(text: str, source: str, where: str, limit: int) -> int:
         value = 0
     if not 1 <= value <= limit:
         shown = digits if len(digits) <= 40 else f"a {len(digits)}-character number"
-        raise SpecError(source, where, f"expected an integer >= 1 and at most {limit} (the limit on sizes; raise "
-                                       f"it with the environment variable ARCHSIM_MAX_SIZE), in the digits 0-9, "
-                                       f"got {shown!r}")
+        raise SpecError(source, where, f"{_tokens_expected(limit)}, in the digits 0-9, got {shown!r}")
+    return value
+
+
+def _tokens_expected(limit: int) -> str:
+    return (f"expected an integer >= 1 and at most {limit} (the limit on sizes; raise it with the environment "
+            f"variable ARCHSIM_MAX_SIZE)")
+
+
+def _shown(value: object) -> str:
+    """A JSON value as a message shows it: its repr, or its type and length where that is long."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"a {type(value).__name__} of {len(text)} characters"
+
+
+def _json_tokens(value: object, source: str, where: str, limit: int) -> int:
+    """A token count from 1 to `limit` (`_parse_tokens`'s) that is a JSON integer (not a string, a boolean or a
+    number with a fraction or an exponent, such as 5.0)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+        raise SpecError(source, where, f"{_tokens_expected(limit)}, a JSON integer, got {_shown(value)}")
+    return value
+
+
+def _parse_azure_time(text: str, source: str, where: str) -> int:
+    """An Azure TIMESTAMP (`AZURE_TIME_TEXT`; spaces around it allowed) as whole nanoseconds since 0001-01-01 (a
+    proleptic Gregorian calendar, no time zone): differences of them are exact, where a float of seconds since the
+    epoch keeps only about 0.2 us."""
+    written = text.strip()
+    match = AZURE_TIME_TEXT.fullmatch(written)
+    expected = (f"expected a date and time YYYY-MM-DD HH:MM:SS[.fraction of up to 9 digits] without a time zone "
+                f"(e.g. {AZURE_TIME_EXAMPLE}), got {written if len(written) <= 40 else written[:40] + '...'!r}")
+    if not match or len(match[7] or "") > 9:
+        raise SpecError(source, where, expected)
+    year, month, day, hour, minute, second = (int(part) for part in match.groups()[:6])
+    try:
+        day_number = datetime.date(year, month, day).toordinal()
+        datetime.time(hour, minute, second)
+    except ValueError as exc:
+        raise SpecError(source, where, f"{expected} ({exc})") from None
+    seconds = ((day_number * 24 + hour) * 60 + minute) * 60 + second
+    return seconds * 10**9 + int((match[7] or "").ljust(9, "0"))
+
+
+def _json_milliseconds(value: object, source: str, where: str) -> int | float:
+    """A Mooncake timestamp: a JSON number of milliseconds from 0 to 2^53 (a whole number in the published traces;
+    beyond 2^53 a difference of two would not convert to a float, or not exactly)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 2**53:
+        raise SpecError(source, where, f"expected a number of milliseconds from 0 to 2^53 (a JSON number), got "
+                                       f"{_shown(value)}")
     return value
 
 
@@ -232,34 +296,134 @@ def check_request_count(n: int, source: str, where: str = "") -> None:
 
 
 def read_trace(path: str | Path) -> tuple[Request, ...]:
-    """Requests from a CSV file with the header `arrival_s,prompt_tokens,output_tokens` (in any order, no other
-    columns), one request a row; request ids are the row order (0-based). Rows need not be sorted by arrival; blank
-    lines (nothing but spaces) are skipped, a row of empty cells is not. Each row is checked as `check_requests`
-    checks a request. Errors name the file, the line the row starts on and the column, and what was expected (the
-    file itself: `read_csv_records`)."""
+    """Requests from a trace file in one of three formats (module docstring), told apart by content: JSON Lines
+    where the first non-blank line starts with `{` (`_read_json_lines`), else a CSV file with the header
+    `arrival_s,prompt_tokens,output_tokens` or Azure's `TIMESTAMP,ContextTokens,GeneratedTokens` (in any order, no
+    other columns), one request a row. Request ids are the row order (0-based). Rows need not be sorted by arrival;
+    blank lines (nothing but spaces) are skipped, a row of empty cells is not. Each row is checked as
+    `check_requests` checks a request. Errors name the file, the line the row starts on and the column (or key, as
+    the file names it), and what was expected (the file itself: `read_csv_records`)."""
+    if _starts_with_brace(path):
+        return _read_json_lines(path)
     source = str(path)
     records = read_csv_records(path, f"the header {','.join(TRACE_COLUMNS)}")
     check_request_count(len(records) - 1, source)
     header = [name.strip() for name in records[0][1]]
-    if sorted(header) != sorted(TRACE_COLUMNS):
-        raise SpecError(source, "line 1", f"expected the header {','.join(TRACE_COLUMNS)}, got {','.join(header)}")
-    column = {name: header.index(name) for name in TRACE_COLUMNS}
+    azure = sorted(header) == sorted(AZURE_COLUMNS)
+    if sorted(header) != sorted(TRACE_COLUMNS) and not azure:
+        raise SpecError(source, "line 1", f"expected the header {','.join(TRACE_COLUMNS)} (or Azure's "
+                                          f"{','.join(AZURE_COLUMNS)}; a JSON Lines trace starts with '{{'), got "
+                                          f"{','.join(header)}")
+    names = AZURE_COLUMNS if azure else TRACE_COLUMNS
+    column = {field: header.index(name) for field, name in zip(TRACE_COLUMNS, names, strict=True)}
     limit, most_output_tokens = max_size(), env_limit(MAX_OUTPUT_TOKENS_ENV, MAX_OUTPUT_TOKENS)
     requests: list[Request] = []
+    stamped: list[tuple[int, int, int, int]] = []  # Azure's (line, nanoseconds, prompt tokens, output tokens)
     for line, row in records[1:]:
         if len(row) <= 1 and not "".join(row).strip():
             continue
         if len(row) != len(header):
             raise SpecError(source, f"line {line}", f"expected {len(header)} fields, got {len(row)}")
-        at = {name: (row[column[name]], source, f"line {line}: {name}") for name in TRACE_COLUMNS}
+        at = {field: (row[column[field]], source, f"line {line}: {name}")
+              for field, name in zip(TRACE_COLUMNS, names, strict=True)}
+        if azure:
+            stamped.append((line, _parse_azure_time(*at["arrival_s"]), _parse_tokens(*at["prompt_tokens"], limit),
+                            _parse_tokens(*at["output_tokens"], limit)))
+            continue
         request = Request(len(requests), _parse_seconds(*at["arrival_s"]), _parse_tokens(*at["prompt_tokens"], limit),
                           _parse_tokens(*at["output_tokens"], limit))
         _check_request(request, source, f"line {line}", most_output_tokens)
         requests.append(request)
+    if azure:
+        return _from_the_earliest(stamped, 10**9, AZURE_COLUMNS, source)
     if not requests:
         raise SpecError(source, "", "the trace holds no requests")
     return tuple(requests)
 
+
+def _starts_with_brace(path: str | Path) -> bool:
+    """Whether a regular file's first character that is not blank (after a UTF-8 byte-order mark) is `{`: a JSON
+    Lines trace. Read no further than that character (nor past the limit on trace files); whatever cannot be read
+    here is the CSV reader's to refuse."""
+    limit = env_limit(MAX_CSV_BYTES_ENV, MAX_CSV_BYTES)
+    try:
+        if not stat.S_ISREG(Path(path).stat().st_mode):
+            return False
+        with open(path, "rb") as f:
+            chunk, read = f.read(2**16).removeprefix(b"\xef\xbb\xbf"), 0
+            while chunk and read <= limit:
+                if chunk.lstrip():
+                    return chunk.lstrip().startswith(b"{")
+                read += len(chunk)
+                chunk = f.read(2**16)
+    except OSError:
+        pass
+    return False
+
+
+def _read_json_lines(path: str | Path) -> tuple[Request, ...]:
+    """Requests from a Mooncake JSON Lines trace (module docstring): one JSON object a non-blank line, its
+    `MOONCAKE_KEYS` read (each missing one or bad value a SpecError naming the line and the key), others ignored.
+    The file is read as a CSV trace is (`read_csv_records`): a regular file, at most ARCHSIM_MAX_CSV_BYTES, UTF-8."""
+    source = str(path)
+    byte_limit = env_limit(MAX_CSV_BYTES_ENV, MAX_CSV_BYTES)
+    try:
+        with open(path, "rb") as f:
+            data = read_capped(f, byte_limit)
+    except OSError as exc:
+        raise SpecError(source, "", f"cannot read the file ({exc.strerror or exc})") from None
+    if len(data) > byte_limit:
+        raise SpecError(source, "", f"larger than the limit of {byte_limit} bytes on trace files (raise it with the "
+                                    f"environment variable {MAX_CSV_BYTES_ENV})")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise SpecError(source, f"line {line}, byte {exc.start}",
+                        f"not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8") from None
+    lines = [(number, written) for number, written in enumerate(text.split("\n"), 1) if written.strip()]
+    check_request_count(len(lines), source)
+    limit = max_size()
+    expected = (f"expected a JSON object with the keys {', '.join(MOONCAKE_KEYS)} (others, such as hash_ids, are "
+                f"ignored)")
+    stamped: list[tuple[int, int | float, int, int]] = []
+    for line, written in lines:
+        try:
+            entry = json.loads(written, parse_constant=_no_constant)
+        except (ValueError, RecursionError) as exc:
+            reason = f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else str(exc)
+            raise SpecError(source, f"line {line}", f"{expected}; not JSON ({reason})") from None
+        if not isinstance(entry, dict):
+            raise SpecError(source, f"line {line}", f"{expected}, got a JSON {type(entry).__name__}")
+        for key in MOONCAKE_KEYS:
+            if key not in entry:
+                raise SpecError(source, f"line {line}: {key}", f"missing; {expected}")
+        timestamp, prompt, output = (entry[key] for key in MOONCAKE_KEYS)
+        stamped.append((line, _json_milliseconds(timestamp, source, f"line {line}: timestamp"),
+                        _json_tokens(prompt, source, f"line {line}: input_length", limit),
+                        _json_tokens(output, source, f"line {line}: output_length", limit)))
+    return _from_the_earliest(stamped, 1000, MOONCAKE_KEYS, source)
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is no JSON number")
+
+
+def _from_the_earliest(stamped: list[tuple[int, int | float, int, int]], ticks_per_s: int, names: tuple[str, ...],
+                       source: str) -> tuple[Request, ...]:
+    """Requests from (line, time in ticks of 1 / `ticks_per_s` s, prompt tokens, output tokens) rows, in row order,
+    each arriving at its seconds since the earliest row's time (a difference of ticks, exact for whole ones, then
+    one rounding),
+    each checked (`_check_request`) naming its line and the file's field (`names`, as `TRACE_COLUMNS`)."""
+    if not stamped:
+        raise SpecError(source, "", "the trace holds no requests")
+    earliest = min(ticks for _, ticks, _, _ in stamped)
+    most_output_tokens = env_limit(MAX_OUTPUT_TOKENS_ENV, MAX_OUTPUT_TOKENS)
+    requests = tuple(Request(i, (ticks - earliest) / ticks_per_s, prompt, output)
+                     for i, (_, ticks, prompt, output) in enumerate(stamped))
+    for (line, *_), request in zip(stamped, requests, strict=True):
+        _check_request(request, source, f"line {line}", most_output_tokens, names)
+    return requests
 
 
 def checked_poisson_requests(*, rate_per_s: float, n: int, lengths: LengthDistribution | str, seed: int,
@@ -289,20 +453,23 @@ def check_requests(requests: Sequence[Request], source: str = "<python>") -> Non
         _check_request(r, source, where, most)
 
 
-def _check_request(r: Request, source: str, where: str, most_output_tokens: int) -> None:
+def _check_request(r: Request, source: str, where: str, most_output_tokens: int,
+                   names: tuple[str, ...] = TRACE_COLUMNS) -> None:
     """Reject a request (named `where`: by its id, or its trace's line) arriving at a time that is negative, not
     finite or past `MAX_ARRIVAL_S`, with a length below one token, or wanting more output tokens than
-    `most_output_tokens` (`MAX_OUTPUT_TOKENS`, ARCHSIM_MAX_OUTPUT_TOKENS)."""
+    `most_output_tokens` (`MAX_OUTPUT_TOKENS`, ARCHSIM_MAX_OUTPUT_TOKENS). The fields are named `names` (a trace
+    file's names for `TRACE_COLUMNS`)."""
+    arrival, prompt, output = names
     if not (math.isfinite(r.arrival_s) and 0 <= r.arrival_s <= MAX_ARRIVAL_S):
-        raise SpecError(source, f"{where}: arrival_s", f"expected a number of seconds from 0 to {MAX_ARRIVAL_S:g} "
+        raise SpecError(source, f"{where}: {arrival}", f"expected a number of seconds from 0 to {MAX_ARRIVAL_S:g} "
                                                        f"(beyond it a float cannot time a microsecond), got "
                                                        f"{r.arrival_s:g}")
-    for name in ("prompt_tokens", "output_tokens"):
-        value = getattr(r, name)
+    for field, name in (("prompt_tokens", prompt), ("output_tokens", output)):
+        value = getattr(r, field)
         if not (isinstance(value, int) and value >= 1):
             raise SpecError(source, f"{where}: {name}", f"expected an integer >= 1, got {value!r}")
     if r.output_tokens > most_output_tokens:
-        raise SpecError(source, f"{where}: output_tokens",
+        raise SpecError(source, f"{where}: {output}",
                         f"expected at most {most_output_tokens} (each output token is a decode iteration of the run, "
                         f"about 0.1 ms of CPU; raise the limit with the environment variable {MAX_OUTPUT_TOKENS_ENV}), "
                         f"got {r.output_tokens}")
