@@ -118,29 +118,37 @@ def read_csv_rows(path: str | Path, expected: str) -> list[list[str]]:
     return [cells for _, cells in read_csv_records(path, expected)]
 
 
-def read_csv_records(path: str | Path, expected: str) -> list[tuple[int, list[str]]]:
-    """(the line it starts on, its cells) of each row of a CSV file (header first). Every failure is a SpecError
-    naming the file: not a regular file (a FIFO or device could block or never end), larger than `MAX_CSV_BYTES`
-    (ARCHSIM_MAX_CSV_BYTES; at most that many bytes plus one are read), not UTF-8 (with the line and byte),
-    malformed CSV (with the line), or empty (`expected` says what the header should be)."""
+def read_text_file(path: str | Path, files: str, expected: str) -> str:
+    """The text of a file read as data (a CSV, a JSON Lines trace). Every failure is a SpecError naming the file:
+    not a regular file (a FIFO or device could block or never end; `expected` says what it should be), larger than
+    `MAX_CSV_BYTES` (ARCHSIM_MAX_CSV_BYTES, the limit on `files`; at most that many bytes plus one are read), not
+    UTF-8 (with the line and byte); a UTF-8 byte-order mark is dropped."""
     source = str(path)
     limit = env_limit(MAX_CSV_BYTES_ENV, MAX_CSV_BYTES)
     try:
         if not stat.S_ISREG(Path(path).stat().st_mode):
-            raise SpecError(source, "", f"not a regular file; expected a CSV file with {expected}")
+            raise SpecError(source, "", f"not a regular file; expected {expected}")
         with open(path, "rb") as f:
             data = read_capped(f, limit)
     except OSError as exc:
         raise SpecError(source, "", f"cannot read the file ({exc.strerror or exc})") from None
     if len(data) > limit:
-        raise SpecError(source, "", f"larger than the limit of {limit} bytes on CSV files (raise it with the "
+        raise SpecError(source, "", f"larger than the limit of {limit} bytes on {files} (raise it with the "
                                     f"environment variable {MAX_CSV_BYTES_ENV})")
     try:
-        text = data.decode("utf-8-sig")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise SpecError(source, f"line {line}, byte {exc.start}",
                         f"not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8") from None
+
+
+def read_csv_records(path: str | Path, expected: str) -> list[tuple[int, list[str]]]:
+    """(the line it starts on, its cells) of each row of a CSV file (header first). Every failure is a SpecError
+    naming the file: what `read_text_file` refuses, malformed CSV (with the line), or empty (`expected` says what
+    the header should be)."""
+    source = str(path)
+    text = read_text_file(path, "CSV files", f"a CSV file with {expected}")
     reader = csv.reader(io.StringIO(text, newline=""))
     records, ended = [], 0
     try:

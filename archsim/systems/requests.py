@@ -52,9 +52,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from archsim.errors import SpecError, check_choice
-from archsim.gpu.measurements import MAX_CSV_BYTES, MAX_CSV_BYTES_ENV, read_csv_records
+from archsim.gpu.measurements import MAX_CSV_BYTES, MAX_CSV_BYTES_ENV, read_csv_records, read_text_file
 from archsim.limits import env_limit
-from archsim.spec_files import read_capped
 from archsim.workload import max_size
 
 TRACE_COLUMNS = ("arrival_s", "prompt_tokens", "output_tokens")
@@ -364,23 +363,9 @@ def _starts_with_brace(path: str | Path) -> bool:
 def _read_json_lines(path: str | Path) -> tuple[Request, ...]:
     """Requests from a Mooncake JSON Lines trace (module docstring): one JSON object a non-blank line, its
     `MOONCAKE_KEYS` read (each missing one or bad value a SpecError naming the line and the key), others ignored.
-    The file is read as a CSV trace is (`read_csv_records`): a regular file, at most ARCHSIM_MAX_CSV_BYTES, UTF-8."""
+    The file is read as a CSV trace is (`read_text_file`): a regular file, at most ARCHSIM_MAX_CSV_BYTES, UTF-8."""
     source = str(path)
-    byte_limit = env_limit(MAX_CSV_BYTES_ENV, MAX_CSV_BYTES)
-    try:
-        with open(path, "rb") as f:
-            data = read_capped(f, byte_limit)
-    except OSError as exc:
-        raise SpecError(source, "", f"cannot read the file ({exc.strerror or exc})") from None
-    if len(data) > byte_limit:
-        raise SpecError(source, "", f"larger than the limit of {byte_limit} bytes on trace files (raise it with the "
-                                    f"environment variable {MAX_CSV_BYTES_ENV})")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise SpecError(source, f"line {line}, byte {exc.start}",
-                        f"not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8") from None
+    text = read_text_file(path, "trace files", "a JSON Lines trace")
     lines = [(number, written) for number, written in enumerate(text.split("\n"), 1) if written.strip()]
     check_request_count(len(lines), source)
     limit = max_size()
