@@ -19,8 +19,9 @@ task's result when the worker holding it dies, so a killed worker is restarted b
 a one-worker cluster's included (scattered data it cannot recover: the sweep was lost).
 
 A scheduler address is checked before any work (`check_scheduler`): its form, a TCP connection within
-CONNECT_TIMEOUT_S, and a Dask scheduler answering there; each failure is a SpecError naming `--scheduler`. A
-cluster lost mid-sweep (its scheduler killed) is one too, Dask's logs silenced during the sweep (`_quiet_logs`):
+CONNECT_TIMEOUT_S, and a Dask scheduler answering there within IDENTITY_TIMEOUT_S; each failure is a SpecError
+naming `--scheduler`. A cluster lost mid-sweep (its scheduler killed) is one too, Dask's logs silenced during
+the sweep (`_quiet_logs`):
 the batches finished are stored, and the sweep run again resumes. So are a scheduler with no worker, and a worker
 whose records would be stored under keys they do not belong to: one running another archsim than this process, or
 with other limit variables (`points.keyed_version`, what a key holds of the code and the environment, differs: a
@@ -79,6 +80,9 @@ BATCHES_PER_WORKER = 4  # at least this many batches per worker, for balance
 PROBE_POINTS = 32
 PROBE_S = 0.5
 CONNECT_TIMEOUT_S = 3.0
+# How long a server that took the connection may take to say it is a Dask scheduler: longer than the connection,
+# since a scheduler on a loaded machine answers late (CI once saw no answer within 3 s from a live one)
+IDENTITY_TIMEOUT_S = 10.0
 # How long a cluster may be without a worker: a running scheduler before its first one (starting up), and any
 # cluster mid-sweep (a worker restarted by its nanny joins again within seconds), its workers counted every tenth
 # of that (`_watch_workers`).
@@ -100,9 +104,10 @@ class SweepRun:
     executor: Executor | None  # where this run evaluated its points (None: nothing to evaluate)
 
 
-def check_scheduler(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> str:
-    """`address` as `tcp://HOST:PORT` once a Dask scheduler has answered there within `timeout_s`; otherwise a
-    SpecError naming `--scheduler`."""
+def check_scheduler(address: str, timeout_s: float = CONNECT_TIMEOUT_S,
+                    identity_timeout_s: float = IDENTITY_TIMEOUT_S) -> str:
+    """`address` as `tcp://HOST:PORT` once a connection there is taken within `timeout_s` and a Dask scheduler
+    says so within `identity_timeout_s`; otherwise a SpecError naming `--scheduler`."""
     match = _ADDRESS.match(address)
     if not match or not 0 < int(match[2]) < 65536:
         raise SpecError("--scheduler", address, "expected tcp://HOST:PORT, e.g. tcp://127.0.0.1:8786")
@@ -115,9 +120,9 @@ def check_scheduler(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> str:
     address = f"tcp://{match[1]}:{port}"
     try:  # in a thread of its own, so that a caller's running event loop (a notebook's) is no obstacle
         with ThreadPoolExecutor(1) as pool:
-            reply = pool.submit(asyncio.run, asyncio.wait_for(_identity(address), timeout_s)).result()
+            reply = pool.submit(asyncio.run, asyncio.wait_for(_identity(address), identity_timeout_s)).result()
     except TimeoutError:
-        reply = f"no answer within {timeout_s:g} s"
+        reply = f"no answer within {identity_timeout_s:g} s"
     except Exception as exc:  # whatever answers is not a Dask scheduler (garbage, a closed stream)
         reply = f"{type(exc).__name__}: {exc}"
     if not isinstance(reply, dict) or reply.get("type") != "Scheduler":
