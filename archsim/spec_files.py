@@ -1,4 +1,4 @@
-"""Read a spec file safely: size and depth caps, paths beside a spec, numbers.
+"""Read a spec file or a data file safely: size and depth caps, paths beside a spec, numbers, CSV rows.
 
 Reading: `read_yaml` (= `read_spec_bytes` then `parse_yaml`) refuses a path that is not a regular file (a
 directory, FIFO or device), a file it cannot read, one larger than ARCHSIM_MAX_SPEC_BYTES (default MAX_SPEC_BYTES;
@@ -11,6 +11,10 @@ OSError on a path into a SpecError.
 Numbers: `number` (inf and -inf allowed, never NaN) and `finite_number`.
 Derived specs: `laid_over` is the rule by which a spec with a `base` (a system spec, a GPU preset) is laid over
 the data of its base.
+Data files (GPU measurements, request traces): `read_text_file` refuses a path that is not a regular file, a file
+it cannot read, one larger than ARCHSIM_MAX_CSV_BYTES (default MAX_CSV_BYTES; at most that many bytes plus one are
+read) and bytes that are not UTF-8, and drops a UTF-8 byte-order mark; `csv_records` splits such text into CSV rows
+with the line each starts on (`read_csv_records`, both).
 
 Every error is a `SpecError` naming the file (or the source given) and, where there is one, the line or field.
 """
@@ -18,6 +22,8 @@ Every error is a `SpecError` naming the file (or the source given) and, where th
 from __future__ import annotations
 
 import copy
+import csv
+import io
 import math
 import stat
 import sys
@@ -33,6 +39,8 @@ from archsim.limits import env_limit
 MAX_SPEC_BYTES = 2**18  # spec files are kilobytes; 256 KiB of YAML parses in 1-2 s (PyYAML in Python, which the
 # nesting checks need; flow-style JSON is the slowest); ARCHSIM_MAX_SPEC_BYTES raises the limit
 MAX_YAML_DEPTH = 64  # shipped specs nest 5 levels; PyYAML's composer recurses ~3 frames per level
+MAX_CSV_BYTES = 64 * 2**20  # measurements and traces are kilobytes to megabytes; ARCHSIM_MAX_CSV_BYTES raises it
+MAX_CSV_BYTES_ENV = "ARCHSIM_MAX_CSV_BYTES"
 
 
 def is_file(path: Path, source: str) -> bool:
@@ -246,3 +254,53 @@ def finite_number(value: Any, source: str, where: str) -> float:
     if not math.isfinite(result):
         raise SpecError(source, where, f"expected a finite number, got {value!r}")
     return result
+
+
+def read_text_file(path: str | Path, limited_files: str, expected: str) -> str:
+    """The text of a file read as data (a CSV, a JSON Lines trace). Every failure is a SpecError naming the file:
+    not a regular file (a FIFO or device could block or never end; `expected` says what it should be), larger than
+    `MAX_CSV_BYTES` (ARCHSIM_MAX_CSV_BYTES; the message calls it the limit on `limited_files`; at most that many
+    bytes plus one are read), not UTF-8 (with the line and byte); a UTF-8 byte-order mark is dropped."""
+    source = str(path)
+    limit = env_limit(MAX_CSV_BYTES_ENV, MAX_CSV_BYTES)
+    try:
+        if not stat.S_ISREG(Path(path).stat().st_mode):
+            raise SpecError(source, "", f"not a regular file; expected {expected}")
+        with open(path, "rb") as f:
+            data = read_capped(f, limit)
+    except OSError as exc:
+        raise SpecError(source, "", f"cannot read the file ({exc.strerror or exc})") from None
+    if len(data) > limit:
+        raise SpecError(source, "", f"larger than the limit of {limit} bytes on {limited_files} (raise it with the "
+                                    f"environment variable {MAX_CSV_BYTES_ENV})")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise SpecError(source, f"line {line}, byte {exc.start}",
+                        f"not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8") from None
+
+
+def read_csv_records(path: str | Path, expected: str) -> list[tuple[int, list[str]]]:
+    """`csv_records` of a CSV file's text (`read_text_file`). Every failure is a SpecError naming the file: what
+    `read_text_file` refuses, or what `csv_records` does (`expected` says what the header should be)."""
+    return csv_records(read_text_file(path, "CSV files", f"a CSV file with {expected}"), str(path), expected)
+
+
+def csv_records(text: str, source: str, expected: str) -> list[tuple[int, list[str]]]:
+    """(the line it starts on, its cells) of each row of CSV text read from `source` (header first). Every failure
+    is a SpecError naming `source`: malformed CSV (with the line), or empty (`expected` says what the header should
+    be)."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    records, ended = [], 0
+    try:
+        for cells in reader:  # a row starts on the line after the one the row before it ended on
+            records.append((ended + 1, cells))
+            ended = reader.line_num
+    except csv.Error as exc:
+        raise SpecError(source, f"line {reader.line_num}", f"malformed CSV ({exc})") from None
+    if not records:
+        raise SpecError(source, "line 1", f"empty file (expected {expected})")
+    if not any(cell.strip() for cell in records[0][1]):
+        raise SpecError(source, "line 1", f"empty header (expected {expected})")
+    return records

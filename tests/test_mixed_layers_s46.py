@@ -19,7 +19,7 @@ from archsim.gpu.load import load_gpu
 from archsim.systems import kv_selection, sparse_prefill
 from archsim.systems.seqpar import parallel_time
 from archsim.systems.seqpar_spec import ParallelSpec
-from archsim.systems.step import DENSE, MOE, Step, layer_ops, non_attention_kinds
+from archsim.systems.step import DENSE, MOE, Step, non_attention_kinds
 from archsim.systems.topology import load_topology
 
 ALL_MOE = library.load_workload_spec("mixtral-8x7b")
@@ -38,9 +38,6 @@ def test_non_attention_kinds_are_the_layers_of_each_kind():
     step = Step("decode", 1, 1)
     kinds = {kind: (ops, count) for kind, ops, count in non_attention_kinds(HALF, step)}
     assert {kind: count for kind, (_, count) in kinds.items()} == {DENSE: 16, MOE: 16}
-    for kind, (ops, _) in kinds.items():
-        assert [op.name for op in ops] == [op.name for op in layer_ops(HALF, step, "llama", kind)
-                                           if op.name != "attention"]
     assert "moe" in {op.name for op in kinds[MOE][0]} and "ffn" in {op.name for op in kinds[DENSE][0]}
     assert [(kind, count) for kind, _, count in non_attention_kinds(ALL_MOE, step)] == [(MOE, 32)]
     assert [(kind, count) for kind, _, count in non_attention_kinds(DENSE_MODEL, step)] == [(DENSE, 32)]

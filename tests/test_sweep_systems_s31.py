@@ -129,7 +129,7 @@ def test_a_lengths_axis_of_one_value_keys_as_the_serving_block_giving_it(tmp_pat
     ({"serving.rate_per_s": ["fast"]}, "axes.serving.rate_per_s[0]", "expected a positive number of requests"),
     ({"serving.rate_per_s": [-1.0]}, "axes.serving.rate_per_s[0]", "expected a positive number of requests"),
     ({"serving.lengths": ["azure-conv", "trace.csv"], "serving.rate_per_s": [2.0, 4.0]}, "axes.serving.rate_per_s",
-     "a CSV trace's points"),
+     "a trace's points"),
 ])
 def test_a_bad_lengths_or_rate_value_exits_2_naming_the_sweep_file_and_path(tmp_path, axes, field, message):
     (tmp_path / "bad.csv").write_text("when,prompt,output\n0,1,1\n")
@@ -178,7 +178,7 @@ def test_a_sweep_of_traces_alone_takes_no_rate_count_or_seed(tmp_path):
         data["serving"][key] = SERVING[key]
         path.write_text(yaml.safe_dump(data, sort_keys=False))
         code, output = _invoke("sweep", str(path), "--db", str(tmp_path / f"{key}.sqlite"), "--local")
-        assert code == 2 and f"{path}: serving.{key}: not read: every point serves a CSV trace" in output, output
+        assert code == 2 and f"{path}: serving.{key}: not read: every point serves a trace" in output, output
         del data["serving"][key]
 
 

@@ -108,6 +108,16 @@ def test_check_recognises_both_formats(tmp_path, cli):
     assert f"error: {bad}: line 1: output_length: expected an integer >= 1" in result.output
 
 
+
+def test_check_tells_a_json_lines_trace_by_content_and_a_json_spec_by_its_name(tmp_path, cli):
+    """A JSON Lines trace is one by its content, whatever its name (as `simulate --trace` reads it); a file named
+    .json (or .yaml) is one document, a spec, though it starts with `{` as a trace does."""
+    trace = _write(tmp_path, "kimi.txt", MOONCAKE)
+    spec = _write(tmp_path, "w.json", json.dumps({"name": "w", "params": {"seq_len": 8, "heads": 2, "head_dim": 4}}))
+    out = cli("check", str(trace), str(spec)).output
+    assert f"ok  {trace}: trace, 4 rows" in out and f"ok  {spec}: workload w" in out
+
+
 AZURE_HEADER = "TIMESTAMP,ContextTokens,GeneratedTokens\n"
 
 

@@ -104,7 +104,7 @@ def _known_rows(timed: list) -> int:
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 def check_cmd(files: tuple[str, ...]) -> None:
     """Validate spec files of any kind: cascades, workloads, mappings, architectures, GPU presets, chip presets,
-    calibrations, sweeps, links, systems, topologies, pattern maps (YAML), request traces (CSV; .jsonl, Mooncake's
+    calibrations, sweeps, links, systems, topologies, pattern maps (YAML), request traces (CSV, or Mooncake's
     JSON Lines) and GPU measurements (CSV). Exit 2 if any is bad. A system whose own degrees a run refuses is good,
     with a warning (a sweep or --tp may set others).
 

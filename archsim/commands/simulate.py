@@ -2,9 +2,10 @@
 
 The system is a system spec (`archsim.systems.system_spec`: a library preset such as gpu, npu-only, npu+pim,
 neupims, neupims-no-sbi, or a YAML file) running a library workload with the spec's parallelism for it or
---tp/--pp (`archsim.systems.system_model`); requests come from a trace CSV or a seeded Poisson process with
-ShareGPT- or Alpaca-like lengths. The scheduler mixes prefills into the decodes' iterations (Orca's) unless
---batching prefill-first (vLLM v0's: decodes wait while prompts do; `serving.BATCHING`).
+--tp/--pp (`archsim.systems.system_model`); requests come from a trace file (CSV or JSON Lines,
+`archsim.systems.requests.read_trace`) or a seeded Poisson process with ShareGPT- or Alpaca-like lengths. The
+scheduler mixes prefills into the decodes' iterations (Orca's) unless --batching prefill-first (vLLM v0's: decodes
+wait while prompts do; `serving.BATCHING`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from archsim.systems.requests import (
 from archsim.systems.schedule_events import LongestDecode, replay_iteration, unreplayable
 from archsim.systems.serving import (
     BATCHING,
+    DEFAULT_BATCHING,
     ServingConfig,
     ServingResult,
     chrome_trace,
@@ -69,7 +71,7 @@ from archsim.systems.system_types import System
               help="[--rate] Seed of arrivals and lengths")
 @click.option("--max-batch", type=Size(), default=256, show_default=True,
               help="Most requests in one iteration.")
-@click.option("--batching", type=click.Choice(list(BATCHING)), default="mixed", show_default=True,
+@click.option("--batching", type=click.Choice(list(BATCHING)), default=DEFAULT_BATCHING, show_default=True,
               help="The serving scheduler's policy. mixed: new prompts prefill in the same iteration as the "
                    "running requests' decodes (Orca's selective batching); prefill-first: an iteration that admits "
                    "a prompt runs only prefills and the running requests' decodes wait for the next one (vLLM v0's "
@@ -158,7 +160,7 @@ def simulate_cmd(ctx: click.Context, system_name: str, workload: str, trace_path
     metrics = {**serving_metrics(result, untimed_messages(model.system, model.parallelism)),
                "served_requests": _request_source(trace_path, rate, n_requests, lengths, seed),
                "max_batch": max_batch, "max_prefill_tokens": max_prefill_tokens,
-               **({} if config.mix_prefill_decode else {"batching": config.batching})}
+               **config.batching_entry()}
     record = result.record(model.price_per_hour)
     if alpha is not None:
         try:

@@ -1,5 +1,6 @@
-"""Telling the kind of any spec file, for `archsim check`: YAML by its keys, CSV by its header, and a `.jsonl` file
-as a request trace (Mooncake's JSON Lines, `archsim.systems.requests.read_trace`).
+"""Telling the kind of any spec file, for `archsim check`: YAML by its keys, CSV by its header, and a request trace in
+JSON Lines (Mooncake's) by its content, as `archsim.systems.requests.read_trace` tells it (`is_json_lines`: a file
+whose first character that is not blank is `{`), unless it is named as one document, .yaml, .yml or .json: a spec.
 
 It needs every kind's loader (cascades to sweeps, GPU presets, calibrations, links, request traces, measurements),
 so it sits in the top layer; the library below finds and loads only the cascade, architecture, mapping and workload
@@ -19,7 +20,19 @@ from archsim.cascade.load import cascade_from_dict
 from archsim.errors import SpecError
 from archsim.mapping.load import mapping_from_dict
 from archsim.spec_files import is_file, is_spec_path, read_yaml, spec_beside
+from archsim.systems.requests import AZURE_COLUMNS, TRACE_COLUMNS, is_json_lines
 from archsim.workload import workload_from_dict
+
+
+def _is_json_lines(path: Path) -> bool:
+    """Whether a file's text is a JSON Lines trace by `is_json_lines`, told from its first 64 KiB (a UTF-8
+    byte-order mark dropped, as the readers drop it); a file that cannot be read is not (its reader says why)."""
+    try:
+        with path.open("rb") as f:
+            start = f.read(2**16).decode("utf-8-sig", errors="replace")
+    except OSError:
+        return False
+    return is_json_lines(start)
 
 
 def _csv_header(path: Path) -> list[str]:
@@ -150,27 +163,30 @@ def _base_spec(base: str, source: str, within_chain: bool) -> tuple[str, dict | 
 # whose marks it shares most of, so that a file missing one of them hears from its loader which (as `archsim
 # validate` or `simulate --trace` would say), not that its kind is unknown.
 CSV_KINDS = (
-    ("trace", {"arrival_s", "prompt_tokens", "output_tokens"}, _load_trace),
-    ("trace", {"TIMESTAMP", "ContextTokens", "GeneratedTokens"}, _load_trace),  # Azure's LLM inference traces
+    ("trace", set(TRACE_COLUMNS), _load_trace),
+    ("trace", set(AZURE_COLUMNS), _load_trace),  # Azure's LLM inference traces
     ("measurements", {"gpu", "kernel", "seqlen", "metric", "value"}, _load_measurements),
 )
+# a file so named is one YAML or JSON document, a spec, even one written as a JSON object ("{")
+DOCUMENT_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 def load_any(path: str | Path) -> tuple[str, Any]:
-    """Load a spec file of any kind, telling the kind from its keys (YAML) or its header (CSV)."""
+    """Load a spec file of any kind, telling the kind from its content (a JSON Lines trace, `_is_json_lines`),
+    its header (CSV) or its keys (YAML)."""
     path = Path(path)
     if not is_file(path, str(path)):
         raise SpecError(str(path), "", "no such file" if not path.exists() else "not a regular file")
-    if path.suffix.lower() == ".jsonl":
+    if path.suffix.lower() not in DOCUMENT_SUFFIXES and _is_json_lines(path):
         return "trace", _load_trace(path)
     if path.suffix.lower() == ".csv":
         header = set(_csv_header(path))
         kind, marks, loader = max(CSV_KINDS, key=lambda k: len(k[1] & header))
         if marks & header:
             return kind, loader(path)
-        raise SpecError(str(path), "line 1", "cannot tell the kind of CSV: expected a request trace ("
-                        + ",".join(sorted(CSV_KINDS[0][1])) + ", or Azure's " + ",".join(sorted(CSV_KINDS[1][1]))
-                        + ") or GPU measurements (with gpu, kernel, seqlen, metric, value, ...)")
+        raise SpecError(str(path), "line 1", f"cannot tell the kind of CSV: expected a request trace "
+                        f"({','.join(TRACE_COLUMNS)}, or Azure's {','.join(AZURE_COLUMNS)}) or GPU measurements "
+                        f"(with gpu, kernel, seqlen, metric, value, ...)")
     data = read_yaml(path)
     if isinstance(data, dict) and _derives_an_architecture(data, str(path)):
         return "architecture", library.architecture_from_data(data, str(path))

@@ -200,7 +200,7 @@ def base_identity(spec: SweepSpec, base: Base) -> dict[str, Any]:
     points are timed at (`TIMED_AT`: a preset added to a store swept without GPUs, or with others, shares it; one
     timed at other settings is refused like an edited preset file: `GPU_PRESETS_PART`); or the system as loaded,
     its devices and links included (a preset file edited between sweeps is another base), workload and serving
-    run, each CSV trace by its requests (`_trace_content`) and each file a `system.` axis names
+    run, each trace by its requests (`_trace_content`) and each file a `system.` axis names
     (`_system_axis_files`); or the parallel or sparse block, the specs it and its axes name as loaded
     (`_block_contents`) and the GPU calibration. The inputs an axis names are held by name (`input_noun`: a store
     may gain names as the axis grows). The axes, sampling, constraints and objectives are not part of it: they may
@@ -226,7 +226,7 @@ def base_identity(spec: SweepSpec, base: Base) -> dict[str, Any]:
 # The parts of a base naming each input's content by the name the sweep gives it (a JSON object, name -> content):
 # GPU_PRESETS_PART, each GPU's (an architecture sweep's presets with the settings their points are timed at,
 # `TIMED_AT`; a parallel or sparse sweep's GPUs as loaded), and an axis's part (`AXIS_PART` and the axis's path),
-# each input file that only the axis names (a CSV trace by its requests; a workload, topology or pattern map as
+# each input file that only the axis names (a trace by its requests; a workload, topology or pattern map as
 # loaded; a system's GPU, chip, link or architecture file as the system it sets resolves it). A store may gain
 # names (as an axis grows, or a sweep without GPUs gains them), but a name whose file now says something else, or a
 # GPU timed under another kernel or calibration, would leave its old points beside the new, rows that do not say
@@ -281,7 +281,7 @@ def _block_contents(targets: BlockTargets, root: str) -> dict[str, Any]:
 
 
 def _trace_content(spec: SweepSpec, base: Base) -> dict[str, Any]:
-    """The CSV traces the sweep serves, by the digest of their requests (`requests_digest`, as its points' keys hold
+    """The traces the sweep serves, by the digest of their requests (`requests_digest`, as its points' keys hold
     them): the serving block's under "trace" (the same name over other requests is another base), a
     `serving.lengths` axis's under the axis's part (`AXIS_PART`), by name (the axis may grow; a trace edited since
     is refused as an edited GPU file is). Nothing for a length preset's stream (its settings are the serving part,

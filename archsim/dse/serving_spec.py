@@ -7,7 +7,7 @@ point's `system.<dotted path>` values set (`with_fields`, e.g. `system.devices.p
 inline with the preset's fields, one of them changed), running the workload as the serving simulator's iteration model
 over the request stream its serving settings give (`archsim.dse.system_points`). An axis value is a number, a word or
 true/false, as the field takes, or a file's path (`system.devices.gpu.preset: [h100-sxm5, ./slow-h100.yaml]`), a
-relative one taken from the sweep file's folder as a CSV trace's is (`system_changes`; a path the system file writes
+relative one taken from the sweep file's folder as a trace's is (`system_changes`; a path the system file writes
 stays relative to that file). Fields that must move together (a device count and the parallel degree it must equal: a
 memory pool's `count` and `parallelism.attention_pool`, an offloading system's compute `count` and `parallelism.tp` x
 replicas) are one linked axis (`archsim.dse.spec`), whose templates set `system.` fields from each of its values (what
@@ -50,7 +50,7 @@ the serving block; each `system.` axis path is a field of the system and each of
 linked axis's value together), is one the system spec accepts (`with_fields` validates the spec again; the message names
 the field the spec refuses where the YAML path does not); `serving.max_batch` and `serving.max_prefill_tokens`
 values are whole numbers >= 1 within the size limit (ARCHSIM_MAX_SIZE), `serving.batching` values names of `BATCHING`,
-`serving.rate_per_s` values finite numbers > 0 and `serving.lengths` values presets or CSV traces that `read_trace` and
+`serving.rate_per_s` values finite numbers > 0 and `serving.lengths` values presets or traces that `read_trace` and
 `check_requests` accept; a sweep that names `cost_per_token_usd` (an objective or a constraint) has a `price_per_hour`
 on every device of the system, in the file or set by an axis; and one that names an energy metric (`ENERGY_METRICS`, the
 default objectives' `energy_pj` among them) has no chip without a `power_w`, whose energy is unknown. Points whose
@@ -73,7 +73,7 @@ from archsim.dse.once import check_set_once
 from archsim.errors import SpecError, UnknownField, check_keys, kind_of
 from archsim.spec_files import beside, is_spec_path
 from archsim.systems.requests import LENGTH_PRESETS, TRACE_COLUMNS, check_request_count, check_requests, read_trace
-from archsim.systems.serving import BATCHING, COST_METRIC
+from archsim.systems.serving import BATCHING, COST_METRIC, DEFAULT_BATCHING
 from archsim.systems.system_spec import PRESETS_PACKAGE, load_system, names_file, repriced_devices, with_fields
 from archsim.systems.system_types import OFFLOAD_SCHEDULES, System, board_power_w
 from archsim.workload import Workload, max_size, size_limit_problem
@@ -83,9 +83,11 @@ SERVING_AXES = ("serving.max_batch", "serving.max_prefill_tokens", "serving.batc
                 "serving.rate_per_s")
 WORK = ("lengths", "rate_per_s")  # of the axes' fields, those that change the requests served, not the engine
 AXIS_KEYS = ("rate_per_s", "lengths", "max_batch")  # keys of the block that an axis may give instead
-TRACE_SUFFIXES = (".csv", ".jsonl")  # a lengths value ending so is a trace's path (a CSV or JSON Lines file)
+# How a lengths value that is a trace's path is told from a length preset's name: by these suffixes (the trace's
+# format, CSV or JSON Lines, is then told by its content, `read_trace`)
+TRACE_SUFFIXES = (".csv", ".jsonl")
 SERVING_KEYS = ("rate_per_s", "requests", "lengths", "seed", "max_batch")
-POISSON_KEYS = ("rate_per_s", "requests", "seed")  # read by a length preset's Poisson stream, not by a CSV trace
+POISSON_KEYS = ("rate_per_s", "requests", "seed")  # read by a length preset's Poisson stream, not by a trace
 # absent: no prefill budget (ServingConfig's, Orca's); the mixed batching; no link checked against BW_min
 OPTIONAL_SERVING_KEYS = ("max_prefill_tokens", "batching", "alpha")
 ENERGY_METRICS = ("energy_pj", "edp", "energy_per_token_j")  # objectives and constraints that need every energy
@@ -96,18 +98,18 @@ class ServingSettings:
     """The requests every point of a system sweep serves, and its batch, when no axis sets them."""
 
     rate_per_s: float | None  # Poisson arrivals per second; None: its axis sets it, or every point serves a trace
-    requests: int | None  # None: every point serves a CSV trace (as `seed`)
-    lengths: str | None  # a name of LENGTH_PRESETS or a CSV trace's path, as written; None: its axis sets it
+    requests: int | None  # None: every point serves a trace (as `seed`)
+    lengths: str | None  # a name of LENGTH_PRESETS or a trace's path, as written; None: its axis sets it
     seed: int | None
     max_batch: int | None  # None: the serving.max_batch axis sets it
     max_prefill_tokens: int | None = None  # the most prompt tokens an iteration prefills; None: no budget (or its axis)
     alpha: float | None = None  # Lamina's network overhead the link may add (BW_min); None: the link is not checked
-    batching: str = "mixed"  # a name of BATCHING (or its axis)
+    batching: str = DEFAULT_BATCHING  # a name of BATCHING (or its axis)
 
 
 def serving_settings(data: Any, source: str, axes: dict[str, list[Any]]) -> ServingSettings:
     """The `serving:` block of the sweep at `source`; `rate_per_s`, `lengths` and `max_batch` are required unless
-    `axes` has their axis, and where every lengths value is a CSV trace, `rate_per_s`, `requests` and `seed`
+    `axes` has their axis, and where every lengths value is a trace, `rate_per_s`, `requests` and `seed`
     (`POISSON_KEYS`) are not read and refused if given."""
     if not isinstance(data, dict):
         raise SpecError(source, "serving", f"expected a mapping with {', '.join(SERVING_KEYS)}, got {kind_of(data)}")
@@ -120,11 +122,11 @@ def serving_settings(data: Any, source: str, axes: dict[str, list[Any]]) -> Serv
     traces = [is_trace(v) for v in axes.get("serving.lengths", [lengths])]
     traces_only = all(traces)
     if "rate_per_s" in by_axis and any(traces):
-        raise SpecError(source, "axes.serving.rate_per_s", "not read by a CSV trace's points (the trace gives the "
+        raise SpecError(source, "axes.serving.rate_per_s", "not read by a trace's points (the trace gives the "
                                                            "arrivals): sweep the rate over length presets alone")
     for key in SERVING_KEYS:
         if traces_only and key in POISSON_KEYS and key in data:
-            raise SpecError(source, f"serving.{key}", "not read: every point serves a CSV trace, whose arrivals and "
+            raise SpecError(source, f"serving.{key}", "not read: every point serves a trace, whose arrivals and "
                                                       "lengths it gives (remove it)")
         if key not in data and key not in by_axis and not (traces_only and key in POISSON_KEYS):
             raise SpecError(source, f"serving.{key}", "missing" + (f" (or give the axis serving.{key})"
@@ -144,7 +146,7 @@ def serving_settings(data: Any, source: str, axes: dict[str, list[Any]]) -> Serv
     return ServingSettings(rate, requests, lengths, seed, batch,
                            None if budget is None else _size(budget, source, "serving.max_prefill_tokens"),
                            None if alpha is None else float(alpha),
-                           serving_batching(data.get("batching", "mixed"), source, "serving.batching"))
+                           serving_batching(data.get("batching", DEFAULT_BATCHING), source, "serving.batching"))
 
 
 def check_serving_axis(path: str, value: Any, source: str, where: str) -> None:
@@ -183,12 +185,12 @@ def is_trace(lengths: Any) -> bool:
 
 
 def trace_path(lengths: str, source: str) -> Path:
-    """The file of a CSV trace that the sweep at `source` names: a relative path from the sweep file's folder."""
+    """The file of a trace that the sweep at `source` names: a relative path from the sweep file's folder."""
     return beside(lengths, source)
 
 
 def request_lengths(value: Any, source: str, where: str) -> str:
-    """A lengths value, as written: a name of `LENGTH_PRESETS`, or a CSV trace's path whose requests `read_trace`
+    """A lengths value, as written: a name of `LENGTH_PRESETS`, or a trace's path whose requests `read_trace`
     and `check_requests` accept (read here, so that a missing or malformed trace is refused at load, its problem
     after the trace's path)."""
     if isinstance(value, str) and value in LENGTH_PRESETS:
@@ -341,11 +343,10 @@ def system_changes(fields: Mapping[str, Any], source: str) -> dict[str, Any]:
 def _from_sweep(field: str, value: Any, source: str) -> Any:
     """The value of the system's `field` (a dotted path) written in the sweep at `source`: a file's path
     (`is_spec_path`) in a field that names a file (`system_spec.names_file`: a device's `preset` or `mapping`, a
-    link) is taken from the sweep file's folder as a CSV trace's is (`beside`; the working folder's for a sweep not
-    read from a file) and made
-    absolute, since `with_fields` would take a relative path from the system file's folder (where a path the system
-    file writes is taken from); a library name, and any other value (a kernel's name with a slash), as written.
-    The point keeps the value as written; its key hashes the system it resolves."""
+    link) is taken from the sweep file's folder as a trace's is (`beside`; the working folder's for a sweep not
+    read from a file) and made absolute, since `with_fields` would take a relative path from the system file's
+    folder (where a path the system file writes is taken from); a library name, and any other value (a kernel's
+    name with a slash), as written. The point keeps the value as written; its key hashes the system it resolves."""
     if not names_file(field) or not isinstance(value, str) or not is_spec_path(value):
         return value
     return str(beside(value, source).absolute())

@@ -6,7 +6,7 @@ The run: `with_fields(system, the point's system. values)`, `system_model(system
 (the last from the point's batching, `serving.BATCHING`) with every other scheduler knob at `ServingConfig`'s vLLM
 defaults. The requests are the stream of the point's lengths and rate
 (`stream`, `request_stream`: its `serving.lengths` and `serving.rate_per_s` values, else the serving block's): the
-seeded Poisson stream of a length preset at that rate, the same seed for every point, or a CSV trace as read.
+seeded Poisson stream of a length preset at that rate, the same seed for every point, or a trace as read.
 
 Metrics. The generic columns every target writes (`METRICS`), so that the store, the summary and the report read a
 system point as any other:
@@ -82,14 +82,14 @@ def batching(settings: ServingSettings, fields: Mapping[str, Any]) -> str:
 
 def stream(settings: ServingSettings, fields: Mapping[str, Any]) -> tuple[str, float | None]:
     """The point's lengths and rate: its serving.lengths and serving.rate_per_s values, else the serving block's; a
-    CSV trace's rate is None (its arrivals are the trace's)."""
+    trace's rate is None (its arrivals are the trace's)."""
     lengths = fields.get(f"{SERVING_ROOT}.lengths", settings.lengths)
     return lengths, None if is_trace(lengths) else float(fields.get(f"{SERVING_ROOT}.rate_per_s", settings.rate_per_s))
 
 
 def request_stream(settings: ServingSettings, lengths: str, rate_per_s: float, source: str,
                    rate_where: str = f"{SERVING_ROOT}.rate_per_s") -> tuple[Request, ...]:
-    """The requests of lengths `lengths` at `rate_per_s` (`stream`): a CSV trace's as read (from the folder of the
+    """The requests of lengths `lengths` at `rate_per_s` (`stream`): a trace's as read (from the folder of the
     sweep at `source`), else the settings' count of seeded Poisson arrivals with the preset's lengths, checked as
     the simulator checks them: a rate so low that an arrival falls past what a float times to the microsecond is
     a SpecError at `rate_where`, the path that gave the rate."""
@@ -99,7 +99,10 @@ def request_stream(settings: ServingSettings, lengths: str, rate_per_s: float, s
                                     source=source, rate_where=rate_where)
 
 
-TRACE_KEY = "<csv trace>"  # a trace's lengths in a point's key: its requests' digest says which
+# A trace's lengths in a point's key (its requests' digest says which), for a JSON Lines trace too: the text is
+# from when traces were CSV alone and stays, as every stored key of a trace's point holds it (another would make
+# those points new ones)
+TRACE_KEY = "<csv trace>"
 
 
 def serving_config(settings: ServingSettings, fields: Mapping[str, Any]) -> ServingConfig:
@@ -115,7 +118,7 @@ def system_config(system: System, workload: Workload, settings: ServingSettings,
     equal to the spec's own keys as the point without it, and a preset file edited since, the base's or one an axis
     names, is another point, the same file named two ways the same; a point whose values the spec refuses, on why
     and on those values), the workload and the serving run (its lengths and rate, `stream`; its batching where not
-    the default mixed one, so that the keys of points swept before the batching was a knob stand; a CSV trace by the
+    the default mixed one, so that the keys of points swept before the batching was a knob stand; a trace by the
     digest of the `requests` read from it, not its path: a trace edited since is another point, the same trace named
     two ways or moved is the same point). A file a value names is taken from the folder of the sweep at `source`
     (`system_changes`)."""
@@ -132,7 +135,7 @@ def system_config(system: System, workload: Workload, settings: ServingSettings,
                             "seed": settings.seed}),
                         "max_batch": config.max_batch,
                         "max_prefill_tokens": config.max_prefill_tokens,
-                        **({} if config.mix_prefill_decode else {"batching": config.batching}),
+                        **config.batching_entry(),
                         **({} if settings.alpha is None else {"alpha": settings.alpha}),
                         **({"trace_sha256": requests_digest(requests)} if is_trace(lengths) else {})}}
 

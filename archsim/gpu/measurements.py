@@ -18,19 +18,16 @@ row; line = row + 1 when no field spans lines) and the field, and so is a case t
 Rows are numbered as in the file, skipped rows included. Two kernel-time rows of one configuration (GPU label,
 kernel, dtype, causal, batch, heads, head_dim, seqlen, direction and metric) are a `SpecError` naming both lines,
 whether their values differ (which one is right is not ours to choose) or not (a repeated row would count twice
-in the fit and in the error). The file must be UTF-8 text of at most `MAX_CSV_BYTES` (`read_csv_rows`, shared with
-the request traces of `archsim.systems.requests`).
+in the fit and in the error). The file must be UTF-8 text within ARCHSIM_MAX_CSV_BYTES
+(`archsim.spec_files.read_csv_records`, which reads the request traces of `archsim.systems.requests` too).
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import math
 import re
-import stat
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -38,15 +35,12 @@ from pathlib import Path
 
 from archsim.arch.gpu import PRECISIONS
 from archsim.errors import SpecError
-from archsim.limits import env_limit
 from archsim.model.gpu import DIRECTIONS, PRECISION_BYTES, AttentionCase
 from archsim.model.gpu_kernels import kernel_attention
-from archsim.spec_files import read_capped
+from archsim.spec_files import read_csv_records
 
 INTERPRETED = "interpret (not a timing)"  # `how_obtained` of rows `archsim measure --interpret` wrote
 MIN_KERNEL_S = 1e-7  # a kernel launch alone takes microseconds; a row below this is a typo or a unit error
-MAX_CSV_BYTES = 64 * 2**20  # measurements and traces are kilobytes to megabytes; ARCHSIM_MAX_CSV_BYTES raises it
-MAX_CSV_BYTES_ENV = "ARCHSIM_MAX_CSV_BYTES"
 ROW_DIGEST_HEX = 16  # hex digits of a row's digest (`row_digest`)
 
 REQUIRED = ("gpu", "kernel", "dtype", "causal", "batch", "heads", "head_dim", "seqlen", "direction", "metric",
@@ -116,52 +110,6 @@ def skip_reasons(skipped: Iterable[Skipped]) -> list[tuple[str, int]]:
 def read_csv_rows(path: str | Path, expected: str) -> list[list[str]]:
     """The rows of a CSV file (header first), as `read_csv_records` reads them."""
     return [cells for _, cells in read_csv_records(path, expected)]
-
-
-def read_text_file(path: str | Path, files: str, expected: str) -> str:
-    """The text of a file read as data (a CSV, a JSON Lines trace). Every failure is a SpecError naming the file:
-    not a regular file (a FIFO or device could block or never end; `expected` says what it should be), larger than
-    `MAX_CSV_BYTES` (ARCHSIM_MAX_CSV_BYTES, the limit on `files`; at most that many bytes plus one are read), not
-    UTF-8 (with the line and byte); a UTF-8 byte-order mark is dropped."""
-    source = str(path)
-    limit = env_limit(MAX_CSV_BYTES_ENV, MAX_CSV_BYTES)
-    try:
-        if not stat.S_ISREG(Path(path).stat().st_mode):
-            raise SpecError(source, "", f"not a regular file; expected {expected}")
-        with open(path, "rb") as f:
-            data = read_capped(f, limit)
-    except OSError as exc:
-        raise SpecError(source, "", f"cannot read the file ({exc.strerror or exc})") from None
-    if len(data) > limit:
-        raise SpecError(source, "", f"larger than the limit of {limit} bytes on {files} (raise it with the "
-                                    f"environment variable {MAX_CSV_BYTES_ENV})")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise SpecError(source, f"line {line}, byte {exc.start}",
-                        f"not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8") from None
-
-
-def read_csv_records(path: str | Path, expected: str) -> list[tuple[int, list[str]]]:
-    """(the line it starts on, its cells) of each row of a CSV file (header first). Every failure is a SpecError
-    naming the file: what `read_text_file` refuses, malformed CSV (with the line), or empty (`expected` says what
-    the header should be)."""
-    source = str(path)
-    text = read_text_file(path, "CSV files", f"a CSV file with {expected}")
-    reader = csv.reader(io.StringIO(text, newline=""))
-    records, ended = [], 0
-    try:
-        for cells in reader:  # a row starts on the line after the one the row before it ended on
-            records.append((ended + 1, cells))
-            ended = reader.line_num
-    except csv.Error as exc:
-        raise SpecError(source, f"line {reader.line_num}", f"malformed CSV ({exc})") from None
-    if not records:
-        raise SpecError(source, "line 1", f"empty file (expected {expected})")
-    if not any(cell.strip() for cell in records[0][1]):
-        raise SpecError(source, "line 1", f"empty header (expected {expected})")
-    return records
 
 
 def read_measurements(path: str | Path) -> tuple[list[Measurement], list[Skipped]]:

@@ -37,7 +37,7 @@ import numpy as np
 
 from archsim.systems.device import DeviceModel, OpCost
 from archsim.systems.sharding import shard_workload
-from archsim.systems.step import Op, experts_reached, moe_op
+from archsim.systems.step import Op, experts_reached, moe_op, rounded_experts
 from archsim.systems.system_messages import allreduce_s
 from archsim.systems.system_model import (
     ATTENTION,
@@ -119,15 +119,16 @@ def tokens_per_expert(tokens: int, top_k: int, experts: int, zipf_skew: float) -
     tokens: 10 pairs over 6 experts, 2, 2, 2, 2, 1, 1; rounding every expert up to ceil(10 / 8) = 2 had counted 16
     pairs). Zipf (s > 0): a token picks expert i with probability p_i = k (1 / (i + 1)^s) / sum (those above 1
     held at 1 and the rest spread again) and reaches it with probability r_i = 1 - (1 - p_i)^seen; the first
-    round(sum r_i) experts, the most popular, are reached and share the pairs as their expected tokens when
-    reached, seen p_i / r_i: one each, the rest in proportion to seen p_i / r_i - 1 (`_apportion`)."""
+    round(sum r_i) experts (`step.rounded_experts`), the most popular, are reached and share the pairs as their
+    expected tokens when reached, seen p_i / r_i: one each, the rest in proportion to seen p_i / r_i - 1
+    (`_apportion`)."""
     pairs = tokens * top_k
     k = min(top_k, experts)
     seen = math.ceil(pairs / k) if k else 0
     if zipf_skew:
         picks = _apportion_real(k, [1.0 / (i + 1) ** zipf_skew for i in range(experts)], 1.0)
         reach = [1.0 - (1.0 - p) ** seen for p in picks]
-        reached = min(experts, pairs, max(k, math.floor(sum(reach) + 0.5))) if pairs else 0
+        reached = rounded_experts(sum(reach), tokens, top_k, experts)
         extra = [max(0.0, seen * p / r - 1.0) for p, r in zip(picks[:reached], reach[:reached], strict=True)]
     else:
         reached = experts_reached(tokens, top_k, experts)
@@ -137,12 +138,12 @@ def tokens_per_expert(tokens: int, top_k: int, experts: int, zipf_skew: float) -
 
 
 def _apportion_real(total: float, weights: Sequence[float], cap: float) -> list[float]:
-    """`total` over the positive `weights` in proportion (over all alike when none is), each at most `cap` (total at
-    most cap x their number): those above it held at `cap` and the rest spread again over the others, until none is
-    above."""
+    """`total` over the positive `weights` in proportion, each at most `cap` (total at most cap x their number):
+    those above it held at `cap` and the rest spread again over the others, until none is above. Some weight is
+    positive wherever total is (`tokens_per_expert`: every Zipf share; and the most popular expert's extra tokens
+    wherever two tokens can meet at an expert, the only case with pairs left over)."""
     quotas = [0.0] * len(weights)
     free = [i for i, w in enumerate(weights) if w > 0]
-    weights, free = (weights, free) if free else ([1.0] * len(weights), list(range(len(weights))))
     left = total
     while free and left > 0:
         scale = left / sum(weights[i] for i in free)
@@ -157,20 +158,17 @@ def _apportion_real(total: float, weights: Sequence[float], cap: float) -> list[
 
 
 def _apportion(total: int, weights: Sequence[float], cap: int) -> list[int]:
-    """`total` whole units over `weights`, each at most `cap` (`_apportion_real`'s quotas): each quota's floor,
-    then one more to the largest remainders, the lower index first on a tie (the largest-remainder method), so
-    they sum to `total`."""
+    """`total` whole units over `weights`, each at most `cap` (`_apportion_real`'s quotas; `tokens_per_expert`'s
+    total is at most cap x their number): each quota's floor, then one more to the largest remainders, the lower
+    index first on a tie (the largest-remainder method), so they sum to `total`."""
     quotas = _apportion_real(total, weights, cap)
     counts = [math.floor(q) for q in quotas]
     order = sorted(range(len(quotas)), key=lambda i: (counts[i] - quotas[i], i))
     short = total - sum(counts)  # the remainders' sum, but for float drift
-    while short > 0:
-        room = [i for i in order if counts[i] < cap][:short]
-        if not room:
-            raise ValueError(f"{total} units over {len(weights)} of at most {cap} each")
-        for i in room:
-            counts[i] += 1
-        short -= len(room)
+    room = [i for i in order if counts[i] < cap][:short]
+    assert len(room) == short, f"{total} units over {len(weights)} of at most {cap} each"
+    for i in room:
+        counts[i] += 1
     return counts
 
 

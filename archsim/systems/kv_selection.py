@@ -4,7 +4,7 @@ PIM device reads and to the batch an offloading memory pool holds (issue 19; ../
 
 One request, one generated token, end to end (`SelectionDecode`): every decoder layer's ops but attention
 (`archsim.systems.step.layer_ops` of a one-token decode step: norms, QKV, output projection, FFN, residuals, each
-weight read once; a model mixing dense and MoE layers each kind's times its count, `step.non_attention_kinds`)
+weight read once; a model mixing dense and MoE layers each kind's times its count, `step.layers_time_s`)
 costed by the GPU device (`archsim.systems.gpu_device.GpuDevice`, cuBLAS GEMM launches and
 elementwise passes at the packaged calibration), the LM head (the `output-projection` cascade bound as hidden ->
 vocab: a GEMV over the vocab x hidden table), and per layer the attention the method runs:
@@ -103,7 +103,7 @@ from archsim.model.gpu_flash_plans import FA2_HEAD_DIMS
 from archsim.model.gpu_kernels import predict
 from archsim.systems.device import DeviceModel
 from archsim.systems.gpu_device import GpuDevice, calibrated_gpu_device, refuse_workload_words
-from archsim.systems.step import Op, Step, lm_head_op, non_attention_kinds
+from archsim.systems.step import Op, Step, layers_time_s, lm_head_op
 from archsim.systems.system_model import ATTENTION, sizes_model
 from archsim.workload import Workload
 
@@ -472,10 +472,9 @@ def _attention_s(device: GpuDevice, workload: Workload, kv_heads: int, keys: int
 
 
 def _dense_ops_s(device: GpuDevice, workload: Workload) -> float:
-    """Every layer's ops but attention, each kind of layer's times its count (`step.non_attention_kinds`), and the
-    LM head, for one token of one request."""
-    step = Step("decode", 1, 1)
-    layers_s = sum(count * device.cost(ops).time_s for _, ops, count in non_attention_kinds(workload, step))
+    """Every layer's ops but attention, each kind of layer's times its count (`step.layers_time_s`), and the LM head,
+    for one token of one request."""
+    layers_s = layers_time_s(workload, Step("decode", 1, 1), lambda ops: device.cost(ops).time_s)
     return layers_s + device.cost([lm_head_op(workload, 1)]).time_s
 
 

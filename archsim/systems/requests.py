@@ -45,15 +45,14 @@ import json
 import math
 import random
 import re
-import stat
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from archsim.errors import SpecError, check_choice
-from archsim.gpu.measurements import MAX_CSV_BYTES, MAX_CSV_BYTES_ENV, read_csv_records, read_text_file
 from archsim.limits import env_limit
+from archsim.spec_files import csv_records, read_text_file
 from archsim.workload import max_size
 
 TRACE_COLUMNS = ("arrival_s", "prompt_tokens", "output_tokens")
@@ -295,17 +294,20 @@ def check_request_count(n: int, source: str, where: str = "") -> None:
 
 
 def read_trace(path: str | Path) -> tuple[Request, ...]:
-    """Requests from a trace file in one of three formats (module docstring), told apart by content: JSON Lines
-    where the first non-blank line starts with `{` (`_read_json_lines`), else a CSV file with the header
+    """Requests from a trace file in one of three formats (module docstring), told apart by content
+    (`is_json_lines`): JSON Lines (`_read_json_lines`), else a CSV file with the header
     `arrival_s,prompt_tokens,output_tokens` or Azure's `TIMESTAMP,ContextTokens,GeneratedTokens` (in any order, no
     other columns), one request a row. Request ids are the row order (0-based). Rows need not be sorted by arrival;
     blank lines (nothing but spaces) are skipped, a row of empty cells is not. Each row is checked as
     `check_requests` checks a request. Errors name the file, the line the row starts on and the column (or key, as
-    the file names it), and what was expected (the file itself: `read_csv_records`)."""
-    if _starts_with_brace(path):
-        return _read_json_lines(path)
+    the file names it), and what was expected (the file itself: `read_text_file`, a regular file within
+    ARCHSIM_MAX_CSV_BYTES, UTF-8; its CSV: `csv_records`)."""
     source = str(path)
-    records = read_csv_records(path, f"the header {','.join(TRACE_COLUMNS)}")
+    text = read_text_file(path, "trace files", f"a request trace (a CSV file with the header "
+                                               f"{','.join(TRACE_COLUMNS)} or Azure's, or JSON Lines)")
+    if is_json_lines(text):
+        return _read_json_lines(text, source)
+    records = csv_records(text, source, f"the header {','.join(TRACE_COLUMNS)}")
     check_request_count(len(records) - 1, source)
     header = [name.strip() for name in records[0][1]]
     azure = sorted(header) == sorted(AZURE_COLUMNS)
@@ -340,32 +342,17 @@ def read_trace(path: str | Path) -> tuple[Request, ...]:
     return tuple(requests)
 
 
-def _starts_with_brace(path: str | Path) -> bool:
-    """Whether a regular file's first character that is not blank (after a UTF-8 byte-order mark) is `{`: a JSON
-    Lines trace. Read no further than that character (nor past the limit on trace files); whatever cannot be read
-    here is the CSV reader's to refuse."""
-    limit = env_limit(MAX_CSV_BYTES_ENV, MAX_CSV_BYTES)
-    try:
-        if not stat.S_ISREG(Path(path).stat().st_mode):
-            return False
-        with open(path, "rb") as f:
-            chunk, read = f.read(2**16).removeprefix(b"\xef\xbb\xbf"), 0
-            while chunk and read <= limit:
-                if chunk.lstrip():
-                    return chunk.lstrip().startswith(b"{")
-                read += len(chunk)
-                chunk = f.read(2**16)
-    except OSError:
-        pass
-    return False
+def is_json_lines(text: str) -> bool:
+    """Whether a trace's text (or its start) is JSON Lines, not a CSV: its first character that is not blank is
+    `{` (a CSV trace's starts its header). The one test of a trace's format, `read_trace`'s and `archsim
+    check`'s."""
+    return text.lstrip().startswith("{")
 
 
-def _read_json_lines(path: str | Path) -> tuple[Request, ...]:
-    """Requests from a Mooncake JSON Lines trace (module docstring): one JSON object a non-blank line, its
-    `MOONCAKE_KEYS` read (each missing one or bad value a SpecError naming the line and the key), others ignored.
-    The file is read as a CSV trace is (`read_text_file`): a regular file, at most ARCHSIM_MAX_CSV_BYTES, UTF-8."""
-    source = str(path)
-    text = read_text_file(path, "trace files", "a JSON Lines trace")
+def _read_json_lines(text: str, source: str) -> tuple[Request, ...]:
+    """Requests from the text of a Mooncake JSON Lines trace read from `source` (module docstring): one JSON object
+    a non-blank line, its `MOONCAKE_KEYS` read (each missing one or bad value a SpecError naming the line and the
+    key), others ignored."""
     lines = [(number, written) for number, written in enumerate(text.split("\n"), 1) if written.strip()]
     check_request_count(len(lines), source)
     limit = max_size()
@@ -398,8 +385,8 @@ def _from_the_earliest(stamped: list[tuple[int, int | float, int, int]], ticks_p
                        source: str) -> tuple[Request, ...]:
     """Requests from (line, time in ticks of 1 / `ticks_per_s` s, prompt tokens, output tokens) rows, in row order,
     each arriving at its seconds since the earliest row's time (a difference of ticks, exact for whole ones, then
-    one rounding),
-    each checked (`_check_request`) naming its line and the file's field (`names`, as `TRACE_COLUMNS`)."""
+    one rounding), each checked (`_check_request`) naming its line and the file's field (`names`, as
+    `TRACE_COLUMNS`)."""
     if not stamped:
         raise SpecError(source, "", "the trace holds no requests")
     earliest = min(ticks for _, ticks, _, _ in stamped)

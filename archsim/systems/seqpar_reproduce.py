@@ -471,9 +471,10 @@ def _point(result: ParallelResult) -> dict:
     point says its checkpointing and the recomputed forward's share of its time (`recompute_s`; null for fwd)."""
     s = result.spec
     layers, training = int(s.workload.params["layers"]), s.direction == "fwd+bwd"
-    link = s.topology.group_link([i * s.tp for i in range(s.devices)])
+    link = s.topology.group_link([i * s.tp for i in range(s.devices)])  # None: one device, no link ('', as seqpar's)
     return {"scheme": s.scheme, "devices": s.devices * s.tp, "tp": s.tp, "ulysses": s.ulysses,
-            "topology": s.topology.name, "gpu": s.gpu.name, "kernel": s.kernel, "link": link.name,
+            "topology": s.topology.name, "gpu": s.gpu.name, "kernel": s.kernel,
+            "link": "" if link is None else link.name,
             "model": s.workload.name, "seq_len": s.seq_len, "causal": s.causal, "direction": s.direction,
             "scope": s.scope, "time_s": result.time_s, "ideal_s": result.ideal_s, "efficiency": result.efficiency,
             "exposed_comm_s": result.exposed_comm_s, "wait_s": result.wait_s,

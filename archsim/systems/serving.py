@@ -106,6 +106,7 @@ MAX_PAGE_TOKENS = 2**16  # tokens per KV page at most: the engine keeps a set of
 # The scheduler's policies by name (`simulate --batching`, a sweep's `serving.batching`) -> `mix_prefill_decode`:
 # Orca's selective batching, prefills joining the decodes' iteration, or vLLM v0's prefill-first scheduler
 BATCHING = {"mixed": True, "prefill-first": False}
+DEFAULT_BATCHING = "mixed"  # `ServingConfig`'s, and a run's or a sweep's without --batching or serving.batching
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ class ServingConfig:
     max_batch: int = 256
     page_tokens: int = 16
     max_prefill_tokens: int | None = None
-    mix_prefill_decode: bool = True
+    mix_prefill_decode: bool = BATCHING[DEFAULT_BATCHING]
     watermark_fraction: float = 0.01
 
     def __post_init__(self) -> None:
@@ -142,7 +143,12 @@ class ServingConfig:
     @property
     def batching(self) -> str:
         """The policy's name in `BATCHING`: "mixed" or "prefill-first"."""
-        return "mixed" if self.mix_prefill_decode else "prefill-first"
+        return next(name for name, mixes in BATCHING.items() if mixes == self.mix_prefill_decode)
+
+    def batching_entry(self) -> dict[str, str]:
+        """{"batching": its name} where the policy is not `DEFAULT_BATCHING`, else nothing: what a run's metrics and a
+        sweep point's key record, so that those written before the batching was a knob stand."""
+        return {} if self.batching == DEFAULT_BATCHING else {"batching": self.batching}
 
 
 @dataclass(frozen=True)

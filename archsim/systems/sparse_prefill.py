@@ -4,7 +4,7 @@ batch 1, no KV reuse), or FlexPrefill's (Lai et al., ICLR'25; §3.2) the same wa
 
 Per layer, on the GPU device (`archsim.systems.gpu_device.GpuDevice`, the packaged calibration):
 - the layer's other ops (norms, QKV and output projections, the SwiGLU FFN, residual adds: `step.layer_ops` at the
-  prompt's length; a model mixing dense and MoE layers each kind's times its count, `step.non_attention_kinds`), as
+  prompt's length; a model mixing dense and MoE layers each kind's times its count, `step.layers_time_s`), as
   eager PyTorch runs them, with a llama block's RMSNorm as HF's eight kernels (fp32 inside,
   36 bytes per element where the library's op is one pass) and HF's RoPE on q and k (five kernels, 20 bytes per
   element; not a library op), each an elementwise kernel of the GPU device: on an H200 one LLaMA-3-8B layer timed
@@ -104,7 +104,7 @@ from archsim.systems.kv_selection import (
     weight_bytes,
 )
 from archsim.systems.links import check_host_link, load_link
-from archsim.systems.step import Op, Step, lm_head_op, non_attention_kinds, non_attention_ops
+from archsim.systems.step import Op, Step, layers_time_s, lm_head_op, non_attention_ops
 from archsim.systems.system_model import sizes_model
 from archsim.workload import Workload
 from archsim.workload_patterns import PatternMap
@@ -150,23 +150,23 @@ def _sizes(workload: Workload, gpu: GPU) -> tuple[int, int, int, int]:
 
 
 def model_ops_s(workload: Workload, gpu: GPU, seq_len: int) -> float:
-    """Every layer's ops other than attention over the prompt (`eager_ops_s`), each kind of layer's times its count
-    (`step.non_attention_kinds`: a model mixing dense and MoE layers), and the LM head over its last token
+    """Every layer's ops other than attention over the prompt (`_eager_ops_s`), each kind of layer's times its count
+    (`step.layers_time_s`: a model mixing dense and MoE layers), and the LM head over its last token
     (`step.lm_head_op`; module docstring)."""
     device = calibrated_gpu_device(gpu, DENSE_KERNEL)
     head = device.cost([lm_head_op(workload, 1)]).time_s
-    kinds = non_attention_kinds(workload, Step("prefill", 1, seq_len))
-    return sum(count * eager_ops_s(device, workload, ops, seq_len) for _, ops, count in kinds) + head
+    step = Step("prefill", 1, seq_len)
+    return layers_time_s(workload, step, lambda ops: _eager_ops_s(device, workload, ops, seq_len)) + head
 
 
-def dense_ops_s(workload: Workload, gpu: GPU, seq_len: int, kind: str | None = None) -> float:
-    """One layer's ops other than attention over `seq_len` tokens of one prompt (a layer of `kind`, as
-    `step.layer_ops`), as Hugging Face's eager layer runs them (`eager_ops_s`)."""
+def dense_ops_s(workload: Workload, gpu: GPU, seq_len: int) -> float:
+    """One layer's ops other than attention over `seq_len` tokens of one prompt (the workload's MoE layer if it has
+    experts, as `step.layer_ops`), as Hugging Face's eager layer runs them (`_eager_ops_s`)."""
     device = calibrated_gpu_device(gpu, DENSE_KERNEL)
-    return eager_ops_s(device, workload, non_attention_ops(workload, Step("prefill", 1, seq_len), kind), seq_len)
+    return _eager_ops_s(device, workload, non_attention_ops(workload, Step("prefill", 1, seq_len)), seq_len)
 
 
-def eager_ops_s(device: GpuDevice, workload: Workload, ops: Sequence[Op], seq_len: int) -> float:
+def _eager_ops_s(device: GpuDevice, workload: Workload, ops: Sequence[Op], seq_len: int) -> float:
     """`ops`, one layer's ops other than attention over `seq_len` tokens of one prompt, as Hugging Face's eager layer
     runs them (module docstring): a llama block's RMSNorms as HF's kernels (`HF_RMSNORM_PASSES`) and its RoPE on q
     and k (`HF_ROPE_PASSES`), the other ops as `device` prices them."""

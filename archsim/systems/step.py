@@ -50,7 +50,7 @@ layer is MoE (layers moe_every - 1, 2 moe_every - 1, ... counting from 0, as GSh
 layer", Lepikhin et al. 2020 §2, Du et al. 2022 §4) and the others dense; `moe_every` absent is 1, every layer MoE.
 `layer_ops` expands one layer of a kind (`kind`, default: the workload's MoE layer if it has experts);
 `non_attention_kinds` gives each kind's ops but attention with its count of layers, which the doors that cost
-attention their own way weigh the kinds by.
+attention their own way weigh the kinds by (`layers_time_s`: every layer's).
 
 Assumptions: the layers of a kind are all the same (a model whose first layers are dense and the rest MoE, as
 DeepSeek-V3, is not expressible: moe_every is periodic); prefill has no earlier context (a prompt attends to
@@ -62,6 +62,7 @@ keys kept; a MoE layer's tokens are routed uniformly at random, each to top_k di
 
 from __future__ import annotations
 
+import bisect
 import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -282,9 +283,18 @@ def non_attention_ops(workload: Workload, step: Step, kind: str | None = None) -
 def non_attention_kinds(workload: Workload, step: Step) -> tuple[tuple[str, list[Op], int], ...]:
     """(kind, `non_attention_ops` of a layer of that kind, the workload's layers of that kind) for each kind of its
     layers (`layer_kinds`), in the order they first appear: every layer's other ops are each kind's times its count,
-    and a model mixing dense and MoE layers (`moe_every` > 1) is not timed as all MoE."""
+    and a model mixing dense and MoE layers (`moe_every` > 1) is not timed as all MoE. The models take the ops and
+    the count (`layers_time_s`, `seqpar_compute`'s mean layer); the kind is there for a test to tell the layers
+    apart (tests/test_mixed_layers_s46.py)."""
     kinds = layer_kinds(workload)
     return tuple((kind, non_attention_ops(workload, step, kind), kinds.count(kind)) for kind in dict.fromkeys(kinds))
+
+
+def layers_time_s(workload: Workload, step: Step, time_s: Callable[[list[Op]], float]) -> float:
+    """Every decoder layer's ops but attention in `step`, a layer's ops timed by `time_s`: each kind of layer's time
+    times its count of layers (`non_attention_kinds`), so a model mixing dense and MoE layers is not timed as all
+    MoE."""
+    return sum(count * time_s(ops) for _, ops, count in non_attention_kinds(workload, step))
 
 
 def layer_op(workload: Workload, step: Step, block: str, name: str, kind: str | None = None) -> Op:
@@ -373,20 +383,21 @@ def resident_tokens(workload: Workload) -> int:
     """Tokens of the smallest step that reads every weight of a layer: one, or for a MoE workload the fewest whose
     expected distinct experts (`experts_reached`) round to all of them (Mixtral, top 2 of 8: 10 tokens, 8 (1 -
     0.75^10) = 7.55 experts; ceil(experts / top_k) = 4 would reach 5.47); a layer's resident weights are that
-    step's weight bytes."""
+    step's weight bytes. Found by bisection, as `experts_reached` never falls as the tokens grow: 2^24 experts
+    (the default limit on sizes) with top_k 1 need 2.9e8 tokens, found in 59 calls, where counting the tokens up
+    one by one would take minutes."""
     params = workload.params
     if "experts" not in params:
         return 1
     experts, top_k = int(params["experts"]), int(_experts_param(workload, "top_k"))
-    if top_k >= experts:
-        return 1
-    # experts x (1 - k / experts)^T, the experts expected to be missed, below one half (then rounded to all)
-    tokens = max(1, math.ceil(math.log(0.5 / experts) / math.log(1 - top_k / experts)))
-    while experts_reached(tokens, top_k, experts) < experts:  # the closed form's float rounding either way
-        tokens += 1
-    while tokens > 1 and experts_reached(tokens - 1, top_k, experts) == experts:
-        tokens -= 1
-    return tokens
+
+    def reached(tokens: int) -> int:
+        return experts_reached(tokens, top_k, experts)
+
+    enough = 1
+    while reached(enough) < experts:  # the first power of two that reaches them all
+        enough *= 2
+    return bisect.bisect_left(range(enough + 1), experts, key=reached)
 
 
 def _experts_param(workload: Workload, name: str) -> float:
@@ -402,15 +413,23 @@ def experts_reached(tokens: int, top_k: int, experts: int) -> int:
     (Mixtral, 4 tokens: 5.47 of 8, where min(E, T k) = 8 assumed no two tokens share an expert). Rounded to the
     nearest whole expert, halves up: a rank is a whole number, and the expert weights a step reads (and its
     router's columns) are linear in it, so the nearest is within half an expert of the expected cost either way,
-    where rounding up would add up to one expert to every step. The count lies in [top_k, min(E, T k)] (one token
-    reaches top_k; T tokens at most T k). Every expert when top_k is at least `experts` (an EP group holding fewer
-    experts than top_k); none without tokens."""
+    where rounding up would add up to one expert to every step (`rounded_experts`). Every expert when top_k is at
+    least `experts` (an EP group holding fewer experts than top_k); none without tokens."""
     if tokens <= 0:
         return 0
     if top_k >= experts:
         return experts
-    expected = experts * (1 - (1 - top_k / experts) ** tokens)
-    return min(experts, tokens * top_k, max(top_k, math.floor(expected + 0.5)))
+    return rounded_experts(experts * (1 - (1 - top_k / experts) ** tokens), tokens, top_k, experts)
+
+
+def rounded_experts(expected: float, tokens: int, top_k: int, experts: int) -> int:
+    """`expected` distinct experts, of `experts`, reached by `tokens` tokens routed to `top_k` distinct experts
+    each, as a whole count: the nearest, halves up, within [min(top_k, E), min(E, T k)] (one token reaches top_k;
+    T tokens at most T k); none without tokens. One rule for uniform routing (`experts_reached`) and Zipf shares
+    (`coprocessing.tokens_per_expert`)."""
+    if tokens <= 0:
+        return 0
+    return min(experts, tokens * top_k, max(min(top_k, experts), math.floor(expected + 0.5)))
 
 
 def moe_sizes(workload: Workload, experts: int, pairs: int) -> dict[str, int]:
@@ -423,10 +442,10 @@ def moe_sizes(workload: Workload, experts: int, pairs: int) -> dict[str, int]:
     return {"experts": experts, "top_k": top_k, "tokens": math.ceil(pairs / top_k)}
 
 
-def moe_op(workload: Workload, experts: int, pairs: int, phase: str = "decode") -> Op:
-    """The layer's MoE op (`layer_op`'s "moe") bound by `moe_sizes`: `experts` experts, all read, over `pairs`
-    routed pairs."""
-    return _op(workload, "moe", MOE_CASCADE, moe_sizes(workload, experts, pairs), ("ffn_norm",), phase)
+def moe_op(workload: Workload, experts: int, pairs: int) -> Op:
+    """The layer's MoE op (`layer_op`'s "moe") of a decode step, bound by `moe_sizes`: `experts` experts, all read,
+    over `pairs` routed pairs."""
+    return _op(workload, "moe", MOE_CASCADE, moe_sizes(workload, experts, pairs), ("ffn_norm",), "decode")
 
 
 def _routed_step(workload: Workload, tokens: int) -> dict[str, int]:

@@ -630,9 +630,9 @@ class SystemModel:
                 phases = layer_phases(model, group_contexts, group_prompts)
                 total = phases.total
                 exchange_s = expert_exchange_s(model, len(group_contexts) + sum(group_prompts))  # one layer's
-                group_s = group_j = group_rank_s = 0  # each a sum over the runs, added in their order
+                group_s = _decoder_layers_s(runs, phases, exchange_s)
+                group_j = group_rank_s = 0  # each a sum over the runs, added in their order
                 for layers, stages in runs:
-                    group_s += stages * (phases.device_s(layers) + layers * exchange_s)
                     group_j += par.tp * stages * layers * total.energy_j
                     group_rank_s += par.tp * stages * (layers * phases.allreduce_s + layers * exchange_s)
                 energy_j += group_j
@@ -792,13 +792,17 @@ def layer_phases(model: SystemModel, contexts: Sequence[int], prompts: tuple[int
     if not schedule.only_when_faster:
         return interleaved
     overlapped = _one_batch_phases(model, contexts, prompts, groups)
-    return interleaved if _decoder_layers_s(model, interleaved) < _decoder_layers_s(model, overlapped) else overlapped
+    (runs,) = model.stage_runs.values()  # one kind of layer: `models.system_model` refuses SBI over mixed kinds
+    return interleaved if _decoder_layers_s(runs, interleaved) < _decoder_layers_s(runs, overlapped) else overlapped
 
 
-def _decoder_layers_s(model: SystemModel, phases: LayerPhases) -> float:
-    """An iteration's decoder layers at these phases: every PP stage's layers (`stage_runs`), each stage with its
-    own SBI fill and drain (`LayerPhases.device_s`), as `SystemModel.iteration` adds them."""
-    return sum(stages * phases.device_s(layers) for runs in model.stage_runs.values() for layers, stages in runs)
+def _decoder_layers_s(runs: Sequence[tuple[int, int]], phases: LayerPhases, exchange_s: float = 0.0) -> float:
+    """An iteration's decoder layers of one kind at its `phases`: its `stage_runs` (layers on a stage, stages
+    holding that many) one stage after another, each stage with its own SBI fill and drain (`LayerPhases.device_s`)
+    and `exchange_s` after each layer (EP's expert exchange), summed in the runs' order. It assumes one layer kind:
+    `SystemModel.iteration` calls it per kind with that kind's phases, and SBI's choice (`layer_phases`) on a
+    model's only kind (`models.system_model` refuses sub-batch interleaving over mixed dense and MoE layers)."""
+    return sum(stages * (phases.device_s(layers) + layers * exchange_s) for layers, stages in runs)
 
 
 def _interleaved_phases(model: SystemModel, contexts: Sequence[int], prompts: tuple[int, ...], decode_ops: DecodeOps,
