@@ -61,11 +61,24 @@ def field_path(where: str, key: str) -> str:
 def first_repeat(values: Sequence[Any]) -> tuple[int, int] | None:
     """(index of the first value seen before, index of its first occurrence) in `values`, or None when each value
     is there once: a list option's or a sweep axis's repeat (`archsim.commands.options.once_each`,
-    `archsim.dse.spec`), each refused with its own message."""
+    `archsim.dse.spec`), each refused with its own message. A true/false is never the same value as a number
+    (`_same`: Python's True == 1), so `[true, 1]` goes on to its field's check, which says what it takes."""
     for i, value in enumerate(values):
-        if value in values[:i]:
-            return i, values.index(value)
+        for j in range(i):
+            if _same(values[j], value):
+                return i, j
     return None
+
+
+def _same(a: Any, b: Any) -> bool:
+    """`a == b`, where a bool equals only a bool (in lists and mappings too)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return a == b
 
 
 def check_keys(data: Mapping, allowed: Sequence[str], source: str, where: str = "") -> None:

@@ -3,6 +3,7 @@ point, a paper's reproduction or a sweep store. Each folder is written atomicall
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import click
@@ -236,8 +237,20 @@ def _report_sparse(out: Path) -> None:
 
 def _report_sweep(db: Path, spec_name: str | None, objectives: tuple[str, ...] | None, out: Path) -> None:
     from archsim.dse.spec import STORED_METRICS, load_sweep_spec
-    from archsim.dse.sweep import read_judged
-    from archsim.report.sweep import counts, default_objectives, spec_keys, spec_records
+    from archsim.dse.store import read_store_meta
+    from archsim.dse.sweep import read_judged, stored_serving
+    from archsim.report.sweep import (
+        axis_columns,
+        counts,
+        default_objectives,
+        keyed_points,
+        reported_axes,
+        same_values,
+        same_values_text,
+        serving_text,
+        spec_keys,
+        spec_records,
+    )
     from archsim.report.sweep_page import write_sweep_report
 
     spec = load_sweep_spec(spec_name) if spec_name else None
@@ -246,9 +259,11 @@ def _report_sweep(db: Path, spec_name: str | None, objectives: tuple[str, ...] |
     df, _, last_objectives, stored_name = read_judged(db, spec)
     if df.empty:
         raise SpecError(str(db), "", "the sweep store holds no points")
-    note = ""
+    note, same = "", []
     if spec:
-        keys = spec_keys(spec)
+        drawn = keyed_points(spec)
+        keys = spec_keys(spec, drawn)  # a point several values are is shown under the first, as the store has it
+        same = same_values(drawn, list(spec.axes))
         mine = spec_records(spec, df, str(db), keys)
         if len(mine) < len(df):
             click.echo(f"{len(df) - len(mine)} stored points are not points of {spec.name} and are left out",
@@ -271,7 +286,12 @@ def _report_sweep(db: Path, spec_name: str | None, objectives: tuple[str, ...] |
     click.echo(f"{n['points']} points: {n['feasible']} feasible, {n['infeasible']} infeasible, "
                f"{n['constraint_violated']} break a constraint, {n['on_front']} on the Pareto front of "
                + " x ".join(objectives))
-    index = write_sweep_report(df, out, title, objectives, spec.axes if spec else None, note)
+    if spec:  # a system sweep's serving block: the spec's, else the store's base's (`meta`)
+        serving = dataclasses.asdict(spec.serving) if spec.serving else None
+    else:
+        serving = stored_serving(str(db), read_store_meta(db))
+    index = write_sweep_report(df, out, title, objectives, reported_axes(spec.axes, same) if spec else None, note,
+                               (serving_text(serving, axis_columns(df)), same_values_text(same)))
     click.echo(f"report written to {index}")
 
 

@@ -29,6 +29,7 @@ from archsim.systems.requests import (
     LENGTH_PRESETS,
     MAX_REQUESTS,
     MAX_REQUESTS_ENV,
+    TRACE_FORMATS,
     check_request_count,
     checked_poisson_requests,
     read_trace,
@@ -58,7 +59,7 @@ from archsim.systems.system_types import System
               help="Model: a library workload naming its decoder block (e.g. gpt3-7b, llama3-70b, mixtral-8x7b) "
                    "or a YAML file.")
 @click.option("--trace", "trace_path", type=click.Path(dir_okay=False), callback=nonempty,
-              help="Requests CSV: arrival_s,prompt_tokens,output_tokens (instead of --rate/--requests).")
+              help=f"Requests trace, told by its content: {TRACE_FORMATS} (instead of --rate/--requests).")
 @click.option("--rate", type=RealRange(min=0, min_open=True), help="Poisson arrivals per second.")
 @click.option("--requests", "n_requests", type=WholeRange(min=1),
               help=f"How many Poisson requests (at most {MAX_REQUESTS:,}; {MAX_REQUESTS_ENV} raises the limit).")

@@ -24,9 +24,9 @@ The stream and the scheduler's batch are the `serving:` block, every key require
 
 `lengths` is a preset of `archsim.systems.requests.LENGTH_PRESETS`, whose lengths a seeded Poisson stream of
 `rate_per_s` arrivals draws, or the path of a trace (`.csv`, `arrival_s,prompt_tokens,output_tokens` or Azure's
-columns; `.jsonl`, Mooncake's: `read_trace`; a relative path taken from the sweep file's folder), whose requests are
-served as `simulate --trace` reads them: its arrivals and lengths (where every lengths value is a trace, the block
-takes no rate, count or seed, as they would not be read).
+columns; `.jsonl`, Mooncake's: `read_trace`; either suffix in any case; a relative path taken from the sweep file's
+folder), whose requests are served as `simulate --trace` reads them: its arrivals and lengths (where every lengths
+value is a trace, the block takes no rate, count or seed, as they would not be read).
 `max_batch` (the most requests in one iteration), `lengths` and `rate_per_s` may each be an axis instead
 (`serving.max_batch`, `serving.lengths`, `serving.rate_per_s`), and are then left out of the block: each point serves
 the stream its lengths and rate give (a model x trace grid, a load sweep; a rate axis beside a trace is refused: a
@@ -83,8 +83,10 @@ SERVING_AXES = ("serving.max_batch", "serving.max_prefill_tokens", "serving.batc
                 "serving.rate_per_s")
 WORK = ("lengths", "rate_per_s")  # of the axes' fields, those that change the requests served, not the engine
 AXIS_KEYS = ("rate_per_s", "lengths", "max_batch")  # keys of the block that an axis may give instead
-# How a lengths value that is a trace's path is told from a length preset's name: by these suffixes (the trace's
-# format, CSV or JSON Lines, is then told by its content, `read_trace`)
+# How a lengths value that is a trace's path is told from a length preset's name: by these suffixes, in any case
+# (`up.JSONL`; the trace's format, CSV or JSON Lines, is then told by its content, `read_trace`). By the name alone,
+# not by a file being there: what a value is never depends on the folder a check runs in, and a preset's name
+# misspelt is not read as a file of that name.
 TRACE_SUFFIXES = (".csv", ".jsonl")
 SERVING_KEYS = ("rate_per_s", "requests", "lengths", "seed", "max_batch")
 POISSON_KEYS = ("rate_per_s", "requests", "seed")  # read by a length preset's Poisson stream, not by a trace
@@ -180,8 +182,8 @@ def serving_batching(value: Any, source: str, where: str) -> str:
 
 
 def is_trace(lengths: Any) -> bool:
-    """Whether a lengths value names a trace file (`TRACE_SUFFIXES`) rather than a length preset."""
-    return isinstance(lengths, str) and lengths not in LENGTH_PRESETS and lengths.endswith(TRACE_SUFFIXES)
+    """Whether a lengths value names a trace file (`TRACE_SUFFIXES`, in any case) rather than a length preset."""
+    return isinstance(lengths, str) and lengths not in LENGTH_PRESETS and lengths.lower().endswith(TRACE_SUFFIXES)
 
 
 def trace_path(lengths: str, source: str) -> Path:
@@ -198,12 +200,22 @@ def request_lengths(value: Any, source: str, where: str) -> str:
     if not is_trace(value):
         raise SpecError(source, where, f"expected one of {', '.join(LENGTH_PRESETS)} or a trace's path "
                                        f"(*.csv: {','.join(TRACE_COLUMNS)} or Azure's; *.jsonl: Mooncake's), got "
-                                       f"{value!r}")
+                                       f"{value!r}" + (", a file, but a trace's file must end in .csv or .jsonl "
+                                                       "(rename it)" if _names_a_file(value, source) else ""))
     try:
         check_requests(read_trace(trace_path(value, source)), value)
     except SpecError as refused:
         raise SpecError(source, where, f"{refused}") from None
     return value
+
+
+def _names_a_file(value: Any, source: str) -> bool:
+    """Whether a lengths value that is neither a preset nor a trace's path names a file beside the sweep at
+    `source` (its refusal then says what a trace's name must end in)."""
+    try:
+        return isinstance(value, str) and value != "" and trace_path(value, source).is_file()
+    except (OSError, ValueError):  # a name the OS refuses (too long) names no file to rename
+        return False
 
 
 def _whole(value: Any, source: str, where: str, least: int) -> int:

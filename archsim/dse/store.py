@@ -382,6 +382,13 @@ def read_store(path: str | Path) -> tuple[pd.DataFrame, dict[str, str]]:
         return records(conn), read_meta(conn)
 
 
+def read_store_meta(path: str | Path) -> dict[str, str]:
+    """The `meta` of the store at `path` (`read_meta`), read without its records and without writing to it; a
+    missing file is a SpecError."""
+    with _reading(Path(path)) as conn:
+        return read_meta(conn)
+
+
 def stored_of_planned(path: str | Path) -> tuple[int, int] | None:
     """How many points the store at `path` holds, and how many its sweeps planned: those it holds and those listed
     in `positions` (every point a sweep had yet to compute when it claimed the store) that it does not hold (the

@@ -163,6 +163,15 @@ def stored_base(path: str, meta: Mapping[str, str]) -> dict[str, str] | None:
     return held
 
 
+def stored_serving(path: str, meta: Mapping[str, str]) -> dict[str, Any] | None:
+    """The `serving:` block of the system sweeps whose points the store `path` (its `meta`) holds: its base's
+    `serving` part (`archsim.dse.points.base_identity`: `ServingSettings`' fields, one an axis sets null or, the
+    batching, its default), None for a store of another kind or one that does not say."""
+    held = stored_base(path, meta) or {}
+    serving = json.loads(held["serving"]) if "serving" in held else None
+    return serving if isinstance(serving, dict) else None
+
+
 def other_base(meta: Mapping[str, str], held: dict[str, str] | None, spec: SweepSpec,
                identity: dict[str, Any]) -> str | None:
     """Why a store whose meta is `meta`, holding points of the base `held` (`stored_base`), cannot take those of

@@ -14,13 +14,18 @@ holds each axis that changes the work (`work_axes`: a sequence length, a batch) 
 that of a smaller workload than its neighbours'.
 
 `spec_records` keeps the records of a report's sweep spec (a store may hold other points too, and other sweeps'),
-with the spec's own axis values, and refuses a spec none of whose points is stored.
+with the spec's own axis values, and refuses a spec none of whose points is stored. A point that several values of
+an axis are (one key: the same requests as a CSV and as JSON Lines) is evaluated once and shown under the first
+value drawn with it (`spec_keys`), as the sweep stores it and `archsim results` shows it; `same_values` lists the
+others, which the page names (`same_values_text`) and leaves out of its tables (`reported_axes`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import json
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import Any
 
@@ -30,7 +35,7 @@ import pandas as pd
 from archsim.dse import parallel_spec, serving_spec, sparse_spec
 from archsim.dse.pareto import best_label, best_of, pareto_mask
 from archsim.dse.points import expand, keyed, load_base, with_constraints
-from archsim.dse.serving_spec import SYSTEM_ROOT
+from archsim.dse.serving_spec import SERVING_ROOT, SYSTEM_ROOT, ServingSettings
 from archsim.dse.spec import DEFAULT_OBJECTIVES, KIND_OBJECTIVES, SweepSpec, axis_missing, is_axis
 from archsim.errors import SpecError
 
@@ -58,11 +63,97 @@ def axis_columns(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if is_axis(c)]
 
 
-def spec_keys(spec: SweepSpec) -> dict[str, dict[str, Any]]:
-    """The keys of the sweep's distinct points, each with its point (axis path -> value)."""
+def keyed_points(spec: SweepSpec) -> list[tuple[str, dict[str, Any]]]:
+    """Every point the sweep draws (axis path -> value), with its key, in draw order (points that are one point,
+    one key, each listed)."""
     base = load_base(spec)
     points = expand(spec)
-    return {key: point for (key, _), point in zip(keyed(spec, base, points), points, strict=True)}
+    return [(key, point) for (key, _), point in zip(keyed(spec, base, points), points, strict=True)]
+
+
+def spec_keys(spec: SweepSpec, drawn: list[tuple[str, dict[str, Any]]] | None = None) -> dict[str, dict[str, Any]]:
+    """The keys of the sweep's distinct points, each with the first point drawn with it (`drawn`: `keyed_points`,
+    where the caller has them): the one the sweep evaluates and stores, so a point several values of an axis are is
+    shown under the first of them, as `archsim results` shows it."""
+    return _first_drawn(keyed_points(spec) if drawn is None else drawn)
+
+
+def _first_drawn(drawn: list[tuple[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Each key of `drawn` with the first point drawn with it."""
+    first: dict[str, dict[str, Any]] = {}
+    for key, point in drawn:
+        first.setdefault(key, point)
+    return first
+
+
+@dataclass(frozen=True)
+class SameValue:
+    """A value of an axis some of whose drawn points are points of other values of it (one key: the same requests
+    in two formats), shown under those (`spec_keys`): `points` of its `drawn` points."""
+
+    axis: str
+    value: Any
+    shown_as: tuple[Any, ...]  # the values its points are shown under, in draw order
+    points: int
+    drawn: int
+
+
+def same_values(drawn: list[tuple[str, dict[str, Any]]], axes: Sequence[str]) -> list[SameValue]:
+    """The values of `axes` some of whose points (`drawn`: `keyed_points`) are shown under another value of the
+    axis, the first drawn with their key (`spec_keys`), in axis then draw order."""
+    first = _first_drawn(drawn)
+    values: dict[tuple[str, str], Any] = {}  # (axis, value's identity) -> the value, in draw order
+    moved: Counter = Counter()
+    shown_as: dict[tuple[str, str], dict[str, Any]] = {}
+    for key, point in drawn:
+        if point is first[key]:  # most points: the first of their key
+            continue
+        for axis in axes:
+            value, under = point.get(axis), first[key].get(axis)
+            mine = (axis, _identity(value))
+            if _identity(under) != mine[1]:
+                values.setdefault(mine, value)
+                moved[mine] += 1
+                shown_as.setdefault(mine, {}).setdefault(_identity(under), under)
+    if not moved:
+        return []
+    totals = Counter((axis, _identity(point.get(axis))) for _, point in drawn for axis in {a for a, _ in moved})
+    return [SameValue(axis, value, tuple(shown_as[mine].values()), moved[mine], totals[mine])
+            for axis in axes for mine, value in values.items() if mine[0] == axis]
+
+
+def _identity(value: Any) -> str:
+    """An axis value as canonical JSON text: a list, a mapping, true apart from 1 (`Counter` keys)."""
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def same_values_text(same: Sequence[SameValue]) -> str:
+    """A sentence naming each value of `same` and the values its points are shown under ("" for none)."""
+    if not same:
+        return ""
+    named = [f"{s.axis} {value_label(s.axis, s.value)} as "
+             + " and ".join(value_label(s.axis, v) for v in s.shown_as)
+             + ("" if s.points == s.drawn else f" ({s.points} of its {s.drawn} points)") for s in same]
+    return ("Values that are the same points as another value's (one key: the same requests in two files, say), "
+            "evaluated once and shown under the first value drawn, as `archsim results` shows them: "
+            + "; ".join(named) + ".")
+
+
+def reported_axes(axes: Mapping[str, list[Any]], same: Sequence[SameValue]) -> dict[str, list[Any]]:
+    """`axes` without the values all of whose points are shown under others (`same_values`), so that no table
+    gives them a row of no point."""
+    gone = {(s.axis, _identity(s.value)) for s in same if s.points == s.drawn}
+    return {axis: [v for v in values if (axis, _identity(v)) not in gone] for axis, values in axes.items()}
+
+
+def serving_text(settings: Mapping[str, Any] | None, axes: Sequence[str]) -> str:
+    """`Every point's serving block: lengths tr.jsonl, max_batch 8, batching prefill-first.`: a system sweep's
+    serving settings (`ServingSettings`, as the spec or the store's base holds them, in its field order) that are
+    given and that no axis in `axes` sets; "" for none (another kind of sweep: `settings` None)."""
+    shown = [f"{name} {value_label(f'{SERVING_ROOT}.{name}', settings[name])}"
+             for name in (f.name for f in fields(ServingSettings))
+             if settings and settings.get(name) is not None and f"{SERVING_ROOT}.{name}" not in axes]
+    return f"Every point's serving block: {', '.join(shown)}." if shown else ""
 
 
 def spec_records(spec: SweepSpec, df: pd.DataFrame, store: str,

@@ -32,12 +32,14 @@ def heatmap_name(axis_a: str, axis_b: str) -> str:
 
 
 def write_sweep_report(df: pd.DataFrame, out_dir: Path, title: str, objectives: Sequence[str],
-                       spec_axes: dict[str, list[Any]] | None = None, note: str = "") -> Path:
+                       spec_axes: dict[str, list[Any]] | None = None, note: str = "",
+                       remarks: Sequence[str] = ()) -> Path:
     """Write the report of the sweep records `df` (`archsim.dse.store.records`) into `out_dir`, replacing its old
     report whole; returns the index path. `spec_axes` (the sweep's axes) fixes the value order and keeps values
-    with no stored point; `note` (text: a sweep not finished, say) heads the page."""
+    with no stored point; `note` (text: a sweep not finished, say) heads the page; `remarks` (text: the serving
+    block, values that are the same points as others') follow the counts, a paragraph each."""
     with atomic_dir(out_dir) as stage:
-        _write(df, stage, title, objectives, spec_axes, note)
+        _write(df, stage, title, objectives, spec_axes, note, remarks)
     return out_dir / "index.html"
 
 
@@ -51,7 +53,7 @@ def _infeasible_section(df: pd.DataFrame, out_dir: Path) -> str:
 
 
 def _write(df: pd.DataFrame, out_dir: Path, title: str, objectives: Sequence[str],
-           spec_axes: dict[str, list[Any]] | None, note: str) -> None:
+           spec_axes: dict[str, list[Any]] | None, note: str, remarks: Sequence[str]) -> None:
     counts = sweep.counts(df, objectives)
     summary = sweep.summary_rows(df, objectives)
     pareto = sweep.pareto_rows(df, objectives)
@@ -115,5 +117,7 @@ def _write(df: pd.DataFrame, out_dir: Path, title: str, objectives: Sequence[str
         sections.append(_infeasible_section(df, out_dir))
     count_text = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items())
     note_html = f"<p class='note'><strong>{html.escape(note)}</strong></p>" if note else ""
-    write_index(out_dir, title, f"{note_html}<p>{html.escape(count_text)}.</p><h2>Best point per objective</h2>",
+    remarks_html = "".join(f"<p>{html.escape(remark)}</p>" for remark in remarks if remark)
+    write_index(out_dir, title, f"{note_html}<p>{html.escape(count_text)}.</p>{remarks_html}"
+                                "<h2>Best point per objective</h2>",
                 sweep.summary_rows(df, objectives, labels=True), sections)

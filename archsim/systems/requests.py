@@ -35,12 +35,15 @@ Lamina's Azure-Conv and Azure-Code), `TIMESTAMP,ContextTokens,GeneratedTokens` w
 as `2023-11-16 18:15:46.6805900`; and Mooncake's JSON Lines (kvcache-ai/Mooncake: Lamina's Kimi-Conv and Kimi-TA),
 a file whose first non-blank line starts with `{`, one object a line with `timestamp` (milliseconds),
 `input_length` and `output_length` (other keys, `hash_ids`, ignored). The last two formats' arrivals are the seconds
-since the trace's earliest request, computed from whole nanoseconds (Azure's) so that no digit is lost.
+since the trace's earliest request, computed exactly (from whole nanoseconds, Azure's; from the JSON number as
+written, Mooncake's `7056.021`, not its float) and rounded once, so that no digit is lost: the same arrivals written
+in the three formats are the same requests.
 """
 
 from __future__ import annotations
 
 import datetime
+import decimal
 import json
 import math
 import random
@@ -48,6 +51,7 @@ import re
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 from archsim.errors import SpecError, check_choice
@@ -59,6 +63,13 @@ TRACE_COLUMNS = ("arrival_s", "prompt_tokens", "output_tokens")
 # The same three fields in the public traces' files (module docstring): Azure's CSV header, Mooncake's JSON keys
 AZURE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 MOONCAKE_KEYS = ("timestamp", "input_length", "output_length")
+# What a trace file may be, as messages and `simulate --help` name it
+TRACE_FORMATS = (f"a CSV file with the header {','.join(TRACE_COLUMNS)} or Azure's {','.join(AZURE_COLUMNS)}, or "
+                 f"JSON Lines of objects with {', '.join(MOONCAKE_KEYS)} (Mooncake's)")
+# A Mooncake timestamp's decimal places read exactly (1e-40 ms, far below a float's resolution of any arrival
+# above 1e-27 s): a later digit is rounded off first (half to even), in a context that holds 2^53 ms to that place
+EXACT_MS_PLACES = 40
+_MS_CONTEXT = decimal.Context(prec=16 + EXACT_MS_PLACES + 4)
 # An Azure TIMESTAMP: a date and a time of day, with up to 9 fractional digits (Azure writes 7), no time zone
 AZURE_TIME_TEXT = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})[ T]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?")
 AZURE_TIME_EXAMPLE = "2023-11-16 18:15:46.6805900"
@@ -240,8 +251,9 @@ def _tokens_expected(limit: int) -> str:
 
 
 def _shown(value: object) -> str:
-    """A JSON value as a message shows it: its repr, or its type and length where that is long."""
-    text = repr(value)
+    """A JSON value as a message shows it: its repr (a number with a fraction or an exponent as written), or its
+    type and length where that is long."""
+    text = str(value) if isinstance(value, decimal.Decimal) else repr(value)
     return text if len(text) <= 40 else f"a {type(value).__name__} of {len(text)} characters"
 
 
@@ -273,13 +285,20 @@ def _parse_azure_time(text: str, source: str, where: str) -> int:
     return seconds * 10**9 + int((match[7] or "").ljust(9, "0"))
 
 
-def _json_milliseconds(value: object, source: str, where: str) -> int | float:
-    """A Mooncake timestamp: a JSON number of milliseconds from 0 to 2^53 (a whole number in the published traces;
-    beyond 2^53 a difference of two would not convert to a float, or not exactly)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 2**53:
+def _json_milliseconds(value: object, source: str, where: str) -> int | Fraction:
+    """A Mooncake timestamp: a JSON number of milliseconds from 0 to 2^53 (a whole number in the published traces),
+    exact: an integer, or the fraction a number with a fraction or an exponent writes (`_read_json_lines` reads it
+    as a Decimal, not a float), to `EXACT_MS_PLACES` decimal places (`1e-99999999` would be a fraction of a
+    hundred-million-digit denominator)."""
+    if isinstance(value, bool) or not isinstance(value, int | decimal.Decimal) or not 0 <= value <= 2**53:
         raise SpecError(source, where, f"expected a number of milliseconds from 0 to 2^53 (a JSON number), got "
                                        f"{_shown(value)}")
-    return value
+    if not isinstance(value, decimal.Decimal):
+        return value
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -EXACT_MS_PLACES:
+        value = value.quantize(decimal.Decimal(1).scaleb(-EXACT_MS_PLACES), context=_MS_CONTEXT)
+    return Fraction(value)
 
 
 def check_request_count(n: int, source: str, where: str = "") -> None:
@@ -303,11 +322,10 @@ def read_trace(path: str | Path) -> tuple[Request, ...]:
     the file names it), and what was expected (the file itself: `read_text_file`, a regular file within
     ARCHSIM_MAX_CSV_BYTES, UTF-8; its CSV: `csv_records`)."""
     source = str(path)
-    text = read_text_file(path, "trace files", f"a request trace (a CSV file with the header "
-                                               f"{','.join(TRACE_COLUMNS)} or Azure's, or JSON Lines)")
+    text = read_text_file(path, "trace files", f"a request trace ({TRACE_FORMATS})")
     if is_json_lines(text):
         return _read_json_lines(text, source)
-    records = csv_records(text, source, f"the header {','.join(TRACE_COLUMNS)}")
+    records = csv_records(text, source, f"a request trace: {TRACE_FORMATS}")
     check_request_count(len(records) - 1, source)
     header = [name.strip() for name in records[0][1]]
     azure = sorted(header) == sorted(AZURE_COLUMNS)
@@ -358,10 +376,10 @@ def _read_json_lines(text: str, source: str) -> tuple[Request, ...]:
     limit = max_size()
     expected = (f"expected a JSON object with the keys {', '.join(MOONCAKE_KEYS)} (others, such as hash_ids, are "
                 f"ignored)")
-    stamped: list[tuple[int, int | float, int, int]] = []
+    stamped: list[tuple[int, int | Fraction, int, int]] = []
     for line, written in lines:
         try:
-            entry = json.loads(written, parse_constant=_no_constant)
+            entry = json.loads(written, parse_constant=_no_constant, parse_float=decimal.Decimal)
         except (ValueError, RecursionError) as exc:
             reason = f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else str(exc)
             raise SpecError(source, f"line {line}", f"{expected}; not JSON ({reason})") from None
@@ -381,17 +399,17 @@ def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is no JSON number")
 
 
-def _from_the_earliest(stamped: list[tuple[int, int | float, int, int]], ticks_per_s: int, names: tuple[str, ...],
-                       source: str) -> tuple[Request, ...]:
+def _from_the_earliest(stamped: list[tuple[int, int | Fraction, int, int]], ticks_per_s: int,
+                       names: tuple[str, ...], source: str) -> tuple[Request, ...]:
     """Requests from (line, time in ticks of 1 / `ticks_per_s` s, prompt tokens, output tokens) rows, in row order,
-    each arriving at its seconds since the earliest row's time (a difference of ticks, exact for whole ones, then
-    one rounding), each checked (`_check_request`) naming its line and the file's field (`names`, as
-    `TRACE_COLUMNS`)."""
+    each arriving at its seconds since the earliest row's time (a difference of ticks, whole ones or fractions,
+    exact, then one rounding to the nearest float), each checked (`_check_request`) naming its line and the file's
+    field (`names`, as `TRACE_COLUMNS`)."""
     if not stamped:
         raise SpecError(source, "", "the trace holds no requests")
     earliest = min(ticks for _, ticks, _, _ in stamped)
     most_output_tokens = env_limit(MAX_OUTPUT_TOKENS_ENV, MAX_OUTPUT_TOKENS)
-    requests = tuple(Request(i, (ticks - earliest) / ticks_per_s, prompt, output)
+    requests = tuple(Request(i, float((ticks - earliest) / ticks_per_s), prompt, output)
                      for i, (_, ticks, prompt, output) in enumerate(stamped))
     for (line, *_), request in zip(stamped, requests, strict=True):
         _check_request(request, source, f"line {line}", most_output_tokens, names)
