@@ -190,3 +190,23 @@ def test_the_limits_apply_alike(tmp_path, monkeypatch, name):
     monkeypatch.setenv("ARCHSIM_MAX_CSV_BYTES", "16")
     with pytest.raises(SpecError, match="larger than the limit of 16 bytes"):
         read_trace(path)
+
+
+def test_a_sweep_of_a_trace_moved_or_in_another_format_resumes_in_its_store(tmp_path, cli):
+    """The serving block's trace is its requests (the base's "trace" part, as the points' keys hold it), not the
+    path it lies at nor its format: the same requests moved or in Mooncake's JSON Lines are the same sweep, and
+    its store resumes with every point reused (it had been refused as another base, "differs ... in serving")."""
+    spec = ("name: moved\nsystem: vllm-h100\nworkload: llama3-8b\nserving: {{max_batch: 8, lengths: {trace}}}\n"
+            "axes:\n  serving.batching: [mixed, prefill-first]\nsampling: {{kind: grid}}\n")
+    first = tmp_path / "a"
+    first.mkdir()
+    _write(first, "tr.csv", ARCHSIM)
+    db = tmp_path / "s.sqlite"
+    assert "2 new" in cli("sweep", str(_write(first, "s.yaml", spec.format(trace="tr.csv"))), "--db", str(db),
+                          "--local").output
+    second = tmp_path / "b"
+    second.mkdir()
+    _write(second, "kimi.jsonl", MOONCAKE)
+    out = cli("sweep", str(_write(second, "s.yaml", spec.format(trace="kimi.jsonl"))), "--db", str(db),
+              "--local").output
+    assert "0 new, 2 reused" in out

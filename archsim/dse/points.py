@@ -64,6 +64,7 @@ from archsim.dse.sparse_spec import (
 from archsim.dse.spec import UNMODELLED, Constraint, SweepSpec, gpu_axes, gpu_preset, target_name
 from archsim.dse.store import CONFIG_FIELDS
 from archsim.dse.system_points import (
+    TRACE_KEY,
     request_stream,
     requests_digest,
     serve_point,
@@ -214,7 +215,7 @@ def base_identity(spec: SweepSpec, base: Base) -> dict[str, Any]:
                  **_block_contents(base.sparse, SPARSE_ROOT)}
     elif base.system is not None:
         parts = {"system": base.system.data, "resolved": system_content(base.system),
-                 "workload": _workload_content(base.workload), "serving": dataclasses.asdict(spec.serving),
+                 "workload": _workload_content(base.workload), "serving": _serving_content(spec),
                  **_trace_content(spec, base), **_system_axis_files(spec, base.system)}
     else:
         timed = _timed_at(spec)
@@ -278,6 +279,14 @@ def _block_contents(targets: BlockTargets, root: str) -> dict[str, Any]:
                if field not in targets.block and each}
     return {GPU_PRESETS_PART: {name: _gpu_content(gpu) for name, gpu in targets.specs.get("gpu", {}).items()},
             **named, **by_axis}
+
+
+def _serving_content(spec: SweepSpec) -> dict[str, Any]:
+    """The serving block as a base holds it: a trace in it as its points' keys name one (`TRACE_KEY`), since the
+    base's "trace" part holds its requests (`_trace_content`): the same requests moved, or in another format, are
+    the same sweep."""
+    serving = dataclasses.asdict(spec.serving)
+    return {**serving, "lengths": TRACE_KEY} if is_trace(spec.serving.lengths) else serving
 
 
 def _trace_content(spec: SweepSpec, base: Base) -> dict[str, Any]:

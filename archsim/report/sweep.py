@@ -37,6 +37,7 @@ from archsim.dse.pareto import best_label, best_of, pareto_mask
 from archsim.dse.points import expand, keyed, load_base, with_constraints
 from archsim.dse.serving_spec import SERVING_ROOT, SYSTEM_ROOT, ServingSettings
 from archsim.dse.spec import DEFAULT_OBJECTIVES, KIND_OBJECTIVES, SweepSpec, axis_missing, is_axis
+from archsim.dse.system_points import TRACE_KEY
 from archsim.errors import SpecError
 
 HEATMAP_METRIC = "latency_s"
@@ -146,12 +147,18 @@ def reported_axes(axes: Mapping[str, list[Any]], same: Sequence[SameValue]) -> d
     return {axis: [v for v in values if (axis, _identity(v)) not in gone] for axis, values in axes.items()}
 
 
+def _serving_label(name: str, value: Any) -> str:
+    """A serving setting as the page writes it: a trace the store holds by its requests (`TRACE_KEY`) as "a trace"."""
+    return "a trace" if value == TRACE_KEY else value_label(f"{SERVING_ROOT}.{name}", value)
+
+
 def serving_text(settings: Mapping[str, Any] | None, axes: Sequence[str]) -> str:
     """`Every point's serving block: lengths tr.jsonl, max_batch 8, batching prefill-first.`: a system sweep's
     serving settings (`ServingSettings`, as the spec or the store's base holds them, in its field order) that are
-    given and that no axis in `axes` sets; "" for none (another kind of sweep: `settings` None)."""
-    shown = [f"{name} {value_label(f'{SERVING_ROOT}.{name}', settings[name])}"
-             for name in (f.name for f in fields(ServingSettings))
+    given and that no axis in `axes` sets; "" for none (another kind of sweep: `settings` None). A store's base
+    holds a trace as its points' keys do (`TRACE_KEY`: by its requests, not its file), so read from the store
+    alone it is "a trace"."""
+    shown = [f"{name} {_serving_label(name, settings[name])}" for name in (f.name for f in fields(ServingSettings))
              if settings and settings.get(name) is not None and f"{SERVING_ROOT}.{name}" not in axes]
     return f"Every point's serving block: {', '.join(shown)}." if shown else ""
 
