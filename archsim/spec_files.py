@@ -38,6 +38,7 @@ from archsim.limits import env_limit
 
 MAX_SPEC_BYTES = 2**18  # spec files are kilobytes; 256 KiB of YAML parses in 1-2 s (PyYAML in Python, which the
 # nesting checks need; flow-style JSON is the slowest); ARCHSIM_MAX_SPEC_BYTES raises the limit
+MAX_SPEC_BYTES_ENV = "ARCHSIM_MAX_SPEC_BYTES"
 MAX_YAML_DEPTH = 64  # shipped specs nest 5 levels; PyYAML's composer recurses ~3 frames per level
 MAX_CSV_BYTES = 64 * 2**20  # measurements and traces are kilobytes to megabytes; ARCHSIM_MAX_CSV_BYTES raises it
 MAX_CSV_BYTES_ENV = "ARCHSIM_MAX_CSV_BYTES"
@@ -119,19 +120,28 @@ def read_yaml(path: Path) -> Any:
 def read_spec_bytes(path: Path) -> bytes:
     """The bytes of a spec file, with `read_yaml`'s checks of the file itself (regular, readable, within the
     size limit)."""
-    limit = env_limit("ARCHSIM_MAX_SPEC_BYTES", MAX_SPEC_BYTES)
+    return _capped_bytes(path, MAX_SPEC_BYTES_ENV, MAX_SPEC_BYTES, "spec files", "a YAML spec file")
+
+
+def _capped_bytes(path: str | Path, limit_env: str, default_limit: int, limited_files: str, expected: str) -> bytes:
+    """The bytes of a file read whole (a spec, a data file), refused with a SpecError naming it where it is not a
+    regular file (a directory; a FIFO or device could block or never end; `expected` says what it should be), cannot
+    be read, or is larger than the limit (`limit_env`, default `default_limit`, the limit on `limited_files`: at
+    most that many bytes plus one are read)."""
+    source = str(path)
+    limit = env_limit(limit_env, default_limit)
     try:
-        mode = path.stat().st_mode
+        mode = Path(path).stat().st_mode
         if not stat.S_ISREG(mode):
             kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO, device or socket"
-            raise SpecError(str(path), "", f"not a regular file ({kind}); expected a YAML spec file")
-        with path.open("rb") as stream:
+            raise SpecError(source, "", f"not a regular file ({kind}); expected {expected}")
+        with open(path, "rb") as stream:
             data = read_capped(stream, limit)
     except OSError as exc:
-        raise SpecError(str(path), "", f"cannot read file ({exc.strerror})") from None
+        raise SpecError(source, "", f"cannot read the file ({exc.strerror or exc})") from None
     if len(data) > limit:
-        raise SpecError(str(path), "", f"larger than the limit of {limit} bytes on spec files "
-                                       f"(raise it with the environment variable ARCHSIM_MAX_SPEC_BYTES)")
+        raise SpecError(source, "", f"larger than the limit of {limit} bytes on {limited_files} (raise it with the "
+                                    f"environment variable {limit_env})")
     return data
 
 
@@ -262,17 +272,7 @@ def read_text_file(path: str | Path, limited_files: str, expected: str) -> str:
     `MAX_CSV_BYTES` (ARCHSIM_MAX_CSV_BYTES; the message calls it the limit on `limited_files`; at most that many
     bytes plus one are read), not UTF-8 (with the line and byte); a UTF-8 byte-order mark is dropped."""
     source = str(path)
-    limit = env_limit(MAX_CSV_BYTES_ENV, MAX_CSV_BYTES)
-    try:
-        if not stat.S_ISREG(Path(path).stat().st_mode):
-            raise SpecError(source, "", f"not a regular file; expected {expected}")
-        with open(path, "rb") as f:
-            data = read_capped(f, limit)
-    except OSError as exc:
-        raise SpecError(source, "", f"cannot read the file ({exc.strerror or exc})") from None
-    if len(data) > limit:
-        raise SpecError(source, "", f"larger than the limit of {limit} bytes on {limited_files} (raise it with the "
-                                    f"environment variable {MAX_CSV_BYTES_ENV})")
+    data = _capped_bytes(path, MAX_CSV_BYTES_ENV, MAX_CSV_BYTES, limited_files, expected)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
