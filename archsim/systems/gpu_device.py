@@ -465,12 +465,8 @@ class GpuDevice:
 
     @kept
     def _gemm_params(self) -> Mapping[str, float]:
-        """The parameters a GEMM launch runs at: the family's, its DRAM efficiency the GPU's copy fraction (its
-        preset's or the Hopper one, `model.gpu.copy_fraction`), and its tensor efficiency the preset's measured GEMM
-        fraction where it has one (module docstring)."""
-        gemm = self.spec.gemm_fraction
-        return {**self.params, "hbm_efficiency": copy_fraction(self.spec),
-                **({} if gemm is None else {"gemm_efficiency": gemm})}
+        """The parameters a GEMM launch runs at (`gemm_launch_params`)."""
+        return gemm_launch_params(self.spec, self.params)
 
     def elementwise_s(self, dram_bytes: float) -> float:
         """One elementwise kernel moving `dram_bytes`: a DRAM pass at the calibrated efficiency plus a launch (at
@@ -517,6 +513,35 @@ class GpuDevice:
                     peak_s, moved)
         what = f"{direction} attention of {heads} heads ({kv_heads} KV), head_dim {head_dim}, {seqlen} keys"
         return self._kept(key, self._predict(case, what), peak_s, what)
+
+
+def gemm_launch_params(gpu: GPU, params: Mapping[str, float]) -> dict[str, float]:
+    """The parameters a GEMM launch runs at on `gpu`: the family's `params`, its DRAM efficiency the GPU's copy
+    fraction (its preset's or the Hopper one, `model.gpu.copy_fraction`), and its tensor efficiency the preset's
+    measured GEMM fraction where it has one (module docstring)."""
+    gemm = gpu.gemm_fraction
+    return {**params, "hbm_efficiency": copy_fraction(gpu), **({} if gemm is None else {"gemm_efficiency": gemm})}
+
+
+def action_power_w(energy: ActionEnergy, gpu: GPU, timing: str = CALIBRATED) -> float:
+    """The most power `gpu` draws priced per action by `energy`: `static_w` plus the prices of a second of a GEMM
+    launch whose FLOPs and DRAM bytes take equal time, each at the rate the model runs a GEMM at (the fp16 tensor
+    peak x the preset's GEMM fraction or `GEMM_FAMILY`'s prior, the DRAM bandwidth x the copy fraction:
+    `gemm_launch_params`; the whole peak and bandwidth with `roofline` timing): the bound such a GEMM approaches.
+    Elementwise passes stream at the family's DRAM efficiency (0.54) and draw less. Not bounded here: an attention
+    kernel above the GEMM's share of the peak (FlashAttention-2's forward on an A100, mma.sync at the full rate,
+    reaches 0.74 of it at 128K tokens, above the 0.7 prior, with under 1 % of the bandwidth: it draws more only
+    where a DRAM byte costs less than about 4 FLOPs, 14 at the kernel's MMA efficiency of 0.83; the shipped prices'
+    is 101; on Hopper it runs at half rate); and fp8 words, at the fp8 peak for the same pJ per FLOP
+    (`ActionEnergy` prices a FLOP whatever its width): the bound is 2-byte words'."""
+    from archsim.gpu.params import load_calibration
+
+    if timing == ROOFLINE:
+        tensor = dram = 1.0
+    else:
+        params = gemm_launch_params(gpu, load_calibration().family_params(GEMM_FAMILY))
+        tensor, dram = params["gemm_efficiency"], params["hbm_efficiency"]
+    return energy.static_w + energy.energy_j(gpu.dram_bytes_per_s * dram, gpu.tensor_peak_flops_per_s("fp16") * tensor)
 
 
 def _runs_batched(op: Op) -> bool:

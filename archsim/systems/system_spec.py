@@ -583,7 +583,7 @@ def _dataclass_spec(kind: str, data: Mapping, source: str, where: str) -> Any:
 def _gpu_fields(data: Mapping, gpu: Any, source: str, where: str) -> dict[str, Any]:
     """A gpu device's `attention_kernel` (which `_placement` requires where attention is placed on the device),
     and its optional timing, memory utilization and energy model (`_energy`), as `Device` fields."""
-    from archsim.systems.gpu_device import TIMINGS, attention_kernel_problem
+    from archsim.systems.gpu_device import CALIBRATED, TIMINGS, attention_kernel_problem
 
     values: dict[str, Any] = {}
     if "timing" in data:
@@ -602,7 +602,29 @@ def _gpu_fields(data: Mapping, gpu: Any, source: str, where: str) -> dict[str, A
             raise SpecError(source, f"{where}.attention_kernel", problem)
         values["attention_kernel"] = data["attention_kernel"]
     energy = _energy(data, gpu.name, gpu.power_w, source, where)
-    return values if energy is None else {**values, "energy": energy}
+    if energy is None:
+        return values
+    _refuse_beyond_board_power(energy, gpu, values.get("timing", CALIBRATED), source, where)
+    return {**values, "energy": energy}
+
+
+def _refuse_beyond_board_power(energy: Any, gpu: Any, timing: str, source: str, where: str) -> None:
+    """Per-action prices under which the GPU would draw more than its board power (`gpu_device.action_power_w`),
+    refused at the price whose term is the largest."""
+    from archsim.systems.gpu_device import action_power_w
+
+    most_w = action_power_w(energy, gpu, timing)
+    if most_w <= gpu.power_w:
+        return
+    bare = dataclasses.replace(energy, hbm_pj_per_bit=0.0, pj_per_flop=0.0, sram_pj_per_byte=0.0, static_w=0.0)
+    terms = {key: action_power_w(dataclasses.replace(bare, **{key: getattr(energy, key)}), gpu, timing)
+             for key in ACTION_PJ}
+    key = max(terms, key=terms.get)
+    parts = " + ".join(f"{name} {watts:.0f} W" for name, watts in terms.items())
+    raise SpecError(source, f"{where}.{key}",
+                    f"expected prices under which the GPU draws at most its board power: a GEMM at its {timing} "
+                    f"timing's rates draws {most_w:.0f} W (static_w {energy.static_w:g} W + {parts}), above the board "
+                    f"power of {gpu.name}, {gpu.power_w:g} W")
 
 
 def _energy(data: Mapping, name: str, power_w: float | None, source: str, where: str) -> Any:
