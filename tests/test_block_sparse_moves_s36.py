@@ -41,10 +41,11 @@ def test_a_spilling_block_sparse_point_is_counted_without_enumerating_its_diagon
     """At 64K each diagonal move's box holds 4 x 1024 x 64 x 64 points of (i, j, m0, p0); halving its short axes
     first cut it into thousands of mixed pieces before one held a point (5 GB at 20K, out of memory at 64K). A
     corner of the box decides a causal predicate, so the point runs as it did before the causal conjunct was
-    counted (1.451 s, DRAM-bound: the kept score rows spill)."""
+    counted (1.69 s, DRAM-bound: the kept score rows, K and V spill, and the spilled share of K and V is read from
+    DRAM by every query tile, `tests/test_spill_accesses_s47.py`; 1.451 s while it was read once)."""
     result = run_point("fusemax-minference-block-sparse", workload="llama3-8b",
                        sets={"seq_len": 65536, "batch": 1, "k_b": 8})
-    assert result.feasible and 1.44 < result.latency_s < 1.46
+    assert result.feasible and 1.68 < result.latency_s < 1.70
 
 
 def test_a_round_that_decides_every_piece_leaves_no_corners_to_check() -> None:

@@ -3,8 +3,9 @@
 Tolerances are the README's claims: latency within 0.06 %, DRAM traffic within 0.08 %, utilizations within 4e-4
 (absolute); attention energy, max |err| of each configuration's 18 rows, as the README prints it to 0.01 %
 (FuseMax 0.55 %, +Architecture 0.54 %, Unfused 2.84 %; as the artifact computed, `as_artifact=True` with its two
-defects applied, FLAT 1.96 % and +Cascade 0.79 %; by default FLAT within 0.01 % up to 16K, where neither defect
-fires). Failures we know of are marked xfail(strict=True), so a fix shows up as an XPASS to act on.
+defects applied, FLAT 1.96 % and +Cascade 0.79 %; by default FLAT within 0.01 % at 1K and 0.18 % low at 4K-16K,
+where neither defect fires and the artifact counts the spilled share of the score block in the buffer too).
+Failures we know of are marked xfail(strict=True), so a fix shows up as an XPASS to act on.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ LATENCY_TOL, TRAFFIC_TOL, UTIL_TOL = 0.0006, 0.0008, 4e-4
 # The README's max |energy err| per configuration, in %, printed to 0.01 %: a figure holds if the error rounds to it.
 # Unfused's is the artifact's 93.3 pJ/score jump at TrXL 256K and every 1M row (docs/fusemax-artifact-model.md Q3).
 ENERGY_ERR_PCT = {"fusemax": 0.55, "arch": 0.54, "flat": 1.96, "cascade": 0.79, "unfused": 2.84}
-FLAT_UP_TO_16K_ERR_PCT = 0.01  # by default, where the uint64 overflow does not fire yet
+FLAT_1K_ERR_PCT = 0.01  # by default, where the uint64 overflow does not fire yet and nothing spills
+FLAT_SPILLING_ERR_PCT = 0.18  # 4K-16K: the spilled 1/128 of the score block is accessed in DRAM only (s47)
 UNFUSED_BELOW_THE_JUMP_ERR_PCT = 0.17  # the rows without that jump
 SCORES_BERT = 64 * 12  # B x H; times N^2 = the scores of BERT at N tokens
 L3_READ_PJ_PER_WORD = 23854.664591 / 256  # FLAT's run-time global-buffer ERT, per 4096-b row (fusemax-energy.md s4)
@@ -99,13 +101,17 @@ def test_unfused_energy_below_the_artifacts_jump(as_artifact) -> None:
 @pytest.mark.parametrize("config", ["flat", "cascade", "arch", "fusemax", "unfused"])
 def test_energy_physical_default_where_no_defect_fires(table, config: str) -> None:
     """FuseMax's hardware has neither defect, and none applies to Unfused; FLAT's uint64 overflow first fires at
-    64K. +Cascade's default prices the exps the artifact drops: 3 % high up to 64K, where its overflow does not fire
-    yet."""
+    64K. From 4K FLAT's score block spills 1/128 (1/129 in the artifact) to DRAM, whose accesses the model takes off
+    the global buffer while the artifact's buffer, deepened "to account for spilling" (fusemax-energy.md), counts
+    every score as well: ours is low there. +Cascade's default prices the exps the artifact drops: 3 % high up to
+    64K, where its overflow does not fire yet."""
     rows = table[1][table[1].config == config]
     if config == "flat":
         rows = rows[rows.seq_len <= 1 << 14]
         assert len(rows) == 3 * 3  # BERT, TrXL, T5 x 1K, 4K, 16K
-        assert _energy_err_pct(rows) <= FLAT_UP_TO_16K_ERR_PCT
+        spilling = rows[rows.seq_len > 1 << 10]
+        assert _energy_err_pct(rows.drop(spilling.index)) <= FLAT_1K_ERR_PCT
+        assert (spilling.energy_pj_err < 0).all() and _energy_err_pct(spilling) <= FLAT_SPILLING_ERR_PCT
         return
     if config == "cascade":
         rows = rows[rows.seq_len <= 1 << 16]
@@ -116,10 +122,10 @@ def test_energy_physical_default_where_no_defect_fires(table, config: str) -> No
     assert _energy_err_pct(rows) <= ENERGY_ERR_PCT[config]
 
 
-@pytest.mark.parametrize(("config", "max_err_pct"), [("flat", 2.94), ("cascade", 3.88)])
+@pytest.mark.parametrize(("config", "max_err_pct"), [("flat", 3.11), ("cascade", 3.88)])
 def test_energy_physical_default_over_all_rows(table, config: str, max_err_pct: float) -> None:
-    """By default, over all 18 rows, as the README prints them: FLAT within 2.94 % (its uint64 overflow fires from
-    64K), +Cascade within 3.88 % (the exps the artifact drops are priced)."""
+    """By default, over all 18 rows, as the README prints them: FLAT within 3.11 % (its uint64 overflow fires from
+    64K, where 1/128 of its score block spills), +Cascade within 3.88 % (the exps the artifact drops are priced)."""
     rows = table[1][table[1].config == config]
     assert len(rows) == 18
     assert _energy_err_pct(rows) <= max_err_pct

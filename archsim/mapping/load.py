@@ -19,7 +19,9 @@ groups:
     # optional, each a list of names (in_place: owner -> [tensor, ...]); `archsim.mapping.spec` says what they mean
     # double_buffered: [...], pipelined: [...], in_place: {QK: [SN]}, spill: [...]
 ```
-The group's Einsums are those named in its binding, in cascade order; no Einsum may be bound by two groups.
+The group's Einsums are those named in its binding, in the order the binding lists them (unit by unit, then each
+unit's list: FLAT's `array2d: [QK, AV], array1d: [GM, ...]` gives QK, AV, GM, ...), not the cascade's; no Einsum
+may be bound by two groups.
 Every group says its `overlap` (`sequential`, `max` or a pipeline expression): there is no default, since `max`,
 the most optimistic, had been taken silently (fusemax-arch without its line ran 3x fast). `set:` gives no model
 size (a name of `archsim.workload.PARAMS`: batch, seq_len, heads, ...): those come from the workload or `--set`, and
@@ -27,7 +29,8 @@ one the mapping fixed would hold for its accelerator points only (a sweep's GPU 
 Checked here, without the cascade: the shape of every field, factors (positive integers, `~`, `search` or an
 expression that parses: `check_factor`), `set:` values (positive finite numbers: `archsim.mapping.spec.set_value`)
 and the overlap's syntax (`archsim.mapping.overlap.check_overlap_written`). Whether names (levels, units, ranks,
-Einsums, tensors) exist, whether the groups bind every Einsum of the cascade, and then whether each overlap names
+Einsums, tensors) exist, whether the groups bind every Einsum of the cascade, whether each group's temporal loops
+go outermost level first (each level's after those of the levels above it), and then whether each overlap names
 its group's Einsums once, is checked against the cascade and architecture by `archsim.mapping.resolve`, which runs
 the checks of this loader again on a mapping changed in Python. A `cascade:` or `architecture:` that is a path (it
 has a `/` or a .yaml suffix, as `archsim.library.find` tells them) is taken relative to the mapping file's folder; a

@@ -167,9 +167,9 @@ def _word_fields(cascade: Cascade) -> str:
 def check_group_names(cascade: Cascade, arch: Architecture, group: Group, source: str, where: str) -> None:
     """`check_group` without sizes: the names of units (with the ops of the Einsums bound to them), levels,
     tensors and ranks; each factor as the loader checks it (`archsim.mapping.load.check_factor`, again for a group
-    changed in Python); the overlap naming each of the group's Einsums once (`check_overlap`, after the Einsums are
-    found in the cascade, so that a binding's mistake is blamed on the binding) and the rank sizes of its delay
-    terms."""
+    changed in Python); the temporal loops outermost level first (`_check_level_order`); the overlap naming each of
+    the group's Einsums once (`check_overlap`, after the Einsums are found in the cascade, so that a binding's
+    mistake is blamed on the binding) and the rank sizes of its delay terms."""
     levels = [m.name for m in arch.memories]
     units = {u.name: u for u in arch.units}
     _check_einsums(cascade, group, source, where)
@@ -209,11 +209,31 @@ def check_group_names(cascade: Cascade, arch: Architecture, group: Group, source
             raise SpecError(source, at, f"unknown unit '{loop.spatial}' (units of {arch.name}: {', '.join(units)})")
         if not loop.is_spatial and loop.level not in levels:
             raise SpecError(source, at, f"unknown level '{loop.level}' (levels: {', '.join(levels)})")
+    _check_level_order(group.loops, levels, source, where)
     check_overlap(group.overlap, group.einsums, source, f"{where}.overlap")  # the loader checked its syntax only
     unknown = sorted(delay_names(group.overlap, group.einsums) - leaf_ranks)
     if unknown:
         raise SpecError(source, f"{where}.overlap", f"'{unknown[0]}' in a delay term is neither an Einsum of "
                                                     f"this group nor a rank (ranks: {', '.join(sorted(leaf_ranks))})")
+
+
+def _check_level_order(loops: Sequence[Loop], levels: Sequence[str], source: str, where: str) -> None:
+    """The temporal loops go outermost first: each level's after those of the levels above it (`levels`, the
+    architecture's, outermost first). The reuse model sizes a tile by its loops' levels (`reuse.tile_elems`) but
+    counts refetches in the order they are listed (`reuse.refetches`), so a nest out of order would mean neither
+    order. Spatial loops sit inside every level wherever they are written. The first loop at a level above one
+    already listed is refused, naming that one."""
+    deepest: int | None = None  # index in `loops` of the listed temporal loop at the innermost level so far
+    for i, loop in enumerate(loops):
+        if loop.is_spatial:
+            continue
+        if deepest is not None and levels.index(loop.level) < levels.index(loops[deepest].level):
+            raise SpecError(source, _loop_at(where, loops, i),
+                            f"a loop at level {loop.level} comes after {_loop_at(where, loops, deepest)} at "
+                            f"{loops[deepest].level}, a level inside it: expected each level's loops after those "
+                            f"of the levels above it, outermost first ({', '.join(levels)})")
+        if deepest is None or levels.index(loop.level) > levels.index(loops[deepest].level):
+            deepest = i
 
 
 @identity_cache(maxsize=1024)

@@ -1,7 +1,7 @@
 """Typed mapping specs: how a cascade runs on an architecture.
 
 A mapping is a list of fusion groups run one after another. Each group has
-- `einsums`: the Einsums it runs (in cascade order),
+- `einsums`: the Einsums it runs, in the order its binding lists them (unit by unit), not the cascade's,
 - `binding`: Einsum -> compute unit,
 - `loops`: one loop nest shared by the group, outermost first. A temporal loop sits at a memory level and
   walks over tiles held by the level below it; a spatial loop spreads a rank over a unit's fan-out. Several

@@ -35,14 +35,16 @@ Memory
   next.
 - A group is infeasible when its footprint exceeds a level's capacity; the Result says which level, which
   tensors it keeps and both sizes. Unless the
-  overflowing tensors are marked `spill`: then the overflow's share of their tiles lives one level out, and each
-  access to a spilled element goes there: one write per Einsum producing the storage's tensors, one read per
-  Einsum consuming them, except reads streamed from a producer on the same unit in the same pass.
+  overflowing tensors are marked `spill`: then the overflow's share of their tiles lives one level out, and every
+  access the level served to that share goes there instead, as many as the level's traffic counts (one per reuse
+  of a tile, partial sums read back, each pass over an in-place storage); the level no longer serves that share,
+  fills it from above or writes it back (`_spill`).
 - `Result.footprint_bytes` is the footprint before any spill: what the mapping keeps at each level, the part that
   spills included. So a feasible point whose kept tensors spill reports more than the level's capacity (FLAT on
   BERT at 4K tokens: 33,816,576 B of its 33,554,432 B global buffer; the 262,144 B over it live in DRAM, their
-  accesses counted in DRAM's traffic and energy); the bytes that stay on chip are min(footprint, capacity). The
-  mapper's tie-break (the larger footprint, the fewer refetches) and an infeasible point's reason read it so.
+  accesses counted in DRAM's traffic and energy, not the buffer's); the bytes that stay on chip are
+  min(footprint, capacity). The mapper's tie-break (the larger footprint, the fewer refetches) and an infeasible
+  point's reason read it so.
 
 Energy (Accelergy's method): actions x energy per action. Compute: op counts x the unit's energy per op.
 Memory: a transfer of b bytes is b*8/access_bits reads at the sending level and as many writes at the receiving
@@ -50,7 +52,8 @@ one (widths per level). Transfers into the PEs count one read of the innermost h
 multicast tile), shared by the Einsums of one pass that read it (readers in different passes each read it unless
 it stays at that level across the passes; `plan._read_moves`), except for a storage on chip written over in place
 (`in_place`, FLAT's score block): each pass over it is its own access, so each Einsum producing or consuming it
-reads or writes every element, except a read streamed from its producer (see `plan.storage_accesses`; fusemax-energy.md
+reads or writes every element once, except a read streamed from its producer, and the writer's partial sums
+re-entered (a reduction loop above its tiles' loops) are its own (see `plan.storage_accesses`; fusemax-energy.md
 s5: 4 reads and 3 writes per score). Per-operand register-file accesses are not modelled (the FuseMax artifact
 prices them per PE instance: under 0.25 pJ per score). Leakage: every level's leak energy per cycle x instances x
 cycles. Area: the architecture's.
@@ -76,7 +79,7 @@ from archsim.mapping.overlap import Number, compile_pipeline, maximum_of
 from archsim.mapping.resolve import check_bindings, resolve_group
 from archsim.mapping.spec import Mapping
 from archsim.memo import identity_cache
-from archsim.model.plan import EinsumPlan, GroupPlan, plan_group, transfer_actions, used_in
+from archsim.model.plan import EinsumPlan, GroupPlan, plan_group, used_in
 from archsim.model.result import EinsumResult, Result, built
 
 Key = tuple[str, str]  # (component, action) of an energy
@@ -298,7 +301,7 @@ def _fit(binding: Binding, numbers: ArchNumbers, plan: GroupPlan, n: int, energy
          reasons: dict[int, list[str]]) -> dict[str, dict[str, Number]]:
     """Each level's tiles against its capacity: a reason for each point whose overflow is more than the level's
     spillable tiles; where it is not, the overflow spills (`_spill`), its energies added to `energy`. Returns the
-    traffic, the plan's own where nothing spills, else a copy with the spilled accesses added."""
+    traffic, the plan's own where nothing spills, else a copy with the spilled accesses moved."""
     traffic = plan.traffic
     for index in plan.held:
         m = numbers.levels[index]
@@ -324,22 +327,30 @@ def _fit(binding: Binding, numbers: ArchNumbers, plan: GroupPlan, n: int, energy
 
 def _spill(binding: Binding, numbers: ArchNumbers, plan: GroupPlan, index: int, fraction: Number, spill: Number,
            traffic: dict[str, dict[str, Number]], energy: dict[Key, Number]) -> None:
-    """The part `fraction` of level `index`'s spillable tiles that does not fit lives one level out; each access
-    to it goes there: its traffic added to `traffic` and its energy to `energy`, where `spill` (0 elsewhere)."""
+    """The part `fraction` of level `index`'s spillable tiles that does not fit lives in the level each spill tensor
+    names (`SpillPlan.parent`), where `spill` (0 elsewhere). Each access the level served to that share, as its
+    traffic counts them (every reuse, partial sums read back), is sent or taken by the parent instead, and the
+    level no longer fills the share from the parent nor writes it back: `traffic` and `energy` moved so."""
     levels = numbers.levels
-    names = tuple(m.name for m in levels)
+    name = levels[index].name
     word = binding.word_bytes
-    parent = plan.parent_of[names[index]]
-    into = traffic.setdefault(names[parent], {})
-    for s in plan.spills[names[index]]:
-        elems = s.elems * fraction
-        into[s.tensor] = into.get(s.tensor, 0.0) + elems * (s.reads + s.writes) * word
-        for accesses, inward in ((s.reads, True), (s.writes, False)):
-            bits = elems * accesses * word * 8
-            # the actions of a transfer that moves any element (s.elems * accesses of them at a spilling point)
-            for key, at, action, _ in transfer_actions(names, parent, len(names), s.elems * accesses, inward):
-                spent = bits / levels[at].access_bits * levels[at].actions_pj[action]
-                energy[key] = energy.get(key, 0) + _where(spill, spent, 0.0)
+    for s in plan.spills[name]:
+        (served_read, served_written), (filled_read, filled_written) = s.served, s.filled
+        parent = levels[s.parent].name
+        served = fraction * (served_read + served_written) * word
+        traffic[name][s.tensor] = traffic[name][s.tensor] - served
+        above = traffic.setdefault(parent, {})
+        above[s.tensor] = above.get(s.tensor, 0.0) + served - fraction * (filled_read + filled_written) * word
+        # elements per action: the parent takes the level's part in each access it served (a read to send, a write
+        # to take); the fills and write-backs between the two are gone
+        for at, action, elems in ((s.parent, "read", served_read - filled_read),
+                                  (s.parent, "write", served_written - filled_written),
+                                  (index, "read", -(served_read + filled_written)),
+                                  (index, "write", -(served_written + filled_read))):
+            if elems:
+                level = levels[at]
+                spent = fraction * elems * word * 8 / level.access_bits * level.actions_pj[action]
+                energy[level.name, action] = energy.get((level.name, action), 0) + _where(spill, spent, 0.0)
 
 
 def _fanout_reasons(numbers: ArchNumbers, plan: GroupPlan, n: int) -> dict[int, list[str]]:

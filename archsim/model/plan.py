@@ -58,12 +58,14 @@ class EinsumPlan:
 
 @dataclass(frozen=True)
 class SpillPlan:
-    """A tensor that may spill from a level: its storage accesses per element over the group, and its elements."""
+    """A tensor that may spill from a level: where its spilled share lives, and the elements of it the level moves
+    over the group, as its traffic counts them (each is the level's work for the share that stays)."""
 
     tensor: str
-    reads: int  # accesses per element of its storage over the group (`storage_accesses`)
-    writes: int
-    elems: int  # elements of its leaf shape, less the share of its tiles that no access moves (a mask skips them)
+    parent: int  # index of the level its spilled share lives in
+    served: tuple[int, int]  # (elements read into the level or PEs below, written back from them), through the
+    # level's inner boundary: each reuse, partial sums read back and in-place passes included
+    filled: tuple[int, int]  # (elements read in from `parent`, written out to it); none where the level is its home
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,6 @@ class GroupPlan:
     held: tuple[int, ...]  # indices of the levels in `footprint_bytes`, outermost first
     kept_at: dict[str, tuple[str, ...]]  # level -> tensors whose tiles it holds
     spillable: dict[str, float]  # level -> bytes of its tiles that may spill
-    parent_of: dict[str, int]  # level -> index of the level a spilled tile lives in
     spills: dict[str, tuple[SpillPlan, ...]]  # level -> its spill tensors (kept there)
     traffic: dict[str, dict[str, float]]  # level -> tensor -> bytes through its inner boundary (before spills)
     moved: dict[str, float]  # level -> sum of its traffic (before spills)
@@ -154,11 +155,11 @@ def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple
     kept_at: dict[str, list[str]] = defaultdict(list)
     spillable: Counter[str] = Counter()
     word = binding.word_bytes
-    parent_of: dict[str, int] = {}  # level -> the level above it in the chain of a spillable tensor
+    spill_above: dict[tuple[int, str], int] = {}  # (level, spill tensor) -> the level its spilled share lives in
     actions: list[Action] = []
     tiles: dict[tuple, int] = {}  # (level index, ranks, iterative rank) -> tile elements (tensors share shapes)
     reasons: list[str] = []  # why the loop nest cannot run, whatever the architecture's numbers
-    accessed: dict[str, int] = {}  # spill tensor -> the elements its PEs' accesses reach (a causal block's kept tiles)
+    moves: dict[tuple[int, str], tuple[int, int]] = {}  # (level, tensor) -> elements (read, written) below it
 
     def tile(child: int, ranks: tuple[str, ...], iterative: str | None, instance: bool = False) -> int:
         """The tile at level `child`; `instance`: one instance's (a per-PE level's: its unit's spatial loops out)."""
@@ -197,37 +198,35 @@ def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple
             kept_at[levels[c]].append(t)
             if t in group.spill:
                 spillable[levels[c]] += tile_bytes
-                parent_of[levels[c]] = chain[i - 1] if i else _shared_above(per_pe, c)
+                spill_above[c, t] = chain[i - 1] if i else _shared_above(per_pe, c)
         if chain[-1] > 0:
             footprint[levels[chain[-1]]] += _handoff_elems(binding, group, t, io) * word
         unread = all(_fill_unread(cascade, a) for a in (t, *group.in_place.get(t, ())))  # its storage's tensors
         for parent, child in zip(chain, [*chain[1:], compute_level], strict=True):
             resident = child < compute_level and _stays_at(binding, analysis, space, io, group, level_of, t, child)
-            read, written, most, unmasked = _moved_elems(
+            read, written, most, reentered = _moved_elems(
                 binding, analysis, group, space, level_of, t, child, io, tile(child, decl.leaf_ranks, decl.iterative),
                 resident, unread, child == compute_level)
-            if t in group.spill and child == compute_level:
-                accessed[t] = math.prod(binding.leaf_shape(t)) * most // unmasked
             if t in group.in_place and chain[0] > 0 and child == compute_level:
                 # A storage on chip written over in place pass after pass: every Einsum producing or consuming it
-                # (or a tensor written over it) accesses it, except reads streamed from their producer.
+                # (or a tensor written over it) accesses each element once, except reads streamed from their
+                # producer; the writer's partial sums re-entered (a reduction loop above its tiles' loops) are its own.
                 n_reads, n_writes = storage_accesses(analysis, group, t, io)
-                read, written = most * n_reads, most * n_writes
+                read, written = most * n_reads + reentered, most * n_writes + reentered
+            moves[parent, t] = read, written
             traffic[levels[parent]][t] = (read + written) * word
             actions += transfer_actions(levels, parent, child, read * word * 8, True)
             actions += transfer_actions(levels, parent, child, written * word * 8, False)
-    spills = {}
-    for level in levels:
-        # a spilled element is accessed only where its tile is (a causal score block's kept tiles)
-        spills[level] = tuple(SpillPlan(t, *storage_accesses(analysis, group, t, io),
-                                        accessed[t] if t in accessed else math.prod(binding.leaf_shape(t)))
-                              for t in group.spill if t in group.keep.get(level, ()))
+    spills: dict[str, list[SpillPlan]] = defaultdict(list)
+    for (c, t), above in spill_above.items():
+        spills[levels[c]].append(SpillPlan(t, above, moves[c, t], moves.get((above, t), (0, 0))))
     slotted = tuple((slots.setdefault(key, len(slots)), index, action, bits) for key, index, action, bits in actions)
     by_unit = tuple((unit, mine) for unit, _ in unit_dims
                     if (mine := tuple((ep.name, ep.lanes) for ep in einsums if ep.unit == unit)))
     return GroupPlan(group, tuple(einsums), tuple(fanouts), dict(footprint),
                      tuple(i for i, level in enumerate(levels) if level in footprint),
-                     {lv: tuple(ts) for lv, ts in kept_at.items()}, dict(spillable), parent_of, spills,
+                     {lv: tuple(ts) for lv, ts in kept_at.items()}, dict(spillable),
+                     {lv: tuple(s) for lv, s in spills.items()},
                      dict(traffic), {lv: sum(per.values()) for lv, per in traffic.items()}, slotted, tuple(slots),
                      None if group.overlap in POLICIES else compile_pipeline(parse_pipeline(group.overlap)),
                      tuple((text, compile_pipeline(node), frozenset(names))
@@ -379,8 +378,9 @@ def _moved_elems(binding: Binding, analysis: Analysis, group: Group, space: dict
                  level_of: dict[str, int], tensor: str, child: int, io: Mapping[str, EinsumIO], tile: int,
                  resident: bool, fill_unread: bool, into_pes: bool) -> tuple[int, int, int, int]:
     """Elements of `tensor` read into level `child` and written out of it, the most one Einsum touching it moves
-    in one pass over it (an access of each element its tiles reach), and the most one would move were none
-    masked; its tile at `child` holds `tile` elements (`into_pes`: `child` is the PEs).
+    in one pass over it (an access of each element its tiles reach: the writer's re-entries left out), and the
+    elements the writer re-enters (each read back, then written again); its tile at `child` holds `tile` elements
+    (`into_pes`: `child` is the PEs).
 
     The writer is the Einsum whose output it is. Each of its moves writes the tile out; a move re-entering a tile
     it already visited (a reduction loop above one indexing the output) first reads the partial result back
@@ -394,8 +394,6 @@ def _moved_elems(binding: Binding, analysis: Analysis, group: Group, space: dict
     touching = [e for e in group.einsums if io[e][1] == tensor or tensor in io[e][0]]
     moves = {e: masked_refetches(binding, binding.cascade.einsum(e), group.loops, level_of, child, decl.leaf_ranks,
                                  space[e]) for e in touching}
-    unmasked = max((refetches(group.loops, level_of, child, decl.leaf_ranks, space[e]) for e in touching),
-                   default=0)
     writer = next((e for e in touching if io[e][1] == tensor), None)
     written = read_back = 0
     if writer is not None:
@@ -404,8 +402,8 @@ def _moved_elems(binding: Binding, analysis: Analysis, group: Group, space: dict
                                            space[writer], moves[writer], not (einsum.is_step or fill_unread))
     read = 0 if resident else _read_moves(binding, analysis, group, space, level_of, tensor, child, io, moves,
                                           writer, into_pes)
-    most = max([written, *(moves[e] for e in touching if e != writer)])
-    return tile * (read + read_back), tile * written, tile * most, tile * unmasked
+    most = max([written - read_back, *(moves[e] for e in touching if e != writer)])  # the writer's first visits
+    return tile * (read + read_back), tile * written, tile * most, tile * read_back
 
 
 def _output_moves(binding: Binding, einsum: Einsum, loops: tuple[Loop, ...], level_of: Mapping[str, int],
