@@ -216,7 +216,8 @@ def totals(binding: Binding, numbers: ArchNumbers, group_plans: tuple[GroupPlan,
         if _any(m.leak_pj_per_cycle):
             key = (m.name, "leak")
             energy[key] = energy.get(key, 0) + m.leak_pj_per_cycle * cycles
-    utilization = {u.name: _divided(busy.get(u.name, 0), u.lanes * cycles, cycles != 0)
+    # cycles is seconds x clock: a compute-bound unit's busy lane-cycles over it can read 1 + 2e-16
+    utilization = {u.name: _at_most_one(_divided(busy.get(u.name, 0), u.lanes * cycles, cycles != 0))
                    for u in numbers.units.values()}
     return Totals(seconds, compute_cycles, memory_s, traffic, energy, sum(energy.values()), utilization, footprint,
                   reasons, einsums)
@@ -441,6 +442,14 @@ def _divided(numerator: Number, denominator: Number, holds: Number | bool) -> Nu
         return numerator / denominator if holds else 0.0
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(holds, numerator / denominator, 0.0)
+
+
+def _at_most_one(value: Number) -> Number:
+    """`value` with a rounding excess over 1 (at most 1e-9) taken off, a column's points each; an infeasible
+    mapping's fan-out beyond its array still reads above 1."""
+    if isinstance(value, np.ndarray):
+        return np.where(value <= 1 + 1e-9, np.minimum(value, 1.0), value)
+    return 1.0 if 1 < value <= 1 + 1e-9 else value
 
 
 def pipeline_cycles(node: Expr, cycles: dict[str, float]) -> float:
