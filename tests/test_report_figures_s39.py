@@ -100,9 +100,9 @@ def test_a_sweeps_own_points_are_coloured_by_scheme_and_marked_by_devices_and_th
 
 
 def test_memory_speedup_and_efficiency_have_labels_with_units() -> None:
-    assert sweep_figures._label("memory_bytes") == "memory (bytes)"
-    assert sweep_figures._label("speedup") == "speed-up over dense (x)"
-    assert sweep_figures._label("efficiency") == "efficiency (1 = ideal scaling)"
+    assert sweep_figures.metric_label("memory_bytes") == "memory (bytes)"
+    assert sweep_figures.metric_label("speedup") == "speed-up over dense (x)"
+    assert sweep_figures.metric_label("efficiency") == "efficiency (1 = ideal scaling)"
 
 
 # ------------------------------------------------------------------------------------------------ 4: coincident
@@ -127,7 +127,7 @@ def test_a_preset_with_another_presets_values_is_drawn_smaller_on_top_of_it() ->
 
 
 def test_a_target_line_with_another_targets_values_is_dashed_on_top_of_it() -> None:
-    rows = _gpu_rows().drop(columns=["constraint_ok", "on_front"])
+    rows = _gpu_rows().drop(columns=["constraint_ok", "on_front"]).rename(columns={"latency_s": "best_latency_s"})
     ax = sweep_figures.targets_figure(rows, ("latency_s",), "workload.seq_len", "demo").axes[0]
     lines = {line.get_label(): line for line in ax.get_lines()}
     assert lines["h100-sxm5"].get_linestyle() == "--" and lines["h200-sxm"].get_linestyle() == "-"

@@ -40,7 +40,8 @@ def test_heatmap_holds_the_work_and_counts_the_points_behind_each_cell(tmp_path)
     out = tmp_path / "report"
     write_sweep_report(_records(sample), out, "sample", ("latency_s", "energy_pj"))
     cells = pd.read_csv(out / "heatmap_array2d-size_GlobalBuffer-capacity_bytes.csv")
-    assert list(cells.columns) == ["array2d.size", "GlobalBuffer.capacity_bytes", "latency_s", "points", "seq_len"]
+    assert list(cells.columns) == ["array2d.size", "GlobalBuffer.capacity_bytes", "latency_s", "points",
+                                     "points_breaking_constraints", "seq_len"]
     assert (cells.seq_len == 1024).all()
     got = {(r["array2d.size"], r["GlobalBuffer.capacity_bytes"]): (r.latency_s, r.points) for _, r in cells.iterrows()}
     expected = {(1, 2): (1024 * 11 * 1.5, 3), (1, 8): (1024 * 11 * 1.125, 1), (2, 2): (1024 * 12 * 1.5, 1)}

@@ -377,7 +377,8 @@ def gpu_roofline_cmd(gpu_name: str, workload: str, seq_len: int | None, calibrat
                                             "is not known: give --causal (a decoder) or --no-causal (an encoder)")
         with atomic_dir(folder) as stage:
             _write_csv(stage / "roofline.csv", _roofline_rows(points, infeasible))
-            write_roofline(gpu, points, stage / "roofline.png", f"{spec.name} attention kernels on {gpu.name}")
+            write_roofline(gpu, points, stage / "roofline.png", f"{spec.name} attention kernels on {gpu.name}",
+                           infeasible)
     for p in points:
         click.echo(f"{p.label:<24} {p.flops_per_byte:>9.4g} FLOP/B {si(p.flops_per_s, 'FLOP/s'):>13} "
                    f"(roofline {si(p.roofline_flops_per_s, 'FLOP/s')})")

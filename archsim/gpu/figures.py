@@ -6,7 +6,7 @@
   a split with no row is `-`, as in the terminal table.
 - `write_roofline` (`roofline_figure`): kernels as points (FLOPs per DRAM byte, modelled FLOP/s) under the GPU's
   tensor peak, its DRAM bandwidth line and each kernel's exp ceiling (`archsim.gpu.roofline`), the legend outside
-  the axes.
+  the axes, and under them the kernels that cannot run the workload, each with its reason.
 - `new_figure`: the empty figure every figure of the package starts from, here and in `archsim.report.figures`
   (this module sits below the report's layer, so the report imports it from here).
 Each PNG is written atomically (`archsim.outputs.atomic_file`; missing folders are created); a path that cannot
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -106,14 +107,17 @@ def write_scatter(validation: Validation, path: Path) -> Path:
     return _save(scatter_figure(validation), path)
 
 
-def write_roofline(gpu: GPU, points: list[RooflinePoint], path: Path, title: str = "") -> Path:
-    """`roofline_figure` of `points` on `gpu` written to `path`, atomically."""
-    return _save(roofline_figure(gpu, points, title), path)
+def write_roofline(gpu: GPU, points: list[RooflinePoint], path: Path, title: str = "",
+                   left_out: Sequence[tuple[str, str]] = ()) -> Path:
+    """`roofline_figure` of `points` on `gpu` (and the kernels `left_out`) written to `path`, atomically."""
+    return _save(roofline_figure(gpu, points, title, left_out), path)
 
 
-def roofline_figure(gpu: GPU, points: list[RooflinePoint], title: str = "") -> Figure:
+def roofline_figure(gpu: GPU, points: list[RooflinePoint], title: str = "",
+                    left_out: Sequence[tuple[str, str]] = ()) -> Figure:
     """`points` on `gpu`'s roofline (roofline.py's module docstring: the tensor peak and DRAM line, each kernel's
-    exp ceiling dashed, its pure-roofline rate as an x), the legend right of the axes, over no line."""
+    exp ceiling dashed, its pure-roofline rate as an x), the legend right of the axes, over no line; a note under
+    the axes names each kernel of `left_out` ((label, reason): one that cannot run the workload) and why."""
     fig = new_figure(10.0, 5.8)
     ax = fig.add_subplot()
     limits = ceilings(gpu)
@@ -137,4 +141,8 @@ def roofline_figure(gpu: GPU, points: list[RooflinePoint], title: str = "") -> F
     ax.set_title(f"{heading}\n(dot: model, x: pure roofline, dashed: exp ceiling {limits['exp_per_s'] / 1e12:.1f} "
                  "Texp/s x FLOPs per exp)", fontsize=9)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)  # outside: hides no line
+    if left_out:
+        note = "Not drawn: " + "; ".join(f"{label} ({reason})" for label, reason in left_out)
+        ax.text(0.0, -0.12, textwrap.fill(note, width=130), transform=ax.transAxes, fontsize=7, color="0.3",
+                va="top")
     return fig

@@ -28,6 +28,7 @@ from archsim.report.tables import OTHER_SHARE
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+LEVEL_COLOURS = ("0.45", "#bcbd22", "#8c564b", "#e377c2")  # a level's bound bars on the roofline, one each
 MAX_ANNOTATIONS = 14  # Einsum names written on the roofline, biggest Einsums first
 MAX_NAMES_AT_ONE_POINT = 3  # Einsums of one result drawn at the same place: this many names, then "+N"
 NAME_OFFSETS_PT = ((6, -7), (-6, -7), (6, 7), (-6, 7))  # where a name may go around its marker, tried in order
@@ -80,8 +81,11 @@ def label_few_decades(axis: Axis, values: Iterable[float]) -> None:
         axis.set_minor_formatter(plain)
 
 
-def roofline_figure(rows: pd.DataFrame, ceilings: pd.DataFrame, title: str) -> Figure:
-    """Log-log roofline: attained ops/s of each Einsum against its ops per DRAM byte, under the ceilings."""
+def roofline_figure(rows: pd.DataFrame, ceilings: pd.DataFrame, levels: pd.DataFrame, title: str) -> Figure:
+    """Log-log roofline: attained ops/s of each Einsum against its ops per DRAM byte, under the compute ceilings
+    and DRAM's bandwidth slope (the level whose bytes the x axis counts; drawn up to the highest compute ceiling);
+    each other level's bound on an Einsum (`levels`: `tables.level_bound_rows`, ops / (its bytes there /
+    bandwidth)) is a short bar at that Einsum's x, a colour per level, as the caption says."""
     fig = new_figure(10.5, 6.5)
     figure_title(fig, title)
     ax = fig.add_axes((0.09, 0.1, 0.68, 0.8))
@@ -114,10 +118,19 @@ def roofline_figure(rows: pd.DataFrame, ceilings: pd.DataFrame, title: str) -> F
         obstacles.append(ax.text(x_lo * 1.3, row.value * 1.1, f"{row.name}  {si(row.value, 'ops/s')}", fontsize=8,
                                  color="0.3", va="bottom", zorder=2,
                                  bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1}))
+    top = compute.value.max() if len(compute) else y_hi
     for value, name in zip(bandwidth.value, bandwidth.name, strict=True):
-        xs = np.geomspace(x_lo, x_hi, 50)
-        ax.plot(xs, xs * value, color="0.3", lw=1.2, ls="--", zorder=1)
-        obstacles += _slope_label(ax, value, f"{name}  {si(value, 'B/s')}", (x_lo, x_hi), (y_lo, y_hi))
+        knee = min(x_hi, top / value)  # the slope ends where it meets the highest compute ceiling
+        if knee > x_lo:
+            xs = np.geomspace(x_lo, knee, 50)
+            ax.plot(xs, xs * value, color="0.3", lw=1.2, ls="--", zorder=1)
+            obstacles += _slope_label(ax, value, f"{name}  {si(value, 'B/s')}", (x_lo, knee), (y_lo, y_hi))
+    _level_bars(ax, points, levels)
+    caption = "x counts DRAM bytes, so DRAM's bandwidth is the one slope (dashed, up to the highest compute ceiling)"
+    if len(levels):
+        caption += ("; another level bounds an Einsum at ops / (its bytes there / bandwidth): a bar at the Einsum's x "
+                    "(roofline_levels.csv)")
+    ax.set_title(textwrap.fill(caption, width=110), fontsize=8, color="0.3")
 
     for i, label in enumerate(labels):
         mine = points[points.label == label]
@@ -126,6 +139,18 @@ def roofline_figure(rows: pd.DataFrame, ceilings: pd.DataFrame, title: str) -> F
     _name_einsums(ax, points, {label: palette_colour(i) for i, label in enumerate(labels)}, obstacles)
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=9, frameon=False)
     return fig
+
+
+def _level_bars(ax: Axes, points: pd.DataFrame, levels: pd.DataFrame) -> None:
+    """Each level's bound on each drawn Einsum (`roofline_figure`) as a bar a third of a decade wide each way at the
+    Einsum's x (`plot_x`), one line per level (bars joined by NaN breaks), labelled with its bandwidth."""
+    placed = levels.merge(points[["label", "einsum", "plot_x"]], on=["label", "einsum"])
+    for i, (level, mine) in enumerate(placed.groupby("level", sort=False)):
+        xs = [x for row in mine.itertuples() for x in (row.plot_x / 2.0, row.plot_x * 2.0, np.nan)]
+        ys = [y for row in mine.itertuples() for y in (row.bound_ops_per_s, row.bound_ops_per_s, np.nan)]
+        rates = ", ".join(si(b, "B/s") for b in dict.fromkeys(mine.bandwidth_bytes_per_s))
+        ax.plot(xs, ys, color=LEVEL_COLOURS[i % len(LEVEL_COLOURS)], lw=2.2, solid_capstyle="butt", zorder=2,
+                label=f"{level} {rates}: its bound")
 
 
 def _slope_label(ax: Axes, bandwidth_bytes_per_s: float, text: str, x_range: tuple[float, float],

@@ -2,7 +2,8 @@
 index.html for one or more labelled Results. The numbers come from `archsim.report.tables`, the pictures from
 `archsim.report.figures`; this module only names the files and writes them.
 
-Files in the output directory: summary.csv, roofline.png/.csv, energy.png/.csv, utilization.png/.csv, and, when
+Files in the output directory: summary.csv, roofline.png/.csv (with roofline_levels.csv: the bound each level
+inside DRAM sets on each Einsum, drawn as bars), energy.png/.csv, utilization.png/.csv, and, when
 a paper comparison is given, paper.png/.csv; for event-model results stalls.png/.csv, and trace.json when the
 timeline is given (and every point is drawn); index.html links them all. The folder is written whole
 (`archsim.outputs.atomic_dir`): a killed run leaves the old report or the new one.
@@ -82,8 +83,10 @@ def _write_figures(out_dir: Path, points: Sequence[Labelled], title: str, paper:
         roofline = tables.roofline_rows(drawn)
         energy = tables.energy_rows(drawn)
         utilization = tables.utilization_rows(drawn)
+        levels = tables.level_bound_rows(drawn)
+        save_table_and_figure(out_dir, "roofline_levels", levels)
         save_table_and_figure(out_dir, "roofline", roofline, figures.roofline_figure(
-            roofline, tables.ceiling_rows(drawn), f"Roofline per Einsum: {title}"))
+            roofline, tables.ceiling_rows(drawn), levels, f"Roofline per Einsum: {title}"))
         save_table_and_figure(out_dir, "energy", energy, figures.energy_figure(energy, f"Energy by component: {title}"))
         save_table_and_figure(out_dir, "utilization", utilization,
                               figures.utilization_figure(utilization, f"Utilization: {title}"))
@@ -92,7 +95,10 @@ def _write_figures(out_dir: Path, points: Sequence[Labelled], title: str, paper:
                          "Each Einsum alone: ops (a MAC counts one) over its share of DRAM bytes (a tensor's traffic "
                          "split evenly among the Einsums that read or write it), and ops over its compute time bounded "
                          "below by its bytes over each level's bandwidth. Group overlap is not applied, so these times "
-                         "do not add up to the latency. Einsums that move no DRAM bytes sit in the shaded band."),
+                         "do not add up to the latency. Einsums that move no DRAM bytes sit in the shaded band. The x "
+                         "axis counts DRAM bytes, so only DRAM's bandwidth is a slope (drawn up to the highest compute "
+                         "ceiling); another level's bandwidth bounds an Einsum at ops / (its bytes there / bandwidth), "
+                         "a bar at the Einsum's x (<a href='roofline_levels.csv'>roofline_levels.csv</a>)."),
             section_html("energy", "Energy",
                          "The Result's energy by (component, action); the CSV has every row, the figure groups those "
                          f"under {tables.OTHER_SHARE:.0%} of a bar into 'other'."),

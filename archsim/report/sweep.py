@@ -5,9 +5,11 @@ Axes are the record columns named `arch.<path>`, `workload.<param>`, `linked.<na
 `serving.<knob>`, in column order (the sweep's axis order). The tables read the generic record columns (latency_s,
 energy_pj, ... and any other metric named as an objective), whatever the target: an architecture, a GPU preset or
 a system. Only feasible points are measured: infeasible ones (the model rejected them, e.g. a tile that does not
-fit, a system whose weights do not fit its memory) are counted in the summary. The Pareto front is taken over the
-feasible points that also meet the constraints; the feasible points that break a constraint are drawn, marked,
-never on the front. Objectives are minimised except those of `MAXIMISED` (throughput): "best" is the max there.
+fit, a system whose weights do not fit its memory) are counted in the summary. The Pareto front, the heat map's
+cells, the per-target bests and the summary's best points are taken over the feasible points that also meet the
+constraints; the feasible points that break a constraint are drawn, marked, never on the front, and counted in a
+heat-map cell they alone fill (blank). Objectives are minimised except those of `MAXIMISED` (throughput): "best"
+is the max there.
 Sensitivity and heat maps are over the points every axis applies to (`swept_points`: a GPU preset added to an
 architecture's sweep takes no `arch.` axis), the Pareto front and the per-target comparison over all. A heat map
 holds each axis that changes the work (`work_axes`: a sequence length, a batch) at one value, so no cell's best is
@@ -41,6 +43,7 @@ from archsim.dse.system_points import TRACE_KEY
 from archsim.errors import SpecError
 
 HEATMAP_METRIC = "latency_s"
+SYSTEM_HEATMAP_METRIC = "tbt_p99_s"  # a system point's latency_s, by its name (`heatmap_metric`)
 HELD_RULE = "the work with the most feasible points, the first on a tie"  # how `held_work` chooses, in captions
 # The axes outside `workload.` that change the work (the requests served, the sequence, the context), not the
 # hardware, the mapping or the scheduler, as each block's spec declares them: a heat map holds each at one value
@@ -349,84 +352,141 @@ def held_text(held: dict[str, Any]) -> str:
     return ", ".join(f"{short_axis(a)} {value_label(a, v)}" for a, v in held.items())
 
 
+def heatmap_metric(df: pd.DataFrame) -> str:
+    """The metric a heat map of the records `df` draws: `HEATMAP_METRIC`, or for a system sweep's points
+    (target_kind system, whose latency_s is the p99 time between tokens) `SYSTEM_HEATMAP_METRIC`, that column by its
+    own name."""
+    kinds = set(df["target_kind"]) if "target_kind" in df else set()
+    return SYSTEM_HEATMAP_METRIC if kinds == {"system"} and SYSTEM_HEATMAP_METRIC in df else HEATMAP_METRIC
+
+
 @dataclass(frozen=True)
 class Heatmap:
-    """The best of a metric at each (axis_a value, axis_b value) over the feasible points there with the work held
-    (`held`): `best` and `points` (how many feasible points with a finite metric each cell has: those its best is
-    of) are tables of axis_a's values by axis_b's (the values themselves, so two never merge; a list as a tuple,
-    `_hashable`); a cell with no such point is NaN in `best`, 0 in `points`."""
+    """The best of a metric at each (axis_a value, axis_b value) over the feasible points there that meet the
+    constraints, with the work held (`held`): `best`, `points` (how many such points with a finite metric each cell
+    has: those its best is of) and `breaking` (how many feasible points with a finite metric there break a
+    constraint) are tables of axis_a's values by axis_b's (the values themselves, so two never merge; a list as a
+    tuple, `_hashable`); a cell with no point meeting the constraints is NaN in `best`, 0 in `points`."""
 
     metric: str
     axis_a: str
     axis_b: str
     best: pd.DataFrame
     points: pd.DataFrame
+    breaking: pd.DataFrame
     held: dict[str, Any]  # each work axis not drawn -> the value every cell's points have
 
     def held_text(self) -> str:
         return held_text(self.held)
 
+    def broken_cells(self) -> np.ndarray:
+        """Which cells have feasible points, every one of which breaks a constraint (blank in `best`)."""
+        return (self.points.to_numpy() == 0) & (self.breaking.to_numpy() > 0)
+
     def cell_points(self) -> int | None:
-        """The number of feasible points behind every cell that has one, when all such cells have as many (a grid),
-        else None."""
+        """The number of points behind every cell that has one (feasible, within the constraints), when all such
+        cells have as many (a grid), else None."""
         counts = set(self.points.to_numpy().ravel().tolist()) - {0}
         return counts.pop() if len(counts) == 1 else None
 
     def cells_text(self) -> str:
-        """`the best of 8 feasible points`: what each cell is when all have as many (`cell_points`), else ""."""
+        """`the best of 8 feasible points`: what each cell is when all have as many (`cell_points`), else ""
+        (`... that meet the constraints` where some point breaks one)."""
         per_cell = self.cell_points()
-        return "" if per_cell is None else f"the best of {per_cell} feasible point{'s' if per_cell > 1 else ''}"
+        within = " that meet the constraints" if self.breaking.to_numpy().any() else ""
+        return "" if per_cell is None else f"the best of {per_cell} feasible point{'s' if per_cell > 1 else ''}{within}"
 
     def rows(self) -> pd.DataFrame:
         """One row per cell (the CSV form): the two axis values and the value of each held work axis as stored
-        (`stored`), the best metric and the feasible points behind it."""
+        (`stored`), the best metric, the points behind it and the feasible points there that break a constraint
+        (a cell with those alone has no metric)."""
         names = [short_axis(self.axis_a), short_axis(self.axis_b)]
         held = {short_axis(axis): stored(value) for axis, value in self.held.items()}
-        best, points = self.best.to_numpy(), self.points.to_numpy()
-        return pd.DataFrame([[stored(a), stored(b), best[i, j], points[i, j], *held.values()]
+        best, points, breaking = self.best.to_numpy(), self.points.to_numpy(), self.breaking.to_numpy()
+        return pd.DataFrame([[stored(a), stored(b), best[i, j], points[i, j], breaking[i, j], *held.values()]
                              for i, a in enumerate(self.best.index) for j, b in enumerate(self.best.columns)],
-                            columns=[*names, self.metric, "points", *held])
+                            columns=[*names, self.metric, "points", "points_breaking_constraints", *held])
 
 
 def heatmap_table(df: pd.DataFrame, axis_a: str, axis_b: str, metric: str = HEATMAP_METRIC,
                   spec_axes: dict[str, list[Any]] | None = None) -> Heatmap:
-    """Best `metric` over the feasible points at each (axis_a value, axis_b value), every other axis free but the
-    work, each work axis held at one value (`held_work`: a cell's best is never that of a smaller workload another
-    cell's sample lacks): rows are axis_a's values, columns axis_b's."""
+    """Best `metric` over the feasible points that meet the constraints at each (axis_a value, axis_b value), every
+    other axis free but the work, each work axis held at one value (`held_work`: a cell's best is never that of a
+    smaller workload another cell's sample lacks), and the feasible points there that break a constraint: rows are
+    axis_a's values, columns axis_b's."""
     held = held_work(df, (axis_a, axis_b), spec_axes)
     df = swept_points(df)
     feasible = df[df.feasible.astype(bool)]
     for axis, value in held.items():
         feasible = feasible[[_hashable(v) == value for v in feasible[axis]]]
-    cells = (feasible.assign(_a=feasible[axis_a].map(_hashable), _b=feasible[axis_b].map(_hashable))
-             .groupby(["_a", "_b"])[metric])
+    feasible = feasible.assign(_a=feasible[axis_a].map(_hashable), _b=feasible[axis_b].map(_hashable))
+    ok = feasible.constraint_ok.astype(bool)
+    cells = feasible[ok].groupby(["_a", "_b"])[metric]
     best, points = cells.agg(lambda values: best_of(values, metric)), cells.count()
+    breaking = feasible[~ok].groupby(["_a", "_b"])[metric].count()
     a_values, b_values = axis_values(df, axis_a, spec_axes), axis_values(df, axis_b, spec_axes)
     index = pd.Index(a_values, name=f"{short_axis(axis_a)} \\ {short_axis(axis_b)}", tupleize_cols=False)
     columns = pd.Index(b_values, tupleize_cols=False)  # a list axis's tuples as values, not a MultiIndex
-    return Heatmap(metric, axis_a, axis_b,
-                   pd.DataFrame([[best.get((a, b), np.nan) for b in b_values] for a in a_values], index=index,
-                                columns=columns, dtype=float),
-                   pd.DataFrame([[int(points.get((a, b), 0)) for b in b_values] for a in a_values], index=index,
-                                columns=columns, dtype=int),
+
+    def table(values: pd.Series, empty: float, dtype: type) -> pd.DataFrame:
+        return pd.DataFrame([[values.get((a, b), empty) for b in b_values] for a in a_values], index=index,
+                            columns=columns, dtype=dtype)
+
+    return Heatmap(metric, axis_a, axis_b, table(best, np.nan, float), table(points, 0, int), table(breaking, 0, int),
                    held)
+
+
+def best_column(objective: str) -> str:
+    """`best_latency_s`: a targets table's column of an objective's best (`target_rows`); `best_column(o) + "_at"`
+    names the point that has it."""
+    return f"best_{objective}"
+
+
+def _held_points(df: pd.DataFrame, held: Mapping[str, Any] | None) -> pd.DataFrame:
+    """The records of `df` at each held work axis's value (`held_work`)."""
+    for held_axis, value in (held or {}).items():
+        df = df[[_hashable(v) == value for v in df[held_axis]]]
+    return df
 
 
 def target_rows(df: pd.DataFrame, objectives: Sequence[str], axis: str,
                 held: dict[str, Any] | None = None) -> pd.DataFrame:
     """Per target (the architecture, each GPU preset) and value of the workload axis `axis`: the best of each
-    objective over its feasible points that meet the constraints, every other axis free but the work axes of
-    `held` (`held_work`), each at its value there (for the architecture: its best design at that size; a GPU has
-    one point per size), with its target_kind where the records carry it (so a figure tells reference targets
-    from the sweep's own)."""
-    ok = df[df.feasible.astype(bool) & df.constraint_ok.astype(bool)]
-    for held_axis, value in (held or {}).items():
-        ok = ok[[_hashable(v) == value for v in ok[held_axis]]]
+    objective over its feasible points that meet the constraints (`best_column`), every other axis free but the work
+    axes of `held` (`held_work`), each at its value there, and beside each the point that has it (`_at`: its other
+    axis values, `path=value` as stored; "" for a target with one point per size, a GPU): the architecture's best
+    designs at that size, one per objective, so a row is not one design. With its target_kind where the records
+    carry it (so a figure tells reference targets from the sweep's own)."""
+    ok = _held_points(df[df.feasible.astype(bool) & df.constraint_ok.astype(bool)], held)
     keys = ["target", *(["target_kind"] if "target_kind" in ok else []), axis]
-    best = (ok.groupby(keys, sort=False)[list(objectives)]
-            .agg({o: lambda values, o=o: best_of(values, o) for o in objectives}).reset_index())
-    best = best.assign(**dict(held or {}))[[*keys, *(held or {}), *objectives]]  # each held axis's value
-    return best.sort_values(["target", axis], kind="stable").reset_index(drop=True)
+    others = [c for c in axis_columns(df) if c != axis and c not in (held or {})]
+    rows = []
+    for group, mine in ok.groupby(keys, sort=False):
+        row = dict(zip(keys, group, strict=True)) | dict(held or {})
+        for objective in objectives:
+            known = mine[mine[objective].notna()]
+            best = known.loc[best_label(known, objective)] if len(known) else None
+            row[best_column(objective)] = np.nan if best is None else best[objective]
+            row[best_column(objective) + "_at"] = "" if best is None else ", ".join(
+                f"{p}={stored(best[p])}" for p in others if not axis_missing(best[p]))
+        rows.append(row)
+    columns = [*keys, *(held or {}), *(c for o in objectives for c in (best_column(o), best_column(o) + "_at"))]
+    return pd.DataFrame(rows, columns=columns).sort_values(["target", axis], kind="stable").reset_index(drop=True)
+
+
+def target_left_out(df: pd.DataFrame, axis: str, held: dict[str, Any] | None = None) -> pd.DataFrame:
+    """The (target, value of `axis`) pairs `target_rows` has no row for, at the held work: target, the value and why
+    (`infeasible: <the model's reason>`, the first point's; or `every feasible point breaks a constraint`)."""
+    df = _held_points(df, held)
+    rows = []
+    for (target, value), mine in df.groupby(["target", df[axis].map(_hashable)], sort=False):
+        feasible = mine[mine.feasible.astype(bool)]
+        if feasible.constraint_ok.astype(bool).any():
+            continue
+        why = ("every feasible point breaks a constraint" if len(feasible)
+               else f"infeasible: {mine.reason.fillna('no reason given').iloc[0]}")
+        rows.append({"target": target, axis: value, "why": why})
+    return pd.DataFrame(rows, columns=["target", axis, "why"])
 
 
 def summary_rows(df: pd.DataFrame, objectives: Sequence[str], labels: bool = False) -> pd.DataFrame:

@@ -24,13 +24,14 @@ from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import NullLocator
 from matplotlib.transforms import Bbox
 
 from archsim.dse.pareto import distinct_vectors, front_size_text
 from archsim.dse.spec import MAXIMISED
 from archsim.report.figures import figure_title, label_few_decades, marker_boxes, new_figure, palette_colour, place_text
-from archsim.report.sweep import HELD_RULE, Heatmap, axis_columns, short_axis, value_label
+from archsim.report.sweep import HELD_RULE, Heatmap, axis_columns, best_column, short_axis, value_label
 
 LABELS = {"latency_s": "latency (s)", "energy_pj": "energy (pJ)", "area_um2": "area (um$^2$)",
           "dram_traffic_bytes": "DRAM traffic (bytes)", "edp": "energy x delay (pJ s)",
@@ -51,7 +52,8 @@ TICK_GAP_PX = 4  # the least space between two x tick labels of a sensitivity pa
 REFERENCE_KINDS = ("gpu",)  # a record's target_kind when the point is a reference target beside the sweep's own
 
 
-def _label(metric: str) -> str:
+def metric_label(metric: str) -> str:
+    """`metric`'s axis label (`LABELS`: `TBT p99 (s)`), else its column name."""
     return LABELS.get(metric, metric)
 
 
@@ -172,7 +174,7 @@ def pareto_figure(rows: pd.DataFrame, objectives: Sequence[str], infeasible: int
     ax = fig.add_axes((0.11, 0.11, 0.66 if by_colour else 0.84, 0.76))
     _set_scale(ax, "x", rows[x])
     _set_scale(ax, "y", rows[y])
-    ax.set(xlabel=_label(x), ylabel=_label(y))
+    ax.set(xlabel=metric_label(x), ylabel=metric_label(y))
     ax.grid(True, which="major", alpha=0.3)
     ax.margins(0.08)
     notes = [f"{len(rows) - int(left.sum())}{f' of {len(rows)}' if left.any() else ''} feasible points drawn"]
@@ -205,7 +207,7 @@ def pareto_figure(rows: pd.DataFrame, objectives: Sequence[str], infeasible: int
     _name_front(ax, front[_own(front)], (x, y), _varying(ok), _drawn_boxes(ax, rows[~left], (x, y), steps))
     if by_colour:
         bar = fig.colorbar(shown[0], cax=fig.add_axes((0.82, 0.11, 0.025, 0.76)))
-        bar.set_label(_label(objectives[2]))
+        bar.set_label(metric_label(objectives[2]))
     ax.set_title(textwrap.fill("; ".join(notes), width=110), fontsize=9, color="0.3")
     handles = _encoding_handles(ok, colour_by, marker_by, references) + ax.get_legend_handles_labels()[0]
     ax.legend(handles=handles, loc="best", fontsize=8, framealpha=0.9)
@@ -362,7 +364,7 @@ def sensitivity_figure(rows: pd.DataFrame, objectives: Sequence[str], title: str
             ax.yaxis.get_offset_text().set_fontsize(7)
             ax.grid(True, alpha=0.3)
             if j == 0:
-                ax.set_ylabel(_label(objective), fontsize=8)
+                ax.set_ylabel(metric_label(objective), fontsize=8)
             if i == 0:
                 ax.set_title(short_axis(path), fontsize=9)
             if i == 0 and j == 0:
@@ -391,43 +393,63 @@ def _thin_tick_labels(ax) -> None:
     ax.set_xticks(ax.get_xticks(), texts)
 
 
-def targets_figure(rows: pd.DataFrame, objectives: Sequence[str], axis: str, title: str) -> Figure:
-    """One panel per objective: its best value per target (a line each: the architecture's best design, each GPU
-    preset) against the workload axis `axis` on a log x axis (the y axis by `_set_scale`); a panel names the values
-    it cannot place (a target that does not model its objective) and the targets with another's values there
-    (`_coincident`: drawn dashed, with smaller markers, on top of it). A target's colour is the one it has in every
-    figure (`target_colours`)."""
+def targets_figure(rows: pd.DataFrame, objectives: Sequence[str], axis: str, title: str,
+                   left_out: pd.DataFrame | None = None) -> Figure:
+    """One panel per objective: its best value per target (`best_column`: a line each, the architecture's best
+    design for that objective alone, each GPU preset) against the workload axis `axis` on a log x axis (the y axis
+    by `_set_scale`); a panel names the values it cannot place (a target that does not model its objective) and the
+    targets with another's values there (`_coincident`: drawn dashed, with smaller markers, on top of it); a note
+    under the panels names the sizes a target has no point at and why (`left_out`: `sweep.target_left_out`). A
+    target's colour is the one it has in every figure (`target_colours`)."""
     fig = new_figure(4.2 * len(objectives) + 1.0, 4.6)
     figure_title(fig, title)
     grid = fig.subplots(1, len(objectives), squeeze=False,
                         gridspec_kw={"left": 0.08, "right": 0.98, "top": 0.84, "bottom": 0.14, "wspace": 0.3})[0]
     colours = target_colours(rows.target, _references(rows))
     for ax, objective in zip(grid, objectives, strict=True):
-        finite = rows[np.isfinite(rows[objective].astype(float))]
-        under = _coincident({str(target): set(zip(mine[axis], mine[objective], strict=True))
+        column = best_column(objective)
+        finite = rows[np.isfinite(rows[column].astype(float))]
+        under = _coincident({str(target): set(zip(mine[axis], mine[column], strict=True))
                              for target, mine in finite.groupby("target", sort=False)})
         for target, mine in rows.groupby("target", sort=False):
             depth = len(under.get(str(target), []))
-            ax.plot(mine[axis], mine[objective], marker="o", ms=4 * math.sqrt(SMALLER) ** depth, lw=1.5,
+            ax.plot(mine[axis], mine[column], marker="o", ms=4 * math.sqrt(SMALLER) ** depth, lw=1.5,
                     ls="--" if depth else "-", color=colours[str(target)], label=target, zorder=2 + depth)
         ax.set_xscale("log")
         ax.xaxis.set_minor_locator(NullLocator())
-        _set_scale(ax, "y", rows[objective])
-        ax.set(xlabel=short_axis(axis), ylabel=_label(objective))
+        _set_scale(ax, "y", rows[column])
+        ax.set(xlabel=short_axis(axis), ylabel=f"best {metric_label(objective)}")
         ticks = sorted(rows[axis].unique())
         ax.set_xticks(ticks, [value_label(axis, t) for t in ticks], fontsize=7)
         ax.grid(True, alpha=0.3)
-        notes = [_not_drawn(rows, (objective,))[1], _coincident_note(under, "dashed, smaller markers, on top")]
+        notes = [_not_drawn(rows, (column,))[1], _coincident_note(under, "dashed, smaller markers, on top")]
         ax.set_title(textwrap.fill("; ".join(n for n in notes if n), width=60), fontsize=7, color="0.3")
     grid[0].legend(fontsize=7, loc="best")
+    note = left_out_note(left_out, axis)
+    if note:
+        fig.text(0.08, 0.0, textwrap.fill(note, width=int(fig.get_figwidth() * 17)), fontsize=7, color="0.3",
+                 va="top")  # under the x labels: the report saves with bbox_inches="tight"
     return fig
 
 
+def left_out_note(left_out: pd.DataFrame | None, axis: str) -> str:
+    """`No point of a100-80gb-sxm4 at seq_len 262144 (infeasible: ...)`: the sizes `targets_figure` has no point
+    at, a reason once with every (target, size) it explains; "" for none."""
+    if left_out is None or left_out.empty:
+        return ""
+    by_why: dict[str, list[str]] = {}
+    for row in left_out.itertuples(index=False):
+        by_why.setdefault(row.why, []).append(f"{row.target} at {short_axis(axis)} {value_label(axis, row[1])}")
+    return "Not drawn: " + "; ".join(f"{', '.join(pairs)} ({why})" for why, pairs in by_why.items()) + "."
+
+
 def heatmap_figure(heatmap: Heatmap, title: str) -> Figure:
-    """Best metric per cell, colour on a log scale, the value written in each cell (with the feasible points behind
-    it when cells have different numbers of them, as a random sample's do; else the caption gives the one
-    number); blank where no feasible point was evaluated (with sampling, none may have been drawn there). The
-    ticks are the axis values' `value_label`s; the caption names the work axes held and their values."""
+    """Best metric per cell over the feasible points that meet the constraints, colour on a log scale, the value
+    written in each cell (with the points behind it when cells have different numbers of them, as a random
+    sample's do; else the caption gives the one number); hatched where every feasible point breaks a constraint
+    (`Heatmap.broken_cells`), blank where no feasible point was evaluated (with sampling, none may have been drawn
+    there). The ticks are the axis values' `value_label`s; the caption names the work axes held and their values;
+    the colour bar names the metric (`_label`: a system sweep's TBT p99)."""
     values = heatmap.best.to_numpy(dtype=float)
     counts = heatmap.points.to_numpy()
     per_cell = heatmap.cell_points()
@@ -446,12 +468,19 @@ def heatmap_figure(heatmap: Heatmap, title: str) -> Figure:
         if np.isfinite(v):
             ax.text(c, r, f"{v:.3g}" + (f"\n({counts[r, c]})" if per_cell is None else ""), ha="center",
                     va="center", fontsize=8 if per_cell is not None else 7, color="white" if v > mid else "black")
+    broken = heatmap.broken_cells()
+    for r, c in zip(*np.nonzero(broken), strict=True):
+        ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, hatch="//", edgecolor="0.6", lw=0))
+        ax.text(c, r, "breaks a\nconstraint", ha="center", va="center", fontsize=7, color="0.2",
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1})
     notes = [f"{heatmap.held_text()} held ({HELD_RULE})"] if heatmap.held else []
     if per_cell is not None:
         notes.append(f"each cell {heatmap.cells_text()}")
     elif counts.any():
-        notes.append("(n): the feasible points behind each cell")
+        notes.append("(n): the feasible points within the constraints behind each cell")
+    if broken.any():
+        notes.append("hatched: every feasible point there breaks a constraint")
     ax.set_title(textwrap.fill("; ".join(notes), width=90), fontsize=8, color="0.3")
     bar = fig.colorbar(image, cax=fig.add_axes((0.83, 0.15, 0.025, 0.68)))
-    bar.set_label(f"best {_label(heatmap.metric)}")
+    bar.set_label(f"best {metric_label(heatmap.metric)}")
     return fig

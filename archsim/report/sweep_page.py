@@ -4,7 +4,8 @@ records of one sweep store. The numbers come from `archsim.report.sweep`, the pi
 
 Files in the output directory: summary.csv, pareto.png/.csv, sensitivity.png/.csv, with two axes or more
 heatmap_<axisA>_<axisB>.png/.csv over the first two axes (each work axis held at one value; the CSV has a row per
-cell with the feasible points behind it), with GPU presets targets.png/.csv (each target's best per workload size),
+cell with the points behind it and those there that break a constraint), with GPU presets targets.png/.csv (each
+target's best of each objective per workload size, with the point that has it, and the sizes it has none at),
 and with infeasible points infeasible.csv (each with its reason; the page counts them by reason); index.html links
 them all. A CSV holds each axis value as stored (`sweep.stored`: 1048576, 262144), as `archsim results` prints it;
 the page and the figures show its label (`sweep.value_label`: 256 KiB), sensitivity.csv both. The folder is
@@ -82,22 +83,29 @@ def _write(df: pd.DataFrame, out_dir: Path, title: str, objectives: Sequence[str
     if "target" in df and df.target.nunique() > 1 and sizes:
         held = sweep.held_work(df, sizes[:1], spec_axes)
         targets = sweep.target_rows(df, objectives, sizes[0], held)
+        left_out = sweep.target_left_out(df, sizes[0], held)
         at = f" at {sweep.held_text(held)}" if held else ""
-        compared = [o for o in objectives if targets.groupby("target")[o].count().gt(0).sum() > 1] or objectives
+        compared = [o for o in objectives
+                    if targets.groupby("target")[sweep.best_column(o)].count().gt(0).sum() > 1] or objectives
         save_table_and_figure(out_dir, "targets", sweep.whole_axes(targets), sweep_figures.targets_figure(
-            targets, compared, sizes[0], f"Architecture vs GPU presets{at}: {title}"))
+            targets, compared, sizes[0], f"Architecture vs GPU presets{at}: {title}", left_out))
         sections.append(section_html(
             "targets", "Architecture vs GPU presets",
             f"Per target, the best of each objective at each {sweep.short_axis(sizes[0])} over its feasible points "
-            "that meet the constraints (the architecture's best design there; a GPU preset has one point)"
+            "that meet the constraints (a GPU preset has one point; the architecture's best design for each "
+            "objective alone, so one row holds several designs: each best's <code>_at</code> column, "
+            f"<code>{sweep.best_column(objectives[0])}_at</code> and the others, names its axis values)"
             + (f", the other work held at {sweep.held_text(held)} ({sweep.HELD_RULE})" if held else "") + ". GPU "
-            "energy is board power (TDP) x time, an upper bound; GPU area is not modelled."))
+            "energy is board power (TDP) x time, an upper bound; GPU area is not modelled."
+            + (f" {html.escape(sweep_figures.left_out_note(left_out, sizes[0]))}" if len(left_out) else "")))
     axes = sweep.axis_columns(sweep.swept_points(df).dropna(axis=1, how="all"))
     if len(axes) >= 2:
         name = heatmap_name(axes[0], axes[1])
-        heatmap = sweep.heatmap_table(df, axes[0], axes[1], sweep.HEATMAP_METRIC, spec_axes)
+        metric = sweep.heatmap_metric(df)
+        heatmap = sweep.heatmap_table(df, axes[0], axes[1], metric, spec_axes)
         at = f" at {heatmap.held_text()}" if heatmap.held else ""
-        figure = sweep_figures.heatmap_figure(heatmap, f"Best latency over the first two axes{at}: {title}")
+        what = f"Best {sweep_figures.metric_label(metric).split(' (')[0]} over the first two axes"
+        figure = sweep_figures.heatmap_figure(heatmap, f"{what}{at}: {title}")
         heatmap.rows().to_csv(out_dir / f"{name}.csv", index=False)
         figure.savefig(out_dir / f"{name}.png", bbox_inches="tight")  # no label or legend cut at an edge
         if heatmap.cell_points() is not None:
@@ -105,14 +113,17 @@ def _write(df: pd.DataFrame, out_dir: Path, title: str, objectives: Sequence[str
         else:
             cells = ("Cells have different numbers of feasible points (a sample, not a grid): each shows its "
                      "number, and the CSV has it." if heatmap.points.to_numpy().any() else "")
+        broken = heatmap.broken_cells().sum()
         sections.append(section_html(
-            name, "Best latency over the first two axes",
-            f"The lowest {sweep.HEATMAP_METRIC} over the feasible points at each ({sweep.short_axis(axes[0])}, "
-            f"{sweep.short_axis(axes[1])}), every other axis free"
+            name, what,
+            f"The lowest {metric} over the feasible points that meet the "
+            f"constraints at each ({sweep.short_axis(axes[0])}, {sweep.short_axis(axes[1])}), every other axis free"
             + (f" but the work, held at {heatmap.held_text()} ({sweep.HELD_RULE}), so that no cell is the best of a "
                "smaller workload than its neighbours'" if heatmap.held else "")
             + "; blank where no feasible point was evaluated (with sampling, none may have been drawn there)."
-            + (f" {cells}" if cells else "")))
+            + (f" {cells}" if cells else "")
+            + (f" {broken} cell{'s' if broken > 1 else ''} hatched: every feasible point there breaks a constraint "
+               "(the CSV's points_breaking_constraints counts them, its metric left empty)." if broken else "")))
     if counts["infeasible"]:
         sections.append(_infeasible_section(df, out_dir))
     count_text = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items())

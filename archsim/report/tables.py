@@ -15,6 +15,9 @@ Roofline (one row per Einsum per labelled Result), with these assumptions:
 - An Einsum's time = its compute cycles / clock, bounded below by its attributed bytes / bandwidth at each level
   that has a bandwidth; attained ops/s = ops / that time. Each Einsum is taken alone: the overlap of Einsums
   within a fusion group (pipelines, `max`) is not applied, so these times do not add up to the Result's latency.
+- The x axis counts DRAM bytes, so DRAM's bandwidth is the one slope (`ceiling_rows`). Another level's bandwidth
+  bounds an Einsum at ops / (its bytes there / bandwidth), its own ceiling at its own intensity
+  (`level_bound_rows`, one row per Einsum per such level).
 
 Energy: one row per (component, action) per labelled Result, exactly the Result's `energy_by` (the rows of a
 label sum to its `energy_pj`); the `stack` column names the bar segment a figure draws it in, "other" for the
@@ -130,8 +133,9 @@ def roofline_rows(points: Iterable[Labelled]) -> pd.DataFrame:
 def ceiling_rows(points: Sequence[Labelled]) -> pd.DataFrame:
     """The roofline's ceilings, one row per distinct (name, value): compute (ops/s) per unit (named by
     `ceiling_name` after the ops the points' Einsums on a unit of that name and rate, not pipelined, run at it: one
-    name for the unit in every architecture), pipelined (ops/s) per pipelined op chain, bandwidth (bytes/s) per
-    memory level that has one. Names carry the architecture when the points use several that differ."""
+    name for the unit in every architecture), pipelined (ops/s) per pipelined op chain, bandwidth (bytes/s) of DRAM
+    (the outermost level, whose bytes the intensity counts; the other levels' bounds are `level_bound_rows`). Names
+    carry the architecture when the points use several that differ."""
     rows = []
     under: dict[tuple[str, float], list[str]] = defaultdict(list)  # (unit, ceiling) -> ops run at it
     for p in points:
@@ -152,15 +156,36 @@ def ceiling_rows(points: Sequence[Labelled]) -> pd.DataFrame:
                 rows.append({"architecture": p.arch.name, "kind": "pipelined",
                              "name": f"{e.unit} {'+'.join(e.ops)} pipelined",
                              "value": einsum_peak_ops_per_s(unit, p.arch.clock_hz, e.ops, True)})
-        for m in p.arch.memories:
-            if m.bandwidth_bytes_per_s:
-                rows.append({"architecture": p.arch.name, "kind": "bandwidth", "name": m.name,
-                             "value": m.bandwidth_bytes_per_s})
+        dram = p.arch.memories[0]
+        if dram.bandwidth_bytes_per_s:
+            rows.append({"architecture": p.arch.name, "kind": "bandwidth", "name": dram.name,
+                         "value": dram.bandwidth_bytes_per_s})
     table = pd.DataFrame(rows, columns=["architecture", "kind", "name", "value"])
     unique = table.drop_duplicates(["kind", "name", "value"]).copy()
     clash = unique.duplicated(["kind", "name"], keep=False)
     unique.loc[clash, "name"] = unique.loc[clash, "architecture"] + " " + unique.loc[clash, "name"]
     return unique.drop_duplicates(["kind", "name", "value"]).reset_index(drop=True)
+
+
+def level_bound_rows(points: Sequence[Labelled]) -> pd.DataFrame:
+    """The bound each memory level inside DRAM that has a bandwidth sets on each Einsum that moves bytes through it:
+    label, einsum, level, its attributed bytes there, the bandwidth, ops per byte of that level
+    (`intensity_ops_per_byte`) and `bound_ops_per_s` = ops / (bytes / bandwidth), the attained rate were that level
+    the slowest (`roofline_rows`' bound)."""
+    rows = []
+    for p in points:
+        by_einsum = attributed_bytes(p.result, p.cascade)
+        for e in p.result.einsums:
+            ops = float(sum(e.ops.values()))
+            for m in p.arch.memories[1:]:
+                moved = by_einsum[e.name].get(m.name, 0.0)
+                if m.bandwidth_bytes_per_s and moved > 0:
+                    rows.append({"label": p.label, "einsum": e.name, "level": m.name, "bytes": moved,
+                                 "bandwidth_bytes_per_s": m.bandwidth_bytes_per_s,
+                                 "intensity_ops_per_byte": ops / moved,
+                                 "bound_ops_per_s": ops * m.bandwidth_bytes_per_s / moved})
+    return pd.DataFrame(rows, columns=["label", "einsum", "level", "bytes", "bandwidth_bytes_per_s",
+                                       "intensity_ops_per_byte", "bound_ops_per_s"])
 
 
 def energy_rows(points: Iterable[Labelled], other_share: float = OTHER_SHARE) -> pd.DataFrame:
