@@ -210,9 +210,9 @@ def test_the_targets_figure_title_names_the_held_batch(monkeypatch, write_yaml, 
     titles = []
     figure = sweep_figures.targets_figure
 
-    def recorded(rows, objectives, axis, title):
+    def recorded(rows, objectives, axis, title, *rest):
         titles.append(title)
-        return figure(rows, objectives, axis, title)
+        return figure(rows, objectives, axis, title, *rest)
 
     monkeypatch.setattr(sweep_figures, "targets_figure", recorded)
     spec = {"name": "t", "mapping": "fusemax", "workload": "bert-base", "gpus": {"presets": ["h100-sxm5"]},
