@@ -1,4 +1,5 @@
-"""The `archsim` command line: one verb per job. Exit codes: 0 ok, 1 evaluation error, 2 bad input.
+"""The `archsim` command line: one verb per job. Exit codes: 0 ok, 1 evaluation error, 2 bad input, 141 stdout closed
+by its reader (`archsim run ... | head -1`: `_stdout_closed`).
 
 The commands live in `archsim.commands.*` and are imported only when invoked, so `archsim --help` loads click
 and nothing else (numpy, pandas, matplotlib, dask and simpy load with the commands that use them). Every error
@@ -60,9 +61,23 @@ def load_command(name: str) -> click.Command:
     return getattr(importlib.import_module(module), attribute)
 
 
+# The exit status when stdout's reader has gone: 128 + SIGPIPE (13), what a shell reports for a tool SIGPIPE ended.
+STDOUT_CLOSED_EXIT = 141
+
+
 def _fail(message: str, code: int) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
+
+
+def _stdout_closed() -> int:
+    """Stop as the standard Unix tools stop when the reader of their stdout has gone (`yes | head -1`): silently.
+    Python's recipe (the `signal` module's "Note on SIGPIPE") points stdout at /dev/null, so that the flush at exit
+    fails no more, and exits 1; 1 is archsim's status for a bug, so this returns the shell's for a tool that SIGPIPE
+    ended, `STDOUT_CLOSED_EXIT`."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return STDOUT_CLOSED_EXIT
 
 
 class _LazyGroup(click.Group):
@@ -73,6 +88,16 @@ class _LazyGroup(click.Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         return load_command(cmd_name) if cmd_name in COMMANDS else None
+
+    def invoke(self, ctx: click.Context):
+        """click's `invoke`, with what the command wrote flushed: a reader that closed stdout meanwhile
+        (BrokenPipeError) ends it by `_stdout_closed`'s status, where click's own handling would exit 1 silently."""
+        try:
+            result = super().invoke(ctx)
+            sys.stdout.flush()
+            return result
+        except BrokenPipeError:
+            raise click.exceptions.Exit(_stdout_closed()) from None
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, short) for name, (_, _, short) in COMMANDS.items()]

@@ -26,12 +26,14 @@ from the hidden state (a model without `q_lora_rank`, DeepSeek-V2-Lite); each re
 (`check_query_projection`), where the query latent's missing size would otherwise ask for one. A sliding-window
 workload (`window`) is refused by an attention cascade without a window, which would count every key the window drops:
 its cascade is `attention-sliding-window`. A linear-attention workload (`attention: linear`) is refused by a softmax
-attention cascade (one whose Einsums take an exp). A mixture-of-experts workload (`experts` above 1) is refused by a
-dense FFN cascade (one of `ffn_dim` without `experts`), which would count one expert per token instead of `top_k`,
-unless it is the width of the model's dense layers (`moe_every` above 1): its cascade is `moe-experts`. A norm or
-dense FFN cascade of another decoder block than the workload's is refused (`check_block_form`). `bound`, `archsim
-analyze` and `execute` apply the same checks and, with a workload, refuse a tiling or algorithm parameter left at its
-test default (`refuse_test_defaults`).
+attention cascade (one whose Einsums take an exp). A decoder workload (one naming its `block`: its prefill is
+causal) is refused by an attention cascade without a causal mask, which would count the keys after each query
+(`check_causal_form`); a workload without `block` runs unmasked. A mixture-of-experts workload (`experts` above 1)
+is refused by a dense FFN cascade (one of `ffn_dim` without `experts`), which would count one expert per token
+instead of `top_k`, unless it is the width of the model's dense layers (`moe_every` above 1): its cascade is
+`moe-experts`. A norm or dense FFN cascade of another decoder block than the workload's is refused
+(`check_block_form`). `bound`, `archsim analyze` and `execute` apply the same checks and, with a workload, refuse a
+tiling or algorithm parameter left at its test default (`refuse_test_defaults`).
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ from archsim.cascade.bind import (
     ranks_sized_by,
 )
 from archsim.cascade.ir import Cascade
+from archsim.cascade.references import CAUSAL_FORMS
 from archsim.errors import SpecError
 from archsim.mapping.mapper import search
 from archsim.mapping.spec import SEARCH, Mapping
@@ -156,6 +159,7 @@ def _bound(cascade: Cascade, workload: Workload | None, sets: tuple, spec: Mappi
     if spec is not None:
         _refuse_tiling_sets(cascade, spec, values, sets_source)
     check_attention_form(cascade, workload, values, sets_source, spec)
+    check_causal_form(cascade, workload, mapping_name)
     check_query_projection(cascade, workload, values, sets_source)
     check_block_form(cascade, workload, mapping_name)
     check_ffn_form(cascade, workload, values, mapping_name)
@@ -335,6 +339,45 @@ def check_attention_form(cascade: Cascade, workload: Workload | None, sets: dict
         f"use a grouped-query cascade{' and its mapping' if mapping_name else ''} (e.g. {example})")
     raise SpecError(source, where, f"{kv_heads:g} K/V heads for {heads:g} query heads ({form}), but {what} has "
                                    f"{has}; {advice}")
+
+
+def check_causal_form(cascade: Cascade, workload: Workload | None, mapping_name: str | None = None,
+                      sweep_gpus: bool | None = None) -> None:
+    """Refuse a decoder workload (one naming its `block`: its prefill attention is causal) on an attention cascade
+    with no causal mask (its reference one of `CAUSAL_FORMS`: every query attends every key), which would count the
+    keys after each query that the mask drops (twice a causal softmax attention's work), naming the library's causal
+    version of the cascade (`_causal_version`). A workload without `block` (an encoder, or a decoder's shapes run
+    unmasked on purpose) and a decode step's cascade (one query, every cached key) pass. `mapping_name`: the mapping
+    running the cascade, None for a cascade bound without one; `sweep_gpus`: None outside a sweep, else whether the
+    sweep has GPU points (`archsim.dse.spec`), whose causality follows its cascade (`gpus.causal`)."""
+    if workload is None or workload.block is None or cascade.reference not in CAUSAL_FORMS:
+        return
+    what = f"cascade {cascade.name}" + (f" (mapping {mapping_name})" if mapping_name else "")
+    version = _causal_version(cascade)
+    if version is None:
+        advice = f"the library has no causal version of {cascade.name}: write one (--cascade FILE)"
+    elif sweep_gpus is not None:
+        advice = f"run its causal version (cascade: {version}{' and gpus.causal: true' if sweep_gpus else ''})"
+    else:
+        advice = f"run its causal version ({'--cascade ' if mapping_name else ''}{version})"
+    raise SpecError(workload.path, "block", f"{workload.name} is a decoder (block {workload.block}), whose prefill "
+                                            f"attention is causal, but {what} attends to every key: it would count "
+                                            f"the keys after each query, which the causal mask drops; {advice}; for "
+                                            f"unmasked attention on its shapes, a workload file without block")
+
+
+def _causal_version(cascade: Cascade) -> str | None:
+    """The library cascade computing `cascade`'s attention with the causal mask (its reference's `CAUSAL_FORMS`)
+    whose name shares the longest start with `cascade`'s (attention-1pass: attention-1pass-causal; the first by
+    name on a tie), or None where the library has none."""
+    wanted = CAUSAL_FORMS[cascade.reference]
+    versions = [name for name in library.names("cascades") if library.load_cascade_spec(name).reference == wanted]
+    return max(sorted(versions), key=lambda name: _shared_start(name, cascade.name), default=None)
+
+
+def _shared_start(a: str, b: str) -> int:
+    """How many characters `a` and `b` start with alike."""
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
 
 
 def mla_projection_for(params: MappingType[str, float]) -> str:

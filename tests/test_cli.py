@@ -80,9 +80,10 @@ def test_library_report(cli, tmp_path: Path) -> None:
 
 
 def test_workloads_bind_attention(cli, cli_json) -> None:
-    """Every multi-head softmax workload binds the 3-pass cascade: heads, head_dim, batch and seq_len come from it.
-    A grouped-query, latent (MLA) or linear-attention one is refused, naming the field, as `archsim run` refuses
-    it: the multi-head cascade would count its K and V once per query head (or drop its latent)."""
+    """Every multi-head softmax workload binds the 3-pass cascade (a decoder's causal one, `attention-3pass-causal`):
+    heads, head_dim, batch and seq_len come from it. A grouped-query, latent (MLA) or linear-attention one is
+    refused, naming the field, as `archsim run` refuses it: the multi-head cascade would count its K and V once per
+    query head (or drop its latent); so is a decoder on the unmasked `attention-3pass`, naming its `block`."""
     refused = 0
     for name in library.names("workloads"):
         spec = library.load_workload_spec(name)
@@ -93,7 +94,10 @@ def test_workloads_bind_attention(cli, cli_json) -> None:
             assert f"{spec.path}: {form}:" in cli("analyze", "attention-3pass", "--workload", name, expect=2).output
             refused += 1
             continue
-        ranks = cli_json("analyze", "attention-3pass", "--workload", name)["ranks"]
+        if spec.block is not None:
+            assert f"{spec.path}: block:" in cli("analyze", "attention-3pass", "--workload", name, expect=2).output
+        ranks = cli_json("analyze", "attention-3pass-causal" if spec.block else "attention-3pass",
+                         "--workload", name)["ranks"]
         assert ranks["H"] == spec.params["heads"] and ranks["E"] == spec.params["head_dim"]
     assert 0 < refused < len(library.names("workloads"))
 

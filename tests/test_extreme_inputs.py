@@ -24,10 +24,10 @@ def _run(*args: str, env: dict | None = None) -> tuple[int, str]:
 
 def test_the_size_limit_stops_where_float64_stops_counting_whole_numbers():
     """Sizes pass through float64: 2**53 + 1 tokens had read as 2**53 (a multiple of FuseMax's 256-token tiles)."""
-    code, output = _run("analyze", "attention-1pass", "-w", "gpt3-7b", env={"ARCHSIM_MAX_SIZE": str(10**22)})
+    code, output = _run("analyze", "attention-1pass-causal", "-w", "gpt3-7b", env={"ARCHSIM_MAX_SIZE": str(10**22)})
     assert code == 2 and output == ("error: ARCHSIM_MAX_SIZE: expected a positive integer up to 9007199254740992 "
                                     "(environment variable), got '10000000000000000000000'\n"), output
-    code, output = _run("analyze", "attention-1pass", "-w", "gpt3-7b", "--set", "tile_kv=64",
+    code, output = _run("analyze", "attention-1pass-causal", "-w", "gpt3-7b", "--set", "tile_kv=64",
                         env={"ARCHSIM_MAX_SIZE": str(2**53)})
     assert code == 0, output
 

@@ -203,7 +203,8 @@ def test_a_workload_size_the_cascade_does_not_read_is_refused(cli) -> None:
         grouped.output)
     unread = cli("run", "--mapping", "fusemax", "--workload", "bert-base", "--set", "ffn_dim=5", expect=2)
     assert "--set: ffn_dim: changes nothing: cascade attention-1pass reads no 'ffn_dim'" in unread.output
-    cli("run", "--mapping", "fusemax", "--workload", "llama3-8b", "--set", "kv_heads=32")  # multi-head: it runs
+    cli("run", "--mapping", "fusemax", "--cascade", "attention-1pass-causal", "--workload", "llama3-8b", "--set",
+        "kv_heads=32")  # multi-head: it runs
 
 
 def test_a_cascade_requirement_is_checked_when_bound(cli) -> None:

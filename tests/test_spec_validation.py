@@ -224,7 +224,7 @@ def test_execute_refuses_sizes_it_cannot_hold(cli) -> None:
     for args in (("--set", "seq_len=100000"), ("--set", "seq_len=1e30"),
                  ("--workload", "llama-65b", "--set", "M0=256")):
         start = time.monotonic()
-        result = cli("execute", "attention-1pass", *args, expect=2)
+        result = cli("execute", "attention-1pass-causal", *args, expect=2)
         assert time.monotonic() - start < 10
         assert "limit" in result.output and "Traceback" not in result.output
 

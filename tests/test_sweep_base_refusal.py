@@ -143,11 +143,13 @@ def test_the_base_is_evaluated_once_for_a_new_store_and_not_again_beside_a_store
 
 
 def test_a_base_the_gpu_points_can_run_is_no_error(tmp_path, cli):
-    """fusemax's multi-head mapping refuses Llama-3-8B's grouped-query attention at every length, but the sweep's
-    H100 points run it: refused as a broken base, though it ran before the check, with two feasible GPU points."""
+    """fusemax's multi-head causal cascade refuses Llama-3-8B's grouped-query attention at every length, but the
+    sweep's H100 points run it: refused as a broken base, though it ran before the check, with two feasible GPU
+    points."""
     spec = _write(tmp_path / "g.yaml", {
-        "name": "g", "mapping": "fusemax", "workload": "llama3-8b", "axes": {"workload.seq_len": [4096, 8192]},
-        "sampling": {"kind": "grid"}, "gpus": {"presets": ["h100-sxm5"], "kernel": "FlashAttention-2"},
+        "name": "g", "mapping": "fusemax", "cascade": "attention-1pass-causal", "workload": "llama3-8b",
+        "axes": {"workload.seq_len": [4096, 8192]}, "sampling": {"kind": "grid"},
+        "gpus": {"presets": ["h100-sxm5"], "kernel": "FlashAttention-2", "causal": True},
         "objectives": ["latency_s", "energy_pj"]})
     out = cli("sweep", str(spec), "--local", "--db", str(tmp_path / "g.sqlite")).output
     assert "4 points (4 new, 0 reused), 2 feasible" in out, out

@@ -59,9 +59,11 @@ def _refused(invoke, write_yaml, folder: Path, sweep: dict, workload: Path) -> s
 
 
 def _gpu_sweep(workload: Path, **fields) -> dict:
-    return {"mapping": "fusemax", "workload": str(workload), "axes": {"workload.seq_len": [4096]},
-            "gpus": {"presets": [GPU], "kernel": "FlashAttention-2"}, "objectives": ["latency_s", "energy_pj"],
-            **fields}
+    """`workload`, a decoder, on fusemax's mapping of its causal cascade, with causal GPU points."""
+    return {"mapping": "fusemax", "cascade": "attention-1pass-causal", "workload": str(workload),
+            "axes": {"workload.seq_len": [4096]},
+            "gpus": {"presets": [GPU], "kernel": "FlashAttention-2", "causal": True},
+            "objectives": ["latency_s", "energy_pj"], **fields}
 
 
 def test_a_gpu_sweep_over_a_workload_without_word_bytes_is_refused_at_load(invoke, write_yaml, tmp_path):

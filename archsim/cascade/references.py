@@ -410,6 +410,13 @@ def megatron_sp_attention_noncausal(x: Arrays, p: Params) -> dict[str, np.ndarra
     return _attention_block(x, p, attention_gqa)
 
 
+# each reference whose queries attend every key of their own sequence (no mask) -> the same attention with the causal
+# mask of a decoder's prefill (`archsim.point.check_causal_form`)
+CAUSAL_FORMS = {"attention": "attention_causal", "attention_gqa": "attention_causal_gqa",
+                "attention_mqa": "attention_causal_mqa", "linear_attention": "linear_attention_causal",
+                "megatron_sp_attention_noncausal": "megatron_sp_attention"}
+
+
 # ---------------------------------------------------------------- sparse prefill and KV selection (issue 19)
 # Each builds the method's mask the way its paper or code does (argsort top-k, scores set to +inf for the
 # positions the code forces), then calls dense softmax attention with that mask. Query heads are grouped onto

@@ -119,6 +119,7 @@ from archsim.model.gpu_kernels import (
     kernel_directions,
     precision_problem,
 )
+from archsim.point import check_causal_form
 from archsim.record import METRICS
 from archsim.spec_files import read_yaml, spec_beside
 from archsim.systems.serving import SERVING_METRICS
@@ -730,6 +731,7 @@ def _check_named_specs(spec: SweepSpec) -> None:
     if workload is None:
         _check_sizes_without_workload(spec, cascade)
     _check_rank_sizes(spec, cascade, workload)
+    check_causal_form(cascade, workload, mapping.name, sweep_gpus=spec.gpus is not None)  # no point may run
     if spec.gpus is not None:
         _check_gpu_attention(spec, cascade, workload)
     _check_arch_fields(spec, library.load_architecture_spec(

@@ -95,6 +95,14 @@ LIMIT_NAMING_ORDER = ("seqlen", "batch", "heads", "kv_heads")  # the field a pro
 MAX_QUERY_ROWS_ENV = "ARCHSIM_MAX_GPU_ROWS"
 # Largest CTA schedule remembered by its durations (8 bytes each): 1024 of them hold at most 32 MB.
 MAKESPAN_MEMO_CTAS = 4096
+# Most CTAs of one grid of unequal CTAs (a causal one, or a varlen call's prompts of several lengths) that
+# `schedule_s` times one by one, a float64 duration each (about 16 bytes and 80 ns a CTA: 2.2 GB and 10 s at 2^27,
+# FA2's causal forward on an H100). Within `MAX_QUERY_ROWS` a causal grid has at most 2 x 2^30 / 17 CTAs (blocks of
+# 16 rows, `gpu_flash_plans.SMALLEST_BLOCK`, over heads of 17 tokens; the kernels' own blocks, 32 rows or more, give
+# at most 2 x 2^30 / 33), so only a raised ARCHSIM_MAX_GPU_ROWS reaches 2^27; ARCHSIM_MAX_GPU_CTAS raises it. A grid
+# of equal CTAs is timed in closed form (`_uniform_schedule_s`), whatever its size.
+MAX_WALKED_CTAS = 2**27
+MAX_WALKED_CTAS_ENV = "ARCHSIM_MAX_GPU_CTAS"
 # Workload sizes that mean an attention the kernels here do not model: they time dense multi-head and grouped-query
 # attention, so a caller holding such a workload refuses it rather than time it as dense MHA.
 UNMODELLED_ATTENTION = {"kv_lora_rank": "an MLA workload (latent KV)", "window": "a sliding-window workload"}
@@ -521,6 +529,7 @@ def schedule_s(launch: TiledLaunch, gpu: GPU, params: Mapping[str, float], k: in
             if math.isfinite(one_s):
                 best = _uniform_schedule_s(one_s, launch.ctas, slots, best)
                 continue
+        _check_walked(launch)
         cta_s = _cta_durations_s(launch, overhead_s, [step_time_s(seg.tile, launch, gpu, params[launch.efficiency],
                                                                   resident) for seg in launch.segments])
         durations = np.broadcast_to(cta_s, (launch.ctas,))
@@ -528,6 +537,16 @@ def schedule_s(launch: TiledLaunch, gpu: GPU, params: Mapping[str, float], k: in
             continue
         best = min(best, makespan_s(cta_s, slots))
     return best
+
+
+def _check_walked(launch: TiledLaunch) -> None:
+    """Refuse a launch of more CTAs than `schedule_s` times one by one (`MAX_WALKED_CTAS`, ARCHSIM_MAX_GPU_CTAS)."""
+    limit = env_limit(MAX_WALKED_CTAS_ENV, MAX_WALKED_CTAS)
+    if launch.ctas > limit:
+        raise SpecError("<python>", f"launch {launch.name}",
+                        f"{shown_number(launch.ctas, 'd')} CTAs of unequal work (a causal grid's, say), timed one by "
+                        f"one, beyond the limit of {limit} on one schedule (raise it with the environment variable "
+                        f"{MAX_WALKED_CTAS_ENV})")
 
 
 def _cta_durations_s(launch: TiledLaunch, overhead_s: float, steps_s: list[float]) -> np.ndarray:
