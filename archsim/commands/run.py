@@ -9,6 +9,7 @@ import click
 from archsim import library
 from archsim.commands.options import SET, WORKLOAD, nan_as_null, nonempty, parse_sets, show_result
 from archsim.errors import SpecError
+from archsim.mapping.choice import choice_lines, searched_entries
 from archsim.mapping.spec import Mapping
 from archsim.outputs import check_writable
 from archsim.workload import PARAMS
@@ -21,7 +22,8 @@ from archsim.workload import PARAMS
 @WORKLOAD
 @SET
 @click.option("--json", "as_json", is_flag=True,
-              help="Print the Result as JSON, with the record a sweep stores for the point under `record`.")
+              help="Print the Result as JSON, with the record a sweep stores for the point under `record` and the "
+                   "loop entries the mapper filled under `searched_loops` (group -> entry -> {level, ranks}).")
 @click.option("--model", "model_kind", type=click.Choice(["analytical", "event"]), default="analytical",
               show_default=True, help="The analytical model, or the event-driven (SimPy) one with stall sources.")
 @click.option("--trace", "trace_path", type=click.Path(dir_okay=False), callback=nonempty,
@@ -60,7 +62,8 @@ def _at_test_sizes(error: SpecError, mapping_source: str) -> SpecError:
 
 def _run(mapping: str | Mapping, cascade: str | None, arch: str | None, workload: str | None, sets: tuple[str, ...],
          as_json: bool, model_kind: str, trace_path: str | None) -> None:
-    from archsim.point import run_point, simulate_point
+    from archsim.model.analytical import evaluate
+    from archsim.point import prepare, simulate_point
 
     if trace_path and model_kind != "event":
         raise click.UsageError("--trace needs --model event (the analytical model has no timeline)")
@@ -70,8 +73,8 @@ def _run(mapping: str | Mapping, cascade: str | None, arch: str | None, workload
         if trace_path:
             source = mapping.source if isinstance(mapping, Mapping) else mapping
             check_writable(trace_path, "--trace", inputs=(source, cascade, arch, workload))
-        _, run = simulate_point(mapping, cascade=cascade, arch=arch, workload=workload, sets=parse_sets(sets),
-                                sets_source="--set")
+        point, run = simulate_point(mapping, cascade=cascade, arch=arch, workload=workload, sets=parse_sets(sets),
+                                    sets_source="--set")
         result = run.result
         if trace_path and result.feasible:
             write_chrome_trace(run.timeline, trace_path)
@@ -79,10 +82,18 @@ def _run(mapping: str | Mapping, cascade: str | None, arch: str | None, workload
             click.echo(f"note: no trace written to {trace_path}: the point is infeasible "
                        f"({result.reason or 'no reason given'})", err=True)
     else:
-        result = run_point(mapping, cascade=cascade, arch=arch, workload=workload, sets=parse_sets(sets),
-                           sets_source="--set")
+        point = prepare(mapping, cascade=cascade, arch=arch, workload=workload, sets=parse_sets(sets),
+                        sets_source="--set")
+        result = evaluate(point.binding, point.analysis, point.arch, point.mapping).answered()
+    choice = searched_entries(mapping if isinstance(mapping, Mapping) else library.load_mapping_spec(mapping),
+                              point.mapping)
     if as_json:
-        click.echo(json.dumps({**result.to_dict(), "record": nan_as_null(result.record().row())}, indent=2))
+        click.echo(json.dumps({**result.to_dict(), "record": nan_as_null(result.record().row()),
+                               "searched_loops": choice}, indent=2))
     else:
         show_result(result)
+        if choice:
+            click.echo("\n  the mapper's choice (write it over the loops with `search` to fix the tiles):")
+            for line in choice_lines(choice):
+                click.echo(f"    {line}")
 

@@ -8,7 +8,8 @@ divisors built from the factorisation cost nothing by comparison. Assumptions:
   use sympy's `factorint`, which splits it: importing sympy costs about half a second per process, more than
   the whole search, for tiles of more than 65536 along one rank that no mapping here asks for.
 - A size with more divisors than `limit` offers `limit` of them, spread evenly in log scale (1 and the size
-  itself always among them); with at most `limit` divisors, all of them.
+  itself always among them); with at most `limit` divisors, all of them. The mapper's search loops together
+  offer at most its budget of combinations (`thinned`), each loop as many as the budget allows.
 """
 
 from __future__ import annotations
@@ -44,15 +45,33 @@ def divisors(n: int, limit: int) -> list[int]:
 
 
 def spread(values: list[int], k: int) -> list[int]:
-    """At most `k` of the sorted positive `values`, nearest above k points evenly spaced in log scale from the
-    first to the last (both kept; with k = 1 only the first, the smallest)."""
+    """`min(k, len(values))` of the sorted, distinct positive `values`, near k points evenly spaced in log scale from
+    the first to the last (both kept; with k = 1 only the first, the smallest): each the first at or above its
+    point that is not taken yet and leaves room for the rest, so crowded values (divisors bunch in the middle of
+    the log scale) still give k."""
     if len(values) <= k:
         return values
     if k <= 1:
         return values[:1]
     logs = [math.log(v) for v in values]
     lo, hi = logs[0], logs[-1]
-    picked = {values[min(bisect_left(logs, lo + (hi - lo) * j / (k - 1)), len(values) - 1)]
-              for j in range(k)}
-    return sorted(picked)
+    picked: list[int] = []
+    for j in range(k):
+        at = bisect_left(logs, lo + (hi - lo) * j / (k - 1))
+        picked.append(min(max(at, picked[-1] + 1 if picked else 0), len(values) - k + j))
+    return [values[i] for i in picked]
 
+
+def thinned(options: list[list[int]], budget: int) -> list[list[int]]:
+    """`options` (per search loop, distinct factors, largest first, 1 among them) thinned so that their
+    combinations number at most `budget` (>= 1), each loop keeping as many as the budget allows: the loop keeping
+    the fewest (of those that can) keeps one more until none can without going over it. Each keeps a `spread`
+    of its own, 1 and its largest among them, largest first."""
+    kept = [1] * len(options)
+    while True:
+        total = math.prod(kept)
+        can = [j for j, o in enumerate(options) if kept[j] < len(o) and total // kept[j] * (kept[j] + 1) <= budget]
+        if not can:
+            break
+        kept[min(can, key=lambda j: kept[j])] += 1
+    return [sorted(spread(sorted(o), k), reverse=True) for o, k in zip(options, kept, strict=True)]

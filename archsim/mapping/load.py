@@ -7,7 +7,7 @@ cascade: attention-1pass
 architecture: fusemax
 set: {M0: 256}                       # optional: tiling and algorithm choices (cascade params or rank sizes)
 groups:
-  - name: attention                  # optional: groups[i] by default
+  - name: attention                  # optional: groups[i] by default; no two groups alike (`Mapping`)
     binding: {array2d: [QK, LM, SLN, SLD, SLNV], array1d: [RM, PRM, SPD, RD, SPNV, RNV, AV]}
     loops:                           # outermost first; ~ = the residual factor, search = the mapper's choice
       - {level: DRAM, ranks: {B: ~, H: ~, P: ~, M1: ~}}

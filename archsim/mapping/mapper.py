@@ -1,17 +1,26 @@
 """The mapper: fills every `search` factor of a mapping.
 
-Bounded exhaustive search. For each group, every `search` loop takes a divisor of what its rank leaves after
-the group's fixed factors (the largest spatial view counts), from that number's prime factorisation
-(`archsim.mapping.factors`), so the cost does not grow with rank sizes. On a rank with no residual loop (none
-leaves its factor out), the last `search` loop over it takes what the others leave, so every candidate's factors
-multiply to the rank size, as the models require. While the combinations of a group's
-search loops exceed `max_candidates`, the loop with the most candidates keeps half of them, spread evenly in
-log scale (1 always among them): at most `max_candidates` points are evaluated per group, each by the
-`GroupEvaluator` the caller passes (the analytical model, from `archsim.point`: the mapper sits below the models and
-imports none). The best feasible point minimises (latency, energy), ties going to the larger inner tiles,
-i.e. the fewest refetches: on FuseMax this picks P1 = the largest factor of P/256 whose tiles fit the global
-buffer, as `proposal.py` of the artifact does by formula. With no feasible candidate the least bad is
-returned, so the evaluation reports why it does not fit.
+For each group, every `search` loop takes a divisor of what its rank leaves after the group's fixed factors (the
+largest spatial view counts), from that number's prime factorisation (`archsim.mapping.factors`), so the cost does
+not grow with rank sizes. On a rank with no residual loop (none leaves its factor out), the last `search` loop over
+it takes what the others leave, so every candidate's factors multiply to the rank size, as the models require.
+Each candidate is scored by the `GroupEvaluator` the caller passes (the analytical model, from `archsim.point`: the
+mapper sits below the models and imports none). The best feasible candidate minimises (latency, energy), ties
+going to the larger inner tiles, i.e. the fewest refetches: on FuseMax this picks P1 = the largest factor of P/256
+whose tiles fit the global buffer, as `proposal.py` of the artifact does by formula. With no feasible candidate
+the least bad is returned, so the evaluation reports why it does not fit.
+
+What is guaranteed:
+- Up to `max_candidates` (`MAX_CANDIDATES`, 4096) combinations of a group's search loops (the product of their
+  divisor counts), every one is scored: the choice is the best of the whole space.
+- Beyond, no global optimum: each loop keeps as many of its divisors as the budget allows (`factors.thinned`,
+  spread evenly in log scale, 1 and the largest among them; at most `max_candidates` combinations), and the best
+  of those is refined by coordinate descent (`_Space._refined`): one search loop at a time tries every divisor
+  (the rank's derived loop compensating), moving on a better score, until no single-loop change improves it.
+  The choice is a local optimum of the full space in that sense; a better one may need two loops changed at once
+  (tests/test_mapper_search_s47.py: at a budget of 256 the auditor's fmx2 reaches 0.056 s, the space 0.034 s).
+  A loop offers at most `max(max_candidates, MAX_CANDIDATES)` divisors (spread in log scale beyond), every one of
+  a rank up to 2^24 (the default size limit; none has 4096).
 
 `search_many` runs the same search for many architectures that differ in numbers (a sweep's points binding the
 same sizes). Factor expressions are evaluated once per distinct value of what they read of an architecture, the
@@ -36,12 +45,12 @@ from typing import Protocol
 from archsim.arch.spec import Architecture
 from archsim.cascade.bind import Binding
 from archsim.errors import SpecError
-from archsim.mapping.factors import divisors, spread
+from archsim.mapping.factors import divisors, thinned
 from archsim.mapping.resolve import check_bindings, check_group, concrete_factors, numbers_key
 from archsim.mapping.spec import SEARCH, Group, Mapping
 from archsim.memo import identity_cache
 
-MAX_CANDIDATES = 256  # points evaluated per group (about 0.5 ms each with the analytical model)
+MAX_CANDIDATES = 4096  # candidates per group searched exhaustively (0.1-1 ms each with the analytical model)
 
 
 class Evaluation(Protocol):
@@ -83,7 +92,8 @@ def search(binding: Binding, arch: Architecture, mapping: Mapping, evaluate_grou
            max_candidates: int = MAX_CANDIDATES) -> Mapping:
     """`mapping` with every `search` factor filled, group by group. Assumes the names in the mapping were checked
     against the cascade and architecture (done here first) and that `evaluate_group(mapping, i)` scores group `i`
-    alone, once per candidate; at most `max_candidates` (>= 1) candidates are scored per group."""
+    alone, once per candidate; every candidate while they number at most `max_candidates` (>= 1) per group, beyond
+    that `max_candidates` of them and then those the refinement tries (see the module's guarantees)."""
     return search_many(binding, (arch,), mapping, lambda trial, group, _: (score(evaluate_group(trial, group)),),
                        max_candidates)[0]
 
@@ -114,28 +124,84 @@ def search_many(binding: Binding, archs: Sequence[Architecture], mapping: Mappin
     for gi in range(len(mapping.groups)):
         for members in _alike(states).values():
             groups = states[members[0]]
-            group = groups[gi]
-            slots = [i for i, lp in enumerate(group.loops) if lp.factor == SEARCH]
+            slots = [i for i, lp in enumerate(groups[gi].loops) if lp.factor == SEARCH]
             if not slots:
                 continue
-            derived = _derived(group, slots)
-            searched = [i for i in slots if i not in derived.values()]
-            free = {lp.rank: _free(binding, group, lp.rank) for lp in (group.loops[i] for i in slots)}
-            options = _options([free[group.loops[i].rank] for i in searched], max_candidates)
-            best_keys: list[tuple | None] = [None] * len(members)
-            best = [group] * len(members)
-            # The all-ones combination is always among them and completes, so `best` is always set.
-            for combo in itertools.product(*options):
-                chosen = _completed(group, dict(zip(searched, combo, strict=True)), derived, free)
-                if chosen is None:
-                    continue
-                trial = _trial(mapping, (*groups[:gi], group.with_factors(chosen), *groups[gi + 1:]))
-                for j, key in enumerate(score_groups(trial, gi, members)):
-                    if best_keys[j] is None or key < best_keys[j]:
-                        best_keys[j], best[j] = key, trial.groups[gi]
-            for j, p in enumerate(members):
-                states[p] = (*states[p][:gi], best[j], *states[p][gi + 1:])
+            space = _Space(binding, mapping, groups, gi, slots, score_groups)
+            for p, chosen in zip(members, space.choose(members, max_candidates), strict=True):
+                states[p] = (*states[p][:gi], chosen, *states[p][gi + 1:])
     return _shared(mapping, states)
+
+
+class _Space:
+    """One group's search space for the points (`members`, indices into the architectures) whose groups so far are
+    `groups`: each searched loop's options (every divisor of what its rank leaves, up to `max(max_candidates,
+    MAX_CANDIDATES)`), each candidate scored once per point, for the points that ask together (one `score_groups`
+    call), and remembered."""
+
+    def __init__(self, binding: Binding, mapping: Mapping, groups: tuple[Group, ...], gi: int, slots: list[int],
+                 score_groups: GroupsScorer) -> None:
+        self.mapping, self.groups, self.gi, self.score_groups = mapping, groups, gi, score_groups
+        group = groups[gi]
+        self.derived = _derived(group, slots)
+        self.searched = [i for i in slots if i not in self.derived.values()]
+        self.free = {lp.rank: _free(binding, group, lp.rank) for lp in (group.loops[i] for i in slots)}
+        self.scores: dict[tuple[int, ...], dict[int, Score]] = {}
+
+    def choose(self, members: list[int], max_candidates: int) -> list[Group]:
+        """Each member's choice: the best of every candidate while they number at most `max_candidates`; beyond,
+        the best of the `thinned` candidates, refined (`_refined`)."""
+        every = max(max_candidates, MAX_CANDIDATES)  # divisors per loop at most
+        options = [divisors(self.free[self.groups[self.gi].loops[i].rank], every) for i in self.searched]
+        kept = thinned(options, max_candidates)
+        best: dict[int, tuple[Score, tuple[int, ...]]] = {}
+        # The all-ones combination is always among them and completes, so every member gets a best.
+        for combo in itertools.product(*kept):
+            for p, key in (self.scored(combo, members) or {}).items():
+                if p not in best or key < best[p][0]:
+                    best[p] = (key, combo)
+        if kept != options:
+            self._refined(options, best)
+        return [self.group(best[p][1]) for p in members]
+
+    def _refined(self, options: list[list[int]], best: dict[int, tuple[Score, tuple[int, ...]]]) -> None:
+        """Coordinate descent from each member's best (in place): loop by loop, every other option of that loop
+        (the rank's derived loop taking what it leaves), the member moving to the best that scores better, in
+        passes over the loops until one moves it nowhere. Members at one candidate are scored together; each
+        takes the path it would alone."""
+        active = set(best)
+        while active:
+            moved: set[int] = set()
+            for j, values in enumerate(options):
+                at: dict[tuple[int, ...], list[int]] = {}
+                for p in sorted(active):
+                    at.setdefault(best[p][1], []).append(p)
+                for combo, who in at.items():
+                    for value in values:
+                        trial = (*combo[:j], value, *combo[j + 1:])
+                        for p, key in (self.scored(trial, who) or {}).items():
+                            if key < best[p][0]:
+                                best[p] = (key, trial)
+                                moved.add(p)
+            active = moved
+
+    def scored(self, combo: tuple[int, ...], who: list[int]) -> dict[int, Score] | None:
+        """`combo`'s score on each of `who`, None where it does not complete (`_completed`)."""
+        group = self.group(combo)
+        if group is None:
+            return None
+        known = self.scores.setdefault(combo, {})
+        missing = [p for p in who if p not in known]
+        if missing:
+            trial = _trial(self.mapping, (*self.groups[:self.gi], group, *self.groups[self.gi + 1:]))
+            known.update(zip(missing, self.score_groups(trial, self.gi, missing), strict=True))
+        return {p: known[p] for p in who}
+
+    def group(self, combo: tuple[int, ...]) -> Group | None:
+        """The group with `combo` in its searched loops and the derived ones completed, or None."""
+        chosen = _completed(self.groups[self.gi], dict(zip(self.searched, combo, strict=True)), self.derived,
+                            self.free)
+        return None if chosen is None else self.groups[self.gi].with_factors(chosen)
 
 
 def _names(arch: Architecture) -> tuple:
@@ -193,15 +259,6 @@ def _detached(mapping: Mapping) -> Mapping:
 def _frozen(table: MappingType) -> MappingType:
     """A read-only copy of `table`."""
     return MappingProxyType(dict(table))
-
-
-def _options(free: list[int], max_candidates: int) -> list[list[int]]:
-    """Candidate factors per search loop, largest first, whose combinations number at most `max_candidates`."""
-    options = [divisors(n, max_candidates) for n in free]
-    while math.prod(map(len, options)) > max_candidates:
-        widest = max(range(len(options)), key=lambda j: len(options[j]))
-        options[widest] = sorted(spread(sorted(options[widest]), len(options[widest]) // 2), reverse=True)
-    return options
 
 
 def _free(binding: Binding, group: Group, rank: str) -> int:

@@ -127,7 +127,16 @@ class Mapping:
     def __post_init__(self) -> None:
         """However the mapping is built (its file, or `dataclasses.replace` in Python), each value of `sets` is a
         `set_value`, and a model size (a name of `archsim.workload.PARAMS`) is refused: the workload or `--set`
-        gives those."""
+        gives those. No two groups share a name (an unnamed group's is `groups[i]`): the models tell groups apart
+        by name (a tensor two groups touch crosses through DRAM), so a repeated one had lost that traffic."""
+        named: dict[str, int] = {}
+        for i, group in enumerate(self.groups):
+            if group.name in named:
+                default = " (the default name of this unnamed group)" if group.name == f"groups[{i}]" else ""
+                raise SpecError(self.source, f"groups[{i}].name",
+                                f"{group.name!r}{default} is already the name of groups[{named[group.name]}]; "
+                                "expected a name no other group has")
+            named[group.name] = i
         for key, value in self.sets.items():
             if key in PARAMS:
                 raise SpecError(self.source, f"set.{key}", "a model size comes from the workload or --set, not "
