@@ -15,7 +15,7 @@ from dataclasses import replace
 from archsim.model.dram import ChannelSpec, PIMTile, ReadStream, simulate_channel, streaming_addresses
 from archsim.systems.pim import PIMSpec
 
-TILES, READS = 100, 8192  # 14,100 PIM cycles beside ~16,400 cycles of reads: both cross several refreshes
+TILES, READS = 100, 8192  # 15,000 PIM cycles beside ~16,400 cycles of reads: both cross several refreshes
 
 
 def main() -> None:

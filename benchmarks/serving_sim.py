@@ -38,9 +38,9 @@ load changing from run to run), this script, wall s, three runs each, results eq
 2.68-4.06 -> 2.40-2.89 at 20/s, 0.99-1.52 -> 1.10-1.56 at 1000/s; npu+pim 1.58-2.32 -> 1.18-1.92, 0.56-1.08 ->
 0.52-0.87; npu-only 1.21-1.86 -> 0.81-1.40, 0.57-0.70 -> 0.35-0.65. NeuPIMs at 20/s in a fresh process, after:
 2.3-2.5 s, of which 1.0 s is each new op's first binding, analysis and device cost (1,571 decode contexts, 276
-dense layers, 247 prompts), 1.0-1.1 s the 12,809 iterations (12,498 since the model changed; about 80 us each, the
-placement a fifth of it) and 0.3 s the serving loop. Under 3 s in this script every run here, not yet with the
-margin issue 17 asks for.
+dense layers, 247 prompts), 1.0-1.1 s the 12,809 iterations (12,498 since the model changed, 12,386 since
+tRRD; about 80 us each, the placement a fifth of it) and 0.3 s the serving loop. Under 3 s in this script every
+run here, not yet with the margin issue 17 asks for.
 Fifth round (issue 17: a cascade's tensor and Einsum layout read once, unmasked Einsums counted as products of rank
 sizes and causal masks in closed form, no analysis built for an op read only for its operation counts), alternating
 with the code before, `taskset -c 1`, results equal to the bit: neupims at 20/s 1.90-3.41 -> 1.60-2.72 s in nine

@@ -1,6 +1,7 @@
 """The command-level HBM2 PIM channel (`archsim.model.dram`) against hand derivations from the HBM2 timing of
 ../shared/reference/pim.md §1.2 (tCK 1 ns; CL/tRCD/tRP 14, tRAS 34, tFAW 30, tCCD_S/L 1/2, tREFI 3900, tRFC 260;
-128-bit DDR bus = 32 B/cycle) and against the analytical command model `archsim.systems.pim.tile_cycles`.
+128-bit DDR bus = 32 B/cycle; tRRD_S/L 4/6 and tRTP_L 6 of the same ini from neupims-artifact.md §5) and against
+the analytical command model `archsim.systems.pim.tile_cycles`.
 """
 
 from __future__ import annotations
@@ -26,21 +27,21 @@ def spec_with(row_buffers: int) -> ChannelSpec:
 
 
 def test_lone_full_tile_matches_pim_tile_cycles():
-    # G_ACTs at 0,1,2,3 and (tFAW) 30..33; COMPs from 33 + tRCD = 47 every tCCD_L = 2, the last at 109; READRES at
-    # 111, its 64 B out from 125 to 127; PIM precharge at 127 (tRAS of the banks opened at 33 ended at 67); banks
-    # free tRP later: 141, the closed form of pim.tile_cycles.
+    # G_ACTs (each one bank group, the next another) tRRD_S = 4 apart at 0,4,8,12 and (tFAW) 30,34,38,42; COMPs from
+    # 42 + tRCD = 56 every tCCD_L = 2, the last at 118; READRES at 120, its 64 B out from 134 to 136; PIM precharge at
+    # 136 (tRAS of the banks opened at 42 ended at 76); banks free tRP later: 150, the closed form of pim.tile_cycles.
     run = simulate_channel([PIMTile(32, 32, 64)])
-    assert run.cycles == 141 == tile_cycles(P, 32, 32, 64)
+    assert run.cycles == 150 == tile_cycles(P, 32, 32, 64)
     assert run.commands == {"G_ACT": 8, "COMP": 32, "READRES": 1, "PIM_PRECHARGE": 1}
     assert run.stalls == {}
-    assert simulate_channel([PIMTile()] * 3).pim_finish_cycles == (141, 282, 423)  # next G_ACT waits tRP
+    assert simulate_channel([PIMTile()] * 3).pim_finish_cycles == (150, 300, 450)  # next G_ACT waits tRP
 
 
 def test_short_tile_waits_tras_of_its_last_group_activation():
-    # 32 banks, 1 column: last G_ACT 33, COMP 47, READRES 49, data to 65; the banks opened at 33 may precharge only at
-    # 33 + tRAS = 67, so 81. tile_cycles counts tRAS from the first G_ACT: max(65, 34) + 14 = 79.
-    assert simulate_channel([PIMTile(32, 1, 64)]).cycles == 81
-    assert tile_cycles(P, 32, 1, 64) == 79
+    # 32 banks, 1 column: last G_ACT 42, COMP 56, READRES 58, data to 74; the banks opened at 42 may precharge only at
+    # 42 + tRAS = 76, so 90. tile_cycles counts tRAS from the first G_ACT: max(74, 34) + 14 = 88.
+    assert simulate_channel([PIMTile(32, 1, 64)]).cycles == 90
+    assert tile_cycles(P, 32, 1, 64) == 88
 
 
 @settings(max_examples=60, deadline=None)
@@ -105,25 +106,26 @@ def test_dual_row_buffers_overlap_npu_reads_and_pim_tiles():
     assert "row-buffer conflict" not in dual.stream_stalls.get("PIM", {})
     assert single.cycles >= 0.95 * (pim_alone + npu_alone)  # serialised
     assert dual.cycles <= 1.15 * max(pim_alone, npu_alone)  # overlapped, some interference
-    assert single.cycles / dual.cycles > 1.5  # measured about 1.73
+    assert single.cycles / dual.cycles > 1.5  # measured about 1.75
     assert {"PIM priority", "tFAW"} <= set(dual.stream_stalls["NPU"])
 
 
 def test_refresh_is_a_named_stall():
-    # 2500 reads to one row span more than tREFI. At 3900 the last RD (3898) still has data out until 3914; PREA at
-    # 3914, REF tRP later, no ACT for tRFC: the stream waits 14 + tRP + tRFC = 288 cycles on the refresh.
+    # 2500 reads to one row span more than tREFI. At 3900 the last RD (3898) may be precharged from 3898 + tRTP 6;
+    # PREA at 3904, REF tRP later, no ACT for tRFC: the stream waits 4 + tRP + tRFC = 278 cycles on the refresh.
     n = 2500
     run = simulate_channel(reads=ReadStream(((0, 0),) * n))
-    in_flight = P.tCL_cycles + BURST_CYCLES - 2
+    in_flight = P.tRTP_cycles - 2
     assert run.stalls == {"refresh": in_flight + P.tRP_cycles + P.tRFC_cycles}
     no_refresh = P.tRCD_cycles + BURST_CYCLES * (n - 1) + P.tCL_cycles + BURST_CYCLES
     assert run.npu_finish_cycle == no_refresh + run.stalls["refresh"] + P.tRCD_cycles  # and one more ACT
     assert [s.name for s in run.timeline if s.resource == "refresh"] == ["REF"]
-    # A tile in flight at 3900 finishes first (tile 27: PIM precharge at 3934, banks free at 3948); REF at 3948
-    # (tRP after that precharge), so the next tile starts tRFC late. Blamed on the refresh: every cycle after the
-    # precharge slot until REF + tRFC, tRP - 1 + tRFC (the tRP it would have waited anyway included).
-    tiles = simulate_channel([PIMTile()] * 30)
-    assert tiles.cycles == 30 * 141 + P.tRFC_cycles
+    # 31-column tiles take 150 - 2 = 148 cycles. A tile in flight at 3900 finishes first (tile 26: PIM precharge at
+    # 3982, banks free at 3996); REF at 3996 (tRP after that precharge), so the next tile starts tRFC late. Blamed on
+    # the refresh: every cycle after the precharge slot until REF + tRFC, tRP - 1 + tRFC (the tRP it would have
+    # waited anyway included).
+    tiles = simulate_channel([PIMTile(32, 31, 64)] * 30)
+    assert tiles.cycles == 30 * 148 + P.tRFC_cycles
     assert tiles.stalls == {"refresh": P.tRP_cycles - 1 + P.tRFC_cycles}
 
 

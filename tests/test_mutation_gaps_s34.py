@@ -64,16 +64,16 @@ def test_timing_and_energy_count_the_heads_a_misaligned_slice_touches() -> None:
     Bus words at context 600: 600 + 600 x 8 + 6 x (600 + 100 x ceil(600/256) = 3) = 10,800.
     Newton commands of K^T.q: per slice a GWRITE and per 32-key tile (19 at 600) a G_ACT and per head 13 COMPs and a
     READRES: 3 + 19 x (3 + 14 x 8) = 2188.
-    Logits cycles at 32 keys (one full tile a slice): 32 banks open as 8 G_ACTs, two tFAW windows: the last at 30 + 3
-    = 33, COMPs from 33 + tRCD 14 at tCCD_L 2, then CL 14 and 32 banks x heads x 4 B over the 32 B a cycle of a
-    128-bit DDR bus, tRP 14: slice 1 (32 COMPs, 3 heads) 33 + 14 + 64 + 14 + 12 + 14 = 151, slice 2 (4 heads) 155,
-    slice 3 (11 COMPs, 1 head) 33 + 14 + 22 + 14 + 4 + 14 = 101; with three 100-cycle GWRITEs 707, stretched by
-    refresh 3900 / 3640."""
+    Logits cycles at 32 keys (one full tile a slice): 32 banks open as 8 G_ACTs tRRD_S 4 apart, two tFAW windows:
+    the last at 30 + 3 x 4 = 42, COMPs from 42 + tRCD 14 at tCCD_L 2, then CL 14 and 32 banks x heads x 4 B over the
+    32 B a cycle of a 128-bit DDR bus, tRP 14: slice 1 (32 COMPs, 3 heads) 42 + 14 + 64 + 14 + 12 + 14 = 160, slice 2
+    (4 heads) 164, slice 3 (11 COMPs, 1 head) 42 + 14 + 22 + 14 + 4 + 14 = 110; with three 100-cycle GWRITEs 734,
+    stretched by refresh 3900 / 3640."""
     pim = _pim(4)
     assert (pim.row_elements, pim.macs_per_bank) == (256, 8)
     assert pim_device.bus_words(pim, 600, 6, 100) == 10_800
     assert pim_model.newton_commands(pim, 600, 6, 100)[0] == 2188
-    assert pim_model.logits_cycles(pim, 32, 6, 100) == pytest.approx(707 * 3900 / 3640, rel=1e-12)
+    assert pim_model.logits_cycles(pim, 32, 6, 100) == pytest.approx(734 * 3900 / 3640, rel=1e-12)
 
 
 def _kernels():

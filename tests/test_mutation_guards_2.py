@@ -79,11 +79,12 @@ def test_a_short_pim_tile_waits_for_tras_before_its_precharge() -> None:
 
 def test_a_logits_tile_returns_a_partial_logit_per_head_slice_it_touches() -> None:
     # 6 heads of 96: the first 512-element row slice touches 6 heads (5 1/3), the remaining 64 elements one head.
-    # 32 keys fill one tile per slice. First: 8 G_ACTs (two tFAW windows: 30 + 3), tRCD 14, 32 COMPs x 2, CL 14,
-    # 32 banks x 6 x 2 B = 384 B = 12 bursts, tRP 14 -> 151; second: 4 COMPs, 64 B = 2 bursts -> 33+14+8+14+2+14 = 85
-    assert pim.tile_cycles(PIM, 32, 32, 32 * 6 * 2) == 151
-    assert pim.tile_cycles(PIM, 32, 4, 32 * 1 * 2) == 85
-    assert pim.logits_cycles(PIM, 32, 6, 96) == pytest.approx((100 + 151 + 100 + 85) * REFRESH, rel=1e-12)
+    # 32 keys fill one tile per slice. First: 8 G_ACTs tRRD_S 4 apart (two tFAW windows: 30 + 3 x 4 = 42), tRCD 14,
+    # 32 COMPs x 2, CL 14, 32 banks x 6 x 2 B = 384 B = 12 bursts, tRP 14 -> 160; second: 4 COMPs, 64 B = 2 bursts
+    # -> 42 + 14 + 8 + 14 + 2 + 14 = 94
+    assert pim.tile_cycles(PIM, 32, 32, 32 * 6 * 2) == 160
+    assert pim.tile_cycles(PIM, 32, 4, 32 * 1 * 2) == 94
+    assert pim.logits_cycles(PIM, 32, 6, 96) == pytest.approx((100 + 160 + 100 + 94) * REFRESH, rel=1e-12)
 
 
 # --- NPU GEMM folds ----------------------------------------------------------------------------------------------

@@ -62,12 +62,13 @@ def ours(records):
 
 # ------------------------------------------------------------------------------------------------ PIM commands
 def test_full_tile_from_timing() -> None:
-    """Hand derivation from the HBM2 timing of §1.2: 8 G_ACTs, 4 per tFAW window -> last at 30 + 3 = 33; + tRCD 14;
-    32 COMPs x tCCD_L 2 = 64; READRES CL 14 + 64 B / 32 B per cycle = 16; + tRP 14 -> 141 cycles, x 3900/3640 for
-    refresh = 151.1. Algorithm 1 (the artifact) charges 184 cycles a tile: the two agree within 25 %."""
+    """Hand derivation from the HBM2 timing of §1.2 (tRRD_S 4 from neupims-artifact.md §5): 8 G_ACTs tRRD_S apart,
+    4 per tFAW window -> last at 30 + 3 x 4 = 42; + tRCD 14; 32 COMPs x tCCD_L 2 = 64; READRES CL 14 + 64 B / 32 B
+    per cycle = 16; + tRP 14 -> 150 cycles, x 3900/3640 for refresh = 160.7. Algorithm 1 (the artifact) charges 184
+    cycles a tile: the two agree within 25 %."""
     cycles = float(pim_model.tile_cycles(PIM, 32, 32, 64))
-    assert cycles == 141
-    assert cycles * PIM.refresh_factor == pytest.approx(151.07, abs=0.01)
+    assert cycles == 150
+    assert cycles * PIM.refresh_factor == pytest.approx(150 * 3900 / 3640, abs=0.01)
     assert abs(cycles * PIM.refresh_factor / PIM.algorithm1_tile_cycles - 1) < 0.25
 
 
@@ -230,7 +231,7 @@ def _gap(reason: str):
     pytest.param("npu_util neupims", 0.649, id="npu-neupims"),
     pytest.param("pim_util npu+pim", 0.17, id="pim-naive", marks=_gap(
         "our arrays pipeline the folds of a GEMM, so its GEMMs take less of a naive NPU+PIM iteration and the same "
-        "PIM commands fill more of it (variant 'SCALE-Sim folds': 0.83 of the paper's 17 %)")),
+        "PIM commands fill more of it (variant 'SCALE-Sim folds': 0.87 of the paper's 17 %)")),
     pytest.param("pim_util neupims", 0.264, id="pim-neupims"),
 ])
 def test_table4_utilizations(ours, metric: str, paper: float) -> None:
@@ -282,11 +283,19 @@ def test_dual_row_buffers_gain(ablation) -> None:
         assert 1 <= _gain(ablation, "dual row buffers, no SBI", batch) < _gain(ablation, "dual row buffers", batch)
 
 
-def test_greedy_channels_always_help(ablation) -> None:
+@pytest.mark.parametrize("batch", [
+    pytest.param(64, marks=pytest.mark.xfail(
+        strict=True, raises=AssertionError,
+        reason="greedy balances channel totals, so at batch 64 some channels hold three requests and some one, "
+               "where round-robin gives each two; Algorithm 3 puts two of a three-request channel in one sub-batch, "
+               "and SBI's stages wait on each sub-batch's longest channel: gain 0.99998 since the tiles' G_ACTs are "
+               "tRRD_S apart (1.0 before; 0.99998 too with the command model as greedy's load; without SBI greedy "
+               "gains 1.083 at this batch)")),
+    128, 256, 384, 512])
+def test_greedy_channels_always_help(ablation, batch: int) -> None:
     """Fig. 13: GMLBP always helps."""
-    gains = [r["gain"] for r in ablation if r["mechanism"] == "GMLBP"]
-    assert len(gains) == len(neupims_reproduce.BATCHES)
-    assert all(gain >= 1 for gain in gains)
+    assert [r["batch"] for r in ablation if r["mechanism"] == "GMLBP"] == list(neupims_reproduce.BATCHES)
+    assert _gain(ablation, "GMLBP", batch) >= 1
 
 
 def test_energy_per_token_neupims_over_npu_only(ours) -> None:

@@ -6,7 +6,7 @@ with one more decoder layer takes one more layer (blocked: QKV + MHA + projectio
 C + D, since a device takes A + B + (N-1)(C + D) + E + F, §1.4 of ../shared/reference/pim.md), so the layer time is
 the difference of two iterations divided by the pipeline stages. The replay equals it where it equals the closed
 form (one sub-batch, or two row buffers); with one row buffer under SBI it is longer (`schedule_events`: the
-contention on the shared HBM the closed form's stages leave out, +0.3 % to +3.9 % an iteration).
+contention on the shared HBM the closed form's stages leave out, +0.3 % to +3.8 % an iteration).
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def _assert_no_overlap(spans) -> None:
 @pytest.mark.parametrize("model, batch", [("gpt3-30b", 256), ("gpt3-7b", 64)])
 def test_layer_timeline_ends_at_the_model_layer_time(mode, model: str, batch: int) -> None:
     """Equal where the replay is the closed form's; SBI with one row buffer at batch 256 (SBI's `min_batch`) longer
-    by under the iteration's +3.9 % (module docstring)."""
+    by under the iteration's +3.8 % (module docstring)."""
     system, contexts = neupims.system(_mode(mode), model), _contexts(batch=batch)
     spans = neupims.layer_timeline(system, contexts)
     assert {s.resource for s in spans} <= {"npu", "pim", "shared HBM"}
@@ -90,7 +90,7 @@ def test_layer_timeline_ends_at_the_model_layer_time(mode, model: str, batch: in
     layer_s, end_s = _block_s(system, contexts), max(s.end_s for s in spans)
     assert layer_phases(system, contexts).layer_s == pytest.approx(layer_s, rel=1e-9)
     if mode == SBI_ONE_ROW_BUFFER and batch == 256:
-        assert layer_s * (1 + 1e-6) < end_s < layer_s * 1.039
+        assert layer_s * (1 + 1e-6) < end_s < layer_s * 1.038
     else:
         assert end_s == pytest.approx(layer_s, rel=1e-9)
     _assert_no_overlap(spans)

@@ -6,7 +6,8 @@ It is hardware description, like `archsim.arch.spec.Architecture`, and sits in t
 (`model/dram.py`) and the systems read it without the model importing the systems.
 
 Source of every number: ../shared/reference/pim.md §1.2 (artifact `neupims.json` and `HBM2_8Gb_x128_dualpim.ini`),
-§1.3 (command interface), §1.4 (Algorithm 1 constants) and §5 (access energy).
+§1.3 (command interface), §1.4 (Algorithm 1 constants) and §5 (access energy); tRRD and tRTP, which pim.md leaves
+out, from the same ini as ../shared/reference/neupims-artifact.md §5 lists it.
 """
 
 from __future__ import annotations
@@ -43,6 +44,11 @@ class PIMSpec:
     tFAW_cycles: int = 30
     tCCD_S_cycles: int = 1
     tCCD_L_cycles: int = 2
+    # neupims-artifact.md §5 (the same HBM2_8Gb_x128 ini): ACT to ACT of another bank group / of the same group
+    tRRD_S_cycles: int = 4
+    tRRD_L_cycles: int = 6
+    # the ini's tRTP_L, RD to PRE of the bank read (its tRTP_S 4, to another bank group, constrains no precharge)
+    tRTP_cycles: int = 6
     tREFI_cycles: int = 3900
     tRFC_cycles: int = 260
     banks_per_activation: int = 4  # §1.3: G_ACT opens 4 banks at a time

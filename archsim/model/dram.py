@@ -2,8 +2,9 @@
 and two request streams, PIM GEMV tiles and the NPU's 64 B reads, on one command bus. Specs in, `ChannelRun` out.
 
 Sources: ../shared/reference/pim.md §1.2 (organisation and HBM2 timing of `HBM2_8Gb_x128_dualpim.ini`, via
-`archsim.arch.pim.PIMSpec`), §1.3 (Newton commands; the controller interleaves memory and PIM commands on the
-C/A bus and prioritises PIM commands), §1.1 (dual row buffers: a MEM and a PIM row buffer per bank).
+`archsim.arch.pim.PIMSpec`; its tRRD and tRTP from ../shared/reference/neupims-artifact.md §5), §1.3 (Newton
+commands; the controller interleaves memory and PIM commands on the C/A bus and prioritises PIM commands), §1.1
+(dual row buffers: a MEM and a PIM row buffer per bank).
 
 Channel
 - 32 banks; bank b is in bank group (b // 4) % 4 and rank b // 16 (2 ranks x 4 BG x 4 banks, §1.2). Rank switching
@@ -13,14 +14,19 @@ Channel
 - A bank has a MEM and a PIM row buffer (`PIMSpec.row_buffers = 2`, NeuPIMs) with independent state and timing, or
   one shared buffer (`row_buffers = 1`, Newton): there a PIM tile's open rows block the NPU's reads to those banks
   until the tile precharges, and the NPU's open rows must be precharged before a tile's G_ACT.
-- Timing per row buffer: ACT -> column command tRCD; ACT -> PRE tRAS; PRE -> ACT tRP; a PRE also waits for the end of
-  the last burst read from its row (pim.md gives no tRTP; `pim.tile_cycles` does the same). Column commands of
+- Timing per row buffer: ACT -> column command tRCD; ACT -> PRE tRAS; PRE -> ACT tRP; RD -> PRE of its bank tRTP
+  (the ini's tRTP_L 6, counted from the RD command as JEDEC and DRAMsim3 do, not from the end of its burst). The
+  PIM precharge waits instead for READRES's results to be out (`pim.tile_cycles` does the same): READRES reads the
+  result latches, not the row, and ../shared/reference/neupims-artifact.md §4.2 gives the artifact's
+  `pim_to_precharge` no value (and DUAL timing removes it), so no tRTP of a READRES is taken from it. Column commands of
   one kind (RD after RD; COMP/READRES after COMP/READRES) are spaced tCCD_L in one bank group, tCCD_S across
   groups; a COMP touches every group, so PIM columns are always tCCD_L apart. A MEM and a PIM column command do not
   constrain each other (independent data paths, §1.1) except through the data bus: a RD or READRES drives it from
   tCL after the command for ceil(bytes / 32) cycles (128-bit DDR, §1.2), bursts never overlap.
-- tFAW: at most 4 activations in any window of tFAW cycles; an ACT and a G_ACT (4 banks, §1.3, counted as one
-  activation as in `pim.tile_cycles`) both count, in either row buffer. No tRRD beyond the one-command slot.
+- tFAW: at most 4 activations in any window of tFAW cycles; an ACT and a G_ACT (4 banks of one bank group, §1.3,
+  counted as one activation as in `pim.tile_cycles`) both count, in either row buffer. tRRD: an activation waits
+  tRRD_L after the last one of its bank group (same rank), tRRD_S after any other. Both are counted over the whole
+  channel, both ranks together (DRAMsim3 keeps them per rank).
 - Refresh: all-bank, due every tREFI cycles. When due, the controller starts nothing new (no NPU command, no new
   tile; a tile already activated finishes, like NeuPIMs' PIM_HEADER dodging refresh), precharges every open row
   buffer (PREA), issues REF tRP later, and no bank activates for tRFC after it.
@@ -38,9 +44,9 @@ Streams (requests are data with arrival cycles; the controller is the one SimPy 
 
 Stalls (`ChannelRun.stalls`, cycles): every cycle in which a stream has work queued and issues no command is blamed
 on the last-met constraint of the command it would issue first, or on losing the command bus. Waiting on
-constraints its own stream set (tRCD after its ACT, tFAW among its own activations, tCCD, its data bursts) is
-service, not a stall. Named: "row-buffer conflict" (a PRE to close another row, the tRAS / last burst it waits for,
-the tRP after it, and any wait on a buffer the other stream holds or timed), "tFAW" and "data bus" (the other
+constraints its own stream set (tRCD after its ACT, tFAW and tRRD among its own activations, tCCD, its data
+bursts) is service, not a stall. Named: "row-buffer conflict" (a PRE to close another row, the tRAS / tRTP it waits for,
+the tRP after it, and any wait on a buffer the other stream holds or timed), "tFAW", "tRRD" and "data bus" (the other
 stream's activations / bursts), "refresh", "PIM priority" (an NPU command ready but a PIM command took the slot),
 "command bus" (ready but another command took the slot). A command held back by a pending refresh is blamed on the
 refresh (whatever its own timing). Ties between constraints go to the first listed.
@@ -66,7 +72,7 @@ from archsim.arch.spec import ceil_div
 from archsim.model.trace import Span
 
 NPU, PIM, CONTROLLER = "NPU", "PIM", "controller"
-CONFLICT, FAW, DATA_BUS, REFRESH = "row-buffer conflict", "tFAW", "data bus", "refresh"
+CONFLICT, FAW, RRD, DATA_BUS, REFRESH = "row-buffer conflict", "tFAW", "tRRD", "data bus", "refresh"
 PRIORITY, COMMAND_BUS = "PIM priority", "command bus"
 PIM_ROW = -1  # the row a PIM tile holds open
 LONG_AGO = -(10**9)
@@ -79,6 +85,11 @@ class ChannelSpec:
     pim: PIMSpec = field(default_factory=PIMSpec)
     read_bytes: int = 64  # §1.2 dram_req_size
     queue_entries: int = 32  # assumption: reads the scheduler sees at once
+
+    def __post_init__(self) -> None:
+        _check_count("ChannelSpec.read_bytes", self.read_bytes, "bytes a read returns")
+        _check_count("ChannelSpec.queue_entries", self.queue_entries, "reads the scheduler sees (with none, no read "
+                     "is ever queued)")
 
 
 @dataclass(frozen=True)
@@ -97,6 +108,14 @@ class ReadStream:
     addresses: tuple[tuple[int, int], ...]  # (bank, row) per read
     interval_cycles: float = 0.0
     outstanding: int = 32
+
+    def __post_init__(self) -> None:
+        interval = self.interval_cycles
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0 <= interval < math.inf:
+            raise ValueError(f"ReadStream.interval_cycles: expected a finite number of cycles >= 0 (0: closed loop), "
+                             f"got {interval!r}")
+        _check_count("ReadStream.outstanding", self.outstanding, "reads in flight (with none, no read is ever "
+                     "issued)")
 
 
 @dataclass(frozen=True)
@@ -163,7 +182,7 @@ class _Buffer:
     row: int | None = None
     act_cycle: int = LONG_AGO
     act_stream: str = ""
-    data_end_cycle: int = 0
+    read_cycle: int = LONG_AGO  # the last RD from the open row
     pre_cycle: int = LONG_AGO
     pre_wait: tuple[str, str, bool] = (CONFLICT, "", False)  # cause, stream, always of the tRP after it
 
@@ -202,6 +221,8 @@ class _Channel:
             self.banks.append((mem, mem if self.p.row_buffers == 1 else _Buffer()))
         self.buffers = list({id(b): b for pair in self.banks for b in pair}.values())
         self.acts: deque[tuple[int, str]] = deque(maxlen=self.p.activations_per_tFAW)
+        self.last_act: tuple[int, str] = (LONG_AGO, "")  # cycle, stream
+        self.group_acts: dict[tuple[int, int], tuple[int, str]] = {}  # (rank, bank group) -> its last activation
         self.data_free_cycle, self.data_stream = 0, ""
         self.last_rd: tuple[int, int] = (LONG_AGO, -1)  # cycle, bank group
         self.refresh_due_cycle, self.refresh_pending, self.refresh_end_cycle = self.p.tREFI_cycles, False, 0
@@ -300,17 +321,21 @@ class _Channel:
         last = max(buffers, key=lambda b: b.pre_cycle)
         return _Wait(last.pre_cycle + self.p.tRP_cycles, *last.pre_wait)
 
-    def _activation_waits(self, buffers: Sequence[_Buffer]) -> tuple[_Wait, ...]:
+    def _activation_waits(self, buffers: Sequence[_Buffer], bank: int) -> tuple[_Wait, ...]:
         waits = [self._trp(buffers), _Wait(self.refresh_end_cycle, REFRESH, CONTROLLER, True)]
         if len(self.acts) == self.acts.maxlen:
             waits.append(_Wait(self.acts[0][0] + self.p.tFAW_cycles, FAW, self.acts[0][1]))
+        last_cycle, last_stream = self.last_act
+        waits.append(_Wait(last_cycle + self.p.tRRD_S_cycles, RRD, last_stream))
+        group_cycle, group_stream = self.group_acts.get(_rank_group(bank), (LONG_AGO, ""))
+        waits.append(_Wait(group_cycle + self.p.tRRD_L_cycles, RRD, group_stream))
         return tuple(waits)
 
     def _close_waits(self, buffers: Sequence[_Buffer], stream: str, conflict: bool) -> tuple[_Wait, ...]:
         opened = max(buffers, key=lambda b: b.act_cycle)
-        drained = max(buffers, key=lambda b: b.data_end_cycle)
+        read = max(buffers, key=lambda b: b.read_cycle)
         return (_Wait(opened.act_cycle + self.p.tRAS_cycles, CONFLICT, stream, conflict),
-                _Wait(drained.data_end_cycle, CONFLICT, stream, conflict))
+                _Wait(read.read_cycle + self.p.tRTP_cycles, CONFLICT, stream, conflict))
 
     def _data_bus_wait(self) -> _Wait:
         return _Wait(self.data_free_cycle - self.p.tCL_cycles, DATA_BUS, self.data_stream)
@@ -321,10 +346,11 @@ class _Channel:
         self.spans.append(["data bus", name, t + self.p.tCL_cycles, end, {"stream": stream}])
         return end
 
-    def _activate(self, buffers: Sequence[_Buffer], row: int, stream: str, t: int) -> None:
+    def _activate(self, buffers: Sequence[_Buffer], bank: int, row: int, stream: str, t: int) -> None:
         for b in buffers:
-            b.row, b.act_cycle, b.act_stream, b.data_end_cycle = row, t, stream, t
+            b.row, b.act_cycle, b.act_stream, b.read_cycle = row, t, stream, LONG_AGO
         self.acts.append((t, stream))
+        self.last_act = self.group_acts[_rank_group(bank)] = (t, stream)
 
     def _precharge(self, buffers: Sequence[_Buffer], t: int, pre_wait: tuple[str, str, bool]) -> None:
         for b in buffers:
@@ -343,14 +369,14 @@ class _Channel:
                      _Wait(last_cycle + ccd, "tCCD", NPU), self._data_bus_wait())
             return _Cand("RD", NPU, waits, issue=lambda t: self._read(read, buf, t))
         if buf.row is None:
-            return _Cand("ACT", NPU, self._activation_waits([buf]),
-                         issue=lambda t: self._activate([buf], read.row, NPU, t))
+            return _Cand("ACT", NPU, self._activation_waits([buf], read.bank),
+                         issue=lambda t: self._activate([buf], read.bank, read.row, NPU, t))
         return _Cand("PRE", NPU, self._close_waits([buf], NPU, True), conflict=True,
                      issue=lambda t: self._precharge([buf], t, (CONFLICT, NPU, True)))
 
     def _read(self, read: _Read, buf: _Buffer, t: int) -> None:
         end = self._burst(t, self.spec.read_bytes, NPU, f"RD b{read.bank} r{read.row}")
-        buf.data_end_cycle = end
+        buf.read_cycle = t
         self.last_rd = (t, _bank_group(read.bank))
         self.queue.remove(read)
         self.read_finish[read.index] = end
@@ -364,13 +390,14 @@ class _Channel:
         p, tile = self.p, self.tiles[self.tile]
         per = p.banks_per_activation
         if self.gacts < ceil_div(tile.banks, per):
-            group = [self.banks[b][1] for b in range(self.gacts * per, min((self.gacts + 1) * per, tile.banks))]
+            first = self.gacts * per
+            group = [self.banks[b][1] for b in range(first, min(first + per, tile.banks))]
             held = [b for b in group if b.row is not None]
             if held:
                 return _Cand("PRE", PIM, self._close_waits(held, PIM, True), conflict=True, rank=1,
                              issue=lambda t: self._precharge(held, t, (CONFLICT, PIM, True)))
-            return _Cand("G_ACT", PIM, self._activation_waits(group), rank=1,
-                         issue=lambda t: self._group_activate(group, t))
+            return _Cand("G_ACT", PIM, self._activation_waits(group, first), rank=1,
+                         issue=lambda t: self._group_activate(group, first, t))
         column_wait = _Wait(self.last_pim_column + p.tCCD_L_cycles, "tCCD", PIM)
         if self.comps < tile.columns:
             return _Cand("COMP", PIM, (_Wait(self.last_gact + p.tRCD_cycles, CONFLICT, PIM), column_wait), rank=1,
@@ -381,8 +408,8 @@ class _Channel:
         waits = (*self._close_waits(used, PIM, False), _Wait(self.tile_data_end, DATA_BUS, PIM))
         return _Cand("PIM_PRECHARGE", PIM, waits, rank=1, issue=lambda t: self._end_tile(used, t))
 
-    def _group_activate(self, group: list[_Buffer], t: int) -> None:
-        self._activate(group, PIM_ROW, PIM, t)
+    def _group_activate(self, group: list[_Buffer], first_bank: int, t: int) -> None:
+        self._activate(group, first_bank, PIM_ROW, PIM, t)
         if self.gacts == 0:
             self.tile_start = t
         self.gacts, self.last_gact = self.gacts + 1, t
@@ -439,3 +466,14 @@ class _Channel:
 def _bank_group(bank: int) -> int:
     """The bank group of a channel's bank: 4 banks per group, 4 groups per rank (§1.2)."""
     return (bank // 4) % 4
+
+
+def _rank_group(bank: int) -> tuple[int, int]:
+    """The (rank, bank group) of a channel's bank, whose activations are tRRD_L apart: 16 banks per rank (§1.2)."""
+    return bank // 16, _bank_group(bank)
+
+
+def _check_count(where: str, value: object, what: str) -> None:
+    """A ValueError naming `where` unless `value` is a whole number >= 1 of `what`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{where}: expected a whole number >= 1 of {what}, got {value!r}")

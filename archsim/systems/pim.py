@@ -3,13 +3,15 @@ GEMVs on one channel, and the channel policies (round-robin, greedy min-load, su
 `PIMSpec`, is `archsim.arch.pim`.
 
 Source of every number: ../shared/reference/pim.md §1.2 (artifact `neupims.json` and
-`HBM2_8Gb_x128_dualpim.ini`), §1.3 (command interface) and §1.4 (Algorithms 1-3, artifact constants).
+`HBM2_8Gb_x128_dualpim.ini`), §1.3 (command interface) and §1.4 (Algorithms 1-3, artifact constants); tRRD from the
+same ini as ../shared/reference/neupims-artifact.md §5 lists it.
 
 Command model (`gemv_parts_cycles`), per channel and per request, derived from the HBM2 timing:
 - A *tile* is one all-bank row pass: each of up to 32 banks opens one 1 KB row (512 FP16 elements) and multiplies
   it by the vector held in the channel's global buffer, 16 MACs per bank per COMP command.
-- `G_ACT` opens 4 banks at a time and counts as one activation: at most 4 fall in a tFAW window, one per cycle
-  otherwise (assumption: tRRD not given in pim.md, taken as one command slot, tCCD_S). COMP starts tRCD after the
+- `G_ACT` opens 4 banks at a time, one bank group (G_ACT k: banks 4k..4k+3), and counts as one activation: at most 4
+  fall in a tFAW window, and consecutive ones, of different bank groups, are tRRD_S apart (4 cycles; the ini's
+  tRRD_L 6 binds two activations of one group, never two G_ACTs of a tile). COMP starts tRCD after the
   last `G_ACT`; COMP commands touch every bank group, so they are spaced by tCCD_L; `READRES` is a read (CL)
   plus the burst of the results over the 128-bit DDR bus; the row closes with a precharge (tRP), no earlier than
   tRAS after the first activation.
@@ -96,12 +98,13 @@ def heads_in_slice(start: int, chunk: int, head_dim: int) -> int:
 
 
 def tile_cycles(pim: PIMSpec, banks, columns, result_bytes):
-    """One all-bank row pass: G_ACTs under tFAW, tRCD, COMPs at tCCD_L, READRES, precharge (no refresh).
-    Arguments may be numpy arrays (elementwise); zero banks cost nothing."""
+    """One all-bank row pass: G_ACTs tRRD_S apart under tFAW, tRCD, COMPs at tCCD_L, READRES, precharge (no
+    refresh). Arguments may be numpy arrays (elementwise); zero banks cost nothing."""
     banks, columns = np.asarray(banks), np.asarray(columns)
     gacts = ceil_div(banks, pim.banks_per_activation)
-    last_act = ((ceil_div(gacts, pim.activations_per_tFAW) - 1) * pim.tFAW_cycles
-                + ((gacts - 1) % pim.activations_per_tFAW) * pim.tCCD_S_cycles)
+    per_window = pim.activations_per_tFAW
+    window = max(pim.tFAW_cycles, per_window * pim.tRRD_S_cycles)  # G_ACT k + per_window issues `window` after k
+    last_act = (ceil_div(gacts, per_window) - 1) * window + ((gacts - 1) % per_window) * pim.tRRD_S_cycles
     comp_end = last_act + pim.tRCD_cycles + columns * pim.tCCD_L_cycles
     read_end = comp_end + pim.tCL_cycles + np.ceil(np.asarray(result_bytes) / pim.bus_bytes_per_cycle)
     total = np.maximum(read_end, pim.tRAS_cycles) + pim.tRP_cycles

@@ -49,7 +49,7 @@ Measured (tests/test_schedule_events.py; the NeuPIMs reproduction's GPT-3 7B..17
 64..512, three sampled batches each, `neupims` and SBI at every batch): with two row buffers the replay equals the
 closed form to rounding (6e-15): with two chains over two units, each task waits for the same two tasks as the stage
 barrier does, so the barrier costs nothing. With one row buffer (the ablation's "SBI, one row buffer") the replay is
-slower, by +0.3 % (30B, batch 64) to +3.9 % (7B, Alpaca, batch 512), growing with the PIM's share: in a stage the
+slower, by +0.3 % (30B, batch 64) to +3.8 % (7B, Alpaca, batch 512), growing with the PIM's share: in a stage the
 NPU's `post` transfers, then the PIM's GEMVs take the banks while the NPU finishes the `post`, and the next layer's
 `pre` waits for the GEMVs to end before its own transfers, so its compute beyond them overlaps nothing, where the
 closed form overlaps all the stage's compute with the GEMVs (contention it cannot see). The same with the requests of
