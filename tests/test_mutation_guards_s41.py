@@ -23,7 +23,8 @@ from archsim.gpu.load import load_gpu
 from archsim.gpu.params import load_calibration
 from archsim.gpu.roofline import roofline_point
 from archsim.model.gpu import MAX_CTAS_PER_SM, AttentionCase, Segment, Tile, TiledLaunch, step_time_s, tile_times_s
-from archsim.model.gpu_flash_plans import FA2_FWD, fa2_plans
+from archsim.model.gpu_fa2_launch import fa2_fwd_tile
+from archsim.model.gpu_flash_plans import fa2_plans
 from archsim.model.gpu_kernels import family_of, predict
 from archsim.model.gpu_sparse import SparsePattern, head_launches
 from archsim.systems.seqpar import _compute
@@ -47,10 +48,11 @@ def _message_s(message_bytes: float, link) -> float:
 
 
 def test_exp_ceiling_is_the_exp_rate_times_the_fa2_forwards_flops_per_exp() -> None:
-    """A non-causal FA2 forward at head_dim 64 runs 128 x 128 tiles (FA2_FWD's one tile for it), N a multiple of
+    """A non-causal FA2 forward at head_dim 64 runs 128 x 128 tiles (`fa2_fwd_tile`'s one tile for it), N a multiple of
     both: every one of the B H N^2 scores costs an exp, and every query row one more per key tile (the online
     softmax's rescale, exp(m_old - m_new)): B H N (N / 128) exps. FLOPs 4 B H N^2 d (the benchmark convention)."""
-    (block_m, block_n, _), = FA2_FWD[64]
+    tile = fa2_fwd_tile(64, False, H100)
+    block_m, block_n = tile.block_m, tile.block_n
     batch, heads, n, d = 1, 2, 1024, 64
     assert n % block_m == 0 and n % block_n == 0
     case = AttentionCase("fwd", batch, heads, heads, d, n, False, "fp16")

@@ -120,8 +120,8 @@ def tutorial_fwd_configs(gpu: GPU) -> tuple[tuple[int, int, int, int], ...]:
 def _tutorial_fwd(case: AttentionCase, gpu: GPU) -> TiledLaunch:
     """The tutorial's forward at `TUT_FWD` where its CTA fits `gpu`, else at the first configuration of its autotune
     space that fits (`tutorial_fwd_configs`; head_dim 256 on A100 or Ada, 128 on MI300X): the autotuner times only
-    configurations that compile, and which one it keeps is not modelled (ours: the first in the list, as
-    `gpu_flash_plans._fa2_fitting` takes FA2's). With none fitting, `TUT_FWD`, whose refusal names what it needs."""
+    configurations that compile, and which one it keeps is not modelled (ours: the first in the list). With none
+    fitting, `TUT_FWD`, whose refusal names what it needs."""
     def build(bm: int, bn: int, warps: int, stages: int) -> TiledLaunch:
         return fwd_launch("fwd", case, gpu, bm, bn, warps, "native", "mma_efficiency_fwd", False, False, stages,
                           p_to_fp8=case.precision == "fp8")

@@ -4,10 +4,11 @@ FlashAttention's Triton kernel, with the fused launches they share (`fwd_launch`
 
 Each family's `*_plans(variant, case, gpu)` is its `Family.plans` in `archsim.model.gpu_kernels` (the registry,
 which refuses what a kernel cannot run before calling it): the `Plan`s (launch lists) the kernel runs for an
-`AttentionCase` on a `GPU`. Tile shapes, warps and loop orders are the kernels' launch configurations for sm80 as we
-recall them from their sources (not re-read; named per family below); where the GPU's shared memory is too small for
-the first choice the next configuration that fits is used, and for FlashAttention-2 on a GPU that holds none of them
-(MI300X) a smaller tile of ours (`_fa2_fitting`).
+`AttentionCase` on a `GPU`. Tile shapes, warps and loop orders are the kernels' launch configurations as we recall
+them from their sources (not re-read; named per family below): FlashAttention-2's its launcher's rule over the GPU's
+compute capability and shared memory (`archsim.model.gpu_fa2_launch`), with a smaller tile of ours on a GPU that does
+not hold the one it picks (MI300X; `_fa2_fitting`); the others' for sm80, the next configuration that fits where the
+GPU's shared memory is too small for the first choice.
 
 Families and the kernels (names as in `attention_measured.csv`) they cover:
 - `fa2`: FlashAttention-2 (Dao 2023; `csrc/flash_attn/src/flash_{fwd,bwd}_launch_template.h`). Forward: a CTA per
@@ -57,7 +58,7 @@ benchmark convention at the true head_dim).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import lru_cache
 from typing import TypeVar
@@ -67,6 +68,7 @@ import numpy as np
 from archsim.arch.gpu import GPU
 from archsim.arch.spec import ceil_div
 from archsim.model.gpu import AttentionCase, Plan, Segment, StreamLaunch, Tile, TiledLaunch, ctas_per_sm
+from archsim.model.gpu_fa2_launch import Fa2Tile, fa2_bwd_tile, fa2_fwd_tile, fa2_split_tile
 from archsim.model.gpu_tiles import bwd_tile, fwd_tile
 
 LSE_BYTES = 4  # fp32 log-sum-exp per query row
@@ -112,33 +114,31 @@ WARPGROUP_MAJOR = 9  # NVIDIA compute capability major from which native MMA is 
 Launches = TypeVar("Launches", TiledLaunch, tuple)
 
 
-def _fa2_fitting(tiles: list[tuple[int, int, int]], build: Callable[[int, int, int], Launches], gpu: GPU, *,
+def _fa2_fitting(tile: Fa2Tile, build: Callable[[int, int, int], Launches], gpu: GPU, *,
                  owns_rows: bool) -> Launches:
-    """FA2's launch (`build(block_m, block_n, warps)`, a launch or a tuple whose first is the tiled one) at the first
-    of its `tiles` whose CTA fits `gpu`; on a GPU whose shared memory holds none of them (MI300X's 64 KB LDS against
-    FA2's sm80 sizes) at the largest tile, rows x keys, that fits among those halving the last tile's sides down to
-    `SMALLEST_BLOCK`, the warps cut with the area. Of two such tiles of one area, the one keeping more of the block
-    the CTA owns: its query rows for a forward or decode CTA walking key blocks (`owns_rows`), its keys for a
-    backward CTA walking query blocks, as FA2's split-KV kernel keeps its 64 rows at every head_dim and its backward
-    goes from 64 x 64 to 64 x 32 where shared memory is short (launch templates from memory, not re-read). Rows
-    first would make a one-row decode, which computes the whole tile, cheaper as head_dim grows (MI300X at head_dim
-    192: 32 x 64 rather than 64 x 32, FA2 v2.0.9's decode 0.6 times the MMA work of head_dim 160 on 64 x 64;
-    `tests/test_gpu_decode_tile_monotone.py`). That fallback is ours: FA2 ships no such configuration (it is built
-    for sm80 and later), and which tiles the ports to other GPUs (ROCm's) pick is not in the reference. With no tile
-    fitting, the first one, whose refusal names what it needs."""
+    """FA2's launch (`build(block_m, block_n, warps)`, a launch or a tuple whose first is the tiled one) at `tile`, the
+    one its launcher picks (`archsim.model.gpu_fa2_launch`), where its CTA fits `gpu`; on a GPU whose shared memory
+    does not hold it (MI300X's 64 KB LDS against FA2's CUDA sizes) at the largest tile, rows x keys, that fits among
+    those halving its sides down to `SMALLEST_BLOCK`, the warps cut with the area. Of two such tiles of one area, the
+    one keeping more of the block the CTA owns: its query rows for a forward or decode CTA walking key blocks
+    (`owns_rows`), its keys for a backward CTA walking query blocks, as FA2's split-KV kernel keeps its 64 rows at
+    every head_dim. Halving the rows first would make a one-row decode, which computes the whole tile, cheaper as
+    head_dim grows (MI300X, v2.0.9 at head_dim 192: 64 x 32 rather than 128 x 16, where 160 runs 128 x 32;
+    `tests/test_gpu_decode_tile_monotone.py`). That fallback is
+    ours: FA2 ships no such configuration (it is built for sm80 and later), and which tiles the ports to other GPUs
+    (ROCm's) pick is not in the reference. With no tile fitting, `tile`, whose refusal names what it needs."""
     def fits(launch: Launches) -> bool:
         return ctas_per_sm(launch[0] if isinstance(launch, tuple) else launch, gpu) > 0
 
-    for tile in tiles:
-        if fits(launch := build(*tile)):
-            return launch
-    last_m, last_n, last_warps = tiles[-1]
-    smaller = sorted(((m, n) for m in _halvings(last_m) for n in _halvings(last_n) if (m, n) != (last_m, last_n)),
+    if fits(launch := build(tile.block_m, tile.block_n, tile.warps)):
+        return launch
+    smaller = sorted(((m, n) for m in _halvings(tile.block_m) for n in _halvings(tile.block_n)
+                      if (m, n) != (tile.block_m, tile.block_n)),
                      key=lambda t: (t[0] * t[1], t[0] if owns_rows else t[1]), reverse=True)
     for m, n in smaller:
-        if fits(launch := build(m, n, max(1, last_warps * m * n // (last_m * last_n)))):
-            return launch
-    return build(*tiles[0])
+        if fits(smaller_launch := build(m, n, max(1, tile.warps * m * n // (tile.block_m * tile.block_n)))):
+            return smaller_launch
+    return launch
 
 
 def _halvings(block: int) -> list[int]:
@@ -198,17 +198,9 @@ def fwd_launch(name: str, case: AttentionCase, gpu: GPU, block_m: int, block_n: 
 
 
 # ------------------------------------------------------------------------------------------------ FlashAttention-2
-FA2_FWD = {64: [(128, 128, 4)], 128: [(128, 64, 4), (64, 64, 4)], 256: [(128, 64, 8), (64, 64, 4)]}
-FA2_BWD = {64: [(128, 128, 8), (64, 128, 8)], 128: [(64, 128, 8), (64, 64, 8)], 256: [(64, 64, 8), (64, 32, 8)]}
-# Q double-buffered and dO once (FA2's kSmemQdOSize, "No_double_buffer ? 2 : 3" blocks): with K, V, P and dS that is
-# 144 KB at (64, 128) for head_dim 128 and (128, 128) for 64, and 176 KB at (64, 64) for 256, the shared-memory
-# thresholds at which flash_bwd_launch_template.h picks those tiles (from memory, not re-read); below them (Ada's
-# 99 KB) the smaller tile of the list
-FA2_BWD_QDO_BLOCKS = 3
 # The head dims FA2 compiles its kernels for (flash_api.cpp rounds head_size up to a multiple of 32 after its Python
 # wrapper pads it to a multiple of 8; from memory, not re-read): any head_dim up to 256 runs as the next of them.
 FA2_HEAD_DIMS = tuple(range(32, 257, 32))
-FA2_SPLIT_BLOCK_M = 64
 SMALL_TILE_BLOCK_M = 16  # "Flash-Decoding (16-row tiles)": one warp's m16n8k16 MMA rows
 FA2_MAX_SPLITS = 128
 FA2_SPLIT_CTAS_PER_SM = 2  # the heuristic's slots: flash_api.cpp passes 2 x the SM count ("128 threads per block")
@@ -218,13 +210,6 @@ SPLIT_MEMO_CTAS = 2**14  # split-KV grids remembered up to this many CTAs (128 K
 def backward_from(case: AttentionCase) -> int | None:
     """Index of the first backward launch of a prefill plan (the forward is one launch), None without one."""
     return {"fwd": None, "bwd": 0, "fwd+bwd": 1}[case.direction]
-
-
-def _by_head_dim(table: Mapping[int, list], head_dim: int) -> list | None:
-    for limit in sorted(table):
-        if head_dim <= limit:
-            return table[limit]
-    return None
 
 
 def compiled_head_dim(head_dim: int, compiled: tuple[int, ...]) -> int | None:
@@ -251,17 +236,21 @@ def _masked_tiles(tile_at: Callable[[int, bool], Tile], head_dim: int,
 
 def _fa2_fwd(case: AttentionCase, gpu: GPU, head_dim: int) -> TiledLaunch:
     """FA2's forward of `case` run at its compiled `head_dim` (`fwd_launch`'s `padded_head_dim`)."""
-    return _fa2_fitting(_by_head_dim(FA2_FWD, head_dim),
+    return _fa2_fitting(fa2_fwd_tile(head_dim, case.causal, gpu),
                         lambda bm, bn, w: fwd_launch("fwd", case, gpu, bm, bn, w, "sync", "mma_efficiency_fwd", True,
                                                      False, 1, padded_head_dim=head_dim), gpu, owns_rows=True)
 
 
 def bwd_launch(case: AttentionCase, gpu: GPU, block_m: int, block_n: int, warps: int, mma: str,
                mask_all: bool, qdo_blocks: int, atomic_rate: str | None = None,
-               padded_head_dim: int | None = None, dkv_heads: int | None = None) -> TiledLaunch:
+               padded_head_dim: int | None = None, dkv_heads: int | None = None,
+               v_in_registers: bool = False) -> TiledLaunch:
     """A FlashAttention-2-style backward main launch: a CTA per (key block, batch, head) walking the query blocks,
     dQ added atomically in L2 (Algorithm 2 of the FA2 paper); `mask_all`: the kernel masks every tile. Shared
-    memory holds `qdo_blocks` query-row blocks of Q and dO (their buffers), the key block's K and V, and P and dS.
+    memory holds `qdo_blocks` query-row blocks of Q and dO (their buffers), the key block's K and V, and P and dS;
+    with `v_in_registers` (FA2's Is_V_in_regs) V moves to registers once loaded and P and dS reuse its space, so
+    the rest takes max(K and V, K + P + dS) (FA2's kernel traits, kSmemSize, from memory), and the registers
+    hold V as fp16 pairs. Only capacity moves: the tile's shared-memory traffic is taken to be the same.
     With `atomic_rate` (a family parameter) the launch is also bound by its block_m x head_dim dQ atomic adds per
     tile at that many per clock for the whole chip. `padded_head_dim`: as for `fwd_launch`, the fp32 dQ accumulator
     (allocated at that width, FA2's head_size_rounded, and added to whole) included in what it computes.
@@ -276,13 +265,16 @@ def bwd_launch(case: AttentionCase, gpu: GPU, block_m: int, block_n: int, warps:
     group = warpgroup(mma, gpu)
     plain, edge = _masked_tiles(lambda dim, masked: bwd_tile(bm, bn, dim, warps, group, e, masked), d, width)
     tiles = bh * float(unmasked.sum() + masked.sum())
-    smem = (qdo_blocks * bm * width + 2 * bn * width + 2 * bm * bn) * e
+    kv_p_ds = (max(2 * bn * width, bn * width + 2 * bm * bn) if v_in_registers
+               else 2 * bn * width + 2 * bm * bn)
+    smem = (qdo_blocks * bm * width + kv_p_ds) * e
+    registers = 2 * bn * width + 2 * bm * bn + bm * width + (bn * width / 2 if v_in_registers else 0)
     dkv_bytes = replace(case, kv_heads=dkv_heads or case.kv_heads).kv_bytes()
     dram = _qkvo_bytes(case) + dkv_bytes + bh * case.seqlen * (2 * LSE_BYTES + ACC_BYTES * width)
     l2 = dram + tiles * (plain.load_bytes + 2 * bm * width * ACC_BYTES)  # + dQ atomics (read-modify-write)
     return TiledLaunch(
         "bwd", (Segment(plain, unmasked, bh), Segment(edge, masked, bh)), 32 * warps, smem,
-        2 * bn * width + 2 * bm * bn + bm * width, mma, "mma_efficiency_bwd", case.precision, dram, l2, 2,
+        registers, mma, "mma_efficiency_bwd", case.precision, dram, l2, 2,
         io_bytes=4 * bn * d * e, atomics=tiles * bm * width, atomic_rate=atomic_rate)
 
 
@@ -296,9 +288,10 @@ def _fa2_bwd(case: AttentionCase, gpu: GPU, head_dim: int) -> tuple:
     pre = StreamLaunch("bwd preprocess (D = rowsum(dO*O), zero dQ)",
                        rows * (2 * d * e + LSE_BYTES + ACC_BYTES * head_dim))
     post = StreamLaunch("bwd convert dQ", rows * (head_dim * ACC_BYTES + d * e))
-    main = _fa2_fitting(_by_head_dim(FA2_BWD, head_dim), lambda bm, bn, warps: bwd_launch(
-        case, gpu, bm, bn, warps, "sync", False, FA2_BWD_QDO_BLOCKS, padded_head_dim=head_dim,
-        dkv_heads=case.heads), gpu, owns_rows=False)
+    tile = fa2_bwd_tile(head_dim, gpu)
+    main = _fa2_fitting(tile, lambda bm, bn, warps: bwd_launch(
+        case, gpu, bm, bn, warps, "sync", False, tile.qdo_blocks, padded_head_dim=head_dim, dkv_heads=case.heads,
+        v_in_registers=tile.v_in_registers), gpu, owns_rows=False)
     if case.kv_heads == case.heads:
         return pre, main, post
     expanded = replace(case, kv_heads=case.heads).kv_bytes()
@@ -378,12 +371,11 @@ def split_decode_launches(case: AttentionCase, gpu: GPU, block_m: int, block_n: 
     return main, StreamLaunch("decode combine splits", partials + q_o / 2)
 
 
-def _fa2_split_decode(case: AttentionCase, gpu: GPU, head_dim: int, block_m: int = FA2_SPLIT_BLOCK_M,
-                      warps: int = 4) -> tuple:
-    """FA2's split-KV decode of `case` run at its compiled `head_dim`."""
-    block_n = 256 if head_dim <= 64 else 128 if head_dim <= 128 else 64
+def _fa2_split_decode(case: AttentionCase, gpu: GPU, head_dim: int, tile: Fa2Tile) -> tuple:
+    """FA2's split-KV decode of `case` run at its compiled `head_dim` on `tile` (`fa2_split_tile`, or its 16-row
+    variant)."""
     slots = FA2_SPLIT_CTAS_PER_SM * gpu.sm_count
-    return _fa2_fitting([(block_m, block_n, warps)], lambda bm, bn, w: split_decode_launches(
+    return _fa2_fitting(tile, lambda bm, bn, w: split_decode_launches(
         case, gpu, bm, bn, w, 1, "sync", lambda tiles, key_blocks: _split_heuristic(tiles, slots, key_blocks), False,
         False, padded_head_dim=head_dim), gpu, owns_rows=True)
 
@@ -410,9 +402,10 @@ def fa2_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] |
     if head_dim is None:
         return f"head_dim {case.head_dim} > {max(FA2_HEAD_DIMS)} is not supported by FlashAttention-2"
     if case.direction == "decode":
+        split = fa2_split_tile(head_dim)
         launches = (_fa2_v209_decode(case, gpu, head_dim) if variant == "v2.0.9"
-                    else _fa2_split_decode(case, gpu, head_dim, SMALL_TILE_BLOCK_M, 1)
-                    if variant == "flash-decoding-16" else _fa2_split_decode(case, gpu, head_dim))
+                    else _fa2_split_decode(case, gpu, head_dim, replace(split, block_m=SMALL_TILE_BLOCK_M, warps=1))
+                    if variant == "flash-decoding-16" else _fa2_split_decode(case, gpu, head_dim, split))
         return (Plan(variant, launches),)
     launches = {"fwd": lambda: (_fa2_fwd(case, gpu, head_dim),), "bwd": lambda: _fa2_bwd(case, gpu, head_dim),
                 "fwd+bwd": lambda: (_fa2_fwd(case, gpu, head_dim), *_fa2_bwd(case, gpu, head_dim))}[case.direction]()
@@ -428,9 +421,9 @@ def fa2_varlen_fwd(case: AttentionCase, seqlens: Sequence[int], gpu: GPU, head_d
     up to its own diagonal; its bytes and tiles are the prompts' summed. FA2's grid is (m_block, batch, head), the
     blocks beyond a prompt's end exiting at once, so the CTAs are these, in launch order query blocks fastest, then
     the prompts (cu_seqlens order), then the heads (x, then y, then z: the usual dispatch order, which CUDA does not
-    specify). One tile configuration for the call, picked as `_fa2_fwd` picks it, by head_dim and the GPU's shared
-    memory and not by length, so each prompt runs the tile its own call would (were it by length, FA2 would run
-    the longest prompt's: one configuration per call). Run at the compiled `head_dim`, as `_fa2_fwd`."""
+    specify). One tile configuration for the call, picked as `_fa2_fwd` picks it (`fa2_fwd_tile`: by head_dim,
+    causality and the GPU) and not by length, so each prompt runs the tile its own call would (were it by length,
+    FA2 would run the longest prompt's: one configuration per call). Run at the compiled `head_dim`, as `_fa2_fwd`."""
     def build(block_m: int, block_n: int, warps: int) -> TiledLaunch:
         prompts = [fwd_counts(n, block_m, block_n, case.causal) for n in seqlens]
         return fwd_launch(f"fwd varlen ({len(seqlens)} prompts)", case, gpu, block_m, block_n, warps, "sync",
@@ -438,7 +431,7 @@ def fa2_varlen_fwd(case: AttentionCase, seqlens: Sequence[int], gpu: GPU, head_d
                           counts=(np.concatenate([c[0] for c in prompts]), np.concatenate([c[1] for c in prompts])),
                           padded_head_dim=head_dim)
 
-    return _fa2_fitting(_by_head_dim(FA2_FWD, head_dim), build, gpu, owns_rows=True)
+    return _fa2_fitting(fa2_fwd_tile(head_dim, case.causal, gpu), build, gpu, owns_rows=True)
 
 
 # ------------------------------------------------------------------------------------------------ FlashAttention-3
