@@ -36,8 +36,8 @@ run through archsim's models, ours beside theirs, and a grid users compare again
   (1M tokens on fewer than 8 nodes) is marked infeasible with the reason; its times are still the model's. A
   point's `devices` counts GPUs (ranks x `tp`); `parallel_command` gives the `archsim parallel` line that re-runs it.
 The paper's numbers sit in `PAPER` (with where each comes from) and are only printed beside ours; nothing of
-theirs enters the model's results. One reading, printed as such, uses a published number: the fixed cost per
-training step that LASP-1's own throughput plot shows beyond the model's LASP-1 (`lasp_step_overhead_reading`),
+theirs enters the model's results. One reading, printed as such, uses a published number: the mean time per
+training step by which LASP-1's own throughput plot is slower than the model's LASP-1 (`lasp_step_overhead_reading`),
 and LASP-2's gains with it added, a calibration on one paper's model checked against another paper's ratios; the
 LASP-1 reason sets it against the per-step costs the model can price (`lasp_step_costs`).
 """

@@ -20,8 +20,11 @@ executable form of each is a library cascade, `einsum/*ring*`, `ulysses-attentio
   arrived: start[d][s+1] = max(start[d][s] + compute[d][s], start[d][s] + t_hop, start[d-1][s] + t_hop). The time
   is the last device's finish: per step max(compute, transfer) with the pipeline's fill and drain, and each
   device's own work pattern. Backward (`fwd+bwd`): the same ring again with the backward kernel, K and V plus the
-  dK and dV accumulators travelling (fp32, as ring-flash-attention accumulates them; one more hop, after the last
-  step's compute whose gradients it carries, brings dK, dV home).
+  dK and dV accumulators travelling (fp32, as ring-flash-attention accumulates them), each step's transfer as
+  ring-flash-attn 0.1.8's backward posts it (`backward_hops_s`): step s's dK, dV leave after its compute and the
+  next device adds them after its step s + 1, so step 0 carries K/V, steps 1..P-2 K/V and the previous step's dK,
+  dV, step P-1 only those, and one more hop, after the last step's compute whose gradients it carries, brings dK,
+  dV home.
 - `ulysses` (DeepSpeed-Ulysses): an all-to-all of Q, K, V from sequence to head shards, attention over all N tokens
   on H/P query and H_kv/P KV heads, an all-to-all of O back; the backward the same with dO and dQ, dK, dV. Nothing
   overlaps. P must divide H and H_kv.
@@ -45,18 +48,26 @@ executable form of each is a library cascade, `einsum/*ring*`, `ulysses-attentio
   the one-device run.
 - `lasp1` / `lasp2` (linear attention; Sun et al. 2024, 2025): each device's chunk runs causal linear attention on
   its own tokens; the state before the chunk (B H d x d fp32 per device, as the LASP code keeps it) comes from the
-  earlier devices. LASP-1 passes it along the ring serially, as its code runs a hop (seqpar-sparse.md §1: critical
-  path (P-1)(alpha + state / beta + compute)), which the first device's K^T V GEMM starts (a state is computed
-  before it is sent): receive the state, multiply Q by it (backward: K and V by dM), add the chunk's own K^T V,
-  send; each device's intra-chunk work and own K^T V run beside the chain and count in its compute. The last
-  device, done with its own work before the state arrives, waits: of that idle time, what the chain spends on
-  hops is exposed communication and what it spends on the earlier devices' products is `Timing.wait_s`
-  (`chain_idle_s`: the chain's segments in order, the idle time its last stretch). Only causal
+  earlier devices. LASP-1 passes it along the ring serially (seqpar-sparse.md §1: critical path (P-1)(alpha +
+  state / beta + compute)), a chain the first device's K^T V GEMM starts (a state is computed before it is sent):
+  receive the state, multiply Q by it (backward: K and V by dM), add the chunk's own K^T V, send. A chunk's K^T V
+  does not depend on the received state, so it and the intra-chunk work run beside the chain and count in the
+  device's compute, an order LASP-1's Algorithm 2 (arXiv 2404.02882) allows, though it writes the update after the
+  receive. Two other orders were measured and not taken (README, "Multi-device attention"): Algorithm 2 read
+  literally (every device's intra-chunk work first, then two d x d GEMMs a hop, three backward) takes 12.065 ms a
+  layer on 8 H100s at 1M against this schedule's 4.871 and puts LASP-2 +70.8 % / +84.7 % over LASP-1 in LASP-2's
+  Fig. 3 (paper +7.3 % / +15.2 %); LASP's code (lasp 0.0.1 receives the state before any of the chunk's compute,
+  so a layer's chain carries every device's whole chunk) takes 2.84 s a Fig. 3 step at 512K against the 1.84 s
+  LASP-1's own plot shows. The last device, done with its own work before the state arrives, waits: of that idle
+  time, what the chain spends on hops is exposed communication and what it spends on the earlier devices' products
+  is `Timing.wait_s` (`chain_idle_s`: the chain's segments in order, the idle time its last stretch). Only causal
   linear attention is modelled (`--no-causal`, whose chunks would all take the total state, is refused). LASP-2
   computes its chunk's state first, then all-gathers every device's state at once, overlapped with the intra-chunk
-  work, then sums the earlier states (a prefix sum), then multiplies Q by the sum. The backward passes dM the other way
-  (LASP-1) or all-gathers it (LASP-2). `ring` on a linear-attention workload is LASP-2's baseline, ring attention
-  without the right-product trick (left products over K/V blocks), costed as softmax attention blocks.
+  work, then sums the earlier states (a prefix sum), then multiplies Q by the sum; its backward all-gathers dM
+  beside the backward's own intra-chunk work, so each pass hides its own gather: max(L, G) + max(2L, G), not the
+  two merged. The backward passes dM the other way (LASP-1) or all-gathers it (LASP-2). `ring` on a
+  linear-attention workload is LASP-2's baseline, ring attention without the right-product trick (left products
+  over K/V blocks), costed as softmax attention blocks.
 - `lasp2h` (LASP-2H, LASP-2 §3.5, a hybrid model) has no timing of its own here: its linear layers are `lasp2`'s and
   its softmax layers `allgather`'s, combined per layer by `archsim.systems.seqpar` (count-weighted mean).
 
@@ -212,9 +223,12 @@ def _ring_work(layout: str, p: int, c: int, causal: bool, compute: Compute) -> R
     return RingWork(p, diagonal, compute.attention_s(*calls.below), above)
 
 
-def ring_schedule_s(work: RingWork | Sequence[Sequence[float]], hop_s: float, last_hop_s: float = 0.0) -> float:
-    """The finish of a ring of P devices whose device d computes work[d][s] in step s while passing its block on
-    (each hop `hop_s`); `last_hop_s` is a final transfer after the last step (dK, dV going home): it carries that
+def ring_schedule_s(work: RingWork | Sequence[Sequence[float]], hop_s: float | Sequence[float],
+                    last_hop_s: float = 0.0) -> float:
+    """The finish of a ring of P devices whose device d computes work[d][s] in step s while passing data on.
+    `hop_s`: the transfer each device starts to the next at step s and the next needs by the end of its step s, one
+    per step s = 0..P-1 (a backward's `backward_hops_s`), or one float, the forward's K/V hop at steps 0..P-2 and
+    none in the last step. `last_hop_s` is a final transfer after the last step (dK, dV going home): it carries that
     step's gradients, so it starts when the step's compute ends. `work` is a `RingWork` or any P x P matrix; the P
     devices of a step advance together in numpy."""
     if isinstance(work, RingWork):
@@ -222,12 +236,25 @@ def ring_schedule_s(work: RingWork | Sequence[Sequence[float]], hop_s: float, la
     else:
         matrix = np.asarray(work, dtype=np.float64)
         p, column = len(matrix), (lambda s: matrix[:, s])
+    hops = [hop_s] * (p - 1) + [0.0] if isinstance(hop_s, float | int) else list(hop_s)
     if p == 1:
         return float(column(0)[0]) + last_hop_s
     start = np.zeros(p)
     for s in range(p - 1):  # start[d] = max(start[d] + work[d][s], start[d] + hop, start[d - 1] + hop)
-        start = np.maximum(np.maximum(start + column(s), start + hop_s), np.roll(start, 1) + hop_s)
-    return float((start + column(p - 1) + last_hop_s).max())
+        start = np.maximum(np.maximum(start + column(s), start + hops[s]), np.roll(start, 1) + hops[s])
+    finish = start + column(p - 1)
+    if hops[-1]:  # a transfer in the last step (a backward's dK, dV) arrives before the step ends
+        finish = np.maximum(np.maximum(finish, start + hops[-1]), np.roll(start, 1) + hops[-1])
+    return float((finish + last_hop_s).max())
+
+
+def backward_hops_s(p: int, kv_hop_s: float, grads_hop_s: float) -> list[float]:
+    """A ring backward's transfer at each step s = 0..P-1 (`ring_schedule_s`), as ring-flash-attn runs it
+    (`ring_flash_attn_backward`, `zigzag_ring_flash_attn_backward`, stripe's and yunchang's the same): step s
+    sends the K/V block for step s + 1 (none after the last) and, posted when step s - 1's compute ended, step s -
+    1's dK, dV (none before step 1), which the next device adds to after its step s compute; both are on its link at
+    once, so a step carries the two in turn. Step 0: K/V; steps 1..P-2: K/V and dK, dV; step P-1: dK, dV."""
+    return [(kv_hop_s if s < p - 1 else 0.0) + (grads_hop_s if s > 0 else 0.0) for s in range(p)]
 
 
 def _ring(spec: ParallelSpec, compute: Compute, layout: str, p: int, link: Link | None, c: int) -> Timing:
@@ -243,12 +270,11 @@ def _ring(spec: ParallelSpec, compute: Compute, layout: str, p: int, link: Link 
     if spec.direction == "fwd+bwd":
         backward = replace(compute, direction="fwd+bwd")
         back = _ring_work(layout, p, c, spec.causal, backward).minus(work)
-        grads = kv * ACCUMULATOR_BYTES / WORD_BYTES
-        back_hop = (collectives.send_recv_s(kv, link) + collectives.send_recv_s(grads, link)) if p > 1 else 0.0
-        home = collectives.send_recv_s(grads, link) if p > 1 else 0.0
-        time_s += ring_schedule_s(back, back_hop, home)
+        grads = collectives.send_recv_s(kv * ACCUMULATOR_BYTES / WORD_BYTES, link) if p > 1 else 0.0
+        back_hops = backward_hops_s(p, hop, grads)
+        time_s += ring_schedule_s(back, back_hops, grads)  # dK, dV home after the last step
         busiest = float((work.row_sums() + back.row_sums()).max())
-        comm += (p - 1) * back_hop + home
+        comm += (p - 1) * (hop + grads) + grads  # each step's K/V and dK, dV once, and the hop home
     return Timing(time_s, busiest, comm)
 
 
@@ -445,9 +471,9 @@ def _lasp(spec: ParallelSpec, compute: DeviceCompute) -> Timing:
     local = compute.linear_chunk_s(c)
     kv_state = compute.state_gemm_s(c)  # the chunk's K^T V, what the others need
     inter = compute.state_gemm_s(c)  # Q times the earlier chunks' state
-    passes = 2 if spec.direction == "fwd+bwd" else 1  # the backward's dM chain or all-gather
     if p == 1:
         return Timing(local + kv_state, local + kv_state, 0.0)
+    passes = 2 if spec.direction == "fwd+bwd" else 1  # the backward's dM chain or all-gather
     if spec.scheme == "lasp1":
         # the first device's K^T V GEMM (backward: the last one's dM), then each hop: send, receive the state, the
         # products that need it (forward: Q times it; backward: K and V times the received dM, twice the forward's),
@@ -455,7 +481,7 @@ def _lasp(spec: ParallelSpec, compute: DeviceCompute) -> Timing:
         # compute), here the state's GEMM, then the P-1 hops one after another, each over the link joining its two
         # devices (NVLink inside a node, the NIC between nodes; a lock-step ring would step all at the slowest), and
         # P-2 hops' compute beside them plus the last device's own; each device's intra-chunk work and own K^T V
-        # (computed before its state arrives) run beside the chain
+        # (which do not need the received state) run beside the chain
         hops = [collectives.send_recv_s(state, link) * passes for link in spec.topology.chain_links(members)]
         hops_s = sum(hops)
         hop_compute = inter + compute.elementwise_s(3 * state) * passes
@@ -469,11 +495,15 @@ def _lasp(spec: ParallelSpec, compute: DeviceCompute) -> Timing:
         return Timing(max(own, arrival) + hop_compute, own + hop_compute, hops_s, wait_s)
     # LASP-2 (its Algorithm 1): the chunk's state first, then its all-gather beside the intra-chunk attention (one
     # GPU: the state GEMM and the intra-chunk work take turns, the transfer overlaps the latter), then the prefix
-    # sum and Q times it
-    gather = collectives.all_gather_s(p * state, p, spec.topology.group_link(members)) * passes
+    # sum and Q times it; a backward all-gathers dM beside the backward's own intra-chunk work
+    gather = collectives.all_gather_s(p * state, p, spec.topology.group_link(members))
+    local_fwd = replace(compute, direction="fwd").linear_chunk_s(c)
+    overlapped = max(local_fwd, gather)
+    if spec.direction == "fwd+bwd":
+        overlapped += max(local - local_fwd, gather)
     prefix = compute.elementwise_s((p + 1) * state) * passes
-    time_s = kv_state + max(local, gather) + prefix + inter
-    return Timing(time_s, local + kv_state + prefix + inter, gather)
+    time_s = kv_state + overlapped + prefix + inter
+    return Timing(time_s, local + kv_state + prefix + inter, gather * passes)
 
 
 def chain_idle_s(segments: Sequence[tuple[float, bool]], ready_s: float) -> tuple[float, float]:
