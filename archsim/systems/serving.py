@@ -21,6 +21,13 @@ paged KV cache and preemption. The assumptions, all in one place:
   admitted; so is one longer than the model says one request may hold (`request_kv_tokens`, where a model has it:
   a bank-PIM keeps each request's KV on one channel, `archsim.systems.pim_device`; listed in `beyond_request_kv_ids`
   too, where the whole cache would hold it).
+- Expert parallelism (a model's `kv_groups`, its ep): the cache is that many pools of `capacity_pages` / groups
+  pages (each group's room floored to whole pages apart); running request i (admission order) holds its pages in
+  pool i mod groups, the deal `sharding.ep_groups` costs decode iterations by (a request moves to the other pool
+  when one before it finishes). Page reservations and admission (its watermark a pool's) check the request's pool;
+  a short pool preempts the latest admitted running request, as below, until it fits (the latest may be another
+  pool's: removing any other would re-deal those behind it), and a request needing more than a pool is rejected on
+  arrival.
 - A request whose prefill the system cannot run is rejected too (in `rejected_ids` and in `unrunnable_ids`), when
   its iteration is costed: a system raises `UnrunnableOp` for a batch holding a call it cannot run (eager
   attention's N x N scores beyond the memory a GPU's weights leave, `archsim.systems.gpu_device`; a batch whose
@@ -359,6 +366,9 @@ class _Engine:
                  trace: bool, pending: Sequence[Request] = ()) -> None:
         self.env, self.model, self.config, self.cache, self.trace = env, model, config, cache, trace
         self.request_kv_tokens = request_kv_tokens(model)
+        self.groups = kv_groups(model)  # the cache's pools, one per expert-parallel group (module docstring)
+        self.group_pages = cache.capacity_pages // self.groups
+        self.group_watermark = int(config.watermark_fraction * self.group_pages)
         self.pending = deque(pending)  # closed loop: requests released one per finished request
         # vLLM's `watermark_blocks = int(watermark * num_gpu_blocks)` (block_manager): whole pages, rounded down
         self.watermark_pages = int(config.watermark_fraction * cache.capacity_pages)
@@ -400,7 +410,7 @@ class _Engine:
 
     def _arrive(self, request: Request) -> None:
         tokens = kv_tokens(request)
-        beyond_cache = self.cache.pages_for(tokens) > self.cache.capacity_pages
+        beyond_cache = self.cache.pages_for(tokens) > self.group_pages
         if beyond_cache or tokens > self.request_kv_tokens:
             self.rejected.append(request.id)
             if not beyond_cache:
@@ -455,12 +465,12 @@ class _Engine:
         """Reserve the next token's page for each running request, preempting the latest admitted when short; True
         when someone was preempted. Only the requests at a page boundary need one (class docstring)."""
         cache = self.cache
-        if cache.grow_one_page(self._boundary_class(0)):
+        if self._groups_fit_next() and cache.grow_one_page(self._boundary_class(0)):
             return False  # every page fits: no one is preempted
         preempted, i = False, 0
         while i < len(self.running):
             request_id, tokens = self.running[i].request.id, self.kv_tokens[i] + 1
-            while not cache.fits(request_id, tokens):
+            while not self._fits(i, tokens):
                 preempted = True
                 self._preempt_last()  # the latest admitted, or this request itself when it is the last
                 if len(self.running) == i:
@@ -471,22 +481,56 @@ class _Engine:
         self.next_finish = min(self.finish_step, default=-1)
         return preempted
 
+    def _group_used(self, group: int) -> int:
+        """The pages an expert-parallel group's running requests hold (`running`[group::groups])."""
+        pages_of = self.cache.pages_of
+        return sum(pages_of(live.request.id) for live in self.running[group::self.groups])
+
+    def _groups_fit_next(self) -> bool:
+        """Whether every group has room for its requests at a page boundary to take a page (always with one
+        group: the cache checks it)."""
+        if self.groups == 1:
+            return True
+        boundary, pages_of, used = self._boundary_class(0), self.cache.pages_of, [0] * self.groups
+        for i, live in enumerate(self.running):
+            request_id = live.request.id
+            used[i % self.groups] += pages_of(request_id) + (request_id in boundary)
+        return max(used) <= self.group_pages
+
+    def _fits(self, i: int, tokens: int) -> bool:
+        """Whether the `i`th running request can grow to `tokens` tokens within its group's pages."""
+        request_id = self.running[i].request.id
+        if self.groups == 1:
+            return self.cache.fits(request_id, tokens)
+        return self._group_used(i % self.groups) + self.cache.extra_pages(request_id, tokens) <= self.group_pages
+
     def _admit(self, n_running: int) -> list[_Live]:
-        """Admit waiting requests first-come first-served while slots, the prefill budget and pages allow."""
+        """Admit waiting requests first-come first-served while slots, the prefill budget and pages allow: with
+        expert parallelism, the pages of the group the request joins (its place in `running` once it runs)."""
         prefills: list[_Live] = []
         budget, prefill_tokens = self.config.max_prefill_tokens, 0
+        groups = self.groups
+        used = [self._group_used(g) for g in range(groups)] if groups > 1 else []
         while self.waiting and n_running + len(prefills) < self.config.max_batch:
             live = self.waiting[0]
             tokens = live.request.prompt_tokens + live.emitted
             if prefills and budget is not None and prefill_tokens + tokens > budget:
                 break
-            reserve = self.watermark_pages if self.cache.used_pages else 0
-            if not self.cache.fits(live.request.id, tokens, reserve):
+            if groups == 1:
+                reserve = self.watermark_pages if self.cache.used_pages else 0
+                fits = self.cache.fits(live.request.id, tokens, reserve)
+            else:
+                group = (n_running + len(prefills)) % groups
+                reserve = self.group_watermark if used[group] else 0
+                fits = used[group] + self.cache.extra_pages(live.request.id, tokens) + reserve <= self.group_pages
+            if not fits:
                 if self.prefills.runs(tokens):
                     break
                 self._refuse(self.waiting.popleft())  # it would hold up the queue only to be refused when admitted
                 continue
             self.waiting.popleft()
+            if groups > 1:
+                used[(n_running + len(prefills)) % groups] += self.cache.extra_pages(live.request.id, tokens)
             self.cache.grow(live.request.id, tokens)
             prefills.append(live)
             prefill_tokens += tokens
@@ -667,6 +711,21 @@ def request_kv_tokens(model: IterationModel) -> float:
     return math.inf if limit is None else limit
 
 
+def kv_groups(model: IterationModel) -> int:
+    """The separate pools `model`'s KV cache is made of: its optional `kv_groups` (a system model's expert-parallel
+    groups; absent: 1), each a `kv_groups`th of `kv_capacity_bytes`."""
+    groups = getattr(model, "kv_groups", 1)
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        raise SpecError("<python>", "kv_groups", f"expected a whole number of KV pools >= 1, got {groups!r}")
+    return groups
+
+
+def capacity_pages(model: IterationModel, page_tokens: int) -> int:
+    """The whole cache's pages: each of the `kv_groups` pools' whole pages (module docstring), all together."""
+    groups = kv_groups(model)
+    return groups * kv_capacity_pages(model.kv_capacity_bytes / groups, model.kv_bytes_per_token, page_tokens)
+
+
 def check_model(model: IterationModel) -> None:
     """A SpecError naming what `model` lacks of an `IterationModel` (its `iteration` and the numbers the simulator
     reads), or a `static_w` that is not a power >= 0, rather than an AttributeError deep in a run."""
@@ -689,13 +748,14 @@ def unservable(model: IterationModel, requests: Sequence[Request], config: Servi
     config = config or ServingConfig()
     if not requests:
         return None
-    capacity = kv_capacity_pages(model.kv_capacity_bytes, model.kv_bytes_per_token, config.page_tokens)
+    capacity = capacity_pages(model, config.page_tokens) // kv_groups(model)  # the most one request may hold
     limit = request_kv_tokens(model)
     fitting = [r for r in requests if -(-kv_tokens(r) // config.page_tokens) <= capacity and kv_tokens(r) <= limit]
     if not fitting:
         least = min(requests, key=lambda r: (kv_tokens(r), r.id))
         need = -(-kv_tokens(least) // config.page_tokens)
-        beyond = (f"beyond the cache's {capacity} pages" if need > capacity else
+        pool = "the cache's" if kv_groups(model) == 1 else "an expert-parallel group's"
+        beyond = (f"beyond {pool} {capacity} pages" if need > capacity else
                   f"beyond the {limit} tokens one request's KV may hold on {model.name} (a bank-PIM channel's)")
         return (f"no request can be served on {model.name}: the one needing the least KV cache, request {least.id} "
                 f"({least.prompt_tokens} prompt + {least.output_tokens} output tokens), needs {kv_tokens(least)} "
@@ -723,7 +783,7 @@ def simulate_serving(model: IterationModel, requests: Iterable[Request], config:
                                         and closed_loop >= 1):
         raise SpecError("<python>", "closed_loop", f"expected a number of requests in flight >= 1, got {closed_loop!r}")
     check_model(model)
-    capacity = kv_capacity_pages(model.kv_capacity_bytes, model.kv_bytes_per_token, config.page_tokens)
+    capacity = capacity_pages(model, config.page_tokens)
     env = simpy.Environment()
     first, pending = (ordered, []) if closed_loop is None else (ordered[:closed_loop], ordered[closed_loop:])
     if closed_loop is not None:

@@ -596,11 +596,18 @@ class SystemModel:
         """The KV cache's room as bytes of `kv_bytes_per_token` (the whole model's per token): each stage's room
         (memory less its weights) holds tokens at its own layers' KV, and every stage holds the same tokens (vLLM
         sizes every worker's cache by the fewest blocks), so the room of the stage holding the fewest tokens, times
-        the model's layers over its layers (pp with even stages), on each of the TP x EP ranks of a stage."""
+        the model's layers over its layers (pp with even stages), on each of the TP x EP ranks of a stage. With EP
+        it is `kv_groups` pools of equal room, one per group: a group's requests' KV lives in its own memory."""
         self.system_of("kv_capacity_bytes")
         par, memory, layers = self.parallelism, self.memory_bytes_per_device, int(self.workload.params["layers"])
         return min(par.tp * (layers / n) * par.ep * max(0.0, memory - weights)
                    for n, weights in zip(self.stage_layers, self.stage_weight_bytes, strict=True))
+
+    @property
+    def kv_groups(self) -> int:
+        """The KV cache's separate pools: one per expert-parallel group (ep), each `kv_capacity_bytes` / ep, holding
+        the KV of the requests `ep_groups` deals the group (the serving simulator pages each apart)."""
+        return self.parallelism.ep
 
     @property
     def request_kv_tokens(self) -> int | None:
