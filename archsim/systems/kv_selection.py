@@ -42,7 +42,8 @@ vocab: a GEMV over the vocab x hidden table), and per layer the attention the me
   bound and the archsim family's launch); the softmax-and-vote and the top-k stay eager passes (the reference does
   not say they are fused). A cache the default selection covers entirely is attended whole, with no scoring.
 Memory (`memory_bytes`): the weights (the layers' cascades' weight tensors, plus the input embedding and the LM
-head, vocab x hidden each, untied as in Llama 2 and 3; the final norm's `hidden` words are left out) and the KV
+head, vocab x hidden each, one table where the workload ties them (`params.vocab_tables: 1`, Llama 3.2 1B), two as
+in Llama 2 and 3; the final norm's `hidden` words are left out) and the KV
 cache kept: DuoAttention's retrieval heads at the context and streaming heads' windows, the `duoattention-decode`
 cascade's count (its K and V bytes times the kept fraction of its mask, bound per layer, `duo_kv_bytes`); Quest
 keeps the whole cache plus KMIN and KMAX of every page of its sparse layers (a dense layer scores no page). The
