@@ -504,11 +504,15 @@ def _named_by(spec: Mapping, field: str) -> Cascade | Architecture:
         raise SpecError(exc.source, exc.where, f"{exc.message} (the {field} of {spec.source})") from None
 
 
-def run_point(mapping: str | Mapping, **kwargs) -> Result:
-    """`prepare` the point (its arguments), then the analytical model's `Result.answered()`: an infeasible point has
-    its reason and footprint, and no latency, energy or utilization (NaN)."""
-    point = prepare(mapping, **kwargs)
+def answered(point: Point) -> Result:
+    """The analytical model's `Result.answered()` for a prepared `point`: an infeasible point has its reason and
+    footprint, and no latency, energy or utilization (NaN)."""
     return evaluate(point.binding, point.analysis, point.arch, point.mapping).answered()
+
+
+def run_point(mapping: str | Mapping, **kwargs) -> Result:
+    """`prepare` the point (its arguments), then `answered`."""
+    return answered(prepare(mapping, **kwargs))
 
 
 def simulate_point(mapping: str | Mapping, **kwargs) -> tuple[Point, EventRun]:

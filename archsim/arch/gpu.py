@@ -75,6 +75,14 @@ class GPU:
         return self.has_native(precision) or (precision == "fp8" and self.has_native("fp16"))
 
     @property
+    def capability(self) -> tuple[int, int] | None:
+        """`compute_capability` as (major, minor) (its file's major.minor, `archsim.gpu.load`); None for an AMD GPU."""
+        if self.compute_capability is None:
+            return None
+        major, _, minor = self.compute_capability.partition(".")
+        return int(major), int(minor)
+
+    @property
     def exp_per_s(self) -> float:
         """Whole-chip SFU exp2 rate."""
         return self.exp_per_clock_per_sm * self.sm_count * self.clock_hz

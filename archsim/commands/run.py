@@ -62,19 +62,20 @@ def _at_test_sizes(error: SpecError, mapping_source: str) -> SpecError:
 
 def _run(mapping: str | Mapping, cascade: str | None, arch: str | None, workload: str | None, sets: tuple[str, ...],
          as_json: bool, model_kind: str, trace_path: str | None) -> None:
-    from archsim.model.analytical import evaluate
-    from archsim.point import prepare, simulate_point
+    from archsim.point import answered, prepare, simulate_point
 
     if trace_path and model_kind != "event":
         raise click.UsageError("--trace needs --model event (the analytical model has no timeline)")
+    if trace_path:
+        source = mapping.source if isinstance(mapping, Mapping) else mapping
+        check_writable(trace_path, "--trace", inputs=(source, cascade, arch, workload))
+    options = {"cascade": cascade, "arch": arch, "workload": workload, "sets": parse_sets(sets),
+               "sets_source": "--set"}
+    spec = mapping if isinstance(mapping, Mapping) else library.load_mapping_spec(mapping)
     if model_kind == "event":
         from archsim.model.trace import write_chrome_trace
 
-        if trace_path:
-            source = mapping.source if isinstance(mapping, Mapping) else mapping
-            check_writable(trace_path, "--trace", inputs=(source, cascade, arch, workload))
-        point, run = simulate_point(mapping, cascade=cascade, arch=arch, workload=workload, sets=parse_sets(sets),
-                                    sets_source="--set")
+        point, run = simulate_point(spec, **options)
         result = run.result
         if trace_path and result.feasible:
             write_chrome_trace(run.timeline, trace_path)
@@ -82,11 +83,9 @@ def _run(mapping: str | Mapping, cascade: str | None, arch: str | None, workload
             click.echo(f"note: no trace written to {trace_path}: the point is infeasible "
                        f"({result.reason or 'no reason given'})", err=True)
     else:
-        point = prepare(mapping, cascade=cascade, arch=arch, workload=workload, sets=parse_sets(sets),
-                        sets_source="--set")
-        result = evaluate(point.binding, point.analysis, point.arch, point.mapping).answered()
-    choice = searched_entries(mapping if isinstance(mapping, Mapping) else library.load_mapping_spec(mapping),
-                              point.mapping)
+        point = prepare(spec, **options)
+        result = answered(point)
+    choice = searched_entries(spec, point.mapping)
     if as_json:
         click.echo(json.dumps({**result.to_dict(), "record": nan_as_null(result.record().row()),
                                "searched_loops": choice}, indent=2))

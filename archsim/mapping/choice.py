@@ -2,9 +2,10 @@
 to fix the tiles (README, "fix the tiles in the mapping instead of searching them").
 
 Assumes `chosen` is `spec` as the mapper returns it (`archsim.mapping.mapper.search`): the same groups and loops in
-the same order, `search` factors filled. A loop entry is the YAML list item its loops were written in (`loops[1]`,
-from each loop's `origin`; consecutive loops at one level or unit for loops built in Python); only entries holding
-a `search` factor are shown, every other factor as written (None: the residual, `~`; an expression as its text).
+the same order, `search` factors filled. A loop entry is a run of consecutive loops written in one YAML list item
+(each loop's `Loop.entry`; for loops built in Python, at one level or unit), named by its place among the group's
+runs (`loops[1]`: the list item's own index, the loops being in written order); only entries holding a `search`
+factor are shown, every other factor as written (None: the residual, `~`; an expression as its text).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def searched_entries(spec: Mapping, chosen: Mapping) -> Choice:
 
 def _entry_key(loop: Loop) -> tuple:
     """What the loops of one YAML entry share: where they were written, else their level or unit."""
-    return (loop.origin.partition(".ranks.")[0],) if loop.origin else (loop.level, loop.spatial)
+    return (loop.entry,) if loop.origin else (loop.level, loop.spatial)
 
 
 def choice_lines(choice: Choice) -> list[str]:

@@ -75,10 +75,15 @@ class Loop:
         return self.spatial is not None
 
     @property
+    def entry(self) -> str:
+        """The YAML list item it was written in (`loops[1]`, from its `origin`), or "" for a loop built in Python."""
+        return self.origin.rpartition(".ranks.")[0]
+
+    @property
     def path(self) -> str:
         """Its YAML path with the rank it has now (`loops[1].ranks.P`; a loop changed with `dataclasses.replace` keeps
         the `origin` of the rank it was written with), or "" for a loop built in Python."""
-        return f"{self.origin.rpartition('.ranks.')[0]}.ranks.{self.rank}" if self.origin else ""
+        return f"{self.entry}.ranks.{self.rank}" if self.origin else ""
 
     @property
     def expression(self) -> str:

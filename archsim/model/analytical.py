@@ -83,6 +83,9 @@ from archsim.model.plan import EinsumPlan, GroupPlan, plan_group, used_in
 from archsim.model.result import EinsumResult, Result, built
 
 Key = tuple[str, str]  # (component, action) of an energy
+# A unit's busy lane-cycles over its lanes x cycles may round above 1 by this much (relative) and still count as 1:
+# a utilization (`_at_most_one`) and an overlap that fits its window (`_overlap_reasons`).
+LANE_CYCLES_SLACK = 1e-9
 
 
 @dataclass(frozen=True)
@@ -389,7 +392,7 @@ def _overlap_reasons(numbers: ArchNumbers, plan: GroupPlan, cycles: dict[str, Nu
             for e, lanes in inside:
                 busy = busy + cycles[e] * lanes
             unit_lanes = numbers.units[unit_name].lanes
-            for i in _points(busy > unit_lanes * window_cycles * (1 + 1e-9), n):
+            for i in _points(busy > unit_lanes * window_cycles * (1 + LANE_CYCLES_SLACK), n):
                 if i in done:
                     continue
                 b, c, lanes = float(value_at(busy, i)), float(value_at(window_cycles, i)), int(value_at(unit_lanes, i))
@@ -445,11 +448,11 @@ def _divided(numerator: Number, denominator: Number, holds: Number | bool) -> Nu
 
 
 def _at_most_one(value: Number) -> Number:
-    """`value` with a rounding excess over 1 (at most 1e-9) taken off, a column's points each; an infeasible
-    mapping's fan-out beyond its array still reads above 1."""
+    """`value` with a rounding excess over 1 (at most `LANE_CYCLES_SLACK`) taken off, a column's points each; an
+    infeasible mapping's fan-out beyond its array still reads above 1."""
     if isinstance(value, np.ndarray):
-        return np.where(value <= 1 + 1e-9, np.minimum(value, 1.0), value)
-    return 1.0 if 1 < value <= 1 + 1e-9 else value
+        return np.where(value <= 1 + LANE_CYCLES_SLACK, np.minimum(value, 1.0), value)
+    return 1.0 if 1 < value <= 1 + LANE_CYCLES_SLACK else value
 
 
 def pipeline_cycles(node: Expr, cycles: dict[str, float]) -> float:

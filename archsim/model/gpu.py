@@ -95,12 +95,13 @@ LIMIT_NAMING_ORDER = ("seqlen", "batch", "heads", "kv_heads")  # the field a pro
 MAX_QUERY_ROWS_ENV = "ARCHSIM_MAX_GPU_ROWS"
 # Largest CTA schedule remembered by its durations (8 bytes each): 1024 of them hold at most 32 MB.
 MAKESPAN_MEMO_CTAS = 4096
-# Most CTAs of one grid of unequal CTAs (a causal one, or a varlen call's prompts of several lengths) that
-# `schedule_s` times one by one, a float64 duration each (about 16 bytes and 80 ns a CTA: 2.2 GB and 10 s at 2^27,
-# FA2's causal forward on an H100). Within `MAX_QUERY_ROWS` a causal grid has at most 2 x 2^30 / 17 CTAs (blocks of
-# 16 rows, `gpu_flash_plans.SMALLEST_BLOCK`, over heads of 17 tokens; the kernels' own blocks, 32 rows or more, give
-# at most 2 x 2^30 / 33), so only a raised ARCHSIM_MAX_GPU_ROWS reaches 2^27; ARCHSIM_MAX_GPU_CTAS raises it. A grid
-# of equal CTAs is timed in closed form (`_uniform_schedule_s`), whatever its size.
+# Most CTAs of one grid of unequal CTAs (a causal one, or a varlen call's prompts of several lengths) that `schedule_s`
+# times one by one, a float64 duration each (8 bytes, and as many again in the float64 temporaries that sum and schedule
+# them: about 16 bytes and 80 ns a CTA, 2.2 GB and 10 s at 2^27, FA2's causal forward on an H100). Within
+# `MAX_QUERY_ROWS` a causal grid has at most 2 x 2^30 / 17 CTAs (blocks of 16 rows, `gpu_flash_plans.SMALLEST_BLOCK`,
+# over heads of 17 tokens; the kernels' own blocks, 32 rows or more, give at most 2 x 2^30 / 33), so only a raised
+# ARCHSIM_MAX_GPU_ROWS reaches 2^27; ARCHSIM_MAX_GPU_CTAS raises it. A grid of equal CTAs is timed in closed form
+# (`_uniform_schedule_s`), whatever its size.
 MAX_WALKED_CTAS = 2**27
 MAX_WALKED_CTAS_ENV = "ARCHSIM_MAX_GPU_CTAS"
 # Workload sizes that mean an attention the kernels here do not model: they time dense multi-head and grouped-query

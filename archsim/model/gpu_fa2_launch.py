@@ -22,7 +22,7 @@ Forward, `fa2_fwd_tile` (block_m x block_n, warps):
   228 KB GPU ("For H100 we want to run with 64 x 64 (96KB smem) since then we can get 2 CTAs per SM").
 Backward, `fa2_bwd_tile`, 8 warps, a CTA per key block: Q and dO in shared memory as 3 blocks of block_m x head_dim
 (Q double-buffered) or 2 (`No_double_buffer`), and V in registers after its load where `Is_V_in_regs`
-(`gpu_flash_plans.bwd_launch` sizes both). By the per-block shared memory:
+(`bwd_smem_bytes` sizes both, as `gpu_flash_plans.bwd_launch` does). By the per-block shared memory:
 - 32: 128 x 128, V in registers (96 KB).
 - 64: 128 x 128 from 144 KB, else 64 x 128, V in registers.
 - 96: 64 x 128, V in registers (92 KB).
@@ -44,7 +44,6 @@ from dataclasses import dataclass
 
 from archsim.arch.gpu import GPU
 
-KB = 1024
 FA2_ELEMENT_BYTES = 2  # fp16 / bf16: the launcher's shared-memory thresholds count 2-byte elements
 SM8X_MAJOR = 8
 FA2_BWD_WARPS = 8
@@ -77,13 +76,25 @@ class Fa2BwdTile(Fa2Tile):
 
 def is_sm8x(gpu: GPU) -> bool:
     """The launcher's `dprops->major == 8 && dprops->minor > 0` (sm86, sm89); False for a GPU stating none (AMD's)."""
-    major, _, minor = (gpu.compute_capability or "").partition(".")
-    return major.isdigit() and int(major) == SM8X_MAJOR and minor.isdigit() and int(minor) > 0
+    capability = gpu.capability
+    return capability is not None and capability[0] == SM8X_MAJOR and capability[1] > 0
 
 
-def fwd_smem_bytes(block_m: int, block_n: int, head_dim: int) -> int:
-    """The forward CTA's shared memory as the launcher counts it: Q, and K and V of one key block."""
-    return FA2_ELEMENT_BYTES * head_dim * (block_m + 2 * block_n)
+def fwd_smem_bytes(block_m: int, block_n: int, head_dim: int, q_in_smem: bool = True, stages: int = 1,
+                   element_bytes: int = FA2_ELEMENT_BYTES) -> int:
+    """A forward CTA's shared memory: Q's block (`q_in_smem`) and `stages` buffers of one key block's K and V, of
+    `element_bytes` elements; the defaults are FA2's launcher's count."""
+    return (q_in_smem * block_m + stages * 2 * block_n) * head_dim * element_bytes
+
+
+def bwd_smem_bytes(block_m: int, block_n: int, head_dim: int, qdo_blocks: int, v_in_registers: bool,
+                   element_bytes: int = FA2_ELEMENT_BYTES) -> int:
+    """A backward CTA's shared memory: `qdo_blocks` query-row blocks of Q and dO, the key block's K and V, and P and
+    dS, which reuse V's space where `v_in_registers` (`gpu_flash_plans.bwd_launch`); the default element is FA2's
+    launcher's count."""
+    kv_p_ds = (max(2 * block_n * head_dim, block_n * head_dim + 2 * block_m * block_n) if v_in_registers
+               else 2 * block_n * head_dim + 2 * block_m * block_n)
+    return (qdo_blocks * block_m * head_dim + kv_p_ds) * element_bytes
 
 
 def fa2_fwd_tile(head_dim: int, causal: bool, gpu: GPU) -> Fa2Tile:
@@ -112,28 +123,34 @@ def fa2_fwd_tile(head_dim: int, causal: bool, gpu: GPU) -> Fa2Tile:
 
 
 def fa2_bwd_tile(head_dim: int, gpu: GPU) -> Fa2BwdTile:
-    """The backward tile FA2's launcher picks at compiled `head_dim` (module docstring)."""
+    """The backward tile FA2's launcher picks at compiled `head_dim` (module docstring); each shared-memory
+    threshold is that of the tile it gates."""
     smem = gpu.smem_bytes_per_sm
+
+    def fits(tile: Fa2BwdTile, dim: int) -> bool:
+        return smem >= bwd_smem_bytes(tile.block_m, tile.block_n, dim, tile.qdo_blocks, tile.v_in_registers)
+
     square = Fa2BwdTile(64, 64, FA2_BWD_WARPS)
     if head_dim <= 32:
         return Fa2BwdTile(128, 128, FA2_BWD_WARPS, v_in_registers=True)
     if head_dim <= 64:
-        return (Fa2BwdTile(128, 128, FA2_BWD_WARPS) if smem >= 144 * KB
-                else Fa2BwdTile(64, 128, FA2_BWD_WARPS, v_in_registers=True))
+        wide = Fa2BwdTile(128, 128, FA2_BWD_WARPS)
+        return wide if fits(wide, 64) else Fa2BwdTile(64, 128, FA2_BWD_WARPS, v_in_registers=True)
     if head_dim <= 96:
         return Fa2BwdTile(64, 128, FA2_BWD_WARPS, v_in_registers=True)
     if head_dim <= 128:
-        return (Fa2BwdTile(64, 128, FA2_BWD_WARPS) if smem >= 144 * KB
-                else Fa2BwdTile(64, 64, FA2_BWD_WARPS, v_in_registers=True))
+        wide = Fa2BwdTile(64, 128, FA2_BWD_WARPS)
+        return wide if fits(wide, 128) else Fa2BwdTile(64, 64, FA2_BWD_WARPS, v_in_registers=True)
     if head_dim <= 160:
-        return square if smem >= 116 * KB else Fa2BwdTile(64, 64, FA2_BWD_WARPS, double_buffer=False)
+        return square if fits(square, 160) else Fa2BwdTile(64, 64, FA2_BWD_WARPS, double_buffer=False)
     if head_dim <= 192:
-        return (square if smem >= 136 * KB
+        return (square if fits(square, 192)
                 else Fa2BwdTile(64, 64, FA2_BWD_WARPS, double_buffer=False, v_in_registers=True))
-    if head_dim <= 224 or smem >= 176 * KB:
+    single = Fa2BwdTile(64, 64, FA2_BWD_WARPS, double_buffer=False)
+    if head_dim <= 224 or fits(square, 256):
         return square
-    if smem >= 144 * KB:
-        return Fa2BwdTile(64, 64, FA2_BWD_WARPS, double_buffer=False)
+    if fits(single, 256):
+        return single
     return Fa2BwdTile(64, 32, FA2_BWD_WARPS, double_buffer=False, v_in_registers=True)
 
 

@@ -68,7 +68,14 @@ import numpy as np
 from archsim.arch.gpu import GPU
 from archsim.arch.spec import ceil_div
 from archsim.model.gpu import AttentionCase, Plan, Segment, StreamLaunch, Tile, TiledLaunch, ctas_per_sm
-from archsim.model.gpu_fa2_launch import Fa2Tile, fa2_bwd_tile, fa2_fwd_tile, fa2_split_tile
+from archsim.model.gpu_fa2_launch import (
+    Fa2Tile,
+    bwd_smem_bytes,
+    fa2_bwd_tile,
+    fa2_fwd_tile,
+    fa2_split_tile,
+    fwd_smem_bytes,
+)
 from archsim.model.gpu_tiles import bwd_tile, fwd_tile
 
 LSE_BYTES = 4  # fp32 log-sum-exp per query row
@@ -153,8 +160,8 @@ def warpgroup(mma: str, gpu: GPU) -> bool:
     path is then another instruction)."""
     if mma != "native":
         return False
-    if gpu.compute_capability is not None:
-        return int(gpu.compute_capability.partition(".")[0]) >= WARPGROUP_MAJOR
+    if gpu.capability is not None:
+        return gpu.capability[0] >= WARPGROUP_MAJOR
     return gpu.sync_mma_fraction < 1
 
 
@@ -191,7 +198,7 @@ def fwd_launch(name: str, case: AttentionCase, gpu: GPU, block_m: int, block_n: 
     dram = _qkvo_bytes(case) + heads * case.seqlen * LSE_BYTES
     q_o = 2 * heads * case.seqlen * d * e
     return TiledLaunch(name, segments, 32 * (warps + producer_warps),
-                       (q_in_smem * block_m + stages * 2 * block_n) * width * e,
+                       fwd_smem_bytes(block_m, block_n, width, q_in_smem, stages, e),
                        block_m * width + 1.5 * block_m * block_n, mma, efficiency, precision, dram,
                        q_o + tiles * plain.load_bytes, max(1, stages - 1), io_bytes=2 * block_m * d * e,
                        softmax_overlap=softmax_overlap)
@@ -265,9 +272,7 @@ def bwd_launch(case: AttentionCase, gpu: GPU, block_m: int, block_n: int, warps:
     group = warpgroup(mma, gpu)
     plain, edge = _masked_tiles(lambda dim, masked: bwd_tile(bm, bn, dim, warps, group, e, masked), d, width)
     tiles = bh * float(unmasked.sum() + masked.sum())
-    kv_p_ds = (max(2 * bn * width, bn * width + 2 * bm * bn) if v_in_registers
-               else 2 * bn * width + 2 * bm * bn)
-    smem = (qdo_blocks * bm * width + kv_p_ds) * e
+    smem = bwd_smem_bytes(bm, bn, width, qdo_blocks, v_in_registers, e)
     registers = 2 * bn * width + 2 * bm * bn + bm * width + (bn * width / 2 if v_in_registers else 0)
     dkv_bytes = replace(case, kv_heads=dkv_heads or case.kv_heads).kv_bytes()
     dram = _qkvo_bytes(case) + dkv_bytes + bh * case.seqlen * (2 * LSE_BYTES + ACC_BYTES * width)

@@ -417,8 +417,7 @@ def heatmap_table(df: pd.DataFrame, axis_a: str, axis_b: str, metric: str = HEAT
     held = held_work(df, (axis_a, axis_b), spec_axes)
     df = swept_points(df)
     feasible = df[df.feasible.astype(bool)]
-    for axis, value in held.items():
-        feasible = feasible[[_hashable(v) == value for v in feasible[axis]]]
+    feasible = _held_points(feasible, held)
     feasible = feasible.assign(_a=feasible[axis_a].map(_hashable), _b=feasible[axis_b].map(_hashable))
     ok = feasible.constraint_ok.astype(bool)
     cells = feasible[ok].groupby(["_a", "_b"])[metric]

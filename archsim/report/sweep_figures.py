@@ -433,8 +433,8 @@ def targets_figure(rows: pd.DataFrame, objectives: Sequence[str], axis: str, tit
 
 
 def left_out_note(left_out: pd.DataFrame | None, axis: str) -> str:
-    """`No point of a100-80gb-sxm4 at seq_len 262144 (infeasible: ...)`: the sizes `targets_figure` has no point
-    at, a reason once with every (target, size) it explains; "" for none."""
+    """`Not drawn: a100-80gb-sxm4 at seq_len 262144, h100-sxm5 at seq_len 262144 (infeasible: ...).`: the sizes
+    `targets_figure` has no point at, a reason once after every (target, size) it explains; "" for none."""
     if left_out is None or left_out.empty:
         return ""
     by_why: dict[str, list[str]] = {}

@@ -241,11 +241,17 @@ def ring_schedule_s(work: RingWork | Sequence[Sequence[float]], hop_s: float | S
         return float(column(0)[0]) + last_hop_s
     start = np.zeros(p)
     for s in range(p - 1):  # start[d] = max(start[d] + work[d][s], start[d] + hop, start[d - 1] + hop)
-        start = np.maximum(np.maximum(start + column(s), start + hops[s]), np.roll(start, 1) + hops[s])
+        start = _after_hops(start + column(s), start, hops[s])
     finish = start + column(p - 1)
     if hops[-1]:  # a transfer in the last step (a backward's dK, dV) arrives before the step ends
-        finish = np.maximum(np.maximum(finish, start + hops[-1]), np.roll(start, 1) + hops[-1])
+        finish = _after_hops(finish, start, hops[-1])
     return float((finish + last_hop_s).max())
+
+
+def _after_hops(ready: np.ndarray, start: np.ndarray, hop_s: float) -> np.ndarray:
+    """Per device, `ready` or, if later, the end of a step's transfers: its own to the next device and the one it
+    receives from the previous (d - 1), each taking `hop_s` from the step's `start`."""
+    return np.maximum(np.maximum(ready, start + hop_s), np.roll(start, 1) + hop_s)
 
 
 def backward_hops_s(p: int, kv_hop_s: float, grads_hop_s: float) -> list[float]:

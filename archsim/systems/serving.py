@@ -481,28 +481,29 @@ class _Engine:
         self.next_finish = min(self.finish_step, default=-1)
         return preempted
 
-    def _group_used(self, group: int) -> int:
-        """The pages an expert-parallel group's running requests hold (`running`[group::groups])."""
-        pages_of = self.cache.pages_of
-        return sum(pages_of(live.request.id) for live in self.running[group::self.groups])
+    def _pages_by_group(self, boundary: set[int] | frozenset[int] = frozenset()) -> list[int]:
+        """The pages each expert-parallel group's running requests hold (the `i`th running request is in group
+        i mod groups), and a page more for each of those in `boundary`."""
+        pages_of, used = self.cache.pages_of, [0] * self.groups
+        for i, live in enumerate(self.running):
+            request_id = live.request.id
+            used[i % self.groups] += pages_of(request_id) + (request_id in boundary)
+        return used
 
     def _groups_fit_next(self) -> bool:
         """Whether every group has room for its requests at a page boundary to take a page (always with one
         group: the cache checks it)."""
         if self.groups == 1:
             return True
-        boundary, pages_of, used = self._boundary_class(0), self.cache.pages_of, [0] * self.groups
-        for i, live in enumerate(self.running):
-            request_id = live.request.id
-            used[i % self.groups] += pages_of(request_id) + (request_id in boundary)
-        return max(used) <= self.group_pages
+        return max(self._pages_by_group(self._boundary_class(0))) <= self.group_pages
 
     def _fits(self, i: int, tokens: int) -> bool:
         """Whether the `i`th running request can grow to `tokens` tokens within its group's pages."""
         request_id = self.running[i].request.id
         if self.groups == 1:
             return self.cache.fits(request_id, tokens)
-        return self._group_used(i % self.groups) + self.cache.extra_pages(request_id, tokens) <= self.group_pages
+        used = self._pages_by_group()[i % self.groups]
+        return used + self.cache.extra_pages(request_id, tokens) <= self.group_pages
 
     def _admit(self, n_running: int) -> list[_Live]:
         """Admit waiting requests first-come first-served while slots, the prefill budget and pages allow: with
@@ -510,17 +511,17 @@ class _Engine:
         prefills: list[_Live] = []
         budget, prefill_tokens = self.config.max_prefill_tokens, 0
         groups = self.groups
-        used = [self._group_used(g) for g in range(groups)] if groups > 1 else []
+        used = self._pages_by_group() if groups > 1 else []
         while self.waiting and n_running + len(prefills) < self.config.max_batch:
             live = self.waiting[0]
             tokens = live.request.prompt_tokens + live.emitted
+            group = (n_running + len(prefills)) % groups  # its group once it runs
             if prefills and budget is not None and prefill_tokens + tokens > budget:
                 break
             if groups == 1:
                 reserve = self.watermark_pages if self.cache.used_pages else 0
                 fits = self.cache.fits(live.request.id, tokens, reserve)
             else:
-                group = (n_running + len(prefills)) % groups
                 reserve = self.group_watermark if used[group] else 0
                 fits = used[group] + self.cache.extra_pages(live.request.id, tokens) + reserve <= self.group_pages
             if not fits:
@@ -530,7 +531,7 @@ class _Engine:
                 continue
             self.waiting.popleft()
             if groups > 1:
-                used[(n_running + len(prefills)) % groups] += self.cache.extra_pages(live.request.id, tokens)
+                used[group] += self.cache.extra_pages(live.request.id, tokens)
             self.cache.grow(live.request.id, tokens)
             prefills.append(live)
             prefill_tokens += tokens
@@ -720,10 +721,14 @@ def kv_groups(model: IterationModel) -> int:
     return groups
 
 
+def pool_pages(model: IterationModel, page_tokens: int) -> int:
+    """The whole pages of one of the `kv_groups` pools (module docstring): the most one request may hold."""
+    return kv_capacity_pages(model.kv_capacity_bytes / kv_groups(model), model.kv_bytes_per_token, page_tokens)
+
+
 def capacity_pages(model: IterationModel, page_tokens: int) -> int:
     """The whole cache's pages: each of the `kv_groups` pools' whole pages (module docstring), all together."""
-    groups = kv_groups(model)
-    return groups * kv_capacity_pages(model.kv_capacity_bytes / groups, model.kv_bytes_per_token, page_tokens)
+    return kv_groups(model) * pool_pages(model, page_tokens)
 
 
 def check_model(model: IterationModel) -> None:
@@ -748,7 +753,7 @@ def unservable(model: IterationModel, requests: Sequence[Request], config: Servi
     config = config or ServingConfig()
     if not requests:
         return None
-    capacity = capacity_pages(model, config.page_tokens) // kv_groups(model)  # the most one request may hold
+    capacity = pool_pages(model, config.page_tokens)  # the most one request may hold
     limit = request_kv_tokens(model)
     fitting = [r for r in requests if -(-kv_tokens(r) // config.page_tokens) <= capacity and kv_tokens(r) <= limit]
     if not fitting:
