@@ -127,8 +127,8 @@ def test_schedule_fields_are_checked(pe) -> None:
         with_fields(pe, {"schedule.expert_coprocessing": "yes"})
     with pytest.raises(SpecError, match=r"schedule.zipf_skew"):
         with_fields(pe, {"schedule.zipf_skew": -1})
-    with pytest.raises(SpecError, match=r"schedule.expert_tp: unknown key"):
-        with_fields(pe, {"schedule": {"kind": "blocked", "expert_tp": True}})
+    with pytest.raises(SpecError, match=r"schedule.zipf_skew: unknown key"):  # blocked reads expert_tp alone
+        with_fields(pe, {"schedule": {"kind": "blocked", "zipf_skew": 1.0}})
     gpu_only = {"placement": [{"op": list(OP_KINDS), "device": "xpu"}], "devices": {"xpu": pe.data["devices"]["xpu"]}}
     with pytest.raises(SpecError, match=r"schedule.expert_coprocessing.*logic-pim"):
         with_fields(pe, gpu_only)

@@ -288,15 +288,19 @@ def test_preset_runs_an_iteration(preset: str, name: str) -> None:
     assert (model.parallelism.tp, model.parallelism.pp) == ((8, 1) if preset == "duplex-2xgpu" else (4, 1))
 
 
-@pytest.mark.parametrize(("name", "gpu", "gpu2x"), [("glam-143b", (8, 1, 1), (8, 1, 2)),
-                                                   ("grok-1-314b", (8, 1, 2), (8, 1, 4))])
+@pytest.mark.parametrize(("name", "gpu", "gpu2x", "whole"), [("glam-143b", (8, 1, 1), (8, 1, 2), (8, 1, 1)),
+                                                            ("grok-1-314b", (8, 1, 2), (8, 1, 4), (8, 2, 1))])
 @pytest.mark.parametrize("preset", PRESETS)
-def test_large_moe_models_fit_their_devices(preset: str, name: str, gpu: tuple, gpu2x: tuple) -> None:
+def test_large_moe_models_fit_their_devices(preset: str, name: str, gpu: tuple, gpu2x: tuple, whole: tuple) -> None:
     """§2.4: GLaM on 1 x 8 devices, Grok-1 on 2 x 8, TP within a node and expert parallelism across (2xGPU twice
-    the groups); each device's weights fit its 80 GB (the model refuses them otherwise)."""
-    model = system_model(load_system(preset), library.load_workload_spec(name))
+    the groups); the PIM systems hold whole experts per device (`expert_tp: false`), so Grok-1's 8 experts fill a
+    node's 8 ranks and its two nodes are pipeline stages. Each device's weights fit its 80 GB (the model refuses
+    them otherwise)."""
+    system = load_system(preset)
+    model = system_model(system, library.load_workload_spec(name))
     par = model.parallelism
-    assert (par.tp, par.pp, par.ep) == (gpu2x if preset == "duplex-2xgpu" else gpu)
+    expected = whole if not system.schedule.expert_tp else gpu2x if preset == "duplex-2xgpu" else gpu
+    assert (par.tp, par.pp, par.ep) == expected
     assert model.devices_counted == (2 if preset == "duplex-2xgpu" else 1) * (8 if name == "glam-143b" else 16)
     assert model.weight_bytes_per_device <= model.weight_device.capacity_bytes
 

@@ -61,12 +61,9 @@ def test_the_reproduction_writes_the_issues_keys(reproduction) -> None:
 
 def test_expert_co_processing_does_not_lose_to_duplex(reproduction) -> None:
     """+PE takes the best split of each rank's experts between the xPU and the Logic-PIM, and co-processing
-    overlaps the attention; Duplex runs the MoE whole on one unit, each expert cut over the TP ranks. The paper:
-    +PE is 1.04x Duplex on average (pim.md §2.4); here within 1 % at every point and on average. +PE's ranks hold
-    whole experts: a step of a draining batch whose tokens reach 5 of Mixtral's 8 experts (4 tokens, uniform
-    routing) waits for the rank holding two of them, where Duplex's ranks each read a quarter of the five (2.48 ms
-    against +PE's 3.16 ms at 4 decodes of 1500): Mixtral (1024, 1024) at batch 32 is 0.992x, the mean 0.9995x
-    (1.003x while every step of four or more tokens read all eight experts)."""
+    overlaps the attention; Duplex runs each rank's whole experts on one unit (both without +ET, so a step whose
+    tokens reach 5 of Mixtral's 8 experts waits for the rank holding two of them on both). The paper: +PE is 1.04x
+    Duplex on average (pim.md §2.4); here within 1 % at every point and on average (mean 1.0036x)."""
     pe = duplex_reproduce.over_baseline(reproduction[0], "duplex-pe", "throughput_tok_s", baseline="duplex")
     assert len(pe) == 4 and sum(pe) / len(pe) >= 0.99 and min(pe) >= 0.99
 

@@ -360,18 +360,20 @@ def test_a_derived_spec_is_its_base_with_its_keys_laid_over(tmp_path):
 def test_the_duplex_variants_derive_from_duplex():
     """duplex-pe and duplex-pe-et are duplex under the co-processing schedule (they were copies of its 80 lines),
     its placement without the moe rule (+PE splits the experts itself: a threshold there is not read); duplex-pe
-    also keeps Grok-1 in pipeline stages (whole experts per rank), duplex-pe-et has duplex's EP again."""
+    keeps duplex's Grok-1 in pipeline stages (whole experts per rank), duplex-pe-et has EP across the nodes again."""
     duplex, pe, et = (load_system(n) for n in ("duplex", "duplex-pe", "duplex-pe-et"))
     own = ("name", "description", "schedule", "parallelism", "placement")
     for variant in (pe, et):
         assert {k: v for k, v in variant.data.items() if k not in own} == \
             {k: v for k, v in duplex.data.items() if k not in own}
         assert variant.data["placement"] == [r for r in duplex.data["placement"] if r["op"] != "moe"]
-    assert et.data["parallelism"] == duplex.data["parallelism"]
     grok = "grok-1-314b"
-    assert {**pe.data["parallelism"]["by_workload"], grok: None} == \
-        {**duplex.data["parallelism"]["by_workload"], grok: None}
+    for variant in (pe, et):
+        assert {**variant.data["parallelism"]["by_workload"], grok: None} == \
+            {**duplex.data["parallelism"]["by_workload"], grok: None}
+    assert duplex.data["parallelism"]["by_workload"][grok] == {"tp": 8, "pp": 2, "ep": 1}
     assert pe.data["parallelism"]["by_workload"][grok] == {"tp": 8, "pp": 2, "ep": 1}
+    assert et.data["parallelism"]["by_workload"][grok] == {"tp": 8, "pp": 1, "ep": 2}
     assert (pe.schedule.kind, pe.schedule.expert_tp, et.schedule.expert_tp) == ("co-processing", False, True)
     assert load_system("duplex-2xgpu").devices == load_system("duplex-gpu").devices
 

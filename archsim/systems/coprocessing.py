@@ -200,17 +200,47 @@ def _experts_split(model: SystemModel, tokens: int) -> tuple[OpCost, float]:
     xpu = model.devices[model.system.device_for("moe", "decode", math.inf).name]
     pim = logic_pim_of(model)
     total, slowest_s = OpCost(), 0.0
-    for rank in range(ranks):
-        mine = [n for i, n in enumerate(counts) if i % ranks == rank and n > 0]
+    for mine in rank_experts(counts, ranks):
         moved, time_s = expert_split(mine, functools.partial(_experts_cost_s, model, xpu, ffn_dim),
                                      functools.partial(_experts_cost_s, model, pim, ffn_dim))
         ordered = sorted(mine)
         cost = _experts_cost(model, xpu, ffn_dim, tuple(ordered[moved:])) + _experts_cost(model, pim, ffn_dim,
                                                                                             tuple(ordered[:moved]))
         total, slowest_s = total + cost, max(slowest_s, time_s)
-    mean = OpCost(total.time_s / ranks, total.memory_s / ranks, total.energy_j / ranks,
+    return rank_mean(total, ranks, total.time_s / ranks), slowest_s
+
+
+def rank_experts(counts: Sequence[int], ranks: int) -> list[list[int]]:
+    """Each of `ranks` TP ranks' whole experts, dealt round-robin (expert i to rank i mod ranks): the token counts
+    of those that receive tokens."""
+    return [[n for i, n in enumerate(counts) if i % ranks == rank and n > 0] for rank in range(ranks)]
+
+
+def rank_mean(total: OpCost, ranks: int, time_s: float) -> OpCost:
+    """The ranks' summed cost as one rank's: memory seconds, energy and busy seconds averaged over them, at
+    `time_s`."""
+    return OpCost(time_s, total.memory_s / ranks, total.energy_j / ranks,
                   {unit: s / ranks for unit, s in total.busy_s.items()})
-    return mean, slowest_s
+
+
+def whole_experts(model: SystemModel, tokens: int, streamed: float) -> tuple[str, OpCost]:
+    """The blocked schedule's MoE op without `expert_tp` (expert parallelism within the node, Duplex and its PIM
+    baselines, pim.md §2.3): each TP rank runs its round-robin share of whole experts (`rank_experts`, tokens as
+    under uniform routing, `tokens_per_expert`) as one grouped op at the model's ffn_dim, on the unit the placement
+    rules give that op (its Op/B), and the layer waits for the slowest rank; energy and busy seconds averaged over
+    the ranks. Returns (the slowest rank's device, that cost) (`system_model.call_costs`)."""
+    params, ranks = model.workload.params, model.parallelism.tp
+    counts = tokens_per_expert(tokens, int(params["top_k"]), int(model.shard.params["experts"]), 0.0)
+    total, slowest_s, slowest = OpCost(), 0.0, ""
+    for mine in rank_experts(counts, ranks):
+        if mine:
+            op = experts_op(model.shard_key, len(mine), sum(mine), int(params["ffn_dim"]))
+            device = device_of(model, op)
+            cost = device.cost([op], streamed)
+            total = total + cost
+            if not slowest or cost.time_s > slowest_s:
+                slowest_s, slowest = cost.time_s, device.name
+    return slowest, rank_mean(total, ranks, slowest_s)
 
 
 def _experts_cost_s(model: SystemModel, device: DeviceModel, ffn_dim: int, counts: tuple[int, ...]) -> float:

@@ -59,7 +59,7 @@ def system_model(system: System, workload: Workload) -> SystemModel | OffloadMod
         raise SpecError(system.source, "schedule.kind", f"{workload.name} mixes dense and MoE layers (moe_every); "
                                                         "sub-batch interleaving's pipeline over mixed layers is not "
                                                         "modelled: use blocked, overlapped or co-processing")
-    if system.schedule.expert_coprocessing and not system.schedule.expert_tp and "experts" in workload.params:
+    if not system.schedule.expert_tp and "experts" in workload.params:
         local = int(model.shard.params["experts"])
         if local % par.tp:
             raise SpecError(system.source, "schedule.expert_tp", f"false spreads the {local} experts of a node over "

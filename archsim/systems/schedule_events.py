@@ -86,9 +86,9 @@ from archsim.systems.system_model import (
     SPLIT_KINDS,
     LayerPhases,
     SystemModel,
+    call_costs,
     decode_groups,
     dense_ops,
-    device_calls,
     layer_phases,
 )
 from archsim.systems.system_types import TP_LINK
@@ -281,17 +281,19 @@ def _chain(phases: LayerPhases, runs: tuple[DeviceRuns, DeviceRuns], stage: int,
 
 def device_runs(model: SystemModel, phases: LayerPhases) -> tuple[tuple[DeviceRuns, DeviceRuns], ...]:
     """Per sub-batch, its `pre`'s and `post`'s ops (`dense_ops` of what `phases.costed` says they were costed for)
-    as runs of consecutive calls on one device (`device_calls`): (device name, the calls' costs added in order), so
+    as runs of consecutive calls on one device (`call_costs`): (device name, the calls' costs added in order), so
     a phase on one device is one run that costs what the phase does (`cost_in_order`'s sum) and the runs of a phase
     on several add up to it (to rounding)."""
-    return tuple(tuple(_runs(model, ops, streamed) for ops in dense_ops(model, decodes, prompts))
+    return tuple(tuple(_runs(model, ops, streamed, decodes + int(sum(prompts)))
+                       for ops in dense_ops(model, decodes, prompts))
                  for decodes, prompts, streamed in phases.costed)
 
 
-def _runs(model: SystemModel, ops: Sequence[Op], streamed: float) -> DeviceRuns:
-    """`ops`' consecutive calls on one device, each such run's costs added in order (`device_runs`)."""
-    return tuple((name, summed(OpCost(), [model.devices[name].cost(call, streamed) for _, call in calls]))
-                 for name, calls in itertools.groupby(device_calls(model, ops), key=lambda call: call[0]))
+def _runs(model: SystemModel, ops: Sequence[Op], streamed: float, tokens: int) -> DeviceRuns:
+    """`ops`' consecutive calls on one device (`call_costs`), each such run's costs added in order (`device_runs`)."""
+    return tuple((name, summed(OpCost(), [cost for _, cost in calls]))
+                 for name, calls in itertools.groupby(call_costs(model, ops, streamed, tokens),
+                                                      key=lambda call: call[0]))
 
 
 def unreplayable(model: IterationModel) -> tuple[str, str] | None:

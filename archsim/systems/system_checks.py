@@ -32,7 +32,8 @@ naming the field:
 - overlapped and sub-batch-interleaving need a rule that can put decode attention on a bank-pim device, as the
   blocked schedule's `attention_sync` does; without one they would run blocked and it is not read;
 - co-processing needs attention placed on two devices, or `expert_coprocessing` (which needs a logic-pim device):
-  otherwise it is the blocked schedule; `expert_tp` and `zipf_skew` are read only with `expert_coprocessing`;
+  otherwise it is the blocked schedule; `expert_tp` and `zipf_skew` are read only with `expert_coprocessing`
+  (`expert_tp` also by the blocked schedule, whole experts per TP rank);
 - `parallelism.cp` above 1 and the link named cp are read by a context-parallel schedule alone; that schedule
   needs one gpu device, without a per-action energy model or roofline timing, and a link named tp when a node
   holds more than one GPU (`_check_context_parallel`).
@@ -91,6 +92,7 @@ POOL_KINDS = ("memory-pool", "chip")  # the kinds an offloading system's memory 
 # attention, the compute devices' NICs, when a spec names none)
 ATTENTION_POOL_LINK = "attention_pool"
 EXPERT_KEYS = ("expert_tp", "zipf_skew")  # co-processing keys read only with expert_coprocessing (+PE)
+BLOCKED_EXPERT_KEYS = ("expert_tp",)  # of those, the ones the blocked schedule reads too (whole experts per rank)
 # kind -> (the kind it works with, why): an NPU streams from the system's HBM, a bank-pim device (plain memory where
 # no op is placed on it); a bank-PIM runs its softmax on the NPU's vector units (`archsim.systems.devices`)
 COMPANIONS = {"npu": ("bank-pim", "streams from an HBM"),
@@ -795,9 +797,11 @@ def _check_split_schedule(system: System) -> None:
 def _check_coprocessing(system: System) -> None:
     """Co-processing runs a layer's attention on several devices at once, or (`expert_coprocessing`, +PE) a MoE
     op's experts on the xPU and a logic-pim device; with attention on one device and no +PE it is the blocked
-    schedule. `expert_tp` and `zipf_skew` are read by +PE alone."""
+    schedule. `expert_tp` and `zipf_skew` are read by +PE alone under co-processing (`expert_tp` by the blocked
+    schedule too)."""
     schedule, source = system.schedule, system.source
-    given = [key for key in EXPERT_KEYS if key in system.data["schedule"]]
+    given = [key for key in EXPERT_KEYS if key in system.data["schedule"]
+             and not (schedule.kind == "blocked" and key in BLOCKED_EXPERT_KEYS)]
     if given and not schedule.expert_coprocessing:
         raise SpecError(source, f"schedule.{given[0]}", "read only with expert_coprocessing: true (+PE), which this "
                                                         "schedule does not set: remove it or set that")

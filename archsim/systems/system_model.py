@@ -929,14 +929,27 @@ def prompt_attention_ops(model: SystemModel, decodes: int, prompts: Sequence[int
 
 def dense_phase_costs(model: SystemModel, decodes: int, prompts: Sequence[int],
                       streamed: float) -> tuple[OpCost, OpCost]:
-    """(pre, post) costs of `dense_ops`, remembered per model by what they depend on."""
+    """(pre, post) costs of `dense_ops`, remembered per model by what they depend on. Without `expert_tp` (a
+    blocked schedule's whole experts per TP rank) the MoE op is `coprocessing.whole_experts`."""
     key = (decodes, tuple(prompts), streamed)
     found = model._dense_costs.get(key)
     if found is None:
-        pre, post = dense_ops(model, decodes, prompts)
-        found = model._dense_costs[key] = (cost_in_order(model, pre, streamed),
-                                           cost_in_order(model, post, streamed))
+        tokens = decodes + int(sum(prompts))
+        found = model._dense_costs[key] = tuple(summed(OpCost(), [cost for _, cost in call_costs(model, ops, streamed,
+                                                                                                  tokens)])
+                                                for ops in dense_ops(model, decodes, prompts))
     return found
+
+
+def call_costs(model: SystemModel, ops: Sequence[Op], streamed: float, tokens: int) -> list[tuple[str, OpCost]]:
+    """`device_calls`' calls of `ops` (of a layer of `tokens` new tokens), each as (device name, its cost on it):
+    what `cost_in_order` adds, but without `expert_tp` (a blocked schedule's whole experts per TP rank) a MoE op
+    is `coprocessing.whole_experts`, on the slowest rank's device."""
+    whole = not model.system.schedule.expert_tp and "experts" in model.shard.params
+    if whole:
+        from archsim.systems.coprocessing import whole_experts  # it imports this module
+    return [whole_experts(model, tokens, streamed) if whole and call[0].name == "moe"
+            else (name, model.devices[name].cost(call, streamed)) for name, call in device_calls(model, ops)]
 
 
 def cost_in_order(model: SystemModel, ops: Sequence[Op], streamed: float) -> OpCost:

@@ -124,9 +124,10 @@ by count, §6). Every kind takes `lm_head` (`timed`, default: the LM head after 
 attention on a Logic-PIM beside prefill attention on the xPU). Optional: `expert_coprocessing` (true/false, default
 false: "+PE", a MoE op's experts split between the xPU and the system's one Logic-PIM device), `expert_tp`
 (true/false, default true: "+ET", every TP rank holds 1/TP of each expert; false: each rank holds experts / TP whole
-experts, expert parallelism within the node) and `zipf_skew` (the Zipf exponent of the tokens each expert receives,
-default 0: uniform routing). `context-parallel` (multi-device attention as a system,
-`archsim.systems.context_parallel`): `parallelism.cp` ranks of `tp` GPUs each, every rank holding the weights (1/tp
+experts, expert parallelism within the node; `blocked` takes it too, `coprocessing.whole_experts`) and `zipf_skew`
+(the Zipf exponent of the tokens each expert receives, default 0: uniform routing). `context-parallel`
+(multi-device attention as a system, `archsim.systems.context_parallel`): `parallelism.cp` ranks of `tp` GPUs
+each, every rank holding the weights (1/tp
 per GPU) and 1/cp of every sequence's KV cache. A prompt is prefilled by `scheme` (required: one of
 `CONTEXT_PARALLEL_SCHEMES`, as `archsim parallel` times it, `archsim.systems.seqpar_schemes`; `ulysses`, the Ulysses
 degree, required with usp and refused otherwise) across the cp ranks; decode attends each rank's share of the cache and
@@ -263,7 +264,7 @@ SCHEDULE_CHOICES = {"attention_sync": ("per-channel", "barrier"), "layer_time": 
                     "scheme": CONTEXT_PARALLEL_SCHEMES}
 MODELLED_SUB_BATCHES = 2  # sub-batch-interleaving: NeuPIMs' two (system_model.layer_phases); others are refused
 SCHEDULE_KEYS = {  # kind -> (required keys, optional keys)
-    "blocked": ((), ("attention_sync", "lm_head")),
+    "blocked": ((), ("attention_sync", "expert_tp", "lm_head")),
     "overlapped": ((), ("lm_head",)),
     "sub-batch-interleaving": (("sub_batches",), ("min_batch", "only_when_faster", "resident_weight_bytes",
                                                     "layer_time", "split", "lm_head")),

@@ -123,7 +123,7 @@ class Schedule:
     layer_time: str = "pipeline"  # sub-batch-interleaving: pipeline | steady-state
     split: str = "arrival"  # sub-batch-interleaving: arrival | longest-first
     expert_coprocessing: bool = False  # co-processing: a MoE op's experts split between the xPU and a Logic-PIM
-    expert_tp: bool = True  # co-processing: every TP rank holds 1/TP of each expert (False: whole experts per rank)
+    expert_tp: bool = True  # co-processing, blocked: every TP rank holds 1/TP of each expert (False: whole experts)
     zipf_skew: float = 0.0  # co-processing: Zipf exponent of the tokens per expert (0: uniform routing)
     divide_and_conquer: bool = False  # ping-pong, staggered: history attention starts when q arrives (Lamina)
     scheme: str | None = None  # context-parallel: the prefill's scheme (CONTEXT_PARALLEL_SCHEMES)
