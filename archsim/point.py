@@ -342,27 +342,27 @@ def check_attention_form(cascade: Cascade, workload: Workload | None, sets: dict
 
 
 def check_causal_form(cascade: Cascade, workload: Workload | None, mapping_name: str | None = None,
-                      sweep_gpus: bool | None = None) -> None:
+                      advice: Callable[[str], str] | None = None) -> None:
     """Refuse a decoder workload (one naming its `block`: its prefill attention is causal) on an attention cascade
     with no causal mask (its reference one of `CAUSAL_FORMS`: every query attends every key), which would count the
     keys after each query that the mask drops (twice a causal softmax attention's work), naming the library's causal
     version of the cascade (`_causal_version`). A workload without `block` (an encoder, or a decoder's shapes run
     unmasked on purpose) and a decode step's cascade (one query, every cached key) pass. `mapping_name`: the mapping
-    running the cascade, None for a cascade bound without one; `sweep_gpus`: None outside a sweep, else whether the
-    sweep has GPU points (`archsim.dse.spec`), whose causality follows its cascade (`gpus.causal`)."""
+    running the cascade, None for a cascade bound without one; `advice`: how the caller's input names the causal
+    version (the command line's `--cascade` by default; a sweep's YAML fields, `archsim.dse.spec`)."""
     if workload is None or workload.block is None or cascade.reference not in CAUSAL_FORMS:
         return
     what = f"cascade {cascade.name}" + (f" (mapping {mapping_name})" if mapping_name else "")
     version = _causal_version(cascade)
     if version is None:
-        advice = f"the library has no causal version of {cascade.name}: write one (--cascade FILE)"
-    elif sweep_gpus is not None:
-        advice = f"run its causal version (cascade: {version}{' and gpus.causal: true' if sweep_gpus else ''})"
+        told = f"the library has no causal version of {cascade.name}: write one (--cascade FILE)"
+    elif advice is not None:
+        told = f"run its causal version ({advice(version)})"
     else:
-        advice = f"run its causal version ({'--cascade ' if mapping_name else ''}{version})"
+        told = f"run its causal version ({'--cascade ' if mapping_name else ''}{version})"
     raise SpecError(workload.path, "block", f"{workload.name} is a decoder (block {workload.block}), whose prefill "
                                             f"attention is causal, but {what} attends to every key: it would count "
-                                            f"the keys after each query, which the causal mask drops; {advice}; for "
+                                            f"the keys after each query, which the causal mask drops; {told}; for "
                                             f"unmasked attention on its shapes, a workload file without block")
 
 

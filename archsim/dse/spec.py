@@ -731,7 +731,8 @@ def _check_named_specs(spec: SweepSpec) -> None:
     if workload is None:
         _check_sizes_without_workload(spec, cascade)
     _check_rank_sizes(spec, cascade, workload)
-    check_causal_form(cascade, workload, mapping.name, sweep_gpus=spec.gpus is not None)  # no point may run
+    gpus = " and gpus.causal: true" if spec.gpus is not None else ""
+    check_causal_form(cascade, workload, mapping.name, lambda version: f"cascade: {version}{gpus}")  # no point runs
     if spec.gpus is not None:
         _check_gpu_attention(spec, cascade, workload)
     _check_arch_fields(spec, library.load_architecture_spec(
