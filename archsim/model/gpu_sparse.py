@@ -20,13 +20,13 @@ longest CTA come out of the launch model. Kernel granularity (§3.1 "Kernel gran
 64 x 64 blocks, verticals are gathered 64 columns per tile.
 Where the data decides (which slashes and verticals win the top-k), the placement is
 `archsim.cascade.sparse_density`'s, whose point count the mask's density is: the k_s kept diagonals are the k_s
-nearest the main one, so query block i covers ceil(k_s / 64) + 1 key blocks, two of them partly masked (the
-diagonal block and the band's lower edge); the k_v kept columns are the first ones (the forced sinks), so query
-block i gathers the min(k_v, keys left of its band's first block) of them, 64 per tile: a column inside a block the
-band already visits is not gathered again (MInference's index build skips a column inside a slash range), so no
-query block visits more tiles than the causal kernel's i + 1, and a k_v beyond the context costs what the context
-does. That is the sparse end of the reference's
-range (k_v + k_s + 64 keys per row with contiguous slashes, up to k_v + 64 k_s scattered).
+nearest the main one (offsets 0 to k_s - 1), so query block i covers ceil((k_s - 1) / 64) + 1 key blocks, two of
+them partly masked (the diagonal block and the band's lower edge); the k_v kept columns are the first ones (the
+forced sinks), so query block i gathers the min(k_v, keys left of its band's first block) of them, 64 per tile: a
+column inside a block the band already visits is not gathered again (MInference's index build skips a column inside
+a slash range), so no query block visits more tiles than the causal kernel's i + 1, and a k_v beyond the context
+costs what the context does. That is the sparse end of the reference's range (k_v + k_s + 64 keys per row with
+contiguous slashes, up to k_v + 64 k_s scattered).
 Heads run one after another (MInference loops over heads in Python); a head's time is
 max(its launches' GPU time, its eager ops x the PyTorch family's per-op host time). Its estimation
 (`head_parts_s`) is the eager launches' GPU time (pads, estimate, top-k, sorts and index build), the index build
@@ -111,11 +111,11 @@ def key_tiles(pattern: SparsePattern, n: int) -> tuple[np.ndarray, np.ndarray]:
         masked = np.minimum(total, 1)  # the diagonal block, when kept
         return total - masked, masked
     if pattern.kind == "a_shape":
-        band = math.ceil(pattern.window / BLOCK) + 1
+        band = math.ceil((pattern.window - 1) / BLOCK) + 1  # keys back to p - window + 1
         total = np.minimum(causal, math.ceil(pattern.sinks / BLOCK) + band)
         return total - np.minimum(total, 2), np.minimum(total, 2)
     k_v, k_s = vertical_slash_sizes(pattern.k_v, pattern.k_s, n)
-    band = np.minimum(causal, math.ceil(k_s / BLOCK) + 1)
+    band = np.minimum(causal, math.ceil((k_s - 1) / BLOCK) + 1)  # diagonals 0..k_s - 1
     left = BLOCK * (causal - band)  # keys left of the band's first block
     columns = -(-np.minimum(k_v, left) // BLOCK)
     masked = np.minimum(band, 2)

@@ -106,7 +106,10 @@ class GemmTime:
 
 
 def array_cycles(npu: NPUSpec, folds: int, rows: int) -> int:
-    """Cycles of one array running `folds` weight folds back to back, each streaming `rows` input rows."""
+    """Cycles of one array running `folds` weight folds back to back, each streaming `rows` input rows. Pipelined
+    (the default): a fold's preload hides behind the previous fold's stream, and the first fold's behind the previous
+    GEMM's (a layer's GEMMs run back to back on the arrays), so a GEMM alone would take min(rows, array_rows) more
+    (one fold: SCALE-Sim's 2R + C + M - 2, where this gives max(M, R) + R + C - 2)."""
     if folds <= 0:
         return 0
     if npu.fold_timing == "scale-sim":
@@ -136,7 +139,9 @@ def gemm_time(npu: NPUSpec, m: int, k: int, n: int, memory_bytes_per_s: float,
 def artifact_k_tile_cycles(npu: NPUSpec, weight_tiles: int) -> int:
     """One (batch tile, k tile) of the artifact's GEMM over `weight_tiles` 128-column weight tiles (module
     docstring): 128 + 16 (M - 1) with `artifact`, 16 M + 255 with `artifact-serial-preload`."""
-    stream = npu.array_rows // npu.systolic_arrays  # 16: `.size = loop_size / 8`, MatMul.cc:316-321
+    # a weight tile's array_cols columns shared by the arrays: 128 / 8 = 16 (`.size = loop_size / 8`,
+    # MatMul.cc:316-321); rounded up, so an array count not dividing it (3) or beyond it (256) stays within the peak
+    stream = ceil_div(npu.array_cols, npu.systolic_arrays)
     if npu.fold_timing == "artifact-serial-preload":
         return weight_tiles * stream + npu.fill_cycles
     return npu.array_rows + (weight_tiles - 1) * stream
