@@ -237,6 +237,10 @@ UNREAD_FIELDS = {
                              "it and set word_bytes in the workload"},
     "logic-pim": {"area_mm2": "not read: no model or record of a system reads an area (a system's area_um2 is "
                               "NaN); remove it, or keep the number in a comment"},
+    "bank-pim": {name: "not read by a system: only the command-level channel (archsim.model.dram) spaces ordinary "
+                       "reads by it, where a system's PIM GEMVs take tRRD_S between G_ACTs and tCCD_L between COMPs "
+                       "(archsim.systems.pim); remove it"
+                 for name in ("tCCD_S_cycles", "tRTP_cycles")},
 }
 ENERGY_PRICES = ("hbm_pj_per_bit", "pj_per_flop", "sram_pj_per_byte", "static_w")  # required by per-action
 ENERGY_FIELDS = ("energy_model", *ENERGY_PRICES)  # a gpu's, memory pool's or chip's energy model (`_energy`)
