@@ -1,5 +1,5 @@
 """Duplex's co-processing (Yun et al., MICRO'24; ../shared/reference/pim.md §2.3) on the systems layer: the
-`co-processing` schedule's layer (`coprocessed_layer`) and expert co-processing (+PE: `tokens_per_expert`,
+`co-processing` schedule's layer (`coprocessed_layer`) and expert co-processing (+PE: `expert_shares.tokens_per_expert`,
 `expert_split`, the MoE op split between the xPU and the Logic-PIM), with expert tensor parallelism (+ET) and one
 all-reduce after the experts; the rest of an iteration (PP stages, the LM head, energy) is
 `archsim.systems.system_model`'s.
@@ -31,13 +31,12 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 
 import numpy as np
 
 from archsim.systems.device import DeviceModel, OpCost
-from archsim.systems.sharding import shard_workload
-from archsim.systems.step import Op, experts_reached, moe_op, rounded_experts
+from archsim.systems.expert_shares import experts_op, rank_experts, rank_mean, tokens_per_expert
+from archsim.systems.step import Op
 from archsim.systems.system_messages import allreduce_s
 from archsim.systems.system_model import (
     ATTENTION,
@@ -109,69 +108,6 @@ def _chain_ends(model: SystemModel, decodes: int,
     return found
 
 
-def tokens_per_expert(tokens: int, top_k: int, experts: int, zipf_skew: float) -> list[int]:
-    """Tokens each of `experts` experts (the model's, or an EP group's) receives from `tokens` tokens routed to
-    `top_k` distinct experts each: whole tokens summing to exactly the tokens x top_k routed pairs, over the experts
-    they are expected to reach, at most `seen` an expert (a token picks an expert once; seen = the tokens, or, for
-    an EP group holding fewer experts than top_k, pairs / experts rounded up, each token reaching all of them, as
-    `step.moe_sizes` binds it). Uniform random routing (`zipf_skew` 0): the `step.experts_reached` experts, those
-    of the plain layer's MoE op, each taking pairs / reached, the remainder one more each to the first (Mixtral, 5
-    tokens: 10 pairs over 6 experts, 2, 2, 2, 2, 1, 1; rounding every expert up to ceil(10 / 8) = 2 had counted 16
-    pairs). Zipf (s > 0): a token picks expert i with probability p_i = k (1 / (i + 1)^s) / sum (those above 1
-    held at 1 and the rest spread again) and reaches it with probability r_i = 1 - (1 - p_i)^seen; the first
-    round(sum r_i) experts (`step.rounded_experts`), the most popular, are reached and share the pairs as their
-    expected tokens when reached, seen p_i / r_i: one each, the rest in proportion to seen p_i / r_i - 1
-    (`_apportion`)."""
-    pairs = tokens * top_k
-    k = min(top_k, experts)
-    seen = math.ceil(pairs / k) if k else 0
-    if zipf_skew:
-        picks = _apportion_real(k, [1.0 / (i + 1) ** zipf_skew for i in range(experts)], 1.0)
-        reach = [1.0 - (1.0 - p) ** seen for p in picks]
-        reached = rounded_experts(sum(reach), tokens, top_k, experts)
-        extra = [max(0.0, seen * p / r - 1.0) for p, r in zip(picks[:reached], reach[:reached], strict=True)]
-    else:
-        reached = experts_reached(tokens, top_k, experts)
-        extra = [1.0] * reached
-    counts = [1 + n for n in _apportion(pairs - reached, extra, seen - 1)] if reached else []
-    return counts + [0] * (experts - reached)
-
-
-def _apportion_real(total: float, weights: Sequence[float], cap: float) -> list[float]:
-    """`total` over the positive `weights` in proportion, each at most `cap` (total at most cap x their number):
-    those above it held at `cap` and the rest spread again over the others, until none is above. Some weight is
-    positive wherever total is (`tokens_per_expert`: every Zipf share; and the most popular expert's extra tokens
-    wherever two tokens can meet at an expert, the only case with pairs left over)."""
-    quotas = [0.0] * len(weights)
-    free = [i for i, w in enumerate(weights) if w > 0]
-    left = total
-    while free and left > 0:
-        scale = left / sum(weights[i] for i in free)
-        over = {i for i in free if scale * weights[i] >= cap}
-        for i in free:
-            quotas[i] = cap if i in over else scale * weights[i]
-        if not over:
-            break
-        left -= cap * len(over)
-        free = [i for i in free if i not in over]
-    return quotas
-
-
-def _apportion(total: int, weights: Sequence[float], cap: int) -> list[int]:
-    """`total` whole units over `weights`, each at most `cap` (`_apportion_real`'s quotas; `tokens_per_expert`'s
-    total is at most cap x their number): each quota's floor, then one more to the largest remainders, the lower
-    index first on a tie (the largest-remainder method), so they sum to `total`."""
-    quotas = _apportion_real(total, weights, cap)
-    counts = [math.floor(q) for q in quotas]
-    order = sorted(range(len(quotas)), key=lambda i: (counts[i] - quotas[i], i))
-    short = total - sum(counts)  # the remainders' sum, but for float drift
-    room = [i for i in order if counts[i] < cap][:short]
-    assert len(room) == short, f"{total} units over {len(weights)} of at most {cap} each"
-    for i in room:
-        counts[i] += 1
-    return counts
-
-
 def expert_split(counts: Sequence[int], xpu_s: Callable[[tuple[int, ...]], float],
                  pim_s: Callable[[tuple[int, ...]], float]) -> tuple[int, float]:
     """Expert co-processing's placement (pim.md §2.3): experts sorted by tokens, all on the xPU at first, the ones
@@ -210,39 +146,6 @@ def _experts_split(model: SystemModel, tokens: int) -> tuple[OpCost, float]:
     return rank_mean(total, ranks, total.time_s / ranks), slowest_s
 
 
-def rank_experts(counts: Sequence[int], ranks: int) -> list[list[int]]:
-    """Each of `ranks` TP ranks' whole experts, dealt round-robin (expert i to rank i mod ranks): the token counts
-    of those that receive tokens."""
-    return [[n for i, n in enumerate(counts) if i % ranks == rank and n > 0] for rank in range(ranks)]
-
-
-def rank_mean(total: OpCost, ranks: int, time_s: float) -> OpCost:
-    """The ranks' summed cost as one rank's: memory seconds, energy and busy seconds averaged over them, at
-    `time_s`."""
-    return OpCost(time_s, total.memory_s / ranks, total.energy_j / ranks,
-                  {unit: s / ranks for unit, s in total.busy_s.items()})
-
-
-def whole_experts(model: SystemModel, tokens: int, streamed: float) -> tuple[str, OpCost]:
-    """The blocked schedule's MoE op without `expert_tp` (expert parallelism within the node, Duplex and its PIM
-    baselines, pim.md §2.3): each TP rank runs its round-robin share of whole experts (`rank_experts`, tokens as
-    under uniform routing, `tokens_per_expert`) as one grouped op at the model's ffn_dim, on the unit the placement
-    rules give that op (its Op/B), and the layer waits for the slowest rank; energy and busy seconds averaged over
-    the ranks. Returns (the slowest rank's device, that cost) (`system_model.call_costs`)."""
-    params, ranks = model.workload.params, model.parallelism.tp
-    counts = tokens_per_expert(tokens, int(params["top_k"]), int(model.shard.params["experts"]), 0.0)
-    total, slowest_s, slowest = OpCost(), 0.0, ""
-    for mine in rank_experts(counts, ranks):
-        if mine:
-            op = experts_op(model.shard_key, len(mine), sum(mine), int(params["ffn_dim"]))
-            device = device_of(model, op)
-            cost = device.cost([op], streamed)
-            total = total + cost
-            if not slowest or cost.time_s > slowest_s:
-                slowest_s, slowest = cost.time_s, device.name
-    return slowest, rank_mean(total, ranks, slowest_s)
-
-
 def _experts_cost_s(model: SystemModel, device: DeviceModel, ffn_dim: int, counts: tuple[int, ...]) -> float:
     return _experts_cost(model, device, ffn_dim, counts).time_s
 
@@ -259,14 +162,3 @@ def _experts_cost(model: SystemModel, device: DeviceModel, ffn_dim: int, counts:
     return cost
 
 
-# 16,384 ops: `archsim reproduce duplex`, the one user, asks for 10,920; an op with its analysis holds ~12 KB
-# (65,536 had held up to ~0.8 GB).
-@functools.lru_cache(maxsize=16384)
-def experts_op(key: tuple, experts: int, pairs: int, ffn_dim: int) -> Op:
-    """The MoE op of `experts` experts of width `ffn_dim` over `pairs` routed (token, expert) pairs, bound as the
-    plain layer's (`step.moe_op`, `step.moe_sizes`: ceil(pairs / k) tokens each routed to k = min(top_k, experts)
-    of them), so all of a layer's experts and its tokens x top_k pairs are the layer's own MoE op (its tokens,
-    router and activations, not top_k times them); a subset's router and activations are its tokens' share (the
-    router runs once a layer: split, not repeated, between the units)."""
-    workload, _, _ = shard_workload(key)
-    return moe_op(replace(workload, params={**workload.params, "ffn_dim": ffn_dim}), experts, pairs)

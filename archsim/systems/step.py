@@ -31,7 +31,7 @@ Which cascade, by the workload's sizes:
   to the nearest (`experts_reached`): one decode token reads two of Mixtral's eight experts' weights, not eight,
   and four tokens five, not min(8, 4 x 2); the T x top_k routed pairs, and so the expert FLOPs, stay
   (`moe_sizes`; an EP group's shard holding fewer experts than top_k binds top_k to them, `sharding.shard`, and
-  takes its tokens' pairs, `ROUTED_TOP_K`, as more tokens, as `coprocessing.tokens_per_expert` counts them);
+  takes its tokens' pairs, `ROUTED_TOP_K`, as more tokens, as `expert_shares.tokens_per_expert` counts them);
   the router's logits are then over those experts too, leaving out its hidden x (experts - reached) MACs per
   token and weights, under 0.1 % of the op; a model's resident weights are every expert's, `resident_tokens`),
   otherwise the
@@ -426,7 +426,7 @@ def rounded_experts(expected: float, tokens: int, top_k: int, experts: int) -> i
     """`expected` distinct experts, of `experts`, reached by `tokens` tokens routed to `top_k` distinct experts
     each, as a whole count: the nearest, halves up, within [min(top_k, E), min(E, T k)] (one token reaches top_k;
     T tokens at most T k); none without tokens. One rule for uniform routing (`experts_reached`) and Zipf shares
-    (`coprocessing.tokens_per_expert`)."""
+    (`expert_shares.tokens_per_expert`)."""
     if tokens <= 0:
         return 0
     return min(experts, tokens * top_k, max(min(top_k, experts), math.floor(expected + 0.5)))
@@ -437,7 +437,7 @@ def moe_sizes(workload: Workload, experts: int, pairs: int) -> dict[str, int]:
     each of them read: top_k bound to min(top_k, experts) (a token picks distinct experts, so fewer experts than
     top_k, +PE's unit holding one of Mixtral's or an EP group's shard, take each token's pairs with all of them) and
     ceil(pairs / that) tokens, the same pairs and so the same expert FLOPs. One rule for a layer's MoE op
-    (`layer_ops`) and for +PE's grouped ops (`coprocessing.experts_op`)."""
+    (`layer_ops`) and for +PE's grouped ops (`expert_shares.experts_op`)."""
     top_k = max(1, min(int(_experts_param(workload, "top_k")), experts))
     return {"experts": experts, "top_k": top_k, "tokens": math.ceil(pairs / top_k)}
 

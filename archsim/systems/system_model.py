@@ -114,6 +114,7 @@ from archsim.memo import remembered
 from archsim.outputs import beyond_text, binary_size_text, capacity_text
 from archsim.systems import npu as npu_model
 from archsim.systems.device import DeviceModel, OpCost, summed
+from archsim.systems.expert_shares import experts_op, rank_experts, rank_mean, tokens_per_expert
 from archsim.systems.gpu_device import ACTIVATION_RESERVE_BYTES, GpuDevice
 from archsim.systems.iteration import Batch, IterationCost
 from archsim.systems.npu_device import NpuDevice
@@ -930,7 +931,7 @@ def prompt_attention_ops(model: SystemModel, decodes: int, prompts: Sequence[int
 def dense_phase_costs(model: SystemModel, decodes: int, prompts: Sequence[int],
                       streamed: float) -> tuple[OpCost, OpCost]:
     """(pre, post) costs of `dense_ops`, remembered per model by what they depend on. Without `expert_tp` (a
-    blocked schedule's whole experts per TP rank) the MoE op is `coprocessing.whole_experts`."""
+    blocked schedule's whole experts per TP rank) the MoE op is `whole_experts`."""
     key = (decodes, tuple(prompts), streamed)
     found = model._dense_costs.get(key)
     if found is None:
@@ -944,12 +945,30 @@ def dense_phase_costs(model: SystemModel, decodes: int, prompts: Sequence[int],
 def call_costs(model: SystemModel, ops: Sequence[Op], streamed: float, tokens: int) -> list[tuple[str, OpCost]]:
     """`device_calls`' calls of `ops` (of a layer of `tokens` new tokens), each as (device name, its cost on it):
     what `cost_in_order` adds, but without `expert_tp` (a blocked schedule's whole experts per TP rank) a MoE op
-    is `coprocessing.whole_experts`, on the slowest rank's device."""
+    is `whole_experts`, on the slowest rank's device."""
     whole = not model.system.schedule.expert_tp and "experts" in model.shard.params
-    if whole:
-        from archsim.systems.coprocessing import whole_experts  # it imports this module
     return [whole_experts(model, tokens, streamed) if whole and call[0].name == "moe"
             else (name, model.devices[name].cost(call, streamed)) for name, call in device_calls(model, ops)]
+
+
+def whole_experts(model: SystemModel, tokens: int, streamed: float) -> tuple[str, OpCost]:
+    """The blocked schedule's MoE op without `expert_tp` (expert parallelism within the node, Duplex and its PIM
+    baselines, pim.md §2.3): each TP rank runs its round-robin share of whole experts (`rank_experts`, tokens as
+    under uniform routing, `tokens_per_expert`) as one grouped op at the model's ffn_dim, on the unit the placement
+    rules give that op (its Op/B), and the layer waits for the slowest rank; energy and busy seconds averaged over
+    the ranks. Returns (the slowest rank's device, that cost) (`call_costs`)."""
+    params, ranks = model.workload.params, model.parallelism.tp
+    counts = tokens_per_expert(tokens, int(params["top_k"]), int(model.shard.params["experts"]), 0.0)
+    total, slowest_s, slowest = OpCost(), 0.0, ""
+    for mine in rank_experts(counts, ranks):
+        if mine:
+            op = experts_op(model.shard_key, len(mine), sum(mine), int(params["ffn_dim"]))
+            device = device_of(model, op)
+            cost = device.cost([op], streamed)
+            total = total + cost
+            if not slowest or cost.time_s > slowest_s:
+                slowest_s, slowest = cost.time_s, device.name
+    return slowest, rank_mean(total, ranks, slowest_s)
 
 
 def cost_in_order(model: SystemModel, ops: Sequence[Op], streamed: float) -> OpCost:

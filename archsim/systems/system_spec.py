@@ -124,7 +124,7 @@ by count, §6). Every kind takes `lm_head` (`timed`, default: the LM head after 
 attention on a Logic-PIM beside prefill attention on the xPU). Optional: `expert_coprocessing` (true/false, default
 false: "+PE", a MoE op's experts split between the xPU and the system's one Logic-PIM device), `expert_tp`
 (true/false, default true: "+ET", every TP rank holds 1/TP of each expert; false: each rank holds experts / TP whole
-experts, expert parallelism within the node; `blocked` takes it too, `coprocessing.whole_experts`) and `zipf_skew`
+experts, expert parallelism within the node; `blocked` takes it too, `system_model.whole_experts`) and `zipf_skew`
 (the Zipf exponent of the tokens each expert receives, default 0: uniform routing). `context-parallel`
 (multi-device attention as a system, `archsim.systems.context_parallel`): `parallelism.cp` ranks of `tp` GPUs
 each, every rank holding the weights (1/tp
