@@ -6,8 +6,8 @@ at most that many bytes plus one are read, by `read_capped`), bytes that are not
 MAX_YAML_DEPTH (an alias counts at the height of what it names; an alias inside what it names is refused), a key
 written twice in one mapping, and malformed YAML; an integer beyond the largest float reads as +-inf.
 Paths: `is_spec_path` tells a path from a library name, `beside` takes a relative path written inside a spec file
-from that file's folder (`spec_beside` a spec's name, leaving a library name as it is), and `is_file` turns an
-OSError on a path into a SpecError.
+from that file's folder (`spec_beside` a spec's name, leaving a library name as it is), `moved_beside` moves a
+path of a base spec to the spec deriving from it, and `is_file` turns an OSError on a path into a SpecError.
 Numbers: `number` (inf and -inf allowed, never NaN) and `finite_number`.
 Derived specs: `laid_over` is the rule by which a spec with a `base` (a system spec, a GPU preset) is laid over
 the data of its base.
@@ -69,6 +69,15 @@ def spec_beside(name_or_path: str, source: str) -> str:
     if not is_spec_path(name_or_path) or not _from_folder(name_or_path, source):
         return name_or_path
     return str(beside(name_or_path, source))
+
+
+def moved_beside(text: Any, written: str) -> Any:
+    """A path inside a base spec as the spec deriving from it reads it, which names the base's file `written`: a
+    relative path goes after `written`'s folder, so that it still names the file beside the base; a library name, an
+    absolute path or any other value stays as it is."""
+    if not isinstance(text, str) or not is_spec_path(text) or Path(text).is_absolute():
+        return text
+    return str(Path(written).parent / text)
 
 
 def _from_folder(path: str, source: str) -> bool:

@@ -58,7 +58,9 @@ class GPU:
     dram_copy_fraction: float | None = None  # a measured copy's bandwidth / dram_bytes_per_s; None: not measured
     gemm_fraction: float | None = None  # a measured large dense GEMM's FLOP/s / the tensor peak; None: not measured
     compute_capability: str | None = None  # NVIDIA's "major.minor" (9.0: Hopper); None: an AMD GPU (its file's vendor)
-    host_link: str | None = None  # the link preset of its host interface (PCIe generation x lanes); None: not stated
+    # the link preset of its host interface (PCIe generation x lanes), or a link file's path (a GPU file's, read
+    # beside that file: archsim.gpu.load); None: not stated
+    host_link: str | None = None
 
     def tensor_peak_flops_per_s(self, precision: str) -> float:
         """Dense tensor-core peak for `precision` (fp8 without fp8 tensor cores runs at the fp16 rate, `has_rate`)."""

@@ -27,17 +27,19 @@ File format (units in the key names; every number carries its source in a commen
     vendor: nvidia                      # nvidia or amd: which of the kernels' code paths the GPU takes
     compute_capability: "8.0"           # NVIDIA's major.minor (an nvidia GPU's, required), which a kernel may
                                         # require (FA3: 9.0); an amd GPU has none
-    host_link: pcie4-x16                # optional: the link preset of its host interface (archsim list links)
+    host_link: pcie4-x16                # optional: the link preset of its host interface (archsim list links),
+                                        # or a link file's path, relative to this file's folder
     held_clock_hz: 1.2e+9               # optional: the SMs held at this clock, 0.1 to 1 x clock_hz (below)
 
 A preset may derive from another: `base: a100-80gb-sxm4` (a packaged preset's name, or a YAML path, relative to
 the file's folder, as a system spec's `base` is) loads and validates the base first (its errors name its file),
 then lays the file's own keys over the base's (`archsim.spec_files.laid_over`: mappings such as
-`tensor_flops_per_s` merge key by key, `null` removes a key, any other value replaces the base's). The derived file
-must give its `name`; `description` and `source` are the base's when it leaves them out; `aliases` are not
-inherited, as two presets answering one label would make `gpu_for` ambiguous. A chain of more than `MAX_BASES`
-bases, or a cycle, is refused at `base`; a base's file edited reaches the presets derived from it
-(`library.depends_on`). `a100a-hbm3.yaml` is the A100 80GB with another DRAM bandwidth::
+`tensor_flops_per_s` merge key by key, `null` removes a key, any other value replaces the base's; a base's
+`host_link` path still names the file beside the base). The derived file must give its `name`; `description` and
+`source` are the base's when it leaves them out; `aliases` are not inherited, as two presets answering one label
+would make `gpu_for` ambiguous. A chain of more than `MAX_BASES` bases, or a cycle, is refused at `base`; a base's
+file edited reaches the presets derived from it (`library.depends_on`). `a100a-hbm3.yaml` is the A100 80GB with
+another DRAM bandwidth::
 
     base: a100-80gb-sxm4
     name: a100a-hbm3
@@ -71,7 +73,8 @@ from typing import Any
 
 from archsim import library
 from archsim.arch.gpu import GPU, PRECISIONS, at_sm_clock
-from archsim.errors import Plausible, SpecError, check_header, kind_of, ranged_number
+from archsim.errors import Plausible, SpecError, check_header, kind_of, loaded_for, ranged_number
+from archsim.spec_files import is_spec_path, spec_beside
 
 PRESETS_PACKAGE = "archsim.gpu.presets"
 BASE = "base"  # a derived preset's base preset (see the module docstring)
@@ -124,7 +127,7 @@ def gpu_from_dict(data: Any, source: str = "<python>") -> GPU:
     (`library.derived_data`, the module docstring)."""
     if isinstance(data, Mapping) and BASE in data:
         data = library.derived_data("GPU presets", data, source, (), PRESETS_PACKAGE, MAX_BASES, marker="sm_count",
-                                    validate=gpu_from_dict, uninherited=UNINHERITED)
+                                    validate=gpu_from_dict, uninherited=UNINHERITED, paths=("host_link",))
     check_header(data, KEYS, OPTIONAL, TEXT, source, meanings=MEANINGS)
     numbers = {key: ranged_number(data[key], source, key, what, bounds, integer=integer)
                for key, (what, integer, bounds) in NUMBERS.items()}
@@ -136,9 +139,7 @@ def gpu_from_dict(data: Any, source: str = "<python>") -> GPU:
         if numbers.get(key, 0.0) > 1:
             raise SpecError(source, key, f"expected a fraction in (0, 1], got {numbers[key]}")
     capability = _compute_capability(data, source)
-    host_link = data.get("host_link")
-    if host_link is not None and not (isinstance(host_link, str) and host_link.strip()):
-        raise SpecError(source, "host_link", f"expected the name of a link preset (e.g. pcie5-x16), got {host_link!r}")
+    host_link = _host_link(data.get("host_link"), source)
     gpu = GPU(
         name=data["name"],
         description=data.get("description", ""),
@@ -154,6 +155,21 @@ def gpu_from_dict(data: Any, source: str = "<python>") -> GPU:
         return gpu
     held = ranged_number(data["held_clock_hz"], source, "held_clock_hz", "the clock the SMs are held at in Hz", ANY)
     return at_sm_clock(gpu, held)  # its range refused naming held_clock_hz of this file (gpu.source)
+
+
+def _host_link(value: Any, source: str) -> str | None:
+    """A GPU file's `host_link`: a link preset's name as it is, or a link file's path taken from the GPU file's
+    folder (`spec_beside`, as a system spec's links are), refused here when it names no file. The link itself is
+    read and checked by the systems layer, which owns links (`archsim.systems.links.check_host_link`)."""
+    if value is None:
+        return None
+    if not (isinstance(value, str) and value.strip()):
+        raise SpecError(source, "host_link", f"expected the name of a link preset (e.g. pcie5-x16) or a link file's "
+                                             f"path, got {value!r}")
+    link = spec_beside(value, source)
+    if is_spec_path(link):
+        loaded_for(source, "host_link", lambda path: library.find("link presets", path), link)
+    return link
 
 
 def _compute_capability(data: Mapping[str, Any], source: str) -> str | None:

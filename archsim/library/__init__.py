@@ -25,7 +25,15 @@ from archsim.cascade.load import cascade_from_dict
 from archsim.errors import SpecError, kind_of
 from archsim.mapping.load import mapping_from_dict
 from archsim.mapping.spec import Mapping
-from archsim.spec_files import is_file, is_spec_path, laid_over, parse_yaml, read_spec_bytes, spec_beside
+from archsim.spec_files import (
+    is_file,
+    is_spec_path,
+    laid_over,
+    moved_beside,
+    parse_yaml,
+    read_spec_bytes,
+    spec_beside,
+)
 from archsim.workload import Workload, workload_from_dict
 
 # Library kind -> package holding its YAML files.
@@ -224,13 +232,15 @@ def architecture_from_data(data: object, source: str = "<python>") -> Architectu
 
 def derived_data(kind: str, data: dict[str, Any], source: str, bases: tuple[str, ...], package: str,
                  max_bases: int, *, marker: str, validate: Callable[[dict, str], object],
-                 uninherited: tuple[str, ...] = ()) -> dict[str, Any]:
+                 uninherited: tuple[str, ...] = (), paths: tuple[str, ...] = ()) -> dict[str, Any]:
     """The spec of `kind` at `source`, which has a `base` (`base_file`), laid over its base's data
     (`archsim.spec_files.laid_over`), less the base's `uninherited` keys. The base is resolved the same way when it
     has a base itself, and validated alone by `validate`, so its errors name its file; a base without the `marker`
     key every spec of `kind` gives (a system where a GPU preset was meant, ...) is refused at `base`. `bases` are
-    the files deriving from `source`, for cycles. The derived spec must give its `name`. The one rule of
-    architectures' and GPU presets' bases (a system's base also moves its paths: `archsim.systems.system_spec`)."""
+    the files deriving from `source`, for cycles. The base's `paths` keys, paths relative to its folder, are moved
+    to `source` (`moved_beside`), so they still name the files beside the base. The derived spec must give its
+    `name`. The one rule of architectures' and GPU presets' bases (a system's base also moves its paths:
+    `archsim.systems.system_spec`)."""
     noun = _article(kind[:-1])
     if "name" not in data:
         raise SpecError(source, "name", f"missing: {noun} with a base names itself")
@@ -238,11 +248,13 @@ def derived_data(kind: str, data: dict[str, Any], source: str, bases: tuple[str,
     base = parse_yaml(raw, path)
     if isinstance(base, dict) and "base" in base:
         base = derived_data(kind, base, str(path), chain, package, max_bases, marker=marker, validate=validate,
-                            uninherited=uninherited)
+                            uninherited=uninherited, paths=paths)
     if not isinstance(base, dict) or marker not in base:
         raise SpecError(source, "base", f"{str(path)!r}: not {noun} (it gives no {marker})")
     validate(base, str(path))
-    inherited = {key: v for key, v in base.items() if key not in uninherited}
+    written = data["base"] if is_spec_path(data["base"]) else str(path.absolute())  # the base as `source` names it
+    inherited = {key: moved_beside(v, written) if key in paths else v for key, v in base.items()
+                 if key not in uninherited}
     return laid_over(inherited, {key: v for key, v in data.items() if key != "base"})
 
 

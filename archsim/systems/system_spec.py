@@ -184,6 +184,7 @@ from archsim.spec_files import (
     finite_number,
     is_spec_path,
     laid_over,
+    moved_beside,
     parse_yaml,
     spec_beside,
 )
@@ -438,9 +439,7 @@ def _moved(data: Mapping[str, Any], written: str, source: str, over: Mapping[str
     A `by_workload` key naming the same file as one of `over`'s takes `over`'s text, so that entry is laid over
     the base's."""
     def moved(text: Any) -> Any:
-        if not isinstance(text, str) or not is_spec_path(text) or Path(text).is_absolute():
-            return text
-        return str(Path(written).parent / text)
+        return moved_beside(text, written)
 
     data = copy.deepcopy(dict(data))
     for device in data["devices"].values():
