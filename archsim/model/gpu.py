@@ -51,8 +51,8 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
 
 import numpy as np
@@ -365,7 +365,9 @@ class LaunchResult:
 
 @dataclass(frozen=True)
 class GpuResult:
-    """One prediction. `time_s` is the whole call; `flops` the benchmark-convention count (for TFLOPs/s)."""
+    """One prediction. `time_s` is the whole call; `flops` the benchmark-convention count (for TFLOPs/s): the
+    case's, or for a varlen call (`seqlens` the lengths of the prompts packed as `case`) the prompts' own cases'
+    summed, no attention across prompts counted."""
 
     kernel: str
     gpu: str
@@ -375,10 +377,13 @@ class GpuResult:
     time_s: float
     plan: str = ""
     launches: tuple[LaunchResult, ...] = field(default_factory=tuple)
+    seqlens: tuple[int, ...] = ()
 
     @property
     def flops(self) -> float:
-        return self.case.flops()
+        if not self.seqlens:
+            return self.case.flops()
+        return sum(replace(self.case, seqlen=n).flops() for n in self.seqlens)
 
     def total(self, attribute: str) -> float:
         return sum(getattr(lr, attribute) for lr in self.launches)
@@ -396,9 +401,10 @@ def gpu_record(result: GpuResult, gpu: GPU) -> Record:
                   gpu.power_w * result.time_s * PJ_PER_J, NAN, result.total("dram_bytes"), {"tensor_cores": tensor_s})
 
 
-def infeasible(kernel: str, gpu: GPU, case: AttentionCase, reason: str) -> GpuResult:
-    """The result of a kernel that cannot run the case on `gpu`: infeasible, with the reason, its time NaN."""
-    return GpuResult(kernel, gpu.name, case, False, reason, math.nan)
+def infeasible(kernel: str, gpu: GPU, case: AttentionCase, reason: str, seqlens: Sequence[int] = ()) -> GpuResult:
+    """The result of a kernel that cannot run the case (a varlen call's: `seqlens`, `GpuResult`) on `gpu`:
+    infeasible, with the reason, its time NaN."""
+    return GpuResult(kernel, gpu.name, case, False, reason, math.nan, seqlens=tuple(seqlens))
 
 
 def ctas_per_sm(launch: TiledLaunch, gpu: GPU) -> int:
@@ -712,12 +718,13 @@ def plan_time(plan: Plan, gpu: GPU, params: Mapping[str, float]) -> tuple[float,
 
 
 def predict_plans(kernel: str, case: AttentionCase, gpu: GPU, plans: tuple[Plan, ...] | str,
-                  params: Mapping[str, float], check_memory: bool = True) -> GpuResult:
+                  params: Mapping[str, float], check_memory: bool = True, seqlens: Sequence[int] = ()) -> GpuResult:
     """Time the alternatives a family offers that can run (`runnable_plans`; a reason string when there are none,
-    or when the family has none) and keep the fastest."""
+    or when the family has none) and keep the fastest. `seqlens`: the prompts of a varlen call packed as `case`
+    (`gpu_kernels.varlen_plans`), whose own FLOPs the result counts (`GpuResult.flops`)."""
     runnable = plans if isinstance(plans, str) else runnable_plans(case, gpu, plans, check_memory)
     if isinstance(runnable, str):
-        return infeasible(kernel, gpu, case, runnable)
+        return infeasible(kernel, gpu, case, runnable, seqlens)
     timed = [(plan_time(p, gpu, params), p) for p in runnable]
     (time_s, results), best = min(timed, key=lambda item: item[0][0])
-    return GpuResult(kernel, gpu.name, case, True, "", time_s, best.name, results)
+    return GpuResult(kernel, gpu.name, case, True, "", time_s, best.name, results, tuple(seqlens))

@@ -426,13 +426,13 @@ def predict_varlen(kernel: str, case: AttentionCase, seqlens: Sequence[int], gpu
                    params: Mapping[str, float]) -> GpuResult:
     """Predict one varlen forward call of `kernel` (`varlen_plans`) over prompts of `seqlens` tokens, in that order.
     `case` holds what the prompts share (heads, KV heads, head_dim, causality, precision) as one packed sequence:
-    batch 1, seqlen the sum of `seqlens`. Its operands are the prompts' together, so the DRAM check is theirs; its
-    `flops()` (the result's `flops`) count a causal attention across prompts too: the call's FLOPs are the
-    prompts' own cases', summed. Prompts of one length L, k of them, time as the batch-k call of `predict`: the same
-    grid and bytes. Lengths that are not positive whole numbers adding up to `case.seqlen`, or a batch other than 1,
-    are a SpecError (`varlen_plans`)."""
+    batch 1, seqlen the sum of `seqlens`. Its operands are the prompts' together, so the DRAM check is theirs; the
+    result's `flops` are the prompts' own cases', summed (`GpuResult.seqlens`), not the packed case's, which would
+    count an attention across prompts. Prompts of one length L, k of them, time as the batch-k call of `predict`:
+    the same grid, bytes and FLOPs. Lengths that are not positive whole numbers adding up to `case.seqlen`, or a
+    batch other than 1, are a SpecError (`varlen_plans`)."""
     check_kernel(kernel)
     check_case(case)
     check_gpu(gpu)
     check_params(kernel, params)
-    return predict_plans(kernel, case, gpu, varlen_plans(kernel, case, seqlens, gpu), params)
+    return predict_plans(kernel, case, gpu, varlen_plans(kernel, case, seqlens, gpu), params, seqlens=seqlens)

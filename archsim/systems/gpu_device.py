@@ -324,14 +324,10 @@ class GpuDevice:
         if found is not None:
             return found
         heads, kv_heads, head_dim = _head_sizes(p)
-        precision = self.precision(op)
-        peak = self.spec.tensor_peak_flops_per_s(precision)
-        peak_s = sum(AttentionCase("fwd", 1, heads, kv_heads, head_dim, n, True, precision).flops()
-                     for n in seqlens) / peak
-        case = AttentionCase("fwd", 1, heads, kv_heads, head_dim, sum(seqlens), True, precision)
+        case = AttentionCase("fwd", 1, heads, kv_heads, head_dim, sum(seqlens), True, self.precision(op))
         what = (f"the varlen prefill attention of {len(seqlens)} prompts ({sum(seqlens)} tokens, {heads} heads, "
                 f"{kv_heads} KV, head_dim {head_dim})")
-        return self._kept(key, self._predict(case, what, seqlens), peak_s, what)
+        return self._kept(key, self._predict(case, what, seqlens), what)
 
     @kept
     def _kernel_params(self) -> Mapping[str, float]:
@@ -370,15 +366,17 @@ class GpuDevice:
             if isinstance(found, str):
                 raise UnrunnableOp(self.source, f"devices.{self.name}.attention_kernel",
                                    f"{self.kernel} cannot run {what} on {self.spec.name}: {found}")
-        return predict_plans(self.kernel, case, self.spec, found, self._kernel_params)
+        return predict_plans(self.kernel, case, self.spec, found, self._kernel_params, seqlens=seqlens or ())
 
-    def _kept(self, key: tuple, result: GpuResult, peak_s: float, what: str) -> tuple[float, float, float]:
+    def _kept(self, key: tuple, result: GpuResult, what: str) -> tuple[float, float, float]:
         """(time, tensor-core time at peak, DRAM bytes) of a kernel call the GPU model predicted, remembered under
-        `key`; a SpecError at the device's attention kernel when the kernel has no plan for the call (`what` it
-        was; `_predict` refuses one whose plans cannot run as an UnrunnableOp)."""
+        `key` (the time at peak of its FLOPs, `GpuResult.flops`: a varlen call's its prompts'); a SpecError at the
+        device's attention kernel when the kernel has no plan for the call (`what` it was; `_predict` refuses one
+        whose plans cannot run as an UnrunnableOp)."""
         if not result.feasible:
             raise SpecError(self.source, f"devices.{self.name}.attention_kernel",
                             f"{self.kernel} cannot run {what} on {self.spec.name}: {result.reason}")
+        peak_s = result.flops / self.spec.tensor_peak_flops_per_s(result.case.precision)
         found = self._terms[key] = (result.time_s, peak_s, result.total("dram_bytes"))
         return found
 
@@ -505,14 +503,13 @@ class GpuDevice:
             return found
         case = self._attention_case(op, len(group), seqlen)
         heads, kv_heads, head_dim, direction = case.heads, case.kv_heads, case.head_dim, case.direction
-        peak_s = self._case_peak_s(case)
         if self.timing == ROOFLINE:
             flops = float(sum(o.flops for o in group))
             moved = float(sum(o.moved_bytes() for o in group))
             return (max(flops / self.spec.tensor_peak_flops_per_s(case.precision), moved / self.spec.dram_bytes_per_s),
-                    peak_s, moved)
+                    self._case_peak_s(case), moved)
         what = f"{direction} attention of {heads} heads ({kv_heads} KV), head_dim {head_dim}, {seqlen} keys"
-        return self._kept(key, self._predict(case, what), peak_s, what)
+        return self._kept(key, self._predict(case, what), what)
 
 
 def gemm_launch_params(gpu: GPU, params: Mapping[str, float]) -> dict[str, float]:
