@@ -67,11 +67,13 @@ def test_exp_ceiling_is_the_exp_rate_times_the_fa2_forwards_flops_per_exp() -> N
 # --- G16: FA2 v2.0.9's decode KV traffic -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("batch, waves", [(2, "one"), (128, "several")])
+@pytest.mark.parametrize("batch, waves", [(2, "one"), (320, "several")])
 def test_v209_decode_rereads_the_kv_per_group_head_only_beyond_one_wave(batch: int, waves: str) -> None:
     """A CTA per (batch, query head). At most one CTA per SM (2 x 32 = 64 <= 132 SMs) the CTAs run in one wave and
-    a KV head's blocks are read from DRAM once for its group; beyond every slot (128 x 32 = 4096 > 132 SMs x
-    MAX_CTAS_PER_SM) each of its group's query heads reads them again. DRAM: that KV, plus q and o per CTA."""
+    a KV head's blocks are read from DRAM once for its group; beyond every slot (320 x 32 > 132 SMs x
+    MAX_CTAS_PER_SM), a group's query heads 320 CTAs apart (more than a wave) and a KV head's slices over the batch
+    (320 x 0.5 MB) beyond the 50 MB L2, each of its group's query heads reads them again
+    (`gpu_flash_plans._v209_kv_slice_reads`). DRAM: that KV, plus q and o per CTA."""
     heads, kv_heads, d, n, e = 32, 8, 128, 1024, 2  # fp16 words
     ctas = batch * heads
     assert ctas <= H100.sm_count if waves == "one" else ctas > H100.sm_count * MAX_CTAS_PER_SM

@@ -11,20 +11,21 @@ not hold the one it picks (MI300X; `_fa2_fitting`); the others' for sm80, the ne
 GPU's shared memory is too small for the first choice.
 
 Families and the kernels (names as in `attention_measured.csv`) they cover:
-- `fa2`: FlashAttention-2 (Dao 2023; `csrc/flash_attn/src/flash_{fwd,bwd}_launch_template.h`). Forward: a CTA per
-  (query block, batch, head) walks the key blocks (causal: up to the diagonal, the diagonal tiles masked).
-  Backward: a preprocessing kernel (D = rowsum(dO∘O), zero the fp32 dQ accumulator), a CTA per (key block, batch,
-  head) walking the query blocks with dQ added atomically in L2, and a kernel converting dQ to 16 bits.
-  Decode: "Flash-Decoding" (FA2 >= 2.2 split-KV: the query heads of a GQA group packed as the rows of one tile,
-  the KV cache cut into splits by FA2's heuristic, then a combine kernel) and "FlashAttention v2.0.9" (the
-  forward kernel with one live query row in a 128-row tile, a CTA per (batch, query head), no split; KV heads
-  re-read per query head unless the whole grid fits in one wave, when siblings hit in L2). "Flash-Decoding
-  (16-row tiles)" is the split-KV decode with a GQA group packed into one warp's 16 MMA rows (m16n8k16) instead
-  of FA2's 64: our stand-in for the small-tile tensor-core decode kernels (FlashInfer's, from memory, not
-  re-read), which keep a group of <= 16 query heads from padding the tile 8x. No measurement of such a kernel is
-  in the reference data: it runs with FA2's calibrated efficiencies. On a GPU whose tensor rate is capped (H20:
-  148 TFLOPS against 4.0 TB/s) FA2's 64-row decode tile makes GQA decode compute-bound; the 16-row tile keeps it
-  bandwidth-bound, as Lamina measures on H20 (pim.md §3.3: > 70 % of the bandwidth).
+- `fa2`: FlashAttention-2 (Dao 2023; `csrc/flash_attn/src/flash_{fwd,bwd}_launch_template.h`), on an NVIDIA GPU of
+  compute capability 8.0 or later (`_capability_problem`; an AMD GPU runs its ROCm port). Forward: a CTA per (query
+  block, batch, head) walks the key blocks (causal: up to the diagonal, the diagonal tiles masked). Backward: a
+  preprocessing kernel (D = rowsum(dO∘O), zero the fp32 dQ accumulator), a CTA per (key block, batch, head) walking
+  the query blocks with dQ added atomically in L2, and a kernel converting dQ to 16 bits. Decode: "Flash-Decoding"
+  (FA2 >= 2.2 split-KV: the query heads of a GQA group packed as the rows of one tile, the KV cache cut into splits
+  by FA2's heuristic, then a combine kernel) and "FlashAttention v2.0.9" (the forward kernel with one live query row
+  in a 128-row tile, a CTA per (batch, query head), no split; a KV head's slice read from DRAM once per wave of CTAs
+  reading it, once in all where the L2 holds the slices live between two reads: `_v209_kv_slice_reads`).
+  "Flash-Decoding (16-row tiles)" is the split-KV decode with a GQA group packed into one warp's 16 MMA rows
+  (m16n8k16) instead of FA2's 64: our stand-in for the small-tile tensor-core decode kernels (FlashInfer's, from
+  memory, not re-read), which keep a group of <= 16 query heads from padding the tile 8x. No measurement of such a
+  kernel is in the reference data: it runs with FA2's calibrated efficiencies. On a GPU whose tensor rate is capped
+  (H20: 148 TFLOPS against 4.0 TB/s) FA2's 64-row decode tile makes GQA decode compute-bound; the 16-row tile keeps
+  it bandwidth-bound, as Lamina measures on H20 (pim.md §3.3: > 70 % of the bandwidth).
 - `fa3`: FlashAttention-3 (Shah et al. 2024; `hopper/`, tile sizes from `tile_size.h` as we recall them, not
   re-read), the prefill forward only, on Hopper only (compute capability 9.0: wgmma and TMA). A CTA per (query block,
   batch, head): a consumer warpgroup per 64 query rows (128 x 128 tiles causal, 128 x 176 otherwise, at head_dim
@@ -33,11 +34,11 @@ Families and the kernels (names as in `attention_measured.csv`) they cover:
   than their sum. No measurement of FA3 is in the reference data: its main-loop efficiency and CTA overhead are the
   Triton tutorial's fitted values (the other wgmma kernel of the library; `Param.shared_from`). Its backward, its
   split-KV decode and its fp8 path are not modelled.
-- `fa1`: FlashAttention v1 (Dao et al. 2022; `csrc/flash_attn/src/fmha_*`). Forward: a CTA per (batch, head,
-  query split) walks key blocks of 256 (d <= 64) or 128 keys in the outer loop and 16-row query steps inside,
-  its 4 warps splitting the keys (split-K: partial outputs reduced through SMEM) and the fp32 output
-  accumulator read and written in DRAM once per key block. Backward: a CTA per (batch, head, key block)
-  walking 16-row query steps, dQ accumulated in fp32 through L2.
+- `fa1`: FlashAttention v1 (Dao et al. 2022; `csrc/flash_attn/src/fmha_*`), on an NVIDIA GPU of compute capability
+  7.5 (Turing) or later. Forward: a CTA per (batch, head, query split) walks key blocks of 256 (d <= 64) or 128 keys
+  in the outer loop and 16-row query steps inside, its 4 warps splitting the keys (split-K: partial outputs reduced
+  through SMEM) and the fp32 output accumulator read and written in DRAM once per key block. Backward: a CTA per
+  (batch, head, key block) walking 16-row query steps, dQ accumulated in fp32 through L2.
 - `fa_triton`: the FlashAttention Triton kernel of the FA2 benchmark (Tillet's tutorial lineage,
   `flash_attn/flash_attn_triton.py`): 128x128 tiles, masks applied on every tile when causal, backward
   autotuned between one CTA per (batch, head) walking all key blocks and one per key block with atomic dQ.
@@ -214,6 +215,22 @@ FA2_SPLIT_CTAS_PER_SM = 2  # the heuristic's slots: flash_api.cpp passes 2 x the
 SPLIT_MEMO_CTAS = 2**14  # split-KV grids remembered up to this many CTAs (128 KB of counts; 512 grids <= 64 MB)
 
 
+# The oldest NVIDIA GPUs each kernel runs on (their READMEs, from memory): FA2's mma.sync m16n8k16 (bf16 too) and
+# cp.async are Ampere's (sm80); FA1 ran on Turing (sm75) and Ampere, not on Volta (sm70).
+FA2_COMPUTE_CAPABILITY = (8, 0)
+FA1_COMPUTE_CAPABILITY = (7, 5)
+
+
+def _capability_problem(kernel: str, gpu: GPU, oldest: tuple[int, int], runs_on: str) -> str:
+    """Why `kernel`, which NVIDIA GPUs of compute capability `oldest` and later run (`runs_on` names them), cannot
+    run on `gpu` ("" when it can): an NVIDIA GPU below `oldest` (a V100, 7.0). A GPU stating no compute capability
+    (AMD's) is not refused here: FA2's ROCm port is modelled with our tiles (`_fa2_fitting`), FA1 as on NVIDIA's."""
+    if gpu.capability is None or gpu.capability >= oldest:
+        return ""
+    return (f"{kernel} runs on compute capability {oldest[0]}.{oldest[1]} and later ({runs_on}); {gpu.name} has "
+            f"compute capability {gpu.compute_capability}")
+
+
 def backward_from(case: AttentionCase) -> int | None:
     """Index of the first backward launch of a prefill plan (the forward is one launch), None without one."""
     return {"fwd": None, "bwd": 0, "fwd+bwd": 1}[case.direction]
@@ -385,15 +402,38 @@ def _fa2_split_decode(case: AttentionCase, gpu: GPU, head_dim: int, tile: Fa2Til
         False, padded_head_dim=head_dim), gpu, owns_rows=True)
 
 
+def _v209_kv_slice_reads(batch: int, heads: int, group: int, slots: int, l2_slices: float) -> int:
+    """The (sequence, KV head) slices of the KV cache v2.0.9's decode grid reads from DRAM, counting a slice once
+    per read, for `slots` resident CTAs and an L2 holding `l2_slices` slices. Its grid is FA2's (m_block, batch,
+    head), the batch fastest: CTA j decodes sequence j mod batch for query head j // batch, so a group's query heads
+    come `batch` CTAs apart. The CTAs, all alike, run in waves of `slots`; a wave's CTAs walk their keys together,
+    so the ones of a wave sharing a slice (a group's query heads) read it from DRAM once, as a one-wave grid does. A
+    slice a later wave reads again (its sibling query head) hits in L2 where the slices live between the two reads
+    fit it: the `batch` slices of a KV head (siblings a wave or more apart) or the distinct slices one wave reads (a
+    wave reading the slices of several KV heads), whichever is more; then every slice is read once in all, else once
+    per wave reading it (once per query head where a group's heads lie in different waves). Ours: FA2 states none of
+    it; the CTA order is the usual x, then y, then z dispatch, which CUDA does not specify."""
+    ctas = batch * heads
+    starts = np.union1d(np.arange(0, ctas, slots), np.arange(0, ctas, batch * group))  # waves', KV heads' first CTAs
+    runs = np.minimum(np.diff(np.append(starts, ctas)), batch)  # a run lies in one wave and one KV head
+    per_wave = np.bincount(starts // slots, weights=runs)
+    if max(batch, per_wave.max()) <= l2_slices:
+        return batch * (heads // group)
+    return int(runs.sum())
+
+
 def _fa2_v209_decode(case: AttentionCase, gpu: GPU, head_dim: int) -> tuple:
     """FA2 v2.0.9's decode of `case` run at its compiled `head_dim`: its forward kernel's CTA (tile, shared memory,
-    registers, taken from one head's forward over the cache) per batch and query head, walking every key tile."""
+    registers, taken from one head's forward over the cache) per batch and query head, walking every key tile, each
+    reading its (sequence, KV head) slice of the cache through L2 (`_v209_kv_slice_reads` from DRAM)."""
     launch = _fa2_fwd(AttentionCase("fwd", 1, 1, 1, case.head_dim, case.seqlen, False, case.precision), gpu, head_dim)
     key_tiles = launch.segments[0].counts[0] + launch.segments[1].counts[0]
     ctas = case.batch * case.heads
     slots = gpu.sm_count * ctas_per_sm(launch, gpu)
     kv = case.kv_bytes()
-    dram = kv * (1 if ctas <= slots else case.group) + 2 * ctas * case.head_dim * case.element_bytes
+    slice_bytes = kv / (case.batch * case.kv_heads)  # K and V of one sequence's KV head
+    dram = (slice_bytes * _v209_kv_slice_reads(case.batch, case.heads, case.group, slots, gpu.l2_bytes / slice_bytes)
+            + 2 * ctas * case.head_dim * case.element_bytes)
     tile = launch.segments[0].tile
     return (TiledLaunch("decode (no split)", (Segment(tile, np.full(1, key_tiles), ctas),), launch.threads,
                         launch.smem_bytes, launch.register_words, "sync", "mma_efficiency_fwd", launch.precision,
@@ -401,8 +441,11 @@ def _fa2_v209_decode(case: AttentionCase, gpu: GPU, head_dim: int) -> tuple:
 
 
 def fa2_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
-    """FA2 (prefill, its decode variants) runs a head_dim padded to its compiled sizes (`FA2_HEAD_DIMS`); a
-    grouped-query backward holds its dK and dV per query head until their sum (`_fa2_bwd`)."""
+    """FA2 (prefill, its decode variants) runs on an NVIDIA GPU of compute capability 8.0 or later
+    (`FA2_COMPUTE_CAPABILITY`) and a head_dim padded to its compiled sizes (`FA2_HEAD_DIMS`); a grouped-query
+    backward holds its dK and dV per query head until their sum (`_fa2_bwd`)."""
+    if problem := _capability_problem("FlashAttention-2", gpu, FA2_COMPUTE_CAPABILITY, "Ampere, Ada, Hopper"):
+        return problem
     head_dim = compiled_head_dim(case.head_dim, FA2_HEAD_DIMS)
     if head_dim is None:
         return f"head_dim {case.head_dim} > {max(FA2_HEAD_DIMS)} is not supported by FlashAttention-2"
@@ -548,7 +591,10 @@ def _fa1_bwd(case: AttentionCase, head_dim: int) -> tuple:
 def fa1_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
     """FA1 refuses a head_dim that is not a multiple of 8 (its C++ check; its wrapper does not pad) and a
     grouped-query case (`per_query_head_kv`: grouped-query attention came with FlashAttention-2), and runs the
-    others at the next head dim it compiles (`FA1_HEAD_DIMS`)."""
+    others at the next head dim it compiles (`FA1_HEAD_DIMS`), on an NVIDIA GPU of compute capability 7.5 or later
+    (`FA1_COMPUTE_CAPABILITY`)."""
+    if problem := _capability_problem("FlashAttention v1", gpu, FA1_COMPUTE_CAPABILITY, "Turing, Ampere"):
+        return problem
     head_dim = compiled_head_dim(case.head_dim, FA1_HEAD_DIMS)
     if head_dim is None or case.head_dim % FA1_HEAD_DIM_MULTIPLE:
         return (f"FlashAttention v1 takes a head_dim that is a multiple of {FA1_HEAD_DIM_MULTIPLE} up to "

@@ -25,11 +25,13 @@ only, "PyTorch standard attention" prefill only, "PyTorch eager attention" decod
 backward), FlashAttention-3 and archsim's naive kernel the forward only; "FlashAttention-2" runs all four, its decode
 being the split-KV path.
 What is not scaled per GPU: the L2 capacity (`GPU.l2_bytes`) is read only by eager PyTorch's causal-mask term (the
-mask read once if it fits in L2, else once per batch and head). The fused forwards of `gpu_flash_plans.fwd_launch`
-(FA2, FA3, the Triton kernels, archsim's) move Q, K, V and O (and the log-sum-exp) through DRAM once: a head's K and
-V, re-read by each of its query blocks, are taken to hit in L2 (the head's CTAs run together in a wave), whatever the
-L2's size. archsim's `atomic_adds_per_cycle` (the backward's dQ atomics) is a whole-chip rate fitted on the H200
-(calibration v2) and applied as it is to every GPU: only the clock it is multiplied by differs.
+mask read once if it fits in L2, else once per batch and head) and FlashAttention v2.0.9's decode (a KV slice
+re-read by a later wave hits where the live slices fit: `gpu_flash_plans._v209_kv_slice_reads`). The fused
+forwards of `gpu_flash_plans.fwd_launch` (FA2, FA3, the Triton kernels, archsim's) move Q, K, V and O (and the
+log-sum-exp) through DRAM once: a head's K and V, re-read by each of its query blocks, are taken to hit in L2 (the
+head's CTAs run together in a wave), whatever the L2's size. archsim's `atomic_adds_per_cycle` (the backward's dQ
+atomics) is a whole-chip rate fitted on the H200 (calibration v2) and applied as it is to every GPU: only the clock
+it is multiplied by differs.
 """
 
 from __future__ import annotations
