@@ -14,12 +14,18 @@ its own tiling or algorithm choices (tile_kv, block, splits) and keep their defa
 
 MoE: `experts` and `top_k` make every layer's FFN routed experts, unless `moe_every` (m) says only every m-th layer
 is (GLaM: 2, every other layer); the other layers are dense, of width `dense_ffn_dim` when the model's dense FFN
-differs from its experts' (`ffn_dim`). MLA: `kv_lora_rank` makes the attention DeepSeek's latent attention, with
-`rope_dim` and `q_lora_rank` beside it. The loader refuses top_k > experts, a size read only beside another without
-it (`NEEDS`: the MoE-only sizes without experts, MLA's without kv_lora_rank; every cascade reading one binds the
-other too), and kv_heads that do not divide heads (each KV head serves heads / kv_heads query heads). `sinks` without
-`window` is not refused here: DuoAttention's and TokenSelect's cascades bind sinks alone (their streaming heads'
-first keys); a system, which models only a sliding window's sinks, refuses it (`archsim.systems.models`).
+differs from its experts' (`ffn_dim`). `shared_experts` (S) gives a MoE layer S always-active experts beside its
+routed ones (DeepSeek-MoE, DeepSeek-V2/V3, Qwen1.5/2-MoE, Llama 4): every token runs through them, a dense gated FFN
+of S x ffn_dim (`archsim.systems.step`); a count of `ffn_dim`-wide experts rather than a width of its own, as
+DeepSeek's configs give it (n_shared_experts, one MLP of n_shared_experts x moe_intermediate_size) and every
+published shared width is (Qwen1.5-MoE-A2.7B's 5632 = 4 x 1408, Qwen2-57B-A14B's 20480 = 8 x 2560, HF configs from
+memory), so TP's cut of ffn_dim cuts it too; absent or 0, none. MLA: `kv_lora_rank` makes the attention DeepSeek's
+latent attention, with `rope_dim` and `q_lora_rank` beside it. The loader refuses top_k > experts, a size read only
+beside another without it (`NEEDS`: the MoE-only sizes without experts, MLA's without kv_lora_rank; every cascade
+reading one binds the other too), and kv_heads that do not divide heads (each KV head serves heads / kv_heads query
+heads). `sinks` without `window` is not refused here: DuoAttention's and TokenSelect's cascades bind sinks alone
+(their streaming heads' first keys); a system, which models only a sliding window's sinks, refuses it
+(`archsim.systems.models`).
 
 `block` says what a model's sizes leave open about its decoder layer: "gpt" is LayerNorm and a GELU FFN (GPT-3;
 OPT, whose ReLU it counts as GELU), "llama" RMSNorm and a SwiGLU FFN (Llama, Mixtral, DeepSeek);
@@ -62,7 +68,8 @@ BLOCK_KINDS = tuple(BLOCK_CASCADES)
 @dataclass(frozen=True)
 class Param:
     """One name of the vocabulary (`PARAMS`, `COUNT_PARAMS`): what it counts, and the least value `check_size`
-    accepts (1; 0 for `sinks`) and the most (None: only the limit on sizes; 2 for `vocab_tables`)."""
+    accepts (1; 0 for `sinks` and `shared_experts`) and the most (None: only the limit on sizes; 2 for
+    `vocab_tables`)."""
 
     meaning: str
     minimum: int = 1
@@ -87,6 +94,8 @@ PARAMS = {
     "experts": Param("routed experts"),
     "top_k": Param("experts per token"),
     "moe_every": Param("every moe_every-th layer is MoE, the others dense (1 = all; default 1 with experts)"),
+    "shared_experts": Param("always-active experts of a MoE layer, each ffn_dim wide, that every token runs through "
+                            "beside its top_k routed ones (default 0)", minimum=0),
     "softmax_every": Param("every softmax_every-th layer is softmax attention, the others linear (attention: hybrid "
                            "only, and required there)", minimum=2),
     "kv_lora_rank": Param("MLA latent KV width"),
@@ -100,8 +109,9 @@ PARAMS = {
 }
 # a size read only beside another (model kind): every cascade binding it binds the other too (moe-experts;
 # mla-projection, attention-mla-*), and a workload without the other is not a model of that kind
-NEEDS = {"top_k": "experts", "moe_every": "experts", "dense_ffn_dim": "experts", "q_lora_rank": "kv_lora_rank",
-         "rope_dim": "kv_lora_rank"}
+NEEDS = {"top_k": "experts", "moe_every": "experts", "dense_ffn_dim": "experts", "shared_experts": "experts",
+         "q_lora_rank": "kv_lora_rank", "rope_dim": "kv_lora_rank"}
+SHARED_EXPERTS = "shared_experts"  # the parameter, and the op of a MoE layer that runs them (`archsim.systems.step`)
 MODEL_KINDS = {"experts": "a MoE model", "kv_lora_rank": "an MLA model"}
 # Cascade parameters that are counts, not model sizes (a workload need not give them): each an integer of at least 1
 COUNT_PARAMS = {"block": Param("tokens per block (a block-sparse mask, a linear-attention or pooling chunk)")}
@@ -199,8 +209,8 @@ def _check_heads(params: dict[str, float], source: str) -> None:
 
 
 def _check_needs(params: dict[str, float], source: str) -> None:
-    """Each size read only beside another comes with it (`NEEDS`): top_k, moe_every and dense_ffn_dim with
-    experts, q_lora_rank and rope_dim with kv_lora_rank."""
+    """Each size read only beside another comes with it (`NEEDS`): top_k, moe_every, dense_ffn_dim and
+    shared_experts with experts, q_lora_rank and rope_dim with kv_lora_rank."""
     for key, needed in NEEDS.items():
         if key in params and needed not in params:
             raise SpecError(source, f"params.{key}",

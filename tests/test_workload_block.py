@@ -1,9 +1,9 @@
 """The workload's `block` key: which decoder block (`archsim.systems.step.BLOCKS`) a model's layers are.
 
 Expected blocks come from the model papers the library workload files cite: GPT-3 (Brown et al. 2020 §2.1) and OPT
-(Zhang et al. 2022 §2.1) are LayerNorm decoders ("gpt"); Llama 3, Mixtral and DeepSeek-V3 use RMSNorm and SwiGLU
-("llama"), and GLaM's and Grok-1's gated FFNs are counted as SwiGLU ("llama", their workload files say why). The
-encoders and older models of the FuseMax set (BERT, XLM, T5, Transformer-XL) say nothing.
+(Zhang et al. 2022 §2.1) are LayerNorm decoders ("gpt"); Llama 3, Mixtral, DeepSeek-V3 and Qwen1.5-MoE use RMSNorm
+and SwiGLU ("llama"), and GLaM's and Grok-1's gated FFNs are counted as SwiGLU ("llama", their workload files say
+why). The encoders and older models of the FuseMax set (BERT, XLM, T5, Transformer-XL) say nothing.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from archsim.workload import BLOCK_KINDS, workload_from_dict
 
 SMALL = {"name": "small", "params": {"hidden": 64, "heads": 4, "kv_heads": 4, "head_dim": 16, "ffn_dim": 256}}
 FAMILIES = {"gpt3-": "gpt", "opt-": "gpt", "llama": "llama", "mixtral-": "llama", "deepseek-": "llama",
-            "glam-": "llama", "grok-": "llama", "linear-llama": "llama"}
+            "glam-": "llama", "grok-": "llama", "linear-llama": "llama", "qwen": "llama"}
 NO_BLOCK = ("bert-base", "t5-small", "trxl", "xlm")
 
 

@@ -130,7 +130,7 @@ from archsim.systems.system_checks import uncut_size
 from archsim.systems.system_model import sizes_model
 from archsim.systems.system_types import Parallelism
 from archsim.systems.working_set import FFN_OPS, LAYER_INPUT, held_share, live_bytes
-from archsim.workload import Workload, attention_layers, attention_view, max_size
+from archsim.workload import SHARED_EXPERTS, Workload, attention_layers, attention_view, max_size
 
 SOURCE = "<seqpar_memory>"  # what errors in the arguments blame
 SCHEMES = ("vanilla", "memeff-attn", "memeff-attn-ffn", "ring", "zigzag", "stripe", "ulysses", "usp",
@@ -185,7 +185,8 @@ TRAINING_PRECISIONS: dict[str, dict[str, float]] = {
     "fp32": {"param_bytes": 4, "activation_bytes": 4, "optimizer_bytes_per_param": 8},
     "mixed": {"param_bytes": 2, "activation_bytes": 2, "optimizer_bytes_per_param": 12},
 }
-FFN_OF_KIND = {MOE: "moe", DENSE: "ffn"}  # the FFN op `layer_ops` names in a layer of each kind
+# the FFN ops `layer_ops` names in a layer of each kind, its routed experts' or dense FFN first
+FFN_OF_KIND = {MOE: ("moe", SHARED_EXPERTS), DENSE: ("ffn",)}
 
 
 @dataclass(frozen=True)
@@ -522,9 +523,9 @@ def _kept_bytes(workload: Workload, run: _SchemeOps) -> tuple[float, float]:
     ops of a model mixing MoE and dense layers hold both FFN ops (`_cached_ops`); a layer of a kind runs its own."""
     total, transient = 0.0, 0.0
     for kind, layers in Counter(layer_kinds(workload)).items():
-        other = set(FFN_OPS) - {FFN_OF_KIND[kind]}
+        other = set(FFN_OPS) - set(FFN_OF_KIND[kind])
         ops = tuple(op for op in run.ops if op.name not in other)
-        kept, largest = _layer_kept_bytes(ops, {op.name: _op_tensors(op, run) for op in ops}, FFN_OF_KIND[kind])
+        kept, largest = _layer_kept_bytes(ops, {op.name: _op_tensors(op, run) for op in ops}, FFN_OF_KIND[kind][0])
         total, transient = total + layers * kept, max(transient, largest)
     return total, transient
 

@@ -3,7 +3,7 @@
 `layer_ops(workload, step, block)` expands a workload's sizes into the ops of one pre-norm decoder layer, in
 dependency order (each op names the ops it reads):
 
-    attn_norm -> qkv -> attention -> out_proj -> attn_residual -> ffn_norm -> ffn | moe -> ffn_residual
+    attn_norm -> qkv -> attention -> out_proj -> attn_residual -> ffn_norm -> ffn | moe [shared_experts] -> ffn_residual
 
 Every count an op carries (FLOPs by op type, bytes per tensor, Op/B) is `archsim.cascade.analysis.analyze` of its
 library cascade bound (`archsim.cascade.bind.bind`) to the workload and the step: nothing here counts by hand. A
@@ -36,6 +36,16 @@ Which cascade, by the workload's sizes:
   token and weights, under 0.1 % of the op; a model's resident weights are every expert's, `resident_tokens`),
   otherwise the
   block's dense FFN (of width `dense_ffn_dim` in a dense layer of a MoE model that gives it, else `ffn_dim`);
+  a MoE layer of a model with `shared_experts` (S) adds the op `shared_experts`, the block's dense FFN of width
+  S x ffn_dim over every token of the step: the always-active experts of DeepSeek-MoE and DeepSeek-V2/V3
+  (DeepSeekMoE's shared expert isolation, Dai et al. 2024 §3.2, from memory) and Qwen1.5/2-MoE, whose S experts'
+  gate, up and down projections side by side are one FFN S times as wide, as both models' code builds them. So its
+  weights are read once a step, as a dense FFN's; TP cuts it as one (`sharding.shard` cuts ffn_dim); every EP group
+  holds it whole (not experts / EP: replicated, as vLLM and SGLang serve it); its output is summed with the routed
+  experts' before the layer's one TP all-reduce (vLLM's Qwen2-MoE and DeepSeek-V2 layers), so it adds no
+  collective (`system_messages.TP_REDUCED_OPS`); placement rules place it as `ffn` (`system_types.PLACED_AS`); the
+  router is the routed experts' alone. Left out: Qwen's sigmoid gate on the shared output (hidden weights and MACs
+  a token: 0.006 % of Qwen1.5-MoE-A2.7B's shared FFN) and the add of the shared output (the residual add sums two);
   bound to `ffn_word_bytes` when the workload gives it (an FFN quantised apart from the rest, as Llama 3 405B's
   FP8 serving: every tensor of the op at that width, its output too, so a device runs its GEMMs at that
   precision; the op carries the workload's `word_bytes` as `output_word_bytes`, the width its GEMMs write the
@@ -76,7 +86,7 @@ from archsim.cascade.passes import PassAnalysis, pass_analysis
 from archsim.errors import SpecError
 from archsim.memo import kept
 from archsim.point import mla_projection_for
-from archsim.workload import BLOCK_CASCADES, Workload, check_size
+from archsim.workload import BLOCK_CASCADES, SHARED_EXPERTS, Workload, check_size
 
 PHASES = ("prefill", "decode")
 MOE, DENSE = "moe", "dense"
@@ -342,10 +352,12 @@ def _plan(workload: Workload, step: Step, block: str, layer_kind: str | None) ->
         attention = "attention-mla-decode" if mla else "attention-decode-gqa"
         attention_sizes = {"batch": step.batch, "seq_len": decode_keys(workload, step.seq_len)}
     if moe and layer_kind != DENSE:  # the FFN binds a workload's ffn_word_bytes (`bind.binds_ffn_words`)
-        ffn = ("moe", MOE_CASCADE, {**tokens, **_routed_step(workload, tokens["tokens"])})
+        ffns = [("moe", MOE_CASCADE, {**tokens, **_routed_step(workload, tokens["tokens"])}, ("ffn_norm",))]
+        if params.get(SHARED_EXPERTS, 0):
+            ffns.append((SHARED_EXPERTS, kind.ffn, {**tokens, "ffn_dim": _shared_width(workload)}, ("ffn_norm",)))
     else:
         width = {"ffn_dim": params["dense_ffn_dim"]} if moe and "dense_ffn_dim" in params else {}
-        ffn = ("ffn", kind.ffn, {**tokens, **width})
+        ffns = [("ffn", kind.ffn, {**tokens, **width}, ("ffn_norm",))]
     return (
         ("attn_norm", kind.norm, tokens, ()),
         ("qkv", mla_projection_for(params) if mla else "qkv-projection", tokens, ("attn_norm",)),
@@ -353,9 +365,16 @@ def _plan(workload: Workload, step: Step, block: str, layer_kind: str | None) ->
         ("out_proj", "output-projection", tokens, ("attention",)),
         ("attn_residual", "residual-add", tokens, ("out_proj",)),
         ("ffn_norm", kind.norm, tokens, ("attn_residual",)),
-        (*ffn, ("ffn_norm",)),
-        ("ffn_residual", "residual-add", tokens, (ffn[0], "attn_residual")),
+        *ffns,
+        ("ffn_residual", "residual-add", tokens, (*(ffn[0] for ffn in ffns), "attn_residual")),
     )
+
+
+def _shared_width(workload: Workload) -> int:
+    """The width of a MoE layer's shared experts as one dense FFN: shared_experts x ffn_dim (module docstring)."""
+    if "ffn_dim" not in workload.params:
+        raise SpecError(workload.path, "params.ffn_dim", "missing: each shared expert is ffn_dim wide")
+    return int(workload.params[SHARED_EXPERTS] * workload.params["ffn_dim"])
 
 
 def lm_head_op(workload: Workload, tokens: int, tp: int = 1) -> Op:

@@ -18,10 +18,14 @@ from typing import Any
 
 from archsim.errors import SpecError
 from archsim.systems.links import Link
+from archsim.workload import SHARED_EXPERTS
 
 MAX_COUNT = 2**20  # devices per node, parallel degrees, sub-batches: beyond it a spec is a typo
 # The op names of `archsim.systems.step.layer_ops`, in layer order (ffn for dense layers, moe for MoE ones).
 OP_KINDS = ("attn_norm", "qkv", "attention", "out_proj", "attn_residual", "ffn_norm", "ffn", "moe", "ffn_residual")
+# An op a layer may hold beyond them -> the op kind whose placement rules place it: a MoE layer's shared experts, a
+# dense FFN every token runs through (`step`), go where the rules put a dense layer's FFN
+PLACED_AS = {SHARED_EXPERTS: "ffn"}
 # The links a model reads, by role: the TP all-reduce (`archsim.systems.system_messages.allreduce_s`), the EP
 # groups' token exchange (`expert_exchange_s`) and attention offloading's messages (`archsim.systems.offload`)
 TP_LINK, EP_LINK, ATTENTION_LINK, CP_LINK = "tp", "ep", "attention", "cp"
@@ -153,8 +157,10 @@ class System:
     options: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     def device_for(self, op: str, phase: str, op_per_byte: float) -> Device:
-        """The device the first matching placement rule names (the loader made sure one matches)."""
-        rule = next(r for r in self.placement if r.matches(op, phase, op_per_byte))
+        """The device the first matching placement rule names (the loader made sure one matches); an op of
+        `PLACED_AS` as its kind."""
+        kind = PLACED_AS.get(op, op)
+        rule = next(r for r in self.placement if r.matches(kind, phase, op_per_byte))
         return self.devices[rule.device]
 
     def parallelism_for(self, workload_name: str) -> Parallelism:

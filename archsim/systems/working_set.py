@@ -17,11 +17,12 @@ from archsim.cascade.ir import Cascade, Einsum, Ref, Var
 from archsim.cascade.syntax import walk
 from archsim.systems.gemms import einsum_density, ref_vars, writer_of
 from archsim.systems.step import INTERMEDIATE, WEIGHTS, Op
+from archsim.workload import SHARED_EXPERTS
 
 LAYER_INPUT = "X"  # the first op's (the attention norm's) input: the layer's input, the residual stream
-# a layer's FFN ops: an unfused FFN writes their hidden activations to memory; a workload's ffn_word_bytes binds them
-# (`archsim.systems.system_checks`)
-FFN_OPS = ("ffn", "moe")
+# a layer's FFN ops (a MoE layer's shared experts among them): an unfused FFN writes their hidden activations to
+# memory; a workload's ffn_word_bytes binds them (`archsim.systems.system_checks`)
+FFN_OPS = ("ffn", "moe", SHARED_EXPERTS)
 
 
 def live_bytes(op: Op, materialised: bool) -> float:
