@@ -462,7 +462,8 @@ def check_ffn_form(cascade: Cascade, workload: Workload | None, sets: MappingTyp
     """Refuse a dense FFN cascade (one of `ffn_dim` without `experts`) on a mixture-of-experts workload (`experts`
     above 1): it would count one expert's FFN per token where the model routes each token to top_k of them. A model
     whose dense layers (`moe_every` above 1) are as wide as the FFN bound (`dense_ffn_dim`, default `ffn_dim`, or
-    `sets`' ffn_dim) may run them on it. `mapping_name` as for `check_block_form`."""
+    `sets`' ffn_dim) may run them on it, and a model's shared experts (`shared_experts` S: one dense FFN of S x
+    `ffn_dim`, every token's) may run at that width. `mapping_name` as for `check_block_form`."""
     if workload is None or "ffn_dim" not in cascade.params or "experts" in cascade.params:
         return
     params = {**workload.params, **sets}
@@ -472,15 +473,21 @@ def check_ffn_form(cascade: Cascade, workload: Workload | None, sets: MappingTyp
     dense_dim = workload.params.get("dense_ffn_dim", workload.params.get("ffn_dim"))  # the model's, not a --set
     if every > 1 and params.get("ffn_dim") == dense_dim:
         return  # the dense layers' FFN
+    shared_dim = workload.params.get("shared_experts", 0) * workload.params.get("ffn_dim", 0)
+    if shared_dim and params.get("ffn_dim") == shared_dim:
+        return  # the shared experts' FFN
     what = f"cascade {cascade.name}" + (f" (mapping {mapping_name})" if mapping_name else "")
     top_k = f"top_k {params['top_k']:g}" if "top_k" in params else "top_k"
     dense = (f"; its dense layers (those between its MoE layers, moe_every {every:g}) are {dense_dim:g} wide: --set "
              f"ffn_dim={dense_dim:g} runs one on {cascade.name}" if every > 1 else "")
+    shared = (f"; its {workload.params['shared_experts']:g} shared experts are one dense FFN every token runs, "
+              f"{shared_dim:g} wide: --set ffn_dim={shared_dim:g} runs it on {cascade.name}" if shared_dim else "")
     tokens = (f" with --set tokens={int(params['batch'] * params['seq_len'])} (batch x seq_len)"
               if "batch" in params and "seq_len" in params else "")
     raise SpecError(workload.path, "params.experts",
                     f"{workload.name} routes each token to {top_k} of {params['experts']:g} experts, but {what} is "
-                    f"one dense FFN: it would count one expert per token; use the moe-experts cascade{tokens}{dense}")
+                    f"one dense FFN: it would count one expert per token; use the moe-experts cascade{tokens}{dense}"
+                    f"{shared}")
 
 
 @identity_cache(maxsize=256)

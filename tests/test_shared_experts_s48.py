@@ -144,3 +144,21 @@ def test_training_activations_hold_the_shared_experts_of_moe_layers_only():
 
     assert added(all_moe) > 0
     assert added(glam.params) == pytest.approx(added(all_moe) / 2, rel=1e-12)
+
+
+def test_a_dense_ffn_cascade_runs_at_the_shared_experts_width_only() -> None:
+    """`check_ffn_form`: a dense FFN cascade on a MoE model is refused (one expert per token), and its message
+    names the shared experts' width, at which it runs: their one dense FFN every token runs."""
+    from click.testing import CliRunner
+
+    from archsim.cli import main
+
+    runner = CliRunner()
+    refused = runner.invoke(main, ["analyze", "ffn-swiglu", "-w", "qwen1.5-moe-a2.7b", "--set", "seq_len=16"])
+    assert refused.exit_code == 2
+    assert "--set ffn_dim=5632 runs it on ffn-swiglu" in refused.output
+    runs = runner.invoke(main, ["analyze", "ffn-swiglu", "-w", "qwen1.5-moe-a2.7b", "--set", "seq_len=16",
+                                "--set", "ffn_dim=5632"])
+    assert runs.exit_code == 0, runs.output
+    assert runner.invoke(main, ["analyze", "ffn-swiglu", "-w", "qwen1.5-moe-a2.7b", "--set", "seq_len=16",
+                                "--set", "ffn_dim=2816"]).exit_code == 2
