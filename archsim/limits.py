@@ -7,6 +7,8 @@ requests all read their limits here, so none of them imports another for it.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from typing import Any
 
 from archsim.errors import SpecError
 
@@ -37,3 +39,10 @@ def limits_set() -> dict[str, int]:
     point beyond a limit is refused with the advice to raise it, which a record reused whatever the limit would
     never follow). A guard with a lower bound than `MAX_ENV_LIMIT` checks it when it reads it."""
     return {name: env_limit(name, 1) for name in sorted(os.environ) if name.startswith(LIMIT_PREFIX)}
+
+
+def advises_limit(record: Mapping[str, Any]) -> bool:
+    """Whether a limit decided part of `record` (a sweep point's): a guard refusing a point, or a search stopped at
+    a limit, says so with the advice to raise its variable (`LIMIT_PREFIX`), in the record's reason or a note. Such a
+    record holds under the limits it was computed under only; any other holds whatever the limits."""
+    return any(isinstance(value, str) and LIMIT_PREFIX in value for value in record.values())

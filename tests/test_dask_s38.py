@@ -10,7 +10,7 @@ import sqlite3
 import pytest
 
 from archsim.dse import dask_run
-from archsim.dse.points import MODEL_VERSION
+from archsim.dse.points import MODEL_VERSION, computing_version
 from archsim.dse.spec import sweep_from_dict
 from archsim.dse.sweep import evaluate_batch, started
 from archsim.errors import SpecError
@@ -47,7 +47,8 @@ def test_a_batch_from_a_worker_on_another_archsim_is_refused_and_not_stored(tmp_
         return records if len(evaluated) <= 2 else [{**record, "latency_s": 1.0} for record in records]
 
     monkeypatch.setattr(dask_run, "evaluate_batch", edited)
-    monkeypatch.setattr(dask_run, "worker_version", lambda: MODEL_VERSION if len(evaluated) <= 2 else "0.0.1+edited")
+    monkeypatch.setattr(dask_run, "worker_version",
+                        lambda: computing_version() if len(evaluated) <= 2 else "0.0.1+edited")
     spec, db = sweep_from_dict(SWEEP), tmp_path / "s.sqlite"
     with pytest.raises(SpecError) as error:
         dask_run.run_sweep_dask(spec, db, scheduler=scheduler, batch_size=1)
@@ -57,7 +58,7 @@ def test_a_batch_from_a_worker_on_another_archsim_is_refused_and_not_stored(tmp_
     assert _rows(db) == 2 and _rows(db, "latency_s = 1.0") == 0  # the first two batches, one point each
 
     monkeypatch.setattr(dask_run, "evaluate_batch", evaluate_batch)  # the worker runs this archsim again
-    monkeypatch.setattr(dask_run, "worker_version", lambda: MODEL_VERSION)
+    monkeypatch.setattr(dask_run, "worker_version", computing_version)
     resumed = dask_run.run_sweep_dask(spec, db, scheduler=scheduler, batch_size=1)
     assert (resumed.new, resumed.reused) == (2, 2)
 

@@ -70,7 +70,7 @@ def test_a_batch_computed_under_another_limit_is_not_stored(monkeypatch):
     with pytest.raises(dask_run.OtherModel) as refused:
         dask_run._check_batch("tcp://10.0.0.2:40000", theirs)
     assert refused.value.version == theirs
-    dask_run._check_batch("tcp://10.0.0.2:40000", points.keyed_version())  # this process's: stored
+    dask_run._check_batch("tcp://10.0.0.2:40000", points.computing_version())  # this process's: stored
 
 
 def _reasons(spec_path: Path, db: Path) -> list[str]:

@@ -274,7 +274,7 @@ def _report_sweep(db: Path, spec_name: str | None, objectives: tuple[str, ...] |
             click.echo(f"warning: {note}", err=True)
         df = mine
     else:
-        note = _unfinished(db, stored_name)
+        note = unfinished_warning(db, stored_name)
     if objectives:
         check_objectives(objectives, [c for c in df.columns if c in STORED_METRICS],
                          "--objectives",
@@ -295,7 +295,7 @@ def _report_sweep(db: Path, spec_name: str | None, objectives: tuple[str, ...] |
     click.echo(f"report written to {index}")
 
 
-def _unfinished(db: Path, last_sweep: str | None) -> str:
+def unfinished_warning(db: Path, last_sweep: str | None) -> str:
     """Without --spec: where the store at `db` lacks points its sweeps planned (`store.stored_of_planned`: a sweep
     killed, or still running), a warning on stderr, returned for the top of the page; '' where it lacks none or
     does not say (a store written before it listed them)."""

@@ -24,9 +24,9 @@ naming `--scheduler`. A cluster lost mid-sweep (its scheduler killed) is one too
 the sweep (`_quiet_logs`):
 the batches finished are stored, and the sweep run again resumes. So are a scheduler with no worker, and a worker
 whose records would be stored under keys they do not belong to: one running another archsim than this process, or
-with other limit variables (`points.keyed_version`, what a key holds of the code and the environment, differs: a
-limit may decide a point, ARCHSIM_MAX_GPU_ROWS a GPU point's feasibility). Checked before any work, and on every
-batch (each carries its worker's keyed version, `_on_worker`), so a worker restarted on other code or limits
+with other limit variables (`points.computing_version`, what a record depends on of the code and the environment,
+differs: a limit may decide a point, ARCHSIM_MAX_GPU_ROWS a GPU point's feasibility). Checked before any work, and
+on every batch (each carries its worker's version, `_on_worker`), so a worker restarted on other code or limits
 mid-sweep has its batch refused, not stored. So is a cluster left with no worker mid-sweep for WORKER_WAIT_S (a
 worker whose nanny was killed stops, and nothing starts it again): its batches would wait for one forever
 (`_watch_workers`).
@@ -53,7 +53,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from archsim.dse.points import Base, keyed_version, with_constraints
+from archsim.dse.points import Base, computing_version, with_constraints
 from archsim.dse.spec import SweepSpec
 from archsim.dse.store import put, records
 from archsim.dse.sweep import Keyed, Progress, evaluate_batch, evaluate_serial, started
@@ -62,7 +62,7 @@ from archsim.limits import LIMIT_PREFIX
 
 Executor = Literal["in-process", "dask"]
 Status = Callable[[str], None]  # told one line: the executor chosen and why
-Version = str | dict[str, Any]  # `points.keyed_version()`: the model version, with the limit variables set
+Version = str | dict[str, Any]  # `points.computing_version()` (the model version alone from an older archsim)
 # Estimated work below which a sweep runs in this process. An embedded cluster adds 3.5-5 s of wall time before its
 # first result (measured with `benchmarks/sweep_demo.py` on 2 loaded cores), so with w workers it wins from about
 # that x w/(w-1) of work: 7-10 s on 2 cores, nearer 5 s on many. Below 5 s it never wins; between 5 and 10 s on 2
@@ -155,7 +155,7 @@ class NoWorker(Exception):
 
 class OtherModel(Exception):
     """A batch computed by a worker running another archsim model, or the same under other limit variables, than
-    this process (`points.keyed_version`)."""
+    this process (`points.computing_version`)."""
 
     def __init__(self, worker: str, version: Version):
         super().__init__(worker, version)
@@ -240,9 +240,9 @@ def _workerless_since(client, since: float | None) -> float | None:
 
 
 def _check_batch(worker: str, version: Version) -> None:
-    """OtherModel unless `version`, that of the worker that computed a batch, is this process's keyed version
-    (`points.keyed_version`): the batch's records belong under this process's keys."""
-    if version != keyed_version():
+    """OtherModel unless `version`, that of the worker that computed a batch, is this process's version
+    (`points.computing_version`): the batch's records belong under this process's keys."""
+    if version != computing_version():
         raise OtherModel(worker, version)
 
 
@@ -362,7 +362,7 @@ def _evaluate_on_cluster(client, scheduler: str | None, spec: SweepSpec, base: B
     try:
         evaluate_on(client, spec, base, todo, conn, size, progress, done_before, total)
     except OtherModel as exc:
-        mine = keyed_version()
+        mine = computing_version()
         theirs, ours = _versions_text(exc.version, mine)
         fix = (f"the batches finished before are stored: {_remedy(exc.version, mine)} and run the sweep again to "
                "resume" if scheduler else f"archsim's source or this process's {LIMIT_PREFIX}* variables changed "
@@ -393,19 +393,19 @@ def _wait_for_a_worker(client, scheduler: str) -> None:
 
 
 def worker_version() -> Version:
-    """The keyed version of the process this runs in (`points.keyed_version`: its archsim model version and limit
+    """The keyed version of the process this runs in (`points.computing_version`: its archsim model version and limit
     variables): run on each worker."""
     from archsim.dse import points
 
-    return points.keyed_version()
+    return points.computing_version()
 
 
 def _check_worker_versions(client, scheduler: str) -> None:
-    """The scheduler's workers compute records for the keys this process computes (`points.keyed_version`: the
+    """The scheduler's workers compute records for the keys this process computes (`points.computing_version`: the
     package version and its source's digest, and the limit variables set, as a limit may decide a point); a worker
     with another archsim or other limits would store its results under this process's keys, so it is a SpecError
     naming `--scheduler`, the worker and what differs."""
-    mine = keyed_version()
+    mine = computing_version()
     other = {worker: version for worker, version in client.run(worker_version).items() if version != mine}
     if other:
         worker, version = next(iter(other.items()))

@@ -16,8 +16,10 @@ or the sparse point's resolved fields with its GPU's, workload's and pattern map
 so the same configuration reached twice, by any spelling (a spec named or given by path, a size given or left at
 the value it would bind anyway), has one key, and a new model version (`MODEL_VERSION`: the package version and a
 digest of archsim's source) computes every point afresh. The limit variables set (`archsim.limits.limits_set`:
-ARCHSIM_MAX_GPU_ROWS and the others, none by default) are keyed too: a guard may decide a point (beyond its limit,
-an infeasible record advising to raise it), and the point reached with the limit raised is computed afresh.
+ARCHSIM_MAX_GPU_ROWS and the others, none by default) are not keyed: a point is one row whatever they are. A guard
+may decide a point (beyond its limit, a record advising to raise it: `limits.advises_limit`); such a record holds
+the limits it was computed under (`LIMITS_FIELD`), and a sweep under other limits computes it afresh and replaces
+it (`archsim.dse.store.stale_keys`, `store.put`).
 
 The specs a sweep starts from are loaded once into a `Base` (per batch on a worker), not once per point: parsing
 YAML costs ten times more than evaluating a point. A SpecError that the base meets whatever the axes' values
@@ -62,7 +64,7 @@ from archsim.dse.sparse_spec import (
     sparse_target,
 )
 from archsim.dse.spec import UNMODELLED, Constraint, SweepSpec, gpu_axes, gpu_preset, target_name
-from archsim.dse.store import CONFIG_FIELDS
+from archsim.dse.store import CONFIG_FIELDS, LIMITS_FIELD
 from archsim.dse.system_points import (
     TRACE_KEY,
     request_stream,
@@ -74,7 +76,7 @@ from archsim.dse.system_points import (
 )
 from archsim.errors import SpecError
 from archsim.gpu.params import load_calibration
-from archsim.limits import limits_set
+from archsim.limits import advises_limit, limits_set
 from archsim.mapping.spec import Mapping
 from archsim.memo import identity_cache
 from archsim.model.analytical import evaluate
@@ -387,7 +389,7 @@ def keyed(spec: SweepSpec, base: Base, points: list[Point]) -> list[tuple[str, A
     """Each point's key (`point_key`) and what it shares with the points `evaluate_points` evaluates together (its
     sizes and the fields it changes; None for the other targets' points). The parts of the architecture's points'
     configurations that points share (the architecture after its changes, the sizes, the rest) are written once."""
-    version = keyed_version()
+    version = MODEL_VERSION
     fixed = {"version": _dumps(version), **base.contents}
     arch_texts: dict[tuple, str] = {}
     size_texts: dict[tuple, str] = {}
@@ -429,12 +431,11 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def keyed_version() -> str | dict[str, Any]:
-    """What a key holds of the code and the environment: `MODEL_VERSION`, with the limit variables set where any is
-    (`limits.limits_set`; without one the version alone, so a store keyed before limits were keyed is reused). A
-    process computing records for this one's keys (a Dask worker: `archsim.dse.dask_run`) must have the same."""
-    limits = limits_set()
-    return {"model": MODEL_VERSION, "limits": limits} if limits else MODEL_VERSION
+def computing_version() -> dict[str, Any]:
+    """What a record depends on of the code and the environment: `MODEL_VERSION` and the limit variables set
+    (`limits.limits_set`; a record a limit decided holds them: `LIMITS_FIELD`). A process computing records for
+    this one's keys (a Dask worker: `archsim.dse.dask_run`) must have the same."""
+    return {"model": MODEL_VERSION, "limits": limits_set()}
 
 
 def _json_text(config: dict[str, Any], encoded: dict[str, str]) -> str:
@@ -607,7 +608,8 @@ def _record(spec: SweepSpec, base: Base, point: Point, key: str | None, kind: st
         flat, config = (refused.flat(), list(refused.config)) if refused else ({}, [])
     metrics = {**dict.fromkeys(spec.metrics, float("nan")), **flat}
     ok = bool(within_constraints(spec.constraints, feasible, metrics, kind))
-    return {**record, "feasible": feasible, "reason": reason, **metrics, CONFIG_FIELDS: config, "constraint_ok": ok}
+    out = {**record, "feasible": feasible, "reason": reason, **metrics, CONFIG_FIELDS: config, "constraint_ok": ok}
+    return {**out, LIMITS_FIELD: limits_set()} if advises_limit(out) else out
 
 
 def _reason(error: SpecError) -> str:

@@ -563,6 +563,7 @@ def _gpus(data: Any, source: str, has_workload: bool) -> GpuTargets | None:
     presets = data.get("presets")
     if not isinstance(presets, list) or not presets:
         raise SpecError(source, "gpus.presets", "expected a non-empty list of GPU preset names")
+    _once(presets, source, "gpus.presets")
     for i, name in enumerate(presets):
         try:
             load_gpu(spec_beside(str(name), source))

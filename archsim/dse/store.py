@@ -1,10 +1,12 @@
 """The sweep results store: one embedded SQLite file, one row per design point keyed by its hash.
 
 Rows are inserted (INSERT OR IGNORE), a batch per transaction, in WAL mode: a writer killed mid-sweep loses only
-the batch it had not committed, and a re-run skips every key already present. A stored row changes in one way
-only: a sweep reusing it under axes its record lacks adds their values (`add_axis_values`), its results untouched,
-whether it was stored before the sweep claimed the store or, by a sweep running beside it, after (`put`); so a
-record only ever gains values. The records a claim changes are read and merged before it takes the write lock
+the batch it had not committed, and a re-run skips every key already present but one whose record a limit
+decided under other limits than those set now (`stale_keys`), which it computes afresh and replaces (`put`). A
+stored row changes in one other way only: a sweep reusing it under axes its record lacks adds their values
+(`add_axis_values`), its results untouched, whether it was stored before the sweep claimed the store or, by a
+sweep running beside it, after (`put`); so a record only ever gains values. The records a claim changes are read
+and merged before it takes the write lock
 (`axis_updates`), so it holds the lock only to write them.
 
 A write waits for another process's write transaction up to the connection's timeout (5 s), and on while that
@@ -72,6 +74,11 @@ _NOT_METRICS = ("key", "target_kind", "target", "feasible", "reason", "constrain
 # a record's field naming its config's columns (`archsim.record.Record.config`), which an infeasible row keeps
 # (`_blank_infeasible`); `records` reads it and shows it as no column
 CONFIG_FIELDS = "config_fields"
+# a record's field holding the limit variables it was computed under, where a limit decided part of it
+# (`archsim.limits.advises_limit`): `stale_keys` finds it computed under other limits, `put` replaces it; `records`
+# reads it and shows it as no column
+LIMITS_FIELD = "limits"
+_LIMITS_MARK = f"{json.dumps(LIMITS_FIELD)}: "  # how the field starts in a record's text (`json.dumps`)
 _TIMEOUT_S = 5.0  # how long a statement waits for another process's write transaction to end
 _KEYS_PER_QUERY = 500  # keys bound in one SELECT (SQLite allows 999 parameters in older builds)
 _T = TypeVar("_T")
@@ -83,7 +90,7 @@ class StoreConnection(sqlite3.Connection):
     """An SQLite connection that knows its file, for error messages, and counts the rows it inserted (`put`)."""
 
     path = ""
-    inserted_rows = 0  # rows of `points` this connection inserted: not those another process stored first
+    inserted_rows = 0  # rows of `points` this connection wrote (inserted or replaced), not those another process did
 
 
 @contextlib.contextmanager
@@ -237,6 +244,15 @@ def done_keys(conn: StoreConnection) -> set[str]:
         return {k for (k,) in conn.execute("SELECT key FROM points")}
 
 
+def stale_keys(conn: StoreConnection, limits: Mapping[str, int]) -> set[str]:
+    """The keys of the stored records a limit decided (`LIMITS_FIELD`) under other limits than `limits`: the sweep
+    computes them afresh, and `put` replaces them."""
+    with _errors(conn.path):
+        rows = conn.execute("SELECT record FROM points WHERE instr(record, ?) > 0", (_LIMITS_MARK,)).fetchall()
+    return {record["key"] for record in (_loads(conn, text) for (text,) in rows)
+            if record.get(LIMITS_FIELD, limits) != limits}
+
+
 def stored_feasible(conn: StoreConnection, keys: Iterable[str]) -> bool:
     """Whether a point of `keys` is stored feasible."""
     wanted = set(keys)
@@ -257,15 +273,34 @@ def put(conn: StoreConnection, records: Iterable[dict[str, Any]]) -> None:
 
 
 def _insert(conn: StoreConnection, batch: list[dict[str, Any]], rows: list[tuple]) -> int:
-    """`put`'s transaction: the rows inserted, the axis values added to the records of the keys stored already;
-    returns the number of rows inserted."""
+    """`put`'s transaction: the rows inserted, those a limit decided under other limits replaced (`_replace_stale`),
+    the axis values added to the records of the keys stored already; returns the number of rows written."""
     with conn:
         before = conn.total_changes
         conn.executemany("INSERT OR IGNORE INTO points VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
         inserted = conn.total_changes - before
         if inserted < len(rows):  # some keys were stored already
+            inserted += _replace_stale(conn, batch, rows)
             add_axis_values(conn, {r["key"]: _point(r) for r in batch})
     return inserted
+
+
+def _replace_stale(conn: StoreConnection, batch: list[dict[str, Any]], rows: list[tuple]) -> int:
+    """Replace the stored rows of `batch`'s keys whose records a limit decided (`LIMITS_FIELD`) under other limits
+    than the batch's record was computed under (none where no limit decided it): a point recomputed under the
+    limits now set is one row, not two, written as a new one. Returns the number of rows replaced."""
+    limits = {r["key"]: r.get(LIMITS_FIELD) for r in batch}
+    keys = list(limits)
+    stale = set()
+    for start in range(0, len(keys), _KEYS_PER_QUERY):
+        chunk = keys[start:start + _KEYS_PER_QUERY]
+        found = conn.execute(f"SELECT record FROM points WHERE instr(record, ?) > 0 AND key IN "
+                             f"({', '.join('?' * len(chunk))})", [_LIMITS_MARK, *chunk]).fetchall()
+        stale |= {record["key"] for record in (_loads(conn, text) for (text,) in found)
+                  if record.get(LIMITS_FIELD) != limits[record["key"]]}
+    replaced = [row for row in rows if row[0] in stale]
+    conn.executemany("REPLACE INTO points VALUES (?, ?, ?, ?, ?, ?, ?)", replaced)
+    return len(replaced)
 
 
 def _point(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -325,6 +360,7 @@ def records(conn: StoreConnection) -> pd.DataFrame:
     stored = [_loads(conn, r) for (r,) in rows]
     df = pd.DataFrame(stored)
     config = df.pop(CONFIG_FIELDS) if CONFIG_FIELDS in df else pd.Series(index=df.index, dtype=object)
+    df = df.drop(columns=LIMITS_FIELD, errors="ignore")
     # columns in a feasible record's order, whichever record came first: an infeasible one lacks the metrics
     # (utilization.*), which pandas would otherwise put after the fields it does have; then the columns other
     # records add (a GPU's utilization.tensor_cores beside an architecture's points), and constraint_ok, every

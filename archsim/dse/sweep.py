@@ -47,6 +47,7 @@ from archsim.dse.store import (
     read_meta,
     read_store,
     records,
+    stale_keys,
     stored_feasible,
     write_meta,
 )
@@ -322,14 +323,14 @@ def started(spec: SweepSpec, db_path: str | Path) -> Iterator[Started]:
     before a new store is created, or before an existing one is claimed or a point written. A store holding a feasible
     point of the sweep is not checked again: that point met no error. A limit variable that is not a positive
     integer (`limits.limits_set`) is refused first: a point may read it only midway through the sweep."""
-    limits_set()
+    limits = limits_set()
     base = load_base(spec)
     new = not Path(db_path).exists()
     if new:
         _refuse_base_error(spec, base)
     conn = open_store(db_path)
     try:
-        done = done_keys(conn)
+        done = done_keys(conn) - stale_keys(conn, limits)
         keys, todo_by_key, reused = plan(spec, base, done)
         if not new and not stored_feasible(conn, keys):
             _refuse_base_error(spec, base)
