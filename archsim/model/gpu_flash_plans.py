@@ -429,7 +429,7 @@ def _fa2_v209_decode(case: AttentionCase, gpu: GPU, head_dim: int) -> tuple:
     launch = _fa2_fwd(AttentionCase("fwd", 1, 1, 1, case.head_dim, case.seqlen, False, case.precision), gpu, head_dim)
     key_tiles = launch.segments[0].counts[0] + launch.segments[1].counts[0]
     ctas = case.batch * case.heads
-    slots = gpu.sm_count * ctas_per_sm(launch, gpu)
+    slots = gpu.sm_count * max(ctas_per_sm(launch, gpu), 1)  # a CTA no SM holds: refused (`runnable_plans`)
     kv = case.kv_bytes()
     slice_bytes = kv / (case.batch * case.kv_heads)  # K and V of one sequence's KV head
     dram = (slice_bytes * _v209_kv_slice_reads(case.batch, case.heads, case.group, slots, gpu.l2_bytes / slice_bytes)
