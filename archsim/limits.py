@@ -41,8 +41,15 @@ def limits_set() -> dict[str, int]:
     return {name: env_limit(name, 1) for name in sorted(os.environ) if name.startswith(LIMIT_PREFIX)}
 
 
+ADVICE_FIELDS = ("reason", "note")  # a record's fields a guard's advice to raise a limit is written into
+
+
 def advises_limit(record: Mapping[str, Any]) -> bool:
     """Whether a limit decided part of `record` (a sweep point's): a guard refusing a point, or a search stopped at
-    a limit, says so with the advice to raise its variable (`LIMIT_PREFIX`), in the record's reason or a note. Such a
-    record holds under the limits it was computed under only; any other holds whatever the limits."""
-    return any(isinstance(value, str) and LIMIT_PREFIX in value for value in record.values())
+    a limit, says so with the advice to raise its variable (`LIMIT_PREFIX`), in the record's reason or note
+    (`ADVICE_FIELDS`); a variable's name elsewhere (a workload's path, a target's name) is no advice. Such a record
+    holds under the limits it was computed under only; any other holds whatever the limits. A known gap: a refusal
+    a model swallows, trying something else, leaves no text, so a record it decided is taken as holding whatever the
+    limits (`archsim.systems.architecture_device._padded_point`, a padded prompt refused: the unpadded point
+    stands; `archsim.systems.fusemax.attention_result`, a refused candidate mapping skipped for the others)."""
+    return any(isinstance(record.get(name), str) and LIMIT_PREFIX in record[name] for name in ADVICE_FIELDS)

@@ -69,7 +69,14 @@ from archsim.mapping.spec import SEARCH, Mapping
 from archsim.memo import identity_cache
 from archsim.model.analytical import evaluate
 from archsim.model.result import Result
-from archsim.workload import BLOCK_CASCADES, PARAMS, Workload, plain_number, refuse_linear_attention
+from archsim.workload import (
+    BLOCK_CASCADES,
+    PARAMS,
+    Workload,
+    plain_number,
+    refuse_linear_attention,
+    shared_ffn_dim,
+)
 
 if TYPE_CHECKING:
     from archsim.model.event import EventRun
@@ -473,7 +480,7 @@ def check_ffn_form(cascade: Cascade, workload: Workload | None, sets: MappingTyp
     dense_dim = workload.params.get("dense_ffn_dim", workload.params.get("ffn_dim"))  # the model's, not a --set
     if every > 1 and params.get("ffn_dim") == dense_dim:
         return  # the dense layers' FFN
-    shared_dim = workload.params.get("shared_experts", 0) * workload.params.get("ffn_dim", 0)
+    shared_dim = shared_ffn_dim(workload.params)
     if shared_dim and params.get("ffn_dim") == shared_dim:
         return  # the shared experts' FFN
     what = f"cascade {cascade.name}" + (f" (mapping {mapping_name})" if mapping_name else "")

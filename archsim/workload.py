@@ -22,10 +22,10 @@ published shared width is (Qwen1.5-MoE-A2.7B's 5632 = 4 x 1408, Qwen2-57B-A14B's
 memory), so TP's cut of ffn_dim cuts it too; absent or 0, none. MLA: `kv_lora_rank` makes the attention DeepSeek's
 latent attention, with `rope_dim` and `q_lora_rank` beside it. The loader refuses top_k > experts, a size read only
 beside another without it (`NEEDS`: the MoE-only sizes without experts, MLA's without kv_lora_rank; every cascade
-reading one binds the other too), and kv_heads that do not divide heads (each KV head serves heads / kv_heads query
-heads). `sinks` without `window` is not refused here: DuoAttention's and TokenSelect's cascades bind sinks alone
-(their streaming heads' first keys); a system, which models only a sliding window's sinks, refuses it
-(`archsim.systems.models`).
+reading one binds the other too), shared_experts without ffn_dim, and kv_heads that do not divide heads (each KV
+head serves heads / kv_heads query heads). `sinks` without `window` is not refused here: DuoAttention's and
+TokenSelect's cascades bind sinks alone (their streaming heads' first keys); a system, which models only a sliding
+window's sinks, refuses it (`archsim.systems.models`).
 
 `block` says what a model's sizes leave open about its decoder layer: "gpt" is LayerNorm and a GELU FFN (GPT-3;
 OPT, whose ReLU it counts as GELU), "llama" RMSNorm and a SwiGLU FFN (Llama, Mixtral, DeepSeek);
@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -218,8 +219,8 @@ def _check_needs(params: dict[str, float], source: str) -> None:
 
 
 def _check_moe(params: dict[str, float], source: str) -> None:
-    """A MoE workload's sizes agree: top_k routes to at most `experts`, and moe_every leaves at least one MoE
-    layer."""
+    """A MoE workload's sizes agree: top_k routes to at most `experts`, moe_every leaves at least one MoE layer,
+    and shared experts come with the ffn_dim each is wide (`shared_ffn_dim`)."""
     if "experts" not in params:
         return
     if params.get("top_k", 0) > params["experts"]:
@@ -228,6 +229,15 @@ def _check_moe(params: dict[str, float], source: str) -> None:
     if params.get("moe_every", 1) > params.get("layers", math.inf):
         raise SpecError(source, "params.moe_every", f"expected at most layers ({params['layers']:g}) so that some "
                                                     f"layer is MoE, got {params['moe_every']:g}")
+    if params.get(SHARED_EXPERTS, 0) and "ffn_dim" not in params:
+        raise SpecError(source, "params.ffn_dim", f"missing: {SHARED_EXPERTS} counts experts each ffn_dim wide "
+                                                  "(one dense FFN of shared_experts x ffn_dim)")
+
+
+def shared_ffn_dim(params: Mapping[str, float]) -> int:
+    """The width of a MoE layer's shared experts as one dense FFN: shared_experts x ffn_dim (module docstring); 0
+    for a model without them. The loader refuses shared experts without ffn_dim (`_check_moe`)."""
+    return int(params.get(SHARED_EXPERTS, 0) * params.get("ffn_dim", 0))
 
 
 def _check_hybrid(params: dict[str, float], attention: str, source: str) -> None:

@@ -237,7 +237,7 @@ def _report_sparse(out: Path) -> None:
 
 def _report_sweep(db: Path, spec_name: str | None, objectives: tuple[str, ...] | None, out: Path) -> None:
     from archsim.dse.spec import STORED_METRICS, load_sweep_spec
-    from archsim.dse.store import read_store_meta
+    from archsim.dse.store import read_store_meta, unfinished_note
     from archsim.dse.sweep import read_judged, stored_serving
     from archsim.report.sweep import (
         axis_columns,
@@ -274,7 +274,9 @@ def _report_sweep(db: Path, spec_name: str | None, objectives: tuple[str, ...] |
             click.echo(f"warning: {note}", err=True)
         df = mine
     else:
-        note = unfinished_warning(db, stored_name)
+        note = unfinished_note(db, stored_name)
+        if note:
+            click.echo(f"warning: {note}", err=True)
     if objectives:
         check_objectives(objectives, [c for c in df.columns if c in STORED_METRICS],
                          "--objectives",
@@ -294,17 +296,3 @@ def _report_sweep(db: Path, spec_name: str | None, objectives: tuple[str, ...] |
                                (serving_text(serving, axis_columns(df)), same_values_text(same)))
     click.echo(f"report written to {index}")
 
-
-def unfinished_warning(db: Path, last_sweep: str | None) -> str:
-    """Without --spec: where the store at `db` lacks points its sweeps planned (`store.stored_of_planned`: a sweep
-    killed, or still running), a warning on stderr, returned for the top of the page; '' where it lacks none or
-    does not say (a store written before it listed them)."""
-    from archsim.dse.store import stored_of_planned
-
-    counts = stored_of_planned(db)
-    if counts is None or counts[0] == counts[1]:
-        return ""
-    note = (f"{counts[0]} of {counts[1]} points stored (a sweep into it stopped, or is running); run `archsim sweep "
-            f"SPEC --db {db}` again to finish" + (f" (the last sweep into it: {last_sweep})" if last_sweep else ""))
-    click.echo(f"warning: {note}", err=True)
-    return note

@@ -220,8 +220,8 @@ def results_cmd(db: str, csv_path: str | None, parquet_path: str | None, objecti
         raise click.UsageError("choose exactly one of --csv FILE, --parquet FILE")
     if parquet_path and importlib.util.find_spec("pyarrow") is None:
         raise click.ClickException("--parquet needs pyarrow (pip install pyarrow); use --csv instead")
-    from archsim.commands.report import unfinished_warning
     from archsim.dse.pareto import pareto_mask
+    from archsim.dse.store import unfinished_note
     from archsim.dse.sweep import read_judged
     from archsim.report.sweep import whole_axes
 
@@ -229,7 +229,9 @@ def results_cmd(db: str, csv_path: str | None, parquet_path: str | None, objecti
     out = None if to_stdout else check_writable(csv_path or parquet_path, "--csv" if csv_path else "--parquet",
                                                  inputs=(db,))
     df, constraints, _, last_sweep = read_judged(db)
-    unfinished_warning(Path(db), last_sweep)
+    note = unfinished_note(db, last_sweep)
+    if note:
+        click.echo(f"warning: {note}", err=True)
     if objectives and len(df):
         known = STORED_METRICS
         check_objectives(objectives, [c for c in df.columns if c in known], "--front", f"the store {db}")

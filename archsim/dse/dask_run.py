@@ -393,8 +393,8 @@ def _wait_for_a_worker(client, scheduler: str) -> None:
 
 
 def worker_version() -> Version:
-    """The keyed version of the process this runs in (`points.computing_version`: its archsim model version and limit
-    variables): run on each worker."""
+    """The computing version of the process this runs in (`points.computing_version`: its archsim model version and
+    limit variables, what a record it computes depends on): run on each worker."""
     from archsim.dse import points
 
     return points.computing_version()

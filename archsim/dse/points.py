@@ -597,7 +597,8 @@ def _record(spec: SweepSpec, base: Base, point: Point, key: str | None, kind: st
     """The point's record from its model's Record (`result_of()`; a SpecError makes it infeasible: the kind's blank
     Record failing with it, `_refused`): its flat row (`Record.flat()`: an infeasible design's metrics and extras
     NaN, its config kept) and the names of its config's columns (`CONFIG_FIELDS`, which the store keeps on an
-    infeasible row)."""
+    infeasible row); a record a limit decided (its reason or note advising to raise a limit variable:
+    `limits.advises_limit`) also holds the limits set (`LIMITS_FIELD`: `limits.limits_set`), any other none."""
     record: dict[str, Any] = {"key": key or point_key(spec, base, point), "target_kind": kind, **point}
     try:
         result = result_of()

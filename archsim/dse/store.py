@@ -1,13 +1,13 @@
 """The sweep results store: one embedded SQLite file, one row per design point keyed by its hash.
 
-Rows are inserted (INSERT OR IGNORE), a batch per transaction, in WAL mode: a writer killed mid-sweep loses only
-the batch it had not committed, and a re-run skips every key already present but one whose record a limit
-decided under other limits than those set now (`stale_keys`), which it computes afresh and replaces (`put`). A
-stored row changes in one other way only: a sweep reusing it under axes its record lacks adds their values
-(`add_axis_values`), its results untouched, whether it was stored before the sweep claimed the store or, by a
-sweep running beside it, after (`put`); so a record only ever gains values. The records a claim changes are read
-and merged before it takes the write lock
-(`axis_updates`), so it holds the lock only to write them.
+Rows are inserted (INSERT OR IGNORE), a batch per transaction, in WAL mode: a writer killed mid-sweep loses only the
+batch it had not committed, and a re-run skips every key already present but one whose record a limit decided under
+other limits than those set now (`stale_keys`), which it computes afresh and replaces (`put`), the axis values the
+replaced record held kept. A stored row changes in one other way only: a sweep reusing it under axes its record
+lacks adds their values (`add_axis_values`), its results untouched, whether it was stored before the sweep claimed
+the store or, by a sweep running beside it, after (`put`); so a record only ever gains values. The records a claim
+changes are read and merged before it takes the write lock (`axis_updates`), so it holds the lock only to write
+them.
 
 A write waits for another process's write transaction up to the connection's timeout (5 s), and on while that
 process keeps writing to the store's log (`_while_written`: a long claim, or transactions committed back to back);
@@ -288,18 +288,21 @@ def _insert(conn: StoreConnection, batch: list[dict[str, Any]], rows: list[tuple
 def _replace_stale(conn: StoreConnection, batch: list[dict[str, Any]], rows: list[tuple]) -> int:
     """Replace the stored rows of `batch`'s keys whose records a limit decided (`LIMITS_FIELD`) under other limits
     than the batch's record was computed under (none where no limit decided it): a point recomputed under the
-    limits now set is one row, not two, written as a new one. Returns the number of rows replaced."""
+    limits now set is one row, not two, its results the new record's, and the axis values the stored record held
+    (those earlier sweeps added) added back to it (`add_axis_values`), so a record only ever gains values. Returns
+    the number of rows replaced."""
     limits = {r["key"]: r.get(LIMITS_FIELD) for r in batch}
     keys = list(limits)
-    stale = set()
+    stale: dict[str, dict[str, Any]] = {}
     for start in range(0, len(keys), _KEYS_PER_QUERY):
         chunk = keys[start:start + _KEYS_PER_QUERY]
         found = conn.execute(f"SELECT record FROM points WHERE instr(record, ?) > 0 AND key IN "
                              f"({', '.join('?' * len(chunk))})", [_LIMITS_MARK, *chunk]).fetchall()
-        stale |= {record["key"] for record in (_loads(conn, text) for (text,) in found)
+        stale |= {record["key"]: record for record in (_loads(conn, text) for (text,) in found)
                   if record.get(LIMITS_FIELD) != limits[record["key"]]}
     replaced = [row for row in rows if row[0] in stale]
     conn.executemany("REPLACE INTO points VALUES (?, ?, ?, ?, ?, ?, ?)", replaced)
+    add_axis_values(conn, {key: _point(record) for key, record in stale.items()})
     return len(replaced)
 
 
@@ -437,6 +440,18 @@ def stored_of_planned(path: str | Path) -> tuple[int, int] | None:
                                     "NOT IN (SELECT key FROM points))").fetchone()  # one statement: one snapshot
     return held, held + unheld
 
+
+
+def unfinished_note(path: str | Path, last_sweep: str | None) -> str:
+    """Where the store at `path` lacks points its sweeps planned (`stored_of_planned`: a sweep killed, or still
+    running), a note saying how many and how to finish them (naming `last_sweep`, the last sweep into it, where
+    known), for a command to warn with; '' where it lacks none or does not say (a store written before it listed
+    them)."""
+    counts = stored_of_planned(path)
+    if counts is None or counts[0] == counts[1]:
+        return ""
+    return (f"{counts[0]} of {counts[1]} points stored (a sweep into it stopped, or is running); run `archsim sweep "
+            f"SPEC --db {path}` again to finish" + (f" (the last sweep into it: {last_sweep})" if last_sweep else ""))
 
 @contextlib.contextmanager
 def _reading(path: Path) -> Iterator[StoreConnection]:

@@ -556,19 +556,18 @@ def _layer_kept_bytes(ops: tuple[Op, ...], tensors: dict[str, _Tensors], ffn: st
     none. An input no such source matches is a collective's output (Megatron-SP's all-gathered layer input, a
     reduce-scattered sum): the backward gathers it again from the dep's output it came from (Korthikanti et al.
     2022 §4.2), which is kept instead. An op's transient: its inputs that are a collective's output and its outputs
-    no backward keeps (Megatron-SP's N x h partial sums before the reduce-scatter), live while it runs. A dep on the
-    FFN (`FFN_OPS`) is the layer's own FFN, `ffn`."""
+    no backward keeps (Megatron-SP's N x h partial sums before the reduce-scatter), live while it runs. An op's deps
+    are its layer's (`layer_deps`: an FFN op the layer lacks is its own FFN, `ffn`)."""
     layer_input = ("", *tensors[ops[0].name].inputs[0])  # (producing op, name, bytes); "" for the layer's input
     kept: set[tuple[str, str, float]] = set()
     gathered: dict[str, float] = {}
-    total = 0.0
+    total, names = 0.0, {op.name for op in ops}
     for index, op in enumerate(ops):
         own = tensors[op.name]
         total += sum(size for _, size in own.intermediates)
         if _adds_only(op):
             continue
-        deps = [ffn if dep in FFN_OPS else dep for dep in op.deps]
-        sources = [(dep, *out) for dep in deps for out in tensors[dep].outputs]
+        sources = [(dep, *out) for dep in layer_deps(op, names, ffn) for out in tensors[dep].outputs]
         if index == 0 or len(own.inputs) > len(sources):  # the layer's input, read by the first op and a residual
             sources.append(layer_input)
         matched, unmatched = _match(own.inputs, sources)
@@ -580,6 +579,13 @@ def _layer_kept_bytes(ops: tuple[Op, ...], tensors: dict[str, _Tensors], ffn: st
                                              if (op.name, name, size) not in kept)
                      for op in ops[:-1] if op.name in gathered), default=0.0)
     return total + sum(size for _, _, size in kept), transient
+
+
+def layer_deps(op: Op, names: set[str], ffn: str) -> tuple[str, ...]:
+    """`op`'s deps in a layer of the ops `names` whose FFN is `ffn` (its first FFN op, `FFN_OF_KIND`): the op list
+    holds every kind of layer's FFN ops (`_cached_ops`), each op's deps those of the kind that first named it, so a
+    dep on an FFN op (`FFN_OPS`) the layer lacks is the layer's own FFN, named once; every other dep stays."""
+    return tuple(dict.fromkeys(ffn if dep in FFN_OPS and dep not in names else dep for dep in op.deps))
 
 
 def _adds_only(op: Op) -> bool:

@@ -86,7 +86,7 @@ from archsim.cascade.passes import PassAnalysis, pass_analysis
 from archsim.errors import SpecError
 from archsim.memo import kept
 from archsim.point import mla_projection_for
-from archsim.workload import BLOCK_CASCADES, SHARED_EXPERTS, Workload, check_size
+from archsim.workload import BLOCK_CASCADES, SHARED_EXPERTS, Workload, check_size, shared_ffn_dim
 
 PHASES = ("prefill", "decode")
 MOE, DENSE = "moe", "dense"
@@ -354,7 +354,7 @@ def _plan(workload: Workload, step: Step, block: str, layer_kind: str | None) ->
     if moe and layer_kind != DENSE:  # the FFN binds a workload's ffn_word_bytes (`bind.binds_ffn_words`)
         ffns = [("moe", MOE_CASCADE, {**tokens, **_routed_step(workload, tokens["tokens"])}, ("ffn_norm",))]
         if params.get(SHARED_EXPERTS, 0):
-            ffns.append((SHARED_EXPERTS, kind.ffn, {**tokens, "ffn_dim": _shared_width(workload)}, ("ffn_norm",)))
+            ffns.append((SHARED_EXPERTS, kind.ffn, {**tokens, "ffn_dim": shared_ffn_dim(params)}, ("ffn_norm",)))
     else:
         width = {"ffn_dim": params["dense_ffn_dim"]} if moe and "dense_ffn_dim" in params else {}
         ffns = [("ffn", kind.ffn, {**tokens, **width}, ("ffn_norm",))]
@@ -368,13 +368,6 @@ def _plan(workload: Workload, step: Step, block: str, layer_kind: str | None) ->
         *ffns,
         ("ffn_residual", "residual-add", tokens, (*(ffn[0] for ffn in ffns), "attn_residual")),
     )
-
-
-def _shared_width(workload: Workload) -> int:
-    """The width of a MoE layer's shared experts as one dense FFN: shared_experts x ffn_dim (module docstring)."""
-    if "ffn_dim" not in workload.params:
-        raise SpecError(workload.path, "params.ffn_dim", "missing: each shared expert is ffn_dim wide")
-    return int(workload.params[SHARED_EXPERTS] * workload.params["ffn_dim"])
 
 
 def lm_head_op(workload: Workload, tokens: int, tp: int = 1) -> Op:

@@ -160,6 +160,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -438,9 +439,7 @@ def _moved(data: Mapping[str, Any], written: str, source: str, over: Mapping[str
     names the file beside the base; a path the derived spec's own keys (`over`) write stays relative to its file.
     A `by_workload` key naming the same file as one of `over`'s takes `over`'s text, so that entry is laid over
     the base's."""
-    def moved(text: Any) -> Any:
-        return moved_beside(text, written)
-
+    moved = functools.partial(moved_beside, written=written)
     data = copy.deepcopy(dict(data))
     for device in data["devices"].values():
         for key in DEVICE_FILE_FIELDS:
