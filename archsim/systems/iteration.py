@@ -39,7 +39,10 @@ class IterationCost:
 class Batch:
     """The work of one iteration: the prompt lengths (tokens) of the requests prefilling, and the context lengths
     (tokens already in the KV cache, the new token included) of the requests decoding one token; the KV the other
-    running requests hold meanwhile (a system bounding an iteration's memory counts it).
+    running requests hold meanwhile (a system bounding an iteration's memory counts it); with expert parallelism,
+    the EP group of each prompt and each decode where the scheduler assigned them (`prefill_ep_groups`,
+    `decode_ep_groups`: one group index per request, in the same order; empty: the system deals them round-robin by
+    position, `sharding.ep_groups`).
 
     Each length is a whole number of tokens, at least 1 (held KV at least 0): a Python or numpy integer, or a float
     whose value is whole (the NeuPIMs reproduction draws its contexts as a float array); anything else is a
@@ -48,6 +51,8 @@ class Batch:
     prefill_tokens: Sequence[int] = ()
     decode_context_tokens: Sequence[int] = ()
     held_kv_tokens: int = 0  # KV tokens of running requests outside the batch (they wait while it prefills)
+    prefill_ep_groups: Sequence[int] = ()  # per prompt, the EP group it runs on (empty: dealt by position)
+    decode_ep_groups: Sequence[int] = ()  # per decode, the EP group holding its KV (empty: dealt by position)
 
     def __post_init__(self) -> None:
         _check_lengths("prefill_tokens", self.prefill_tokens)
@@ -55,6 +60,19 @@ class Batch:
         refused = _not_tokens(self.held_kv_tokens, 0)
         if refused:
             raise SpecError("<python>", "held_kv_tokens", refused)
+        if len(self.prefill_ep_groups) or len(self.decode_ep_groups):
+            _check_groups("prefill_ep_groups", self.prefill_ep_groups, len(self.prefill_tokens))
+            _check_groups("decode_ep_groups", self.decode_ep_groups, len(self.decode_context_tokens))
+
+
+def _check_groups(name: str, groups: Sequence[int], requests: int) -> None:
+    """Refuse `groups` unless one whole number >= 0 (a group's index) for each of the `requests` (a batch assigning
+    groups assigns every request one)."""
+    if len(groups) != requests:
+        raise SpecError("<python>", name, f"expected one EP group per request ({requests}) or none, got {len(groups)}")
+    for i, group in enumerate(groups):
+        if isinstance(group, bool) or not isinstance(group, Integral) or group < 0:
+            raise SpecError("<python>", f"{name}[{i}]", f"expected an EP group's index >= 0, got {group!r}")
 
 
 def _check_lengths(name: str, lengths: Sequence[int]) -> None:

@@ -21,13 +21,16 @@ paged KV cache and preemption. The assumptions, all in one place:
   admitted; so is one longer than the model says one request may hold (`request_kv_tokens`, where a model has it:
   a bank-PIM keeps each request's KV on one channel, `archsim.systems.pim_device`; listed in `beyond_request_kv_ids`
   too, where the whole cache would hold it).
-- Expert parallelism (a model's `kv_groups`, its ep): the cache is that many pools of `capacity_pages` / groups
-  pages (each group's room floored to whole pages apart); running request i (admission order) holds its pages in
-  pool i mod groups, the deal `sharding.ep_groups` costs decode iterations by (a request moves to the other pool
-  when one before it finishes). Page reservations and admission (its watermark a pool's) check the request's pool;
-  a short pool preempts the latest admitted running request, as below, until it fits (the latest may be another
-  pool's: removing any other would re-deal those behind it), and a request needing more than a pool is rejected on
-  arrival.
+- Expert parallelism (a model's `kv_groups`, its ep; DP attention, each group serving its own requests): the
+  cache is that many pools of `capacity_pages` / groups pages (each group's room floored to whole pages apart). A
+  request is assigned a group when admitted and keeps it until it finishes or is preempted (SGLang's DP attention
+  and vLLM's data-parallel attention keep a request on the rank that admitted it): of the groups whose pool holds
+  its prompt's pages leaving that pool's watermark (waived on an empty pool), the one with the fewest admitted
+  requests (vLLM's DP load balancing by request counts, SGLang's shortest queue), ties to the most free pages,
+  then the lowest index. Its pages are its group's, and each iteration's `Batch` names every request's group
+  (`prefill_ep_groups`, `decode_ep_groups`) for the model to cost each group's own. A short pool preempts its own
+  latest admitted running request, as below, until it fits; a preempted request is assigned afresh when
+  readmitted; a request needing more than a pool is rejected on arrival.
 - A request whose prefill the system cannot run is rejected too (in `rejected_ids` and in `unrunnable_ids`), when
   its iteration is costed: a system raises `UnrunnableOp` for a batch holding a call it cannot run (eager
   attention's N x N scores beyond the memory a GPU's weights leave, `archsim.systems.gpu_device`; a batch whose
@@ -46,10 +49,10 @@ paged KV cache and preemption. The assumptions, all in one place:
   then (in `recompute_ids` too): its emitted tokens leave the counts, the steady window's those it emitted by the
   window's end (its gaps between tokens stay among the TBT samples).
 - Each iteration, first every running request reserves the page its next token needs, oldest admission first.
-  When pages run out the latest admitted running request is preempted by recompute (vLLM §4.5, the
-  default for single-sequence requests): its pages are freed and it returns to the front of the queue; when
-  readmitted it prefills its prompt plus the tokens it already emitted and emits its next token. Emitted tokens
-  are never taken back.
+  When pages run out the latest admitted running request (of the short pool's group) is preempted by recompute
+  (vLLM §4.5, the default for single-sequence requests): its pages are freed and it returns to the front of the
+  queue; when readmitted it prefills its prompt plus the tokens it already emitted and emits its next token.
+  Emitted tokens are never taken back.
 - Admission is first-come first-served and stops at the first request that does not fit (no skipping): a waiting
   request is admitted while the batch has fewer than `max_batch` requests, the iteration's prefill tokens stay
   within `max_prefill_tokens` (a prompt longer than the budget is admitted alone), and its pages fit leaving
@@ -362,22 +365,23 @@ class _Engine:
     decode step thus costs one pass over the KV tokens (the batch's contexts); a request is looked at alone only
     when it crosses a page boundary, finishes or is preempted."""
 
-    def __init__(self, env: simpy.Environment, model: IterationModel, config: ServingConfig, cache: PagedKVCache,
-                 trace: bool, pending: Sequence[Request] = ()) -> None:
-        self.env, self.model, self.config, self.cache, self.trace = env, model, config, cache, trace
+    def __init__(self, env: simpy.Environment, model: IterationModel, config: ServingConfig,
+                 pools: Sequence[PagedKVCache], trace: bool, pending: Sequence[Request] = ()) -> None:
+        self.env, self.model, self.config, self.trace = env, model, config, trace
         self.request_kv_tokens = request_kv_tokens(model)
-        self.groups = kv_groups(model)  # the cache's pools, one per expert-parallel group (module docstring)
-        self.group_pages = cache.capacity_pages // self.groups
-        self.group_watermark = int(config.watermark_fraction * self.group_pages)
+        self.pools = list(pools)  # the cache's pools, one per expert-parallel group (module docstring)
+        self.groups = len(self.pools)
+        self.group_of: dict[int, int] = {}  # per admitted request (prefilling or running): its group, until it leaves
+        self.group_requests = [0] * self.groups  # per group: the admitted requests it holds
         self.pending = deque(pending)  # closed loop: requests released one per finished request
         # vLLM's `watermark_blocks = int(watermark * num_gpu_blocks)` (block_manager): whole pages, rounded down
-        self.watermark_pages = int(config.watermark_fraction * cache.capacity_pages)
+        self.watermark_pages = int(config.watermark_fraction * self.pools[0].capacity_pages)
         self.waiting: deque[_Live] = deque()
         self.running: list[_Live] = []  # admission order
         self.kv_tokens: list[int] = []  # per running request: tokens of KV it holds
         self.finish_step: list[int] = []  # per running request: the decode step that emits its last token
         self.last_token_runs: list[tuple[float, int]] = []  # (time, requests): when the running emitted their last
-        self.boundary_ids: list[set[int]] = [set() for _ in range(cache.page_tokens)]  # by (k - steps) mod page
+        self.boundary_ids: list[set[int]] = [set() for _ in range(config.page_tokens)]  # by (k - steps) mod page
         self.steps = 0
         self.next_finish = -1  # min(finish_step); -1 with no running request
         self.wake: simpy.Event | None = None
@@ -410,7 +414,7 @@ class _Engine:
 
     def _arrive(self, request: Request) -> None:
         tokens = kv_tokens(request)
-        beyond_cache = self.cache.pages_for(tokens) > self.group_pages
+        beyond_cache = self.pools[0].pages_for(tokens) > self.pools[0].capacity_pages
         if beyond_cache or tokens > self.request_kv_tokens:
             self.rejected.append(request.id)
             if not beyond_cache:
@@ -429,14 +433,32 @@ class _Engine:
     def _boundary_class(self, kv_tokens: int) -> set[int]:
         """The ids of the running requests that cross a page boundary in the same steps as one holding `kv_tokens`
         now."""
-        return self.boundary_ids[(kv_tokens - self.steps) % self.cache.page_tokens]
+        return self.boundary_ids[(kv_tokens - self.steps) % self.config.page_tokens]
 
-    def _preempt_last(self) -> None:
-        """The latest admitted running request to the front of the queue, its pages freed."""
-        live, tokens, finish_step = self.running.pop(), self.kv_tokens.pop(), self.finish_step.pop()
-        last_s, count = self.last_token_runs.pop()
+    def _used_pages(self) -> int:
+        """The pages the admitted requests hold, every pool's."""
+        return sum(pool.used_pages for pool in self.pools)
+
+    def _latest_of_group(self, group: int) -> int:
+        """The place in `running` of the latest admitted running request of `group` (with one group, the last)."""
+        if self.groups == 1:
+            return len(self.running) - 1
+        group_of = self.group_of
+        return next(j for j in range(len(self.running) - 1, -1, -1) if group_of[self.running[j].request.id] == group)
+
+    def _preempt(self, j: int) -> None:
+        """The `j`th running request to the front of the queue, its pages freed."""
+        runs, end = self.last_token_runs, len(self.running)
+        k = len(runs) - 1
+        while j < end - runs[k][1]:  # the run of equal last-token times holding it
+            end -= runs[k][1]
+            k -= 1
+        last_s, count = runs[k]
         if count > 1:
-            self.last_token_runs.append((last_s, count - 1))
+            runs[k] = (last_s, count - 1)
+        else:
+            del runs[k]
+        live, tokens, finish_step = self.running.pop(j), self.kv_tokens.pop(j), self.finish_step.pop(j)
         self._boundary_class(tokens).remove(live.request.id)
         joined_step = finish_step - live.request.output_tokens + live.emitted  # `emitted` as when it joined
         live.emitted = live.request.output_tokens - (finish_step - self.steps)
@@ -457,82 +479,81 @@ class _Engine:
         live.late_tokens += self.steps - max(joined_step, self.steady_steps) + (live.prefill_s > end_s)
 
     def _requeue(self, live: _Live) -> None:
-        """`live` back to the front of the queue, its pages freed (preempted, or a prefill deferred)."""
-        self.cache.free(live.request.id)
+        """`live` back to the front of the queue, its pages freed and its group left (preempted, or a prefill
+        deferred)."""
+        self._leave(live.request.id)
         self.waiting.appendleft(live)
 
+    def _leave(self, request_id: int) -> None:
+        """An admitted request's pages freed and its group given up (nothing for one never admitted)."""
+        group = self.group_of.pop(request_id, None)
+        if group is not None:
+            self.pools[group].free(request_id)
+            self.group_requests[group] -= 1
+
     def _reserve_decodes(self) -> bool:
-        """Reserve the next token's page for each running request, preempting the latest admitted when short; True
-        when someone was preempted. Only the requests at a page boundary need one (class docstring)."""
-        cache = self.cache
-        if self._groups_fit_next() and cache.grow_one_page(self._boundary_class(0)):
+        """Reserve the next token's page for each running request, oldest admission first, preempting the latest
+        admitted of its group when its group's pool is short; True when someone was preempted. Only the requests
+        at a page boundary need one (class docstring)."""
+        if self._grow_boundary():
             return False  # every page fits: no one is preempted
         preempted, i = False, 0
         while i < len(self.running):
             request_id, tokens = self.running[i].request.id, self.kv_tokens[i] + 1
-            while not self._fits(i, tokens):
+            group = self.group_of[request_id]
+            pool = self.pools[group]
+            if pool.fits(request_id, tokens):
+                pool.grow(request_id, tokens)
+                i += 1
+            else:  # the latest admitted of its group, or this request itself when it is its group's last
                 preempted = True
-                self._preempt_last()  # the latest admitted, or this request itself when it is the last
-                if len(self.running) == i:
-                    break
-            else:
-                cache.grow(request_id, tokens)
-            i += 1
+                self._preempt(self._latest_of_group(group))
         self.next_finish = min(self.finish_step, default=-1)
         return preempted
 
-    def _pages_by_group(self, boundary: set[int] | frozenset[int] = frozenset()) -> list[int]:
-        """The pages each expert-parallel group's running requests hold (the `i`th running request is in group
-        i mod groups), and a page more for each of those in `boundary`."""
-        pages_of, used = self.cache.pages_of, [0] * self.groups
-        for i, live in enumerate(self.running):
-            request_id = live.request.id
-            used[i % self.groups] += pages_of(request_id) + (request_id in boundary)
-        return used
-
-    def _groups_fit_next(self) -> bool:
-        """Whether every group has room for its requests at a page boundary to take a page (always with one
-        group: the cache checks it)."""
+    def _grow_boundary(self) -> bool:
+        """A page more for each running request at a page boundary if every group's pool has room for its own;
+        else change nothing and return False."""
+        boundary = self._boundary_class(0)
         if self.groups == 1:
-            return True
-        return max(self._pages_by_group(self._boundary_class(0))) <= self.group_pages
+            return self.pools[0].grow_one_page(boundary)
+        by_group: list[list[int]] = [[] for _ in self.pools]
+        for request_id in boundary:
+            by_group[self.group_of[request_id]].append(request_id)
+        if any(len(ids) > pool.free_pages for pool, ids in zip(self.pools, by_group, strict=True)):
+            return False
+        for pool, ids in zip(self.pools, by_group, strict=True):
+            pool.grow_one_page(ids)
+        return True
 
-    def _fits(self, i: int, tokens: int) -> bool:
-        """Whether the `i`th running request can grow to `tokens` tokens within its group's pages."""
-        request_id = self.running[i].request.id
-        if self.groups == 1:
-            return self.cache.fits(request_id, tokens)
-        used = self._pages_by_group()[i % self.groups]
-        return used + self.cache.extra_pages(request_id, tokens) <= self.group_pages
+    def _group_for(self, request_id: int, tokens: int) -> int | None:
+        """The group a request of `tokens` tokens is admitted to (module docstring): of the groups whose pool holds
+        its pages leaving the watermark (waived on an empty pool), the one with the fewest admitted requests, ties
+        to the most free pages, then the lowest index; None where none holds it."""
+        fitting = [g for g, pool in enumerate(self.pools)
+                   if pool.fits(request_id, tokens, self.watermark_pages if pool.used_pages else 0)]
+        return min(fitting, key=lambda g: (self.group_requests[g], -self.pools[g].free_pages), default=None)
 
     def _admit(self, n_running: int) -> list[_Live]:
-        """Admit waiting requests first-come first-served while slots, the prefill budget and pages allow: with
-        expert parallelism, the pages of the group the request joins (its place in `running` once it runs)."""
+        """Admit waiting requests first-come first-served while slots, the prefill budget and pages allow, each to
+        its group (`_group_for`), which it keeps until it leaves."""
         prefills: list[_Live] = []
         budget, prefill_tokens = self.config.max_prefill_tokens, 0
-        groups = self.groups
-        used = self._pages_by_group() if groups > 1 else []
         while self.waiting and n_running + len(prefills) < self.config.max_batch:
             live = self.waiting[0]
-            tokens = live.request.prompt_tokens + live.emitted
-            group = (n_running + len(prefills)) % groups  # its group once it runs
+            request_id, tokens = live.request.id, live.request.prompt_tokens + live.emitted
             if prefills and budget is not None and prefill_tokens + tokens > budget:
                 break
-            if groups == 1:
-                reserve = self.watermark_pages if self.cache.used_pages else 0
-                fits = self.cache.fits(live.request.id, tokens, reserve)
-            else:
-                reserve = self.group_watermark if used[group] else 0
-                fits = used[group] + self.cache.extra_pages(live.request.id, tokens) + reserve <= self.group_pages
-            if not fits:
+            group = self._group_for(request_id, tokens)
+            if group is None:
                 if self.prefills.runs(tokens):
                     break
                 self._refuse(self.waiting.popleft())  # it would hold up the queue only to be refused when admitted
                 continue
             self.waiting.popleft()
-            if groups > 1:
-                used[group] += self.cache.extra_pages(live.request.id, tokens)
-            self.cache.grow(live.request.id, tokens)
+            self.group_of[request_id] = group
+            self.group_requests[group] += 1
+            self.pools[group].grow(request_id, tokens)
             prefills.append(live)
             prefill_tokens += tokens
         return prefills
@@ -551,7 +572,7 @@ class _Engine:
         return ([] if preempted else self._admit(len(self.running))), True
 
     def _finish(self, live: _Live, now_s: float) -> None:
-        self.cache.free(live.request.id)
+        self._leave(live.request.id)
         r = live.request
         self.records.append(RequestRecord(r.id, r.arrival_s, r.prompt_tokens, r.output_tokens, live.first_token_s,
                                           now_s, live.preemptions))
@@ -607,7 +628,7 @@ class _Engine:
         """Refuse a request whose prefill the system cannot run (`_Prefills`), freeing any pages it holds. One
         preempted after emitting tokens (its recompute refused) takes them out of the counts: out of the steady
         window's those it emitted by the window's end, the others (`late_tokens`) not counted there yet."""
-        self.cache.free(live.request.id)
+        self._leave(live.request.id)
         self.rejected.append(live.request.id)
         self.unrunnable.append(live.request.id)
         if live.emitted:
@@ -616,6 +637,16 @@ class _Engine:
             self.steady_tokens -= live.emitted - late
             self.emitted_tokens -= live.emitted
         self._release()
+
+    def _batch(self, prefills: list[_Live], lengths: list[int], contexts: list[int], held: int) -> Batch:
+        """The iteration's batch; with expert parallelism, with each request's group (the running requests' when
+        they decode)."""
+        if self.groups == 1:
+            return Batch(tuple(lengths), tuple(contexts), held)
+        group_of = self.group_of
+        decoding = self.running if contexts else ()
+        return Batch(tuple(lengths), tuple(contexts), held, tuple(group_of[live.request.id] for live in prefills),
+                     tuple(group_of[live.request.id] for live in decoding))
 
     def _cost(self, prefills: list[_Live], contexts: list[int]) -> tuple[list[_Live], IterationCost | None]:
         """The prefills the iteration runs and its cost (None when it runs nothing): when the system cannot run it
@@ -626,7 +657,7 @@ class _Engine:
             lengths = [live.request.prompt_tokens + live.emitted for live in prefills]
             held = 0 if contexts else sum(self.kv_tokens)  # an unmixed prefill: the running requests wait, held
             try:
-                return prefills, self.model.iteration(Batch(tuple(lengths), tuple(contexts), held))
+                return prefills, self.model.iteration(self._batch(prefills, lengths, contexts, held))
             except UnrunnableOp:
                 runs = [self.prefills.runs(n) for n in lengths]
                 if all(runs):
@@ -658,7 +689,7 @@ class _Engine:
             if cost is None:  # every prefill refused, nothing to decode
                 continue
             prefill_lengths = [live.request.prompt_tokens + live.emitted for live in prefills]
-            pages_used = self.cache.used_pages
+            pages_used = self._used_pages()
             self.peak_pages = max(self.peak_pages, pages_used)
             if not (math.isfinite(cost.time_s) and cost.time_s >= 0):
                 raise SpecError(self.model.name, "iteration", f"expected a finite time_s >= 0, got {cost.time_s}")
@@ -789,11 +820,12 @@ def simulate_serving(model: IterationModel, requests: Iterable[Request], config:
         raise SpecError("<python>", "closed_loop", f"expected a number of requests in flight >= 1, got {closed_loop!r}")
     check_model(model)
     capacity = capacity_pages(model, config.page_tokens)
+    pools = [PagedKVCache(pool_pages(model, config.page_tokens), config.page_tokens) for _ in range(kv_groups(model))]
     env = simpy.Environment()
     first, pending = (ordered, []) if closed_loop is None else (ordered[:closed_loop], ordered[closed_loop:])
     if closed_loop is not None:
         first = [replace(r, arrival_s=0.0) for r in first]
-    engine = _Engine(env, model, config, PagedKVCache(capacity, config.page_tokens), trace, pending)
+    engine = _Engine(env, model, config, pools, trace, pending)
     processes = (engine.arrivals(first), engine.engine())
     for process in processes:
         env.process(process)

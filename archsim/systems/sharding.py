@@ -14,10 +14,12 @@ group. Pure functions: `archsim.systems.system_model` and the models built on it
   device with pp 1 (one table where the workload ties them, `params.vocab_tables: 1`), the embedding on the first
   stage and the LM head on the last otherwise (tied or not: each stage holds its own copy, as Megatron-LM and vLLM
   keep one), so with uneven stages a table and an extra layer need not share one.
-- Expert-parallel groups (`ep_groups`): with `ep` > 1 an iteration's requests are dealt round-robin to the EP
-  groups, each serving 1/EP of them as a data-parallel replica of the attention and dense layers (DeepSpeed-MoE's and
-  vLLM's data-parallel attention with expert parallelism); each group holds every non-expert weight (cut TP ways)
-  and 1/EP of the experts (each cut TP ways: `shard`).
+- Expert-parallel groups (`ep_groups`): with `ep` > 1 each EP group serves its own requests as a data-parallel
+  replica of the attention and dense layers (DeepSpeed-MoE's and vLLM's data-parallel attention with expert
+  parallelism, SGLang's DP attention): those the scheduler assigned it (the serving simulator's, kept from
+  admission until the request leaves, `archsim.systems.serving`), or, for a batch without assignments, 1/EP of
+  them dealt round-robin by position; each group holds every non-expert weight (cut TP ways) and 1/EP of the
+  experts (each cut TP ways: `shard`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import replace
 
+from archsim.errors import SpecError
 from archsim.systems.step import ROUTED_TOP_K
 from archsim.systems.system_types import Parallelism
 from archsim.workload import Workload
@@ -92,10 +95,19 @@ def model_vocab_tables(workload: Workload) -> int:
     return int(workload.params.get("vocab_tables", 2))
 
 
-def ep_groups(contexts: Sequence[int], prompts: tuple[int, ...], ep: int) -> list[tuple[Sequence[int], tuple]]:
-    """The iteration's requests dealt round-robin to the `ep` expert-parallel groups (module docstring), those with
-    work: one group, all of them, without EP."""
+def ep_groups(contexts: Sequence[int], prompts: tuple[int, ...], ep: int, context_groups: Sequence[int] = (),
+              prompt_groups: Sequence[int] = ()) -> list[tuple[Sequence[int], tuple]]:
+    """The iteration's requests on each of the `ep` expert-parallel groups (module docstring), those with work, in
+    the batch's order: by `context_groups` and `prompt_groups` (each request's group) where given, else dealt
+    round-robin by position; one group, all of them, without EP. A group index beyond `ep` is a SpecError."""
     if ep == 1:
         return [(contexts, prompts)]
-    groups = [(contexts[g::ep], prompts[g::ep]) for g in range(ep)]
+    if len(context_groups) or len(prompt_groups):
+        beyond = [g for g in (*context_groups, *prompt_groups) if g >= ep]
+        if beyond:
+            raise SpecError("<python>", "ep_groups", f"expected EP groups below ep {ep}, got {beyond[0]}")
+        groups = [([c for c, g in zip(contexts, context_groups, strict=True) if g == group],
+                   tuple(p for p, g in zip(prompts, prompt_groups, strict=True) if g == group)) for group in range(ep)]
+    else:
+        groups = [(contexts[g::ep], prompts[g::ep]) for g in range(ep)]
     return [(c, p) for c, p in groups if len(c) + len(p)] or [groups[0]]

@@ -56,10 +56,12 @@ over the model's decoder layers:
   only (the NeuPIMs artifact's throughput: batch over the layers' time).
 - Expert parallelism (`ep` > 1; the Duplex paper's EP across nodes, DeepSpeed-MoE's and vLLM's data-parallel
   attention with expert parallelism): EP groups of TP x PP devices each. A group holds every non-expert weight
-  and 1/EP of the experts (`sharding.shard`), and serves 1/EP of the iteration's requests (`sharding.ep_groups`),
-  as a data-parallel replica of the attention and dense layers; its experts take the tokens routed to them from
-  every group, under balanced routing as many as its own requests route (so a group's MoE op is its own tokens
-  over its E/EP experts; its router's logits are then over those experts too, under 0.1 % of the op). Each MoE
+  and 1/EP of the experts (`sharding.shard`), and serves its own requests (`sharding.ep_groups`: those the batch
+  assigns it, `Batch.decode_ep_groups` and `prefill_ep_groups`, the serving simulator's from admission until each
+  leaves; else 1/EP of them dealt round-robin by position), as a data-parallel replica of the attention and dense
+  layers; its experts take the tokens routed to them from every group, under balanced routing as many as its own
+  requests route (so a group's MoE op is its own tokens over its E/EP experts; its router's logits are then over
+  those experts too, under 0.1 % of the op). Each MoE
   layer adds the tokens' exchange (`system_messages.expert_exchange_s`: a dispatch and a combine all-to-all over
   the link named `ep`). The iteration takes the slowest group; energy sums every group's devices; price counts
   TP x PP x EP devices, and so does the KV capacity with even stages (below).
@@ -527,14 +529,16 @@ class SystemModel:
                    key=lambda memory: memory.total_bytes)
 
     def check_memory(self, contexts: Sequence[int], prompts: Sequence[int], held_kv_tokens: int = 0, *,
-                     keeps_kv: bool = True, name: str | None = None) -> None:
+                     keeps_kv: bool = True, name: str | None = None, context_groups: Sequence[int] = (),
+                     prompt_groups: Sequence[int] = ()) -> None:
         """`UnrunnableOp` when an iteration with prompts needs more memory than it has: first its longest prompt's
         KV cache against one channel of each bank-PIM (`BankPimDevice.request_overflow`: a request's KV stays on one
         channel; unchecked where the device does not know its bytes per token), then, against `engine_bytes`
         (nothing when that is None), its longest prompt alone (the serving simulator then refuses that request
-        either way), then each expert-parallel group's share of the batch (`ep_groups`; the whole batch without
-        EP), its requests' KV cache, the `held_kv_tokens` of requests outside the batch (an unmixed prefill's
-        waiting decodes, spread over the groups) and the working set of all its new tokens (the simulator then
+        either way), then each expert-parallel group's share of the batch (`ep_groups`, by `context_groups` and
+        `prompt_groups` where the batch assigns them; the whole batch without EP), its requests' KV cache, the
+        `held_kv_tokens` of requests outside the batch (an unmixed prefill's waiting decodes, spread evenly over the
+        groups) and the working set of all its new tokens (the simulator then
         prefills fewer prompts at once). Without `keeps_kv` (attention offloading's compute replica, whose K and V
         leave for the memory pool layer by layer) no KV cache is counted: the weights and the working set. `name`:
         the system's, where this model is a part of it (default its own)."""
@@ -548,7 +552,7 @@ class SystemModel:
         if limit is None or not prompts:
             return
         checks = [(f"a prompt of {longest} tokens", self.iteration_memory(longest if keeps_kv else 0, longest))]
-        for group_contexts, group_prompts in ep_groups(contexts, tuple(prompts), ep):
+        for group_contexts, group_prompts in ep_groups(contexts, tuple(prompts), ep, context_groups, prompt_groups):
             prompt_tokens = sum(group_prompts)
             checks.append((f"an iteration of {len(group_prompts)} prompts ({prompt_tokens} tokens) and "
                            f"{len(group_contexts)} decodes" + (" on an expert-parallel group" if ep > 1 else ""),
@@ -607,7 +611,8 @@ class SystemModel:
     @property
     def kv_groups(self) -> int:
         """The KV cache's separate pools: one per expert-parallel group (ep), each `kv_capacity_bytes` / ep, holding
-        the KV of the requests `ep_groups` deals the group (the serving simulator pages each apart)."""
+        the KV of the requests assigned the group (the serving simulator pages each apart and assigns each request
+        its group, `Batch.decode_ep_groups`)."""
         return self.parallelism.ep
 
     @property
@@ -626,11 +631,13 @@ class SystemModel:
         self.system_of("iteration")
         contexts = batch.decode_context_tokens
         prompts = tuple(int(p) for p in batch.prefill_tokens)
-        self.check_memory(contexts, prompts, batch.held_kv_tokens)
+        context_groups, prompt_groups = batch.decode_ep_groups, batch.prefill_ep_groups
+        self.check_memory(contexts, prompts, batch.held_kv_tokens, context_groups=context_groups,
+                          prompt_groups=prompt_groups)
         par = self.parallelism
         time_s = energy_j = communication_rank_s = 0.0  # rank-seconds (module docstring)
         busy: dict[str, float] = {}
-        groups = ep_groups(contexts, prompts, par.ep)
+        groups = ep_groups(contexts, prompts, par.ep, context_groups, prompt_groups)
         for kind, runs in self.stage_runs.items():
             model = self.by_kind[kind]
             slowest_s, slowest_busy, groups_s = -1.0, {}, []
