@@ -48,6 +48,13 @@ class UnknownField(SpecError):
     key, whatever its value (a sweep blames the axis that names it, not the axis's value)."""
 
 
+class LimitError(SpecError):
+    """A point refused beyond a resource limit (`archsim.limits.env_limit`, an ARCHSIM_MAX_* variable), its message
+    advising to raise the variable: what is wrong is the limit, not the input, so a model that catches a SpecError to
+    try something else (a padded prompt, another candidate mapping) does not swallow one, and what it decides
+    advises the limit too (`archsim.limits.advises_limit`)."""
+
+
 def _one_line(text: str) -> str:
     """Messages are one line: a line break inside a quoted value or a parser's excerpt becomes ' / '."""
     return " / ".join(part.strip() for part in str(text).splitlines() if part.strip())

@@ -45,11 +45,13 @@ ADVICE_FIELDS = ("reason", "note")  # a record's fields a guard's advice to rais
 
 
 def advises_limit(record: Mapping[str, Any]) -> bool:
-    """Whether a limit decided part of `record` (a sweep point's): a guard refusing a point, or a search stopped at
-    a limit, says so with the advice to raise its variable (`LIMIT_PREFIX`), in the record's reason or note
-    (`ADVICE_FIELDS`); a variable's name elsewhere (a workload's path, a target's name) is no advice. Such a record
-    holds under the limits it was computed under only; any other holds whatever the limits. A known gap: a refusal
-    a model swallows, trying something else, leaves no text, so a record it decided is taken as holding whatever the
-    limits (`archsim.systems.architecture_device._padded_point`, a padded prompt refused: the unpadded point
-    stands; `archsim.systems.fusemax.attention_result`, a refused candidate mapping skipped for the others)."""
+    """Whether a limit decided part of `record` (a sweep point's): a guard refusing a point (a
+    `archsim.errors.LimitError`), or a search stopped at a limit, says so with the advice to raise its variable
+    (`LIMIT_PREFIX`), in the record's reason or note (`ADVICE_FIELDS`); a variable's name elsewhere (a workload's
+    path, a target's name) is no advice. Such a record holds under the limits it was computed under only; any other
+    holds whatever the limits. A stored record keeps text, not the exception, so the advice is read from the text:
+    a model that catches a SpecError to try something else does not swallow a LimitError (it refuses with the
+    limit's advice: `archsim.systems.architecture_device._padded_point`, a padded prompt beyond a limit;
+    `archsim.systems.fusemax.attention_result`, a candidate mapping refused by one), and one that raises a refusal
+    again in its own words keeps the refused message, the advice in it."""
     return any(isinstance(record.get(name), str) and LIMIT_PREFIX in record[name] for name in ADVICE_FIELDS)

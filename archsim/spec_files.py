@@ -33,7 +33,7 @@ from typing import Any, BinaryIO
 
 import yaml
 
-from archsim.errors import SpecError
+from archsim.errors import LimitError, SpecError
 from archsim.limits import env_limit
 
 MAX_SPEC_BYTES = 2**18  # spec files are kilobytes; 256 KiB of YAML parses in 1-2 s (PyYAML in Python, which the
@@ -149,8 +149,8 @@ def _capped_bytes(path: str | Path, limit_env: str, default_limit: int, limited_
     except OSError as exc:
         raise SpecError(source, "", f"cannot read the file ({exc.strerror or exc})") from None
     if len(data) > limit:
-        raise SpecError(source, "", f"larger than the limit of {limit} bytes on {limited_files} (raise it with the "
-                                    f"environment variable {limit_env})")
+        raise LimitError(source, "", f"larger than the limit of {limit} bytes on {limited_files} (raise it with the "
+                                     f"environment variable {limit_env})")
     return data
 
 

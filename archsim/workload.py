@@ -52,7 +52,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from archsim.errors import SpecError, check_keys, kind_of, text_number_hint
+from archsim.errors import LimitError, SpecError, check_keys, kind_of, text_number_hint
 from archsim.limits import env_limit
 
 WORKLOAD_KEYS = {"name", "description", "source", "params", "block", "attention"}
@@ -300,7 +300,7 @@ def check_size(name: str, value: Any, source: str, where: str, limit: int | None
         limit = max_size()
     problem = size_limit_problem(value, limit)
     if problem:
-        raise SpecError(source, where, problem)
+        raise LimitError(source, where, problem)
     size = PARAMS.get(name, COUNT_PARAMS.get(name))
     if size is not None and (value != int(value) or value < size.minimum):
         raise SpecError(source, where, f"expected an integer of at least {size.minimum}, got {value:g} "

@@ -29,7 +29,7 @@ from archsim.cascade.bind import Binding
 from archsim.cascade.evaluate import evaluate
 from archsim.cascade.ir import Einsum, Ref
 from archsim.cascade.ops import DEFAULT_UNARY_OPS, REDUCE_IDENTITY, UnaryOp
-from archsim.errors import SpecError
+from archsim.errors import LimitError, SpecError
 from archsim.limits import env_limit
 
 _REDUCE = {"sum": np.sum, "max": np.max, "min": np.min}
@@ -50,9 +50,9 @@ def check_size(binding: Binding) -> None:
     ):
         if count > limit:
             ranks = " ".join(f"{r}={n}" for r, n in binding.rank_sizes.items())
-            raise SpecError(cascade.source, where, f"executing needs {count:.3g} float64 elements {what} at "
-                            f"{ranks}, over the limit of {limit}; execute smaller sizes (--set) or raise the "
-                            f"limit with the environment variable ARCHSIM_MAX_EXECUTE_ELEMENTS")
+            raise LimitError(cascade.source, where, f"executing needs {count:.3g} float64 elements {what} at "
+                             f"{ranks}, over the limit of {limit}; execute smaller sizes (--set) or raise the "
+                             f"limit with the environment variable ARCHSIM_MAX_EXECUTE_ELEMENTS")
 
 
 def random_inputs(binding: Binding, seed: int = 0) -> dict[str, np.ndarray]:

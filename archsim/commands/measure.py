@@ -49,7 +49,7 @@ from archsim.commands.benchmarks import (
     heldout_cases,
 )
 from archsim.commands.options import WholeRange, names_among
-from archsim.errors import SpecError
+from archsim.errors import LimitError, SpecError
 from archsim.gpu.measurements import INTERPRETED, read_csv_rows
 from archsim.limits import env_limit
 from archsim.outputs import atomic_file, check_writable
@@ -323,8 +323,8 @@ def measure(kernel_names: tuple[str, ...], out: Path, interpret: bool, max_seqle
     if interpret and max_seqlen is not None:
         limit = env_limit(INTERPRET_SEQLEN_ENV, MAX_INTERPRET_SEQLEN)
         if max_seqlen > limit:
-            raise SpecError("--max-seqlen", str(max_seqlen), f"at most {limit} with --interpret (the interpreter "
-                            f"takes seconds per kernel at 1K tokens); raise it with {INTERPRET_SEQLEN_ENV}")
+            raise LimitError("--max-seqlen", str(max_seqlen), f"at most {limit} with --interpret (the interpreter "
+                             f"takes seconds per kernel at 1K tokens); raise it with {INTERPRET_SEQLEN_ENV}")
     if interpret:
         os.environ["TRITON_INTERPRET"] = "1"  # read by triton.jit when the kernel modules are imported
     try:

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from archsim.errors import SpecError, first_repeat
+from archsim.errors import LimitError, SpecError, first_repeat
 
 # 8K tokens = 8192, as Ring Attention and LASP count them (the sparse papers' 500K is 500,000)
 SUFFIXES = {"K": 1024, "M": 1024**2}
@@ -81,7 +81,7 @@ def _sized(option: str, where: str, number: int) -> int:
     from archsim.workload import max_size, size_limit_problem
 
     if problem := size_limit_problem(number, max_size(), "d"):  # the number as given, whole (a file's shows 2e+07)
-        raise SpecError(option, where, problem)
+        raise LimitError(option, where, problem)
     return number
 
 

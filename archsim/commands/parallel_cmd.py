@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 import click
 
 from archsim.commands.options import Size, WholeRange, named, names_among, nan_as_null, nonempty, whole_numbers
-from archsim.errors import SpecError
+from archsim.errors import LimitError, SpecError
 from archsim.outputs import capacity_text, check_writable
 
 if TYPE_CHECKING:  # the command loads the models only when it runs
@@ -387,9 +387,9 @@ def _check_point_count(points: int) -> None:
 
     most = env_limit(MAX_POINTS_ENV, MAX_POINTS)
     if points > most:
-        raise SpecError("--seq-len", "", f"--scheme x --devices x --seq-len make {points:,} points, over the limit of "
-                                         f"{most:,} (about 0.1 s each, printed at the end): give shorter lists, or "
-                                         f"raise {MAX_POINTS_ENV}")
+        raise LimitError("--seq-len", "", f"--scheme x --devices x --seq-len make {points:,} points, over the limit of "
+                                          f"{most:,} (about 0.1 s each, printed at the end): give shorter lists, or "
+                                          f"raise {MAX_POINTS_ENV}")
 
 
 def _refuse_default_links(gpu: str | None, device: GPU, network: Topology) -> None:

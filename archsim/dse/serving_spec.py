@@ -70,7 +70,7 @@ from typing import Any
 
 from archsim import library
 from archsim.dse.once import check_set_once
-from archsim.errors import SpecError, UnknownField, check_keys, kind_of
+from archsim.errors import LimitError, SpecError, UnknownField, check_keys, kind_of
 from archsim.spec_files import beside, is_spec_path
 from archsim.systems.requests import LENGTH_PRESETS, TRACE_COLUMNS, check_request_count, check_requests, read_trace
 from archsim.systems.serving import BATCHING, COST_METRIC, DEFAULT_BATCHING
@@ -229,7 +229,7 @@ def _size(value: Any, source: str, where: str) -> int:
     a workload's batch and tokens are (`simulate --max-batch` and `--max-prefill-tokens` take the same)."""
     problem = size_limit_problem(_whole(value, source, where, 1), max_size())
     if problem:
-        raise SpecError(source, where, problem)
+        raise LimitError(source, where, problem)
     return value
 
 

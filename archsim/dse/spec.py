@@ -106,7 +106,7 @@ from archsim.dse.sparse_spec import (
     load_sparse_targets,
     sparse_block,
 )
-from archsim.errors import SpecError, check_keys, first_repeat, given, text_number_hint
+from archsim.errors import LimitError, SpecError, check_keys, first_repeat, given, text_number_hint
 from archsim.gpu.load import load_gpu
 from archsim.limits import env_limit
 from archsim.memo import identity_cache
@@ -687,9 +687,9 @@ def _check_size(spec: SweepSpec, max_points: int) -> None:
     count = point_count(spec)
     if count > max_points:
         what = "sampling.samples" if spec.sampling.kind != "grid" else "axes"
-        raise SpecError(spec.source, what, f"{count:,} points exceed the limit of {max_points:,}: shrink the "
-                                           f"sweep, or raise the limit with `archsim sweep --max-points N` or "
-                                           f"{MAX_POINTS_ENV}=N")
+        raise LimitError(spec.source, what, f"{count:,} points exceed the limit of {max_points:,}: shrink the "
+                                            f"sweep, or raise the limit with `archsim sweep --max-points N` or "
+                                            f"{MAX_POINTS_ENV}=N")
 
 
 def _check_against_base(spec: SweepSpec) -> None:

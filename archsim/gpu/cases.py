@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from archsim.arch.gpu import GPU
-from archsim.errors import SpecError
+from archsim.errors import LimitError, SpecError
 from archsim.gpu.load import gpu_for, label_key
 from archsim.gpu.measurements import Measurement, Skipped
 from archsim.limits import env_limit
@@ -86,9 +86,9 @@ def resolve(measurements: list[Measurement], limit: WorkLimit | None = None, gpu
             built[key] = _runnable(m, gpu)
             ctas += _ctas(built[key])
             if limit and ctas > most:
-                raise SpecError(limit.source, "", f"{limit.what}: {len(built)} distinct cases whose kernels launch "
-                                                  f"more than {most} CTAs in all (use fewer or smaller cases, or "
-                                                  f"raise the limit with the environment variable {limit.env})")
+                raise LimitError(limit.source, "", f"{limit.what}: {len(built)} distinct cases whose kernels launch "
+                                                   f"more than {most} CTAs in all (use fewer or smaller cases, or "
+                                                   f"raise the limit with the environment variable {limit.env})")
         found = built[key]
         if isinstance(found, str):
             skipped.append(Skipped(m.row, m.columns, found))

@@ -12,7 +12,8 @@ binding's params that the cascade declares), the mapper fills the mapping's `sea
   as an array pads a ragged tile: its `seq_len` rounded up to a multiple of the mapping's `set:` tiles of the
   sequence's ranks (their least common multiple; FuseMax's M0 = 256), the padded queries and keys costing as real
   ones. Only where the unpadded length is refused and the padded one binds; other ops (bound as tokens x 1) are
-  never padded.
+  never padded. A padded length beyond a resource limit (a `LimitError`: the size limit) refuses the op with that
+  limit's advice beside the unpadded refusal, as a limit decides it: raised, the prompt runs padded.
 - The mapping decides what crosses the architecture's outermost level; `streamed_fraction` is not applied.
 OpCost per op: time = `latency_s`; energy = `energy_pj`; busy `<name>_<unit>` = utilization x latency per compute
 unit; `memory_s` = the outermost level's memory time. Ops of one call run one after another: costs add.
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from archsim.arch.spec import Architecture
 from archsim.cascade import syntax as S
 from archsim.cascade.ir import Cascade
-from archsim.errors import SpecError
+from archsim.errors import LimitError, SpecError
 from archsim.mapping.spec import Mapping
 from archsim.model.analytical import evaluate
 from archsim.model.result import Result
@@ -81,10 +82,14 @@ def _result(device: ArchitectureDevice, op: Op) -> Result:
     try:
         point = prepare(device.mapping, arch=device.arch, cascade=op.cascade, sets=sets)
     except SpecError as error:
-        point = _padded_point(device, op, sets)
+        refused = f"cannot run {op.name} ({op.cascade}, {op.phase}) at its sizes: {error}"
+        try:
+            point = _padded_point(device, op, sets)
+        except LimitError as limit:
+            raise LimitError(device.source, f"{where}.mapping",
+                             f"{refused}; padded to the mapping's tiles: {limit}") from None
         if point is None:
-            raise SpecError(device.source, f"{where}.mapping",
-                            f"cannot run {op.name} ({op.cascade}, {op.phase}) at its sizes: {error}") from None
+            raise SpecError(device.source, f"{where}.mapping", refused) from None
     result = evaluate(point.binding, point.analysis, point.arch, point.mapping)
     if not result.feasible:
         raise SpecError(device.source, where, f"{op.name} ({op.cascade}, {op.phase}) does not fit "
@@ -95,7 +100,7 @@ def _result(device: ArchitectureDevice, op: Op) -> Result:
 def _padded_point(device: ArchitectureDevice, op: Op, sets: dict[str, float]) -> Point | None:
     """The prompt attention `op` prepared at its `seq_len` rounded up to the mapping's tiles (module docstring), or
     None: another op, a mapping without integer tiles of the sequence, a length they divide, or a padded length still
-    refused."""
+    refused, other than by a resource limit (a `LimitError`, raised: the limit decides the op)."""
     tile = sequence_tile(op.binding.cascade, device.mapping.sets)
     length = sets.get("seq_len")
     if op.name != "attention" or op.phase != "prefill" or tile == 1 or length is None:
@@ -105,6 +110,8 @@ def _padded_point(device: ArchitectureDevice, op: Op, sets: dict[str, float]) ->
     try:
         return prepare(device.mapping, arch=device.arch, cascade=op.cascade,
                        sets={**sets, "seq_len": -(-int(length) // tile) * tile})
+    except LimitError:
+        raise
     except SpecError:
         return None
 

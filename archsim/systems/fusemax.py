@@ -14,8 +14,10 @@ error; nothing in a result comes from them.
 
 The mapper's choice (`attention_result`): the fastest feasible candidate; among equally fast ones, the one
 keeping the fewest tensors (a larger residency buys nothing when the point is compute bound), then the least
-energy. A candidate that cannot run at the sizes (a loop factor that does not divide its rank) is skipped. For
-FLAT this reproduces the artifact's dataflow table (`flat_validation.csv`, cloud) for BERT, TrXL and T5 at every
+energy. A candidate that cannot run at the sizes (a loop factor that does not divide its rank) is skipped; one
+refused by a resource limit (a `LimitError`) refuses the point with the limit's advice: the best of the others
+need not be the mapper's choice with the limit raised. For FLAT this reproduces the artifact's dataflow table
+(`flat_validation.csv`, cloud) for BERT, TrXL and T5 at every
 length from 512 to 1M (QK only up to 64K, Q as well at 128K, the scores off chip from 256K) and XLM from 128K.
 XLM (E = 128) up to 64K is 1-D bound in our model, so every residency ties and QK alone is kept; FLAT's own
 cost model, which the artifact used to fill the table (its `ideal_latency`: 320 cycles per tile where ours and
@@ -46,7 +48,7 @@ from dataclasses import replace
 
 import pandas as pd
 
-from archsim.errors import SpecError
+from archsim.errors import LimitError, SpecError
 from archsim.library import load_mapping_spec
 from archsim.mapping.resolve import resolve_group
 from archsim.mapping.spec import Mapping as MappingSpec
@@ -101,6 +103,9 @@ def attention_result(config: str, model: str, seq_len: int, as_artifact: bool = 
         try:
             point = prepare(mapping, workload=MODELS[model], sets={"seq_len": seq_len})
             result = evaluate(point.binding, point.analysis, point.arch, point.mapping)
+        except LimitError as error:  # not skipped: the limit decides the choice (module docstring)
+            raise LimitError(SOURCE, "seq_len", f"no mapping of {config} is chosen for {model} at {seq_len} tokens: "
+                                                f"{mapping.name} is refused ({error.where}: {error.message})") from None
         except SpecError as error:
             refusal = refusal or error  # cannot run at these sizes
             continue

@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from archsim.errors import SpecError, check_choice
+from archsim.errors import LimitError, SpecError, check_choice
 from archsim.limits import env_limit
 from archsim.spec_files import csv_records, read_text_file
 from archsim.workload import max_size
@@ -241,7 +241,8 @@ def _parse_tokens(text: str, source: str, where: str, limit: int) -> int:
         value = 0
     if not 1 <= value <= limit:
         shown = digits if len(digits) <= 40 else f"a {len(digits)}-character number"
-        raise SpecError(source, where, f"{_tokens_expected(limit)}, in the digits 0-9, got {shown!r}")
+        refusal = LimitError if value > limit else SpecError
+        raise refusal(source, where, f"{_tokens_expected(limit)}, in the digits 0-9, got {shown!r}")
     return value
 
 
@@ -260,8 +261,10 @@ def _shown(value: object) -> str:
 def _json_tokens(value: object, source: str, where: str, limit: int) -> int:
     """A token count from 1 to `limit` (`_parse_tokens`'s) that is a JSON integer (not a string, a boolean or a
     number with a fraction or an exponent, such as 5.0)."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
-        raise SpecError(source, where, f"{_tokens_expected(limit)}, a JSON integer, got {_shown(value)}")
+    whole = isinstance(value, int) and not isinstance(value, bool)
+    if not whole or not 1 <= value <= limit:
+        refusal = LimitError if whole and value > limit else SpecError
+        raise refusal(source, where, f"{_tokens_expected(limit)}, a JSON integer, got {_shown(value)}")
     return value
 
 
@@ -308,8 +311,8 @@ def check_request_count(n: int, source: str, where: str = "") -> None:
         raise SpecError(source, where, f"expected a request count, a whole number >= 0, got {n!r}")
     limit = env_limit(MAX_REQUESTS_ENV, MAX_REQUESTS)
     if n > limit:
-        raise SpecError(source, where, f"{n} requests, beyond the limit of {limit} per run (about 5 ms of CPU "
-                                       f"each; raise it with the environment variable {MAX_REQUESTS_ENV})")
+        raise LimitError(source, where, f"{n} requests, beyond the limit of {limit} per run (about 5 ms of CPU "
+                                        f"each; raise it with the environment variable {MAX_REQUESTS_ENV})")
 
 
 def read_trace(path: str | Path) -> tuple[Request, ...]:
@@ -459,7 +462,7 @@ def _check_request(r: Request, source: str, where: str, most_output_tokens: int,
         if not (isinstance(value, int) and value >= 1):
             raise SpecError(source, f"{where}: {name}", f"expected an integer >= 1, got {value!r}")
     if r.output_tokens > most_output_tokens:
-        raise SpecError(source, f"{where}: {output}",
-                        f"expected at most {most_output_tokens} (each output token is a decode iteration of the run, "
-                        f"about 0.1 ms of CPU; raise the limit with the environment variable {MAX_OUTPUT_TOKENS_ENV}), "
-                        f"got {r.output_tokens}")
+        raise LimitError(source, f"{where}: {output}",
+                         f"expected at most {most_output_tokens} (each output token is a decode iteration of the run, "
+                         f"about 0.1 ms of CPU; raise the limit with the environment variable "
+                         f"{MAX_OUTPUT_TOKENS_ENV}), got {r.output_tokens}")

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from archsim.arch.gpu import GPU
-from archsim.errors import SpecError, check_choice
+from archsim.errors import LimitError, SpecError, check_choice
 from archsim.limits import env_limit
 from archsim.model.gpu import refuse_other_word_bytes, refuse_unmodelled_attention
 from archsim.model.gpu_baseline_plans import LIGHTNING_HEAD_DIMS
@@ -248,8 +248,8 @@ def check_spec(spec: ParallelSpec) -> None:
         raise SpecError(SOURCE, "ulysses", f"expected a whole number >= 1 or None, got {spec.ulysses!r}")
     most_devices = max_devices()
     if spec.devices > most_devices:
-        raise SpecError(SOURCE, "devices", f"expected at most {most_devices} (raise {MAX_DEVICES_ENV} for more), got "
-                                           f"{spec.devices}")
+        raise LimitError(SOURCE, "devices", f"expected at most {most_devices} (raise {MAX_DEVICES_ENV} for more), got "
+                                            f"{spec.devices}")
     if spec.tp > 1 and spec.topology.capacity() is not None and spec.devices * spec.tp > spec.topology.capacity():
         unit = "arrays" if isinstance(spec.gpu, ArrayDevice) else "GPUs"
         raise SpecError(SOURCE, "devices", f"{spec.devices} devices x tp {spec.tp} = {spec.devices * spec.tp} {unit}, "
