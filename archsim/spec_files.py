@@ -4,7 +4,8 @@ Reading: `read_yaml` (= `read_spec_bytes` then `parse_yaml`) refuses a path that
 directory, FIFO or device), a file it cannot read, one larger than ARCHSIM_MAX_SPEC_BYTES (default MAX_SPEC_BYTES;
 at most that many bytes plus one are read, by `read_capped`), bytes that are not UTF-8, YAML nested deeper than
 MAX_YAML_DEPTH (an alias counts at the height of what it names; an alias inside what it names is refused), a key
-written twice in one mapping, and malformed YAML; an integer beyond the largest float reads as +-inf.
+written twice in one mapping, a number YAML 1.1 reads otherwise than a number option does (octal `010000`, hex,
+binary, base 60: `_other_reading`), and malformed YAML; an integer beyond the largest float reads as +-inf.
 Paths: `is_spec_path` tells a path from a library name, `beside` takes a relative path written inside a spec file
 from that file's folder (`spec_beside` a spec's name, leaving a library name as it is), `moved_beside` moves a
 path of a base spec to the spec deriving from it, and `is_file` turns an OSError on a path into a SpecError.
@@ -25,6 +26,7 @@ import copy
 import csv
 import io
 import math
+import re
 import stat
 import sys
 from collections.abc import Mapping
@@ -33,7 +35,7 @@ from typing import Any, BinaryIO
 
 import yaml
 
-from archsim.errors import LimitError, SpecError
+from archsim.errors import LimitError, SpecError, field_path
 from archsim.limits import env_limit
 
 MAX_SPEC_BYTES = 2**18  # spec files are kilobytes; 256 KiB of YAML parses in 1-2 s (PyYAML in Python, which the
@@ -172,7 +174,7 @@ def parse_yaml(data: bytes, path: Path) -> Any:
     try:
         return yaml.load(text, Loader=_BoundedLoader)
     except _Refused as exc:
-        raise SpecError(str(path), f"line {exc.line}", exc.message) from None
+        raise SpecError(str(path), exc.where, exc.message) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "yaml"
@@ -181,10 +183,10 @@ def parse_yaml(data: bytes, path: Path) -> Any:
 
 
 class _Refused(Exception):
-    """A document `_BoundedLoader` refuses: the line and why."""
+    """A document `_BoundedLoader` refuses: where (the field, or the line) and why."""
 
-    def __init__(self, line: int, message: str) -> None:
-        self.line = line
+    def __init__(self, where: str, message: str) -> None:
+        self.where = where
         self.message = message
 
 
@@ -194,9 +196,12 @@ class _BoundedLoader(yaml.SafeLoader):
     cannot build deep data out of shallow text) and may not name a node that contains it (recursive data).
     An integer beyond the largest float reads as +-inf, which every number check refuses with its field named
     (kept as an int it raised OverflowError wherever a check took its float). A key written twice in one mapping
-    is refused (PyYAML keeps the last silently); keys a merge (`<<`) brings in may be overridden, as YAML allows."""
+    is refused (PyYAML keeps the last silently); keys a merge (`<<`) brings in may be overridden, as YAML allows.
+    A number YAML 1.1 reads otherwise than a number option does is refused naming its field (`_check_numbers`)."""
 
     def construct_yaml_int(self, node):
+        if len(node.value.lstrip("+-").replace("_", "")) > _FLOAT_DIGITS:  # int() refuses past 4300 decimal digits
+            return -math.inf if node.value.startswith("-") else math.inf
         value = super().construct_yaml_int(node)
         return value if abs(value) <= sys.float_info.max else (math.inf if value > 0 else -math.inf)
 
@@ -204,6 +209,33 @@ class _BoundedLoader(yaml.SafeLoader):
         super().__init__(stream)
         self._depth = 0
         self._heights: dict[int, int] = {}  # id(node) -> its levels, itself included, for every finished node
+
+    def construct_document(self, node):
+        self._check_numbers(node, "", set())
+        return super().construct_document(node)
+
+    def _check_numbers(self, node, where: str, seen: set[int]) -> None:
+        """Refuse a number YAML 1.1 reads otherwise than a number option does (`_other_reading`), naming its field
+        (`params.seq_len`, `axes.seq_len[1]`; the line of a document that is a scalar alone). Each node is seen
+        once: an alias is checked where its anchor is, and a document of aliases stays linear to walk."""
+        if id(node) in seen:
+            return
+        seen.add(id(node))
+        if isinstance(node, yaml.ScalarNode):
+            problem = _other_reading(self, node)
+            if problem:
+                raise _Refused(where or f"line {node.start_mark.line + 1}", problem)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self._check_numbers(item, f"{where}[{i}]", seen)
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if key.tag == "tag:yaml.org,2002:merge":  # what `<<` brings in: fields of this mapping
+                    self._check_numbers(value, where, seen)
+                    continue
+                inner = field_path(where, key.value if isinstance(key, yaml.ScalarNode) else "?")
+                self._check_numbers(key, inner, seen)
+                self._check_numbers(value, inner, seen)
 
     def construct_mapping(self, node, deep=False):
         if isinstance(node, yaml.MappingNode):
@@ -217,8 +249,9 @@ class _BoundedLoader(yaml.SafeLoader):
                 except TypeError:  # an unhashable key: construct_mapping says so
                     continue
                 if earlier is not mark:
-                    raise _Refused(mark.line + 1, f"duplicate key {key!r} (first at line {earlier.line + 1}, column "
-                                                  f"{earlier.column + 1}); a key is written once per mapping")
+                    raise _Refused(f"line {mark.line + 1}", f"duplicate key {key!r} (first at line "
+                                                            f"{earlier.line + 1}, column {earlier.column + 1}); a key "
+                                                            "is written once per mapping")
         return super().construct_mapping(node, deep=deep)
 
     def compose_node(self, parent, index):
@@ -226,13 +259,13 @@ class _BoundedLoader(yaml.SafeLoader):
         if self.check_event(yaml.AliasEvent):
             node = super().compose_node(parent, index)
             if id(node) not in self._heights:
-                raise _Refused(line, "an alias names a node that contains it (recursive data)")
+                raise _Refused(f"line {line}", "an alias names a node that contains it (recursive data)")
             if self._depth + self._heights[id(node)] > MAX_YAML_DEPTH:
-                raise _Refused(line, f"nested deeper than {MAX_YAML_DEPTH} levels (through an alias)")
+                raise _Refused(f"line {line}", f"nested deeper than {MAX_YAML_DEPTH} levels (through an alias)")
             return node
         self._depth += 1
         if self._depth > MAX_YAML_DEPTH:
-            raise _Refused(line, f"nested deeper than {MAX_YAML_DEPTH} levels")
+            raise _Refused(f"line {line}", f"nested deeper than {MAX_YAML_DEPTH} levels")
         try:
             node = super().compose_node(parent, index)
         finally:
@@ -248,6 +281,35 @@ class _BoundedLoader(yaml.SafeLoader):
 
 
 _BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_yaml_int)
+
+# An integer as int() reads it (a number option's, `archsim.commands.options.option_number`): a sign, digits with
+# no leading 0, one _ between two digits. YAML 1.1 also reads 0-led digits as octal, 0x and 0b as hex and binary,
+# colon-separated digits as base 60 (as it does a float's whole part) and drops any _.
+_DECIMAL_INTEGER = re.compile(r"[-+]?(0|[1-9][0-9]*(_[0-9]+)*)")
+_FLOAT_DIGITS = len(str(int(sys.float_info.max)))  # 309: an integer of more digits is beyond the largest float
+_INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+
+
+def _other_reading(loader: _BoundedLoader, node: yaml.ScalarNode) -> str:
+    """Why a scalar YAML 1.1 reads as a number is refused, else "": YAML reads it otherwise than a number option
+    reads the same text (`010000` is octal 4096 to YAML, 10000 to `--set seq_len=010000`), or it is no number at
+    all though tagged one (`!!int abc`)."""
+    if node.tag not in (_INT, _FLOAT):
+        return ""
+    text, kind = node.value, "integer" if node.tag == _INT else "number"
+    shown = repr(text) if len(text) <= 40 else f"{text[:40]!r}... ({len(text)} characters)"
+    if node.tag == _INT and _DECIMAL_INTEGER.fullmatch(text):
+        return ""
+    try:
+        value = loader.construct_yaml_int(node) if node.tag == _INT else loader.construct_yaml_float(node)
+    except ValueError:
+        return f"expected a decimal {kind}, got {shown}"
+    if node.tag == _FLOAT and ":" not in text:
+        return ""
+    digits = text.lstrip("+-")
+    form = ("base-60 " if ":" in text else "hexadecimal " if digits.startswith("0x") else
+            "binary " if digits.startswith("0b") else "octal " if digits.startswith("0") else "")
+    return f"expected a decimal {kind}, got {shown} (YAML 1.1 reads it as {form}{value})"
 
 
 def number(value: Any, source: str, where: str, expected: str = "a number (or inf, -inf)") -> float:

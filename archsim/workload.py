@@ -149,6 +149,8 @@ def workload_from_dict(data: Any, source: str = "<python>") -> Workload:
         raise SpecError(source, "name", "missing (expected the workload's name)")
     if not isinstance(data["name"], str):
         raise SpecError(source, "name", f"expected a string, got {kind_of(data['name'])} {data['name']!r}")
+    if not data["name"]:
+        raise SpecError(source, "name", "expected a non-empty string")
     params = data.get("params")
     if not isinstance(params, dict) or not params:
         raise SpecError(source, "params", "expected a mapping of parameter names to positive integers")

@@ -18,7 +18,8 @@ of `block` tokens: Alg. 3), `a_shape` (sinks >= 0, window: no sink is a sliding 
 recent >= 0, not both 0: DuoAttention's streaming heads, as `kv_selection` takes them), `retrieval` and `dense` (full
 KV, no settings; DuoAttention takes a dense head as a retrieval head). A map says how many heads run each
 setting, not which ones: the shipped MInference and DuoAttention configs are used here for their counts (a model
-of time or memory needs the mix, not the head order). Every bad value is a SpecError naming the file and field.
+of time or memory needs the mix, not the head order). Every bad value is a SpecError naming the file and field;
+every count and setting is within the size limit (ARCHSIM_MAX_SIZE), as a workload's sizes are.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from archsim import library
-from archsim.errors import SpecError, check_keys, kind_of
+from archsim.errors import LimitError, SpecError, check_keys, kind_of
 from archsim.spec_files import read_yaml
+from archsim.workload import max_size, size_limit_problem
 
 PACKAGE = "archsim.library.workloads.patterns"  # workloads/patterns/ in the repository
 SETTINGS = {
@@ -85,9 +87,14 @@ def load_pattern_map(name_or_path: str | Path) -> PatternMap:
 
 
 def _count(value: Any, source: str, where: str, minimum: int = 1) -> int:
+    """A whole number of at least `minimum` within the size limit (`archsim.workload.max_size`, as a workload's
+    sizes: a model refusing it later would name its own option, `--sinks`, not this field)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         expected = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
         raise SpecError(source, where, f"expected {expected}, got {value!r}")
+    problem = size_limit_problem(value, max_size(), "d")
+    if problem:
+        raise LimitError(source, where, problem)
     return value
 
 

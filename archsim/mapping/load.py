@@ -91,6 +91,9 @@ def _group(data: Any, source: str, where: str) -> Group:
     if not isinstance(data, dict):
         raise SpecError(source, where, "expected a mapping with name, binding, loops")
     check_keys(data, sorted(GROUP_KEYS), source, where)
+    name = given(data, "name", where)
+    if not isinstance(name, str) or not name:
+        raise SpecError(source, f"{where}.name", f"expected a non-empty string, got {kind_of(name)} {name!r}")
     binding_raw = data.get("binding")
     if not isinstance(binding_raw, dict) or not binding_raw:
         raise SpecError(source, f"{where}.binding", "missing (expected unit -> [Einsum, ...])")
@@ -112,7 +115,7 @@ def _group(data: Any, source: str, where: str) -> Group:
     in_place = _lists(given(data, "in_place", {}), source, f"{where}.in_place")
     overlap = data.get("overlap")
     check_overlap_written(overlap, source, f"{where}.overlap")
-    return Group(name=str(data.get("name", where)), einsums=tuple(binding), binding=binding, loops=tuple(loops),
+    return Group(name=name, einsums=tuple(binding), binding=binding, loops=tuple(loops),
                  keep=keep, overlap=overlap, double_buffered=_names(data, "double_buffered", source, where),
                  pipelined=_names(data, "pipelined", source, where), in_place=in_place,
                  spill=_names(data, "spill", source, where))

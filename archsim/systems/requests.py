@@ -34,10 +34,11 @@ arrivals in seconds as written); the CSV of Azure's LLM inference traces (Azure/
 Lamina's Azure-Conv and Azure-Code), `TIMESTAMP,ContextTokens,GeneratedTokens` with `TIMESTAMP` a date and time such
 as `2023-11-16 18:15:46.6805900`; and Mooncake's JSON Lines (kvcache-ai/Mooncake: Lamina's Kimi-Conv and Kimi-TA),
 a file whose first non-blank line starts with `{`, one object a line with `timestamp` (milliseconds),
-`input_length` and `output_length` (other keys, `hash_ids`, ignored). The last two formats' arrivals are the seconds
-since the trace's earliest request, computed exactly (from whole nanoseconds, Azure's; from the JSON number as
-written, Mooncake's `7056.021`, not its float) and rounded once, so that no digit is lost: the same arrivals written
-in the three formats are the same requests.
+`input_length` and `output_length` (other keys, `hash_ids`, ignored; a key written twice in one object is refused,
+as a CSV's column named twice is). The last two formats' arrivals are the seconds since the trace's earliest
+request, computed exactly (from whole nanoseconds, Azure's; from the JSON number as written, Mooncake's `7056.021`,
+not its float) and rounded once, so that no digit is lost: the same arrivals written in the three formats are the
+same requests.
 """
 
 from __future__ import annotations
@@ -382,7 +383,11 @@ def _read_json_lines(text: str, source: str) -> tuple[Request, ...]:
     stamped: list[tuple[int, int | Fraction, int, int]] = []
     for line, written in lines:
         try:
-            entry = json.loads(written, parse_constant=_no_constant, parse_float=decimal.Decimal)
+            entry = json.loads(written, parse_constant=_no_constant, parse_float=decimal.Decimal,
+                               object_pairs_hook=_once_each)
+        except _KeyTwice as exc:
+            raise SpecError(source, f"line {line}: {exc.key}", "written twice in one object (JSON keeps the last); "
+                                                               "a key is written once per object") from None
         except (ValueError, RecursionError) as exc:
             reason = f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else str(exc)
             raise SpecError(source, f"line {line}", f"{expected}; not JSON ({reason})") from None
@@ -400,6 +405,24 @@ def _read_json_lines(text: str, source: str) -> tuple[Request, ...]:
 
 def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is no JSON number")
+
+
+class _KeyTwice(Exception):
+    """A key written twice in one JSON object of a trace line (`_once_each`)."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+def _once_each(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """A JSON object's (key, value) pairs as a dict, each key once: json.loads would keep the last of two silently
+    (a CSV trace's header refuses a column named twice, a YAML spec a key written twice)."""
+    entry: dict[str, object] = {}
+    for key, value in pairs:
+        if key in entry:
+            raise _KeyTwice(key)
+        entry[key] = value
+    return entry
 
 
 def _from_the_earliest(stamped: list[tuple[int, int | Fraction, int, int]], ticks_per_s: int,
