@@ -64,6 +64,7 @@ from archsim.cascade.bind import (
 from archsim.cascade.ir import Cascade
 from archsim.cascade.references import CAUSAL_FORMS
 from archsim.errors import SpecError
+from archsim.limits import limits_set
 from archsim.mapping.mapper import search
 from archsim.mapping.spec import SEARCH, Mapping
 from archsim.memo import identity_cache
@@ -145,7 +146,7 @@ def bound(cascade: str | PathLike | Cascade, workload: str | PathLike | Workload
     if sets is not None and not isinstance(sets, MappingType):
         raise SpecError("<python>", "sets", f"expected a mapping of name -> number, got {_shown(sets)}")
     items = tuple(sorted((_keyed(str(k), plain_number(v)) for k, v in (sets or {}).items()), key=lambda i: i[0]))
-    return _bound(cascade, workload, items, spec, sets_source)
+    return _bound(cascade, workload, items, spec, sets_source, tuple(limits_set().items()))
 
 
 def _keyed(name: str, value: object) -> tuple[str, bool, object]:
@@ -156,9 +157,10 @@ def _keyed(name: str, value: object) -> tuple[str, bool, object]:
 
 @identity_cache(maxsize=256)
 def _bound(cascade: Cascade, workload: Workload | None, sets: tuple, spec: Mapping | None,
-           sets_source: str) -> tuple[Binding, Analysis]:
-    """The binding and analysis of a point, remembered for the same cascade, workload and mapping objects and equal
-    sets (specs loaded by name are shared objects, `archsim.library`): what they depend on."""
+           sets_source: str, _limits: tuple[tuple[str, int], ...]) -> tuple[Binding, Analysis]:
+    """The binding and analysis of a point, remembered for the same cascade, workload and mapping objects, equal
+    sets (specs loaded by name are shared objects, `archsim.library`) and equal limit variables set
+    (`archsim.limits.limits_set`: the size limit refuses a binding): what they depend on."""
     values = {k: v for k, _, v in sets}
     check_sets_read(cascade, workload, values, sets_source)
     refuse_partial_model(cascade, workload, values, sets_source)

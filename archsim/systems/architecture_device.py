@@ -34,6 +34,7 @@ from archsim.arch.spec import Architecture
 from archsim.cascade import syntax as S
 from archsim.cascade.ir import Cascade
 from archsim.errors import LimitError, SpecError
+from archsim.limits import limits_set
 from archsim.mapping.spec import Mapping
 from archsim.model.analytical import evaluate
 from archsim.model.result import Result
@@ -60,19 +61,25 @@ class ArchitectureDevice:
     def result(self, op: Op) -> Result:
         """The analytical model's Result of `op` on the architecture under the mapping (module docstring): a copy of
         the remembered one, so a caller's edit changes no later cost."""
-        return copy.deepcopy(_result(self, op))
+        return copy.deepcopy(_result(self, op, _limits()))
 
     def cost(self, ops: Sequence[Op], streamed_fraction: float = 1.0) -> OpCost:
-        total = OpCost()
+        total, limits = OpCost(), _limits()
         for op in ops:
-            r = _result(self, op)
+            r = _result(self, op, limits)
             busy = {f"{self.name}_{unit}": u * r.latency_s for unit, u in r.utilization.items()}
             total = total + OpCost(r.latency_s, next(iter(r.memory_s.values()), 0.0), r.energy_pj * 1e-12, busy)
         return total
 
 
+def _limits() -> tuple[tuple[str, int], ...]:
+    """The limit variables set (`archsim.limits.limits_set`): a remembered result holds under those it was worked out
+    under, as a limit may decide it (a padded prompt beyond the size limit is refused)."""
+    return tuple(limits_set().items())
+
+
 @functools.lru_cache(maxsize=4096)
-def _result(device: ArchitectureDevice, op: Op) -> Result:
+def _result(device: ArchitectureDevice, op: Op, _limits_set: tuple[tuple[str, int], ...]) -> Result:
     where = f"devices.{device.name}"
     if op.cascade != device.mapping.cascade:
         raise SpecError(device.source, f"{where}.mapping",
