@@ -18,7 +18,7 @@ goes when more than `maxsize` are kept.
 
 Both are safe under threads without a lock: each step on the entries is one call on a C `dict` (`OrderedDict`),
 atomic under the GIL, and a step that finds its entry gone (another thread evicted it, or cleared the cache) goes
-on: a hit keeps its result, an eviction takes the next oldest (`_trim`). Two threads missing on the same arguments
+on: a hit keeps its result, an eviction takes the next oldest (`trim`). Two threads missing on the same arguments
 may both compute the result (a pure function's: the same).
 
 `kept` is `functools.cached_property` without the lock it takes on every first access before Python 3.12: for
@@ -66,7 +66,7 @@ def identity_cache(maxsize: int) -> Callable[[Callable[..., R]], Callable[..., R
                 return hit[1]
             result = fn(*args)
             entries[key] = (args, result)
-            _trim(entries, maxsize)
+            trim(entries, maxsize)
             return result
 
         cached.cache_clear = entries.clear  # type: ignore[attr-defined]
@@ -89,7 +89,7 @@ def per_object(maxsize: int) -> Callable[[Callable[[Any], R]], Callable[[Any], R
             result = fn(arg)
             entries.pop(id(arg), None)  # an object of a dead one's id: its entry goes
             entries[id(arg)] = (arg, result)
-            _trim(entries, maxsize)
+            trim(entries, maxsize)
             return result
 
         cached.cache_clear = entries.clear  # type: ignore[attr-defined]
@@ -98,7 +98,7 @@ def per_object(maxsize: int) -> Callable[[Callable[[Any], R]], Callable[[Any], R
     return wrap
 
 
-def _trim(entries: dict, maxsize: int) -> None:
+def trim(entries: dict, maxsize: int) -> None:
     """Evict the oldest entries (first in the dict's order) while more than `maxsize` are kept. Another thread may
     evict or clear at the same time: an entry it took first, or a dict it changed under the iterator, is tried
     again; a dict it emptied is done."""

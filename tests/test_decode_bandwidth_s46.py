@@ -7,8 +7,9 @@ LLaMA3-70B on the `lamina` preset: 4 H20s, head-partitioned (§3.4), so a pool G
 (20 requests x 2048 keys x 2 KV heads x K and V x 128 x 2 B = 41.9 MB) over the layer's `attention_s` and the H20's
 4.0 TB/s (pim.md §3.2). The call is two launches (the split-KV kernel, its combine); its time is their launch
 overheads (`launch_s`, fa2's 4 us prior), one CTA's fixed overhead (fa2's `cta_overhead_cycles`, fitted on A100
-prefill rows, and one DRAM latency), the main loop of the busiest CTA (tensor-paced on the H20: 2 CTAs share an SM's
-mma.sync rate) and the combine's bytes. FA2's split rule keeps every SM busy and no other split count reaches 70 %.
+prefill rows, and one DRAM latency), the main loop of the busiest CTA (tensor-paced on the H20: 3 CTAs share an SM's
+mma.sync rate) and the combine's bytes. FlashInfer's split plan keeps every SM busy and no other split count reaches
+70 %.
 """
 
 import math
@@ -18,8 +19,16 @@ import pytest
 from archsim import library
 from archsim.gpu.load import load_gpu
 from archsim.gpu.params import load_calibration
-from archsim.model.gpu import AttentionCase, cta_overhead_s, dram_efficiency, launch_time, step_time_s, tile_times_s
-from archsim.model.gpu_flash_plans import split_decode_launches
+from archsim.model.gpu import (
+    AttentionCase,
+    cta_overhead_s,
+    ctas_per_sm,
+    dram_efficiency,
+    launch_time,
+    step_time_s,
+    tile_times_s,
+)
+from archsim.model.gpu_flash_plans import split_decode_launches, uniform_splits
 from archsim.model.gpu_kernels import plans
 from archsim.systems import offload
 from archsim.systems.system_spec import load_system
@@ -45,7 +54,8 @@ def _share(case: AttentionCase, time_s: float, peak_bytes_per_s: float) -> float
 
 
 def _call_s(case: AttentionCase, gpu, params, splits: int) -> float:
-    launches = split_decode_launches(case, gpu, TILE_ROWS, BLOCK_N, 1, 1, "sync", lambda grid, blocks: splits,
+    launches = split_decode_launches(case, gpu, TILE_ROWS, BLOCK_N, 1, 1, "sync",
+                                     uniform_splits(lambda grid, blocks: splits),
                                      False, False, HEAD_DIM)
     return sum(launch_time(launch, gpu, params).time_s for launch in launches)
 
@@ -64,24 +74,26 @@ def test_pool_gpu_holds_two_kv_heads_and_reads_below_the_paper(pool):
     assert _share(case, attention_s, device.spec.dram_bytes_per_s) < PAPER_SHARE  # the gap the README attributes
 
 
-def test_split_rule_fills_the_sms_and_no_split_count_closes_the_gap(pool):
-    """FA2's heuristic by hand (slots 2 x 78 = 156, 16 key blocks, 40 grid rows): eligible counts 1, 2, 3, 4, 6, 8,
-    16 (the others repeat a blocks-per-split), wave efficiencies 40s/156 over its ceiling: the best is 16's
-    (4.10 / 5 = 0.821), and 3 (120 / 156 = 0.769) is the first within 85 % of it: 120 CTAs on 78 SMs."""
+def test_split_plan_fills_the_sms_and_no_split_count_closes_the_gap(pool):
+    """FlashInfer's plan by hand: the CTA (16 rows x 128 keys, one warp, one stage: (16 + 2 x 128) x 128 x 2 B =
+    69,632 B of shared memory) fits 3 to an H20 SM (228 KB), so the grid may hold 3 x 78 = 234 CTAs; the least chunk
+    c of 16 key blocks with 40 (request, KV head) pairs x ceil(16 / c) <= 234 is 4 blocks (ceil(16 / 3) = 6 chunks
+    would be 240): 4 splits, 160 CTAs on 78 SMs."""
     _, device, case = pool
     main = plans(device.kernel, case, device.spec)[0].launches[0]
-    assert main.name == "decode split-KV (3 splits)"
-    assert main.ctas == 3 * BATCH * case.kv_heads >= device.spec.sm_count  # no SM idles
+    assert ctas_per_sm(main, device.spec) == 3
+    assert main.name == "decode split-KV (4 splits)"
+    assert main.ctas == 4 * BATCH * case.kv_heads >= device.spec.sm_count  # no SM idles
     key_blocks = math.ceil(CONTEXT / BLOCK_N)
     forced = [_call_s(case, device.spec, device.kernel_params, s) for s in range(1, key_blocks + 1)]
-    chosen = _call_s(case, device.spec, device.kernel_params, 3)
+    chosen = _call_s(case, device.spec, device.kernel_params, 4)
     assert max(_share(case, t, device.spec.dram_bytes_per_s) for t in forced) < PAPER_SHARE
     assert chosen <= 1.01 * min(forced)  # more splits add CTAs, each paying the fixed overhead
 
 
 def test_terms_sum_to_attention_s(pool):
-    """attention_s = 2 launches x launch_s + one CTA's overhead + the busiest CTA's 6 key tiles (16 / 3 splits) at
-    the step of 2 CTAs per SM (120 CTAs on 78 SMs) + the combine's bytes at the DRAM efficiency."""
+    """attention_s = 2 launches x launch_s + one CTA's overhead + the busiest CTA's 4 key tiles (16 / 4 splits) at
+    the step of 3 CTAs per SM (160 CTAs on 78 SMs) + the combine's bytes at the DRAM efficiency."""
     model, device, case = pool
     gpu, params = device.spec, device.kernel_params
     calibration = load_calibration()
@@ -93,11 +105,11 @@ def test_terms_sum_to_attention_s(pool):
     # the 16 x 128 tile's QK^T and PV at the H20's 148 TFLOPS x mma.sync's 0.5 x the efficiency, one SM's share
     assert mma_s == pytest.approx(2 * 2 * TILE_ROWS * BLOCK_N * HEAD_DIM
                                   / (148e12 * 0.5 * params["mma_efficiency_fwd"] / 78), rel=1e-9)
-    step_s = step_time_s(tile, main, gpu, params["mma_efficiency_fwd"], 2)
-    assert step_s == pytest.approx(2 * mma_s + softmax_s, rel=1e-12)  # tensor-paced, not latency-bound
+    step_s = step_time_s(tile, main, gpu, params["mma_efficiency_fwd"], 3)
+    assert step_s == pytest.approx(3 * mma_s + softmax_s, rel=1e-12)  # tensor-paced, not latency-bound
     launches_s = 2 * params["launch_s"]
     overhead_s = cta_overhead_s(main, gpu, params["cta_overhead_cycles"])
-    loop_s = math.ceil(16 / 3) * step_s
+    loop_s = math.ceil(16 / 4) * step_s
     combine_s = combine.dram_bytes / (gpu.dram_bytes_per_s * dram_efficiency(gpu))
     attention_s = offload._layer(model, (CONTEXT,) * BATCH).attention_s
     assert launches_s + overhead_s + loop_s + combine_s == pytest.approx(attention_s, rel=1e-9)

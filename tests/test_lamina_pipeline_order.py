@@ -62,13 +62,13 @@ def test_micro_batch_j_starts_j_replica_periods_after_micro_batch_0_and_replicas
 
 
 def test_the_reports_pipeline_draws_a_staggered_runs_resources() -> None:
-    """A staggered run (LLaMA3-8B, 4 micro-batches on 3 replicas, 2 link lanes, 257 requests of 1000 + 13 i
-    tokens) has replicas 1 and 2 and lanes:
+    """A staggered run (LLaMA3-8B, 4 micro-batches on 3 replicas, 2 link lanes, 257 requests of 2664 tokens, whose
+    transfers overlap on both out lanes) has replicas 1 and 2 and lanes:
     the figure's rows are its own resources, the replicas by number, the pool, then each link's lanes (a fixed
     tuple of ping-pong's raised ValueError on `replica 1`); the outputs come back one at a time, on lane 0."""
     model = _staggered("llama3-8b", 4)
     assert model.link_lanes == 2
-    run = _run(model, [1000 + 13 * i for i in range(257)], 2)
+    run = _run(model, [2664] * 257, 2)
     rows = page.pipeline_rows(run.spans)
     resources = page.pipeline_resources(run.spans)
     assert resources == ("replica 0", "replica 1", "replica 2", "memory pool", "link out lane 0",

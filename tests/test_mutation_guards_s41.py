@@ -73,7 +73,7 @@ def test_v209_decode_rereads_the_kv_per_group_head_only_beyond_one_wave(batch: i
     a KV head's blocks are read from DRAM once for its group; beyond every slot (320 x 32 > 132 SMs x
     MAX_CTAS_PER_SM), a group's query heads 320 CTAs apart (more than a wave) and a KV head's slices over the batch
     (320 x 0.5 MB) beyond the 50 MB L2, each of its group's query heads reads them again
-    (`gpu_flash_plans._v209_kv_slice_reads`). DRAM: that KV, plus q and o per CTA."""
+    (`gpu_flash_plans._v209_kv_read_bytes`). DRAM: that KV, plus q and o per CTA."""
     heads, kv_heads, d, n, e = 32, 8, 128, 1024, 2  # fp16 words
     ctas = batch * heads
     assert ctas <= H100.sm_count if waves == "one" else ctas > H100.sm_count * MAX_CTAS_PER_SM

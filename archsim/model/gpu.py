@@ -49,6 +49,7 @@ does not fit an SM; the case is then infeasible with that reason.
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -58,8 +59,9 @@ from functools import cached_property, lru_cache
 import numpy as np
 
 from archsim.arch.gpu import GPU
-from archsim.errors import SpecError
+from archsim.errors import LimitError, SpecError
 from archsim.limits import env_limit
+from archsim.memo import per_object, trim
 from archsim.outputs import capacity_text
 from archsim.record import NAN, PJ_PER_J, Record
 from archsim.workload import max_size, shown_number, size_limit_problem
@@ -95,6 +97,10 @@ LIMIT_NAMING_ORDER = ("seqlen", "batch", "heads", "kv_heads")  # the field a pro
 MAX_QUERY_ROWS_ENV = "ARCHSIM_MAX_GPU_ROWS"
 # Largest CTA schedule remembered by its durations (8 bytes each): 1024 of them hold at most 32 MB.
 MAKESPAN_MEMO_CTAS = 4096
+# Schedules of grids of unequal CTAs remembered by what they read (`schedule_s`): a serving run's decode calls repeat
+# their grids (each request's key blocks) while their lengths move within a block
+WALKED_MEMO_LAUNCHES = 4096
+_WALKED: dict[tuple, float] = {}  # `_walked_key` -> the schedule
 # Most CTAs of one grid of unequal CTAs (a causal one, or a varlen call's prompts of several lengths) that `schedule_s`
 # times one by one, a float64 duration each (8 bytes, and as many again in the float64 temporaries that sum and schedule
 # them: about 16 bytes and 80 ns a CTA, 2.2 GB and 10 s at 2^27, FA2's causal forward on an H100). Within
@@ -363,11 +369,19 @@ class LaunchResult:
     dram_bytes: float = 0.0
 
 
+def sequences_kv_bytes(case: AttentionCase, seqlens: Sequence[int] = ()) -> float:
+    """K and V of a call (`AttentionCase.kv_bytes`), or of a varlen call's sequences of `seqlens` tokens (prompts
+    packed as `case`, or a decode's requests each over its own keys, `case` at the longest), each sequence's own
+    summed: linear in the tokens, a token's K and V (`case`'s over its batch x seqlen tokens) times theirs."""
+    kv = case.kv_bytes()
+    return kv // (case.batch * case.seqlen) * sum(seqlens) if seqlens else kv
+
+
 @dataclass(frozen=True)
 class GpuResult:
     """One prediction. `time_s` is the whole call; `flops` the benchmark-convention count (for TFLOPs/s): the
-    case's, or for a varlen call (`seqlens` the lengths of the prompts packed as `case`) the prompts' own cases'
-    summed, no attention across prompts counted."""
+    case's, or for a varlen call (`seqlens`: the lengths of the prompts packed as `case`, or of a decode's requests)
+    the sequences' own cases' summed, no attention across prompts, no padded keys counted."""
 
     kernel: str
     gpu: str
@@ -383,6 +397,8 @@ class GpuResult:
     def flops(self) -> float:
         if not self.seqlens:
             return self.case.flops()
+        if self.case.direction == "decode":  # linear in each request's keys: a key's (exact) times theirs
+            return self.case.flops() / (self.case.batch * self.case.seqlen) * sum(self.seqlens)
         return sum(replace(self.case, seqlen=n).flops() for n in self.seqlens)
 
     def total(self, attribute: str) -> float:
@@ -513,47 +529,99 @@ def _heap_schedule(free: np.ndarray, durations: np.ndarray) -> list[float]:
     return heap
 
 
-def schedule_s(launch: TiledLaunch, gpu: GPU, params: Mapping[str, float], k: int) -> float:
+def schedule_s(launch: TiledLaunch, gpu: GPU, params: Mapping[str, float], k: int, floor: float = 0.0) -> float:
     """The best of the launch's static schedules at occupancies k, k - 1, ..., 1 (module docstring): its CTAs
     list-scheduled over SMs x occupancy slots, each sharing its SM with the others resident (`step_time_s`; a grid
     smaller than the slots is spread one CTA per SM first). An occupancy whose lower bound (its longest CTA, or its
-    work spread evenly over the slots) is no better than the best so far is not scheduled. A launch whose CTAs all
-    run the same tiles (a rectangle timed as many square calls, say) is timed from one CTA (`_uniform_schedule_s`),
-    and one whose segments repeat a run of CTAs (`Segment.copies`) from the run (`_cta_durations_s`), to the same
-    floats."""
-    if launch.ctas == 0:
+    work spread evenly over the slots) is no better than the best so far is not scheduled: the occupancies whose
+    CTAs are timed one by one are scheduled in the order of their bounds, so the first is most often the best and
+    the others are bounded out (the best is the least schedule whatever the order). A launch whose CTAs all run the
+    same tiles (a rectangle timed as many square calls, say) is timed from one CTA (`_uniform_schedule_s`), and one
+    whose segments repeat a run of CTAs (`Segment.copies`) from the run (`_cta_durations_s`), to the same floats.
+    A schedule timed CTA by CTA is remembered by what it reads (`_walked_key`). `floor`: the longest of the
+    launch's other bounds, which the caller sets against the schedule: where some occupancy's list schedule is
+    shown shorter, being no longer than its work spread over the slots plus its longest CTA (Graham's bound: the
+    CTA that ends last started when every slot had been busy since 0), that bound is returned, below `floor`,
+    without scheduling."""
+    ctas = launch.ctas
+    if ctas == 0:
         return 0.0
     overhead_s = cta_overhead_s(launch, gpu, params["cta_overhead_cycles"])
+    efficiency = params[launch.efficiency]
     uniform = _uniform_counts(launch)
     best = math.inf
+    walked = []  # the occupancies timed CTA by CTA
     for occupancy in range(k, 0, -1):
-        resident = min(occupancy, math.ceil(launch.ctas / gpu.sm_count))
-        slots = gpu.sm_count * occupancy
+        resident = min(occupancy, math.ceil(ctas / gpu.sm_count))
         if uniform is not None:
             one_s = overhead_s  # the same additions as each element of the per-CTA array below
             for seg, count in zip(launch.segments, uniform, strict=True):
-                one_s = one_s + count * step_time_s(seg.tile, launch, gpu, params[launch.efficiency], resident)
+                one_s = one_s + count * step_time_s(seg.tile, launch, gpu, efficiency, resident)
             if math.isfinite(one_s):
-                best = _uniform_schedule_s(one_s, launch.ctas, slots, best)
+                best = _uniform_schedule_s(one_s, ctas, gpu.sm_count * occupancy, best)
                 continue
-        _check_walked(launch)
-        cta_s = _cta_durations_s(launch, overhead_s, [step_time_s(seg.tile, launch, gpu, params[launch.efficiency],
-                                                                  resident) for seg in launch.segments])
-        durations = np.broadcast_to(cta_s, (launch.ctas,))
-        if max(float(durations.max()), float(durations.sum()) / slots) >= best:
-            continue
-        best = min(best, makespan_s(cta_s, slots))
+        walked.append(occupancy)
+    if not walked:
+        return best
+    _check_walked(launch)
+    key = _walked_key(launch, gpu, params, k)
+    found = _WALKED.get(key)
+    if found is not None:
+        return found
+    times_at: dict[int, np.ndarray] = {}  # CTAs resident an SM -> the CTAs' times, kept for a grid of few CTAs
+
+    def durations_at(occupancy: int) -> np.ndarray:
+        resident = min(occupancy, math.ceil(ctas / gpu.sm_count))
+        found = times_at.get(resident)
+        if found is None:
+            found = _cta_durations_s(launch, overhead_s, [step_time_s(seg.tile, launch, gpu, efficiency, resident)
+                                                          for seg in launch.segments])
+            if ctas <= MAKESPAN_MEMO_CTAS:
+                times_at[resident] = found
+        return found
+
+    bounds = []  # (lower bound, occupancy)
+    for occupancy in walked:
+        durations = durations_at(occupancy)
+        if durations.shape != (ctas,):
+            durations = np.broadcast_to(durations, (ctas,))
+        longest, spread = float(durations.max()), float(durations.sum()) / (gpu.sm_count * occupancy)
+        if longest + spread < floor:
+            return min(best, longest + spread)
+        bounds.append((max(longest, spread), occupancy))
+    for bound, occupancy in sorted(bounds):
+        if bound >= best:
+            break  # and every later one's
+        best = min(best, makespan_s(durations_at(occupancy), gpu.sm_count * occupancy))
+    _WALKED[key] = best
+    trim(_WALKED, WALKED_MEMO_LAUNCHES)
     return best
+
+
+def _walked_key(launch: TiledLaunch, gpu: GPU, params: Mapping[str, float], k: int) -> tuple:
+    """What `schedule_s` reads of a launch whose CTAs it times one by one, of `gpu` (by value: `_gpu_key`), of
+    `params` and of the occupancy `k`: a grid of the same tiles and counts, however built, has the same schedule."""
+    return (_gpu_key(gpu), params["cta_overhead_cycles"], params[launch.efficiency], k, launch.io_bytes,
+            launch.precision, launch.mma, launch.chained_mma, launch.softmax_overlap, launch.in_flight_tiles,
+            tuple((seg.tile, seg.copies, seg.run_counts.dtype.str, len(seg.run_counts),
+                   hashlib.blake2b(seg.run_counts.tobytes(), digest_size=32).digest()) for seg in launch.segments))
+
+
+@per_object(64)
+def _gpu_key(gpu: GPU) -> str:
+    """A GPU preset by value (every field, as `repr` writes it; the spec is frozen): equal presets loaded apart
+    share what is remembered of them."""
+    return repr(gpu)
 
 
 def _check_walked(launch: TiledLaunch) -> None:
     """Refuse a launch of more CTAs than `schedule_s` times one by one (`MAX_WALKED_CTAS`, ARCHSIM_MAX_GPU_CTAS)."""
     limit = env_limit(MAX_WALKED_CTAS_ENV, MAX_WALKED_CTAS)
     if launch.ctas > limit:
-        raise SpecError("<python>", f"launch {launch.name}",
-                        f"{shown_number(launch.ctas, 'd')} CTAs of unequal work (a causal grid's, say), timed one by "
-                        f"one, beyond the limit of {limit} on one schedule (raise it with the environment variable "
-                        f"{MAX_WALKED_CTAS_ENV})")
+        raise LimitError("<python>", f"launch {launch.name}",
+                         f"{shown_number(launch.ctas, 'd')} CTAs of unequal work (a causal grid's, say), timed one by "
+                         f"one, beyond the limit of {limit} on one schedule (raise it with the environment variable "
+                         f"{MAX_WALKED_CTAS_ENV})")
 
 
 def _cta_durations_s(launch: TiledLaunch, overhead_s: float, steps_s: list[float]) -> np.ndarray:
@@ -610,11 +678,12 @@ def tiled_launch_time(launch: TiledLaunch, gpu: GPU, params: Mapping[str, float]
         tiles = seg.tiles()
         for name in totals:
             totals[name] += tiles * getattr(seg.tile, name)
-    bounds = {"schedule": schedule_s(launch, gpu, params, k),
-              "dram": launch.dram_bytes / (gpu.dram_bytes_per_s * dram_efficiency(gpu)),
+    others = {"dram": launch.dram_bytes / (gpu.dram_bytes_per_s * dram_efficiency(gpu)),
               "l2": launch.l2_bytes / gpu.l2_bytes_per_s}
     if launch.atomic_rate:
-        bounds["atomics"] = launch.atomics / (params[launch.atomic_rate] * gpu.clock_hz)
+        others["atomics"] = launch.atomics / (params[launch.atomic_rate] * gpu.clock_hz)
+    # a schedule shown shorter than another bound is not worked out (`schedule_s`'s floor): that bound is the time
+    bounds = {"schedule": schedule_s(launch, gpu, params, k, max(others.values())), **others}
     bound = max(bounds, key=bounds.get)
     return LaunchResult(launch.name, bounds[bound] + params["launch_s"], bound, launch.ctas, k,
                         l2_bytes=launch.l2_bytes, dram_bytes=launch.dram_bytes, **totals)
@@ -672,12 +741,15 @@ def plan_feasibility(plan: Plan, gpu: GPU) -> str:
     return ""
 
 
-def plan_memory_problem(plan: Plan, case: AttentionCase, gpu: GPU, room: tuple[float, str] | None = None) -> str:
+def plan_memory_problem(plan: Plan, case: AttentionCase, gpu: GPU, room: tuple[float, str] | None = None,
+                        seqlens: Sequence[int] = ()) -> str:
     """Why `plan` cannot hold what it needs at once in `gpu`'s DRAM, or in `room` when given ((bytes, what they
     are): a serving engine's memory its weights leave, `archsim.systems.gpu_device`) ("" when it can): the call's
-    operands (`AttentionCase.operand_bytes`) plus what the plan holds besides (`Plan.held`). A lower bound:
-    allocator slack, workspaces and the framework's own buffers come on top."""
-    operands, held = case.operand_bytes(), plan.held_bytes
+    operands (`AttentionCase.operand_bytes`; a varlen call's, `seqlens`, Q and O the case's and K and V its
+    sequences' own, `sequences_kv_bytes`) plus what the plan holds besides (`Plan.held`: a padded batch's padding
+    among them). A lower bound: allocator slack, workspaces and the framework's own buffers come on top."""
+    operands = case.operand_bytes() - case.kv_bytes() + sequences_kv_bytes(case, seqlens)
+    held = plan.held_bytes
     if operands + held <= (gpu.dram_bytes if room is None else room[0]):
         return ""
     grads = " and their gradients" if case.direction in ("bwd", "fwd+bwd") else ""
@@ -689,20 +761,22 @@ def plan_memory_problem(plan: Plan, case: AttentionCase, gpu: GPU, room: tuple[f
             f"{beyond}")
 
 
-def plan_problem(plan: Plan, case: AttentionCase, gpu: GPU, room: tuple[float, str] | None = None) -> str:
-    """Why `plan` cannot run `case` on `gpu` ("" when it can): what it holds at once does not fit the DRAM, or
-    `room` when given (`plan_memory_problem`), or a CTA does not fit an SM (`plan_feasibility`)."""
-    return plan_memory_problem(plan, case, gpu, room) or plan_feasibility(plan, gpu)
+def plan_problem(plan: Plan, case: AttentionCase, gpu: GPU, room: tuple[float, str] | None = None,
+                 seqlens: Sequence[int] = ()) -> str:
+    """Why `plan` cannot run `case` (a varlen call's: `seqlens`) on `gpu` ("" when it can): what it holds at once
+    does not fit the DRAM, or `room` when given (`plan_memory_problem`), or a CTA does not fit an SM
+    (`plan_feasibility`)."""
+    return plan_memory_problem(plan, case, gpu, room, seqlens) or plan_feasibility(plan, gpu)
 
 
 def runnable_plans(case: AttentionCase, gpu: GPU, plans: tuple[Plan, ...], check_memory: bool = True,
-                   room: tuple[float, str] | None = None) -> tuple[Plan, ...] | str:
-    """The alternatives among `plans` that can run `case` on `gpu` (`plan_problem`, within `room` when given), or
-    why the first cannot; without `check_memory`, those whose CTAs fit an SM (`plan_feasibility`), however much
-    DRAM the call holds (a reference time of a call no one GPU holds)."""
+                   room: tuple[float, str] | None = None, seqlens: Sequence[int] = ()) -> tuple[Plan, ...] | str:
+    """The alternatives among `plans` that can run `case` (a varlen call's: `seqlens`) on `gpu` (`plan_problem`,
+    within `room` when given), or why the first cannot; without `check_memory`, those whose CTAs fit an SM
+    (`plan_feasibility`), however much DRAM the call holds (a reference time of a call no one GPU holds)."""
     if check_memory:
-        runnable = tuple(p for p in plans if not plan_problem(p, case, gpu, room))
-        return runnable or plan_problem(plans[0], case, gpu, room)
+        runnable = tuple(p for p in plans if not plan_problem(p, case, gpu, room, seqlens))
+        return runnable or plan_problem(plans[0], case, gpu, room, seqlens)
     runnable = tuple(p for p in plans if not plan_feasibility(p, gpu))
     return runnable or plan_feasibility(plans[0], gpu)
 
@@ -720,9 +794,10 @@ def plan_time(plan: Plan, gpu: GPU, params: Mapping[str, float]) -> tuple[float,
 def predict_plans(kernel: str, case: AttentionCase, gpu: GPU, plans: tuple[Plan, ...] | str,
                   params: Mapping[str, float], check_memory: bool = True, seqlens: Sequence[int] = ()) -> GpuResult:
     """Time the alternatives a family offers that can run (`runnable_plans`; a reason string when there are none,
-    or when the family has none) and keep the fastest. `seqlens`: the prompts of a varlen call packed as `case`
-    (`gpu_kernels.varlen_plans`), whose own FLOPs the result counts (`GpuResult.flops`)."""
-    runnable = plans if isinstance(plans, str) else runnable_plans(case, gpu, plans, check_memory)
+    or when the family has none) and keep the fastest. `seqlens`: the sequences of a varlen call (`case` packing
+    its prompts, or a decode's requests at the longest: `gpu_kernels.varlen_plans`), whose own K and V the memory
+    check and whose own FLOPs the result count."""
+    runnable = plans if isinstance(plans, str) else runnable_plans(case, gpu, plans, check_memory, seqlens=seqlens)
     if isinstance(runnable, str):
         return infeasible(kernel, gpu, case, runnable, seqlens)
     timed = [(plan_time(p, gpu, params), p) for p in runnable]

@@ -61,6 +61,7 @@ from archsim.model.gpu_flash_plans import (
     fwd_launch,
     per_query_head_kv,
     split_decode_launches,
+    uniform_splits,
     warpgroup,
 )
 from archsim.model.gpu_tiles import lightning_tile, split_bwd_tile
@@ -295,7 +296,8 @@ def _archsim_decode(case: AttentionCase, gpu: GPU) -> tuple:
         wanted = max(1, ceil_div(per_sm * gpu.sm_count, case.batch * case.kv_heads))
         return ceil_div(key_blocks, ceil_div(key_blocks, min(wanted, key_blocks)))
 
-    return split_decode_launches(case, gpu, block_h, block_n, warps, stages, "native", splits_of, True, True)
+    return split_decode_launches(case, gpu, block_h, block_n, warps, stages, "native", uniform_splits(splits_of), True,
+                                 True)
 
 
 def _archsim_lightning(case: AttentionCase, gpu: GPU, stages: int) -> TiledLaunch:

@@ -19,13 +19,15 @@ Families and the kernels (names as in `attention_measured.csv`) they cover:
   (FA2 >= 2.2 split-KV: the query heads of a GQA group packed as the rows of one tile, the KV cache cut into splits
   by FA2's heuristic, then a combine kernel) and "FlashAttention v2.0.9" (the forward kernel with one live query row
   in a 128-row tile, a CTA per (batch, query head), no split; a KV head's slice read from DRAM once per wave of CTAs
-  reading it, once in all where the L2 holds the slices live between two reads: `_v209_kv_slice_reads`).
+  reading it, once in all where the L2 holds the slices live between two reads: `_v209_kv_read_bytes`).
   "Flash-Decoding (16-row tiles)" is the split-KV decode with a GQA group packed into one warp's 16 MMA rows
   (m16n8k16) instead of FA2's 64: our stand-in for the small-tile tensor-core decode kernels (FlashInfer's, from
-  memory, not re-read), which keep a group of <= 16 query heads from padding the tile 8x. No measurement of such a
-  kernel is in the reference data: it runs with FA2's calibrated efficiencies. On a GPU whose tensor rate is capped
-  (H20: 148 TFLOPS against 4.0 TB/s) FA2's 64-row decode tile makes GQA decode compute-bound; the 16-row tile keeps
-  it bandwidth-bound, as Lamina measures on H20 (pim.md §3.3: > 70 % of the bandwidth).
+  memory, not re-read), which keep a group of <= 16 query heads from padding the tile 8x; its splits are
+  FlashInfer's plan (`balanced_chunks`: every request cut into chunks of one size, so a long request of a skewed
+  batch takes more CTAs), where FA2's heuristic gives every request of a call the longest's splits. No measurement
+  of such a kernel is in the reference data: it runs with FA2's calibrated efficiencies. On a GPU whose tensor rate
+  is capped (H20: 148 TFLOPS against 4.0 TB/s) FA2's 64-row decode tile makes GQA decode compute-bound; the 16-row
+  tile keeps it bandwidth-bound, as Lamina measures on H20 (pim.md §3.3: > 70 % of the bandwidth).
 - `fa3`: FlashAttention-3 (Shah et al. 2024; `hopper/`, tile sizes from `tile_size.h` as we recall them, not
   re-read), the prefill forward only, on Hopper only (compute capability 9.0: wgmma and TMA). A CTA per (query block,
   batch, head): a consumer warpgroup per 64 query rows (128 x 128 tiles causal, 128 x 176 otherwise, at head_dim
@@ -68,7 +70,16 @@ import numpy as np
 
 from archsim.arch.gpu import GPU
 from archsim.arch.spec import ceil_div
-from archsim.model.gpu import AttentionCase, Plan, Segment, StreamLaunch, Tile, TiledLaunch, ctas_per_sm
+from archsim.model.gpu import (
+    AttentionCase,
+    Plan,
+    Segment,
+    StreamLaunch,
+    Tile,
+    TiledLaunch,
+    ctas_per_sm,
+    sequences_kv_bytes,
+)
 from archsim.model.gpu_fa2_launch import (
     Fa2Tile,
     bwd_smem_bytes,
@@ -110,11 +121,6 @@ def _bwd_counts(seqlen: int, block_m: int, block_n: int, causal: bool) -> tuple[
         tiles = np.full(n_blocks, m_blocks)
         masked = np.full(n_blocks, int(seqlen % block_m != 0))
     return tiles - masked, masked
-
-
-def repeat(counts: np.ndarray, times: int) -> np.ndarray:
-    """`counts` tiled `times` times end to end (one head's tile counts for every head of the launch)."""
-    return np.tile(counts, times)
 
 
 SMALLEST_BLOCK = 16  # rows or keys: one m16n8k16 MMA
@@ -212,6 +218,7 @@ FA2_HEAD_DIMS = tuple(range(32, 257, 32))
 SMALL_TILE_BLOCK_M = 16  # "Flash-Decoding (16-row tiles)": one warp's m16n8k16 MMA rows
 FA2_MAX_SPLITS = 128
 FA2_SPLIT_CTAS_PER_SM = 2  # the heuristic's slots: flash_api.cpp passes 2 x the SM count ("128 threads per block")
+FLASHINFER_LEAST_CHUNK_KEYS = 128  # FlashInfer's decode plan: a chunk of at least 128 / page_size pages
 SPLIT_MEMO_CTAS = 2**14  # split-KV grids remembered up to this many CTAs (128 KB of counts; 512 grids <= 64 MB)
 
 
@@ -258,11 +265,14 @@ def _masked_tiles(tile_at: Callable[[int, bool], Tile], head_dim: int,
     return plain, edge
 
 
-def _fa2_fwd(case: AttentionCase, gpu: GPU, head_dim: int) -> TiledLaunch:
-    """FA2's forward of `case` run at its compiled `head_dim` (`fwd_launch`'s `padded_head_dim`)."""
+def _fa2_fwd(case: AttentionCase, gpu: GPU, head_dim: int,
+             counts_at: Callable[[int, int], tuple[np.ndarray, np.ndarray]] | None = None) -> TiledLaunch:
+    """FA2's forward of `case` run at its compiled `head_dim` (`fwd_launch`'s `padded_head_dim`); `counts_at(block_m,
+    block_n)`: `fwd_launch`'s `counts` at the tile the launcher picks, where given."""
     return _fa2_fitting(fa2_fwd_tile(head_dim, case.causal, gpu),
                         lambda bm, bn, w: fwd_launch("fwd", case, gpu, bm, bn, w, "sync", "mma_efficiency_fwd", True,
-                                                     False, 1, padded_head_dim=head_dim), gpu, owns_rows=True)
+                                                     False, 1, counts=counts_at and counts_at(bm, bn),
+                                                     padded_head_dim=head_dim), gpu, owns_rows=True)
 
 
 def bwd_launch(case: AttentionCase, gpu: GPU, block_m: int, block_n: int, warps: int, mma: str,
@@ -339,18 +349,67 @@ def _split_heuristic(tiles_of_grid: int, slots: int, key_blocks: int) -> int:
     return min(s for s, eff in efficiency.items() if eff >= 0.85 * best)
 
 
-def _split_counts(grid_heads: int, splits: int, key_blocks: int) -> np.ndarray:
-    """Key tiles of each CTA of a split-KV decode grid, a CTA per (head, split) in that launch order: the key
-    blocks cut into `splits` runs of ceil(key_blocks / splits), the last one shorter or empty. Read-only; a grid
-    of at most `SPLIT_MEMO_CTAS` CTAs is remembered."""
-    if grid_heads * splits <= SPLIT_MEMO_CTAS:
-        return _split_counts_memo(grid_heads, splits, key_blocks)
-    return _split_counts_of(grid_heads, splits, key_blocks)
+SplitPlan = Callable[[int, np.ndarray], tuple[np.ndarray | int, int, bool]]
 
 
-def _split_counts_of(grid_heads: int, splits: int, key_blocks: int) -> np.ndarray:
-    per_split = ceil_div(key_blocks, splits)
-    counts = repeat(np.clip(key_blocks - per_split * np.arange(splits), 0, per_split), grid_heads)
+def uniform_splits(splits_of: Callable[[int, int], int]) -> SplitPlan:
+    """A split plan cutting every sequence into the same `splits_of(CTAs of the grid's one split, the longest
+    sequence's key blocks)` splits of ceil(longest / splits) blocks, as FA2's (n_blocks_per_split, from the longest
+    sequence) and archsim's decode kernel size them: a shorter sequence's later splits walk fewer blocks, or none.
+    The grid is FA2's (flash_fwd_splitkv_kernel, from memory): (m_block, split, batch x head), the sequence outer,
+    with splits; (m_block, batch, head), the heads outer, with one."""
+    def plan(ctas_per_sequence: int, blocks: np.ndarray) -> tuple[int, int, bool]:
+        longest = int(blocks.max())
+        splits = splits_of(ctas_per_sequence * len(blocks), longest)
+        return splits, ceil_div(longest, splits), splits == 1
+    return plan
+
+
+def balanced_chunks(slots: int, least_blocks: int) -> SplitPlan:
+    """FlashInfer's decode split plan (`PartitionPagedKVCacheBinarySearchMinNumPagePerBatch` in its
+    scheduler.cuh, called by its decode plan; from memory, not re-read): the least chunk, of at least
+    `least_blocks` key blocks (its 128 tokens), cutting each sequence into ceil(blocks / chunk) chunks so that the
+    grid, every chunk's CTAs, fits the `slots` CTAs the GPU holds at once (its max_grid_size: CTAs an SM holds x
+    SMs), found by bisection; a grid too large for `slots` uncut (the longest sequence's blocks a chunk: each
+    sequence one CTA a head, no split). A long sequence is cut into more chunks than a short one, so the CTAs of a
+    skewed batch walk about equal blocks (FlashInfer chunks pages of the cache, ours key blocks of the tile). Its
+    grid is (chunk, KV head): the heads outer."""
+    def plan(ctas_per_sequence: int, blocks: np.ndarray) -> tuple[np.ndarray, int, bool]:
+        low, high = least_blocks, max(least_blocks, int(blocks.max()))
+        while low < high:
+            mid = (low + high) // 2
+            if int(ceil_div(blocks, mid).sum()) * ctas_per_sequence > slots:
+                low = mid + 1
+            else:
+                high = mid
+        return np.maximum(ceil_div(blocks, low), 1), low, True
+    return plan
+
+
+def _split_counts(key_blocks: tuple[int, ...] | np.ndarray, heads: int, splits: np.ndarray | int,
+                  per_split: int, heads_outer: bool = False) -> np.ndarray:
+    """Key tiles of each CTA of a split-KV decode grid, a CTA per (sequence, head, split), the splits fastest, in
+    launch order: the sequences outer, or with `heads_outer` the heads (every sequence's CTAs of one head before the
+    next head's). Sequence b has `key_blocks[b]` blocks and `splits` (one count for all, or sequence b's) splits of
+    `per_split` blocks, so its split s walks clamp(key_blocks[b] - s x per_split, 0, per_split); a CTA past its
+    sequence's end walks none (it exits at once). One sequence's blocks given: the grid of `heads` (sequence, head)
+    CTAs alike. Read-only; a grid of one length of at most `SPLIT_MEMO_CTAS` CTAs is remembered."""
+    if len(key_blocks) == 1 and isinstance(splits, int) and heads * splits <= SPLIT_MEMO_CTAS:
+        return _split_counts_memo(tuple(key_blocks), heads, splits, per_split)
+    return _split_counts_of(key_blocks, heads, splits, per_split, heads_outer)
+
+
+def _split_counts_of(key_blocks: tuple[int, ...] | np.ndarray, heads: int, splits: np.ndarray | int,
+                     per_split: int, heads_outer: bool = False) -> np.ndarray:
+    blocks = np.asarray(key_blocks)
+    splits = np.broadcast_to(splits, blocks.shape)
+    cut = np.arange(int(splits.max()))
+    walked = np.clip(blocks[:, None] - per_split * cut, 0, per_split)
+    kept = cut < splits[:, None]  # a sequence's own splits (all of them where every sequence has as many)
+    if heads_outer:  # a head's CTAs of every sequence, then the next head's
+        counts = np.tile(walked[kept], heads)
+    else:  # a sequence's CTAs of every head, then the next sequence's
+        counts = np.repeat(walked, heads, axis=0)[np.repeat(kept, heads, axis=0)]
     counts.flags.writeable = False
     return counts
 
@@ -359,31 +418,44 @@ _split_counts_memo = lru_cache(maxsize=512)(_split_counts_of)
 
 
 def split_decode_launches(case: AttentionCase, gpu: GPU, block_m: int, block_n: int, warps: int, stages: int,
-                          mma: str, splits_of: Callable[[int, int], int], mask_all: bool,
-                          always_combine: bool, padded_head_dim: int | None = None) -> tuple:
+                          mma: str, splits_of: SplitPlan, mask_all: bool,
+                          always_combine: bool, padded_head_dim: int | None = None,
+                          seqlens: Sequence[int] = ()) -> tuple:
     """A split-KV decode: a CTA per (row block of a GQA group packed as tile rows, split, batch x KV head), each
     walking its split's key blocks with an online softmax and writing a partial output and log-sum-exp, then a
-    combine kernel. `splits_of(row blocks of the grid, key blocks)` is the kernel's split rule; without
-    `always_combine` one split writes the output directly (no partials, no combine). `padded_head_dim`: as for
-    `fwd_launch` (the partial outputs, written and read as O is, at the case's head_dim)."""
+    combine kernel. `splits_of(CTAs of a sequence's split, each sequence's key blocks)` is the kernel's split plan
+    (`uniform_splits`, `balanced_chunks`): the splits, and the blocks a split; without `always_combine` a grid of
+    one split a sequence writes the output directly (no partials, no combine). `padded_head_dim`: as for
+    `fwd_launch` (the partial outputs, written and read as O is, at the case's head_dim). `seqlens`: each sequence's
+    own keys (FA2's cache_seqlens), `case.seqlen` their longest; every sequence has `case.seqlen` without them. Each
+    CTA walks its own sequence's blocks of its split (`_split_counts`: a CTA with none costs what the schedule gives
+    a CTA of no tiles, its overhead, and still writes its partial); DRAM reads each sequence's own K and V."""
     e, d = case.element_bytes, case.head_dim
     width = padded_head_dim or d
     packed = case.group > 1  # query heads of a GQA group become the rows of one tile
-    grid_heads = case.batch * (case.kv_heads if packed else case.heads)
+    heads = case.kv_heads if packed else case.heads
     row_blocks = ceil_div(case.group, block_m) if packed else 1  # a group taller than the tile takes several
-    key_blocks = ceil_div(case.seqlen, block_n)
     tile = _masked_tile(lambda dim: fwd_tile(block_m, block_n, dim, warps, warpgroup(mma, gpu), e, True, mask_all,
                                              False, False), d, width)
-    splits = splits_of(grid_heads * row_blocks, key_blocks)
-    counts = _split_counts(grid_heads, splits, key_blocks)
+    blocks = ceil_div(np.array(seqlens or (case.seqlen,), dtype=np.int64), block_n)
+    splits, per_split, heads_outer = splits_of(heads * row_blocks, np.broadcast_to(blocks, case.batch))
+    if (blocks != blocks[0]).any():
+        counts = _split_counts(blocks, heads, splits, per_split, heads_outer)
+    else:  # every sequence's CTAs alike
+        splits = int(np.max(splits))
+        counts = _split_counts((int(blocks[0]),), case.batch * heads, splits, per_split)
     if row_blocks > 1:  # the grid is (row block, split, head), the row blocks launched first
         counts = np.repeat(counts, row_blocks)
-    combine = always_combine or splits > 1
-    kv = case.kv_bytes()
+    per_sequence = np.broadcast_to(splits, case.batch)
+    split_ctas = int(per_sequence.sum())  # (sequence, split) pairs
+    combine = always_combine or split_ctas > case.batch
+    kv = sequences_kv_bytes(case, seqlens)
     q_o = 2 * case.batch * case.heads * d * e
-    partials = splits * case.batch * case.heads * (d + 1) * ACC_BYTES if combine else 0
+    partials = split_ctas * case.heads * (d + 1) * ACC_BYTES if combine else 0
+    fewest, most = int(per_sequence.min()), int(per_sequence.max())
+    name = f"{most} splits" if fewest == most else f"{fewest}-{most} splits a sequence"
     # A KV block is read from DRAM once; each further row block of its group reads it again from L2.
-    main = TiledLaunch(f"decode split-KV ({splits} splits)", (Segment(tile, counts),),
+    main = TiledLaunch(f"decode split-KV ({name})", (Segment(tile, counts),),
                        32 * warps, (block_m + stages * 2 * block_n) * width * e,
                        block_m * width + 1.5 * block_m * block_n,
                        mma, "mma_efficiency_fwd", case.precision, kv + q_o + partials,
@@ -393,67 +465,102 @@ def split_decode_launches(case: AttentionCase, gpu: GPU, block_m: int, block_n: 
     return main, StreamLaunch("decode combine splits", partials + q_o / 2)
 
 
-def _fa2_split_decode(case: AttentionCase, gpu: GPU, head_dim: int, tile: Fa2Tile) -> tuple:
-    """FA2's split-KV decode of `case` run at its compiled `head_dim` on `tile` (`fa2_split_tile`, or its 16-row
-    variant)."""
+def _fa2_split_decode(case: AttentionCase, gpu: GPU, head_dim: int, tile: Fa2Tile,
+                      seqlens: Sequence[int] = ()) -> tuple:
+    """FA2's split-KV decode of `case` (its sequences of `seqlens` keys where given: `split_decode_launches`) run at
+    its compiled `head_dim` on `tile` (`fa2_split_tile`), its splits by FA2's heuristic (`_split_heuristic`) for
+    every sequence, sized by the longest (`uniform_splits`)."""
     slots = FA2_SPLIT_CTAS_PER_SM * gpu.sm_count
+    plan = uniform_splits(lambda tiles, key_blocks: _split_heuristic(tiles, slots, key_blocks))
     return _fa2_fitting(tile, lambda bm, bn, w: split_decode_launches(
-        case, gpu, bm, bn, w, 1, "sync", lambda tiles, key_blocks: _split_heuristic(tiles, slots, key_blocks), False,
-        False, padded_head_dim=head_dim), gpu, owns_rows=True)
+        case, gpu, bm, bn, w, 1, "sync", plan, False, False, padded_head_dim=head_dim, seqlens=seqlens), gpu,
+        owns_rows=True)
 
 
-def _v209_kv_slice_reads(batch: int, heads: int, group: int, slots: int, l2_slices: float) -> int:
-    """The (sequence, KV head) slices of the KV cache v2.0.9's decode grid reads from DRAM, counting a slice once
-    per read, for `slots` resident CTAs and an L2 holding `l2_slices` slices. Its grid is FA2's (m_block, batch,
-    head), the batch fastest: CTA j decodes sequence j mod batch for query head j // batch, so a group's query heads
-    come `batch` CTAs apart. The CTAs, all alike, run in waves of `slots`; a wave's CTAs walk their keys together,
-    so the ones of a wave sharing a slice (a group's query heads) read it from DRAM once, as a one-wave grid does. A
-    slice a later wave reads again (its sibling query head) hits in L2 where the slices live between the two reads
-    fit it: the `batch` slices of a KV head (siblings a wave or more apart) or the distinct slices one wave reads (a
-    wave reading the slices of several KV heads), whichever is more; then every slice is read once in all, else once
-    per wave reading it (once per query head where a group's heads lie in different waves). Ours: FA2 states none of
-    it; the CTA order is the usual x, then y, then z dispatch, which CUDA does not specify."""
+def _small_tile_decode(case: AttentionCase, gpu: GPU, head_dim: int, seqlens: Sequence[int] = ()) -> tuple:
+    """"Flash-Decoding (16-row tiles)", our stand-in for FlashInfer's decode: FA2's split-KV CTA with a GQA group
+    packed into one warp's 16 MMA rows (`_small_rows`), its splits FlashInfer's (`balanced_chunks`) for the CTAs the
+    GPU holds at once, of at least `FLASHINFER_LEAST_CHUNK_KEYS` keys."""
+    def build(block_m: int, block_n: int, warps: int) -> tuple:
+        def launches(plan: SplitPlan) -> tuple:
+            return split_decode_launches(case, gpu, block_m, block_n, warps, 1, "sync", plan, False, False,
+                                         padded_head_dim=head_dim, seqlens=seqlens)
+        uncut = launches(uniform_splits(lambda tiles, key_blocks: 1))
+        slots = ctas_per_sm(uncut[0], gpu) * gpu.sm_count
+        return launches(balanced_chunks(slots, max(1, FLASHINFER_LEAST_CHUNK_KEYS // block_n)))
+    return _fa2_fitting(_small_rows(fa2_split_tile(head_dim)), build, gpu, owns_rows=True)
+
+
+def _v209_kv_read_bytes(slice_bytes: np.ndarray, heads: int, group: int, slots: int, l2_bytes: float) -> float:
+    """The bytes v2.0.9's decode grid reads from DRAM of the (sequence, KV head) slices of the KV cache,
+    `slice_bytes[b]` the K and V of one KV head of sequence b, counting a slice once per read, for `slots` resident
+    CTAs and an L2 of `l2_bytes`. Its grid is FA2's (m_block, batch, head), the batch fastest: CTA j decodes sequence
+    j mod batch for query head j // batch, so a group's query heads come `batch` CTAs apart. The CTAs run in waves
+    of `slots` (assumed also where the sequences' lengths differ, whose CTAs drift out of step); a wave's CTAs walk
+    their keys together, so the ones of a wave sharing a slice (a group's query heads)
+    read it from DRAM once, as a one-wave grid does. A slice a later wave reads again (its sibling query head) hits
+    in L2 where the slices live between the two reads fit it: the slices of a KV head, every sequence's (siblings a
+    wave or more apart), or the distinct slices one wave reads (a wave reading the slices of several KV heads),
+    whichever is more; then every slice is read once in all, else once per wave reading it (once per query head where
+    a group's heads lie in different waves). Ours: FA2 states none of it; the CTA order is the usual x, then y, then
+    z dispatch, which CUDA does not specify."""
+    batch = len(slice_bytes)
     ctas = batch * heads
     starts = np.union1d(np.arange(0, ctas, slots), np.arange(0, ctas, batch * group))  # waves', KV heads' first CTAs
     runs = np.minimum(np.diff(np.append(starts, ctas)), batch)  # a run lies in one wave and one KV head
-    per_wave = np.bincount(starts // slots, weights=runs)
-    if max(batch, per_wave.max()) <= l2_slices:
-        return batch * (heads // group)
-    return int(runs.sum())
+    cyclic = np.concatenate(([0.0], np.cumsum(np.tile(slice_bytes, 2))))  # a run's sequences wrap past the last
+    first = starts % batch
+    run_bytes = cyclic[first + runs] - cyclic[first]
+    per_wave = np.bincount(starts // slots, weights=run_bytes)
+    head_bytes = float(cyclic[batch])  # one KV head's slices, every sequence's
+    if max(head_bytes, per_wave.max()) <= l2_bytes:
+        return head_bytes * (heads // group)
+    return float(run_bytes.sum())
 
 
-def _fa2_v209_decode(case: AttentionCase, gpu: GPU, head_dim: int) -> tuple:
+def _fa2_v209_decode(case: AttentionCase, gpu: GPU, head_dim: int, seqlens: Sequence[int] = ()) -> tuple:
     """FA2 v2.0.9's decode of `case` run at its compiled `head_dim`: its forward kernel's CTA (tile, shared memory,
-    registers, taken from one head's forward over the cache) per batch and query head, walking every key tile, each
-    reading its (sequence, KV head) slice of the cache through L2 (`_v209_kv_slice_reads` from DRAM)."""
-    launch = _fa2_fwd(AttentionCase("fwd", 1, 1, 1, case.head_dim, case.seqlen, False, case.precision), gpu, head_dim)
-    key_tiles = launch.segments[0].counts[0] + launch.segments[1].counts[0]
+    registers, taken from one head's forward over the cache) per sequence and query head, walking its sequence's key
+    tiles (`seqlens` each sequence's keys, flash_attn_varlen_func's cu_seqlens_k; `case.seqlen` every sequence's
+    without them), each reading its (sequence, KV head) slice of the cache through L2 (`_v209_kv_read_bytes` from
+    DRAM)."""
+    keys = np.array(seqlens or (case.seqlen,))
+    one_head = AttentionCase("fwd", 1, 1, 1, case.head_dim, case.seqlen, False, case.precision)
+    launch = _fa2_fwd(one_head, gpu, head_dim, lambda block_m, block_n: (ceil_div(keys, block_n),
+                                                                         np.zeros_like(keys)))
+    key_tiles = launch.segments[0].run_counts  # a CTA per sequence, one query head's
     ctas = case.batch * case.heads
     slots = gpu.sm_count * max(ctas_per_sm(launch, gpu), 1)  # a CTA no SM holds: refused (`runnable_plans`)
-    kv = case.kv_bytes()
-    slice_bytes = kv / (case.batch * case.kv_heads)  # K and V of one sequence's KV head
-    dram = (slice_bytes * _v209_kv_slice_reads(case.batch, case.heads, case.group, slots, gpu.l2_bytes / slice_bytes)
+    kv = sequences_kv_bytes(case, seqlens)
+    slice_bytes = np.broadcast_to(2 * keys * case.head_dim * case.element_bytes, case.batch).astype(float)
+    dram = (_v209_kv_read_bytes(slice_bytes, case.heads, case.group, slots, gpu.l2_bytes)
             + 2 * ctas * case.head_dim * case.element_bytes)
     tile = launch.segments[0].tile
-    return (TiledLaunch("decode (no split)", (Segment(tile, np.full(1, key_tiles), ctas),), launch.threads,
+    return (TiledLaunch("decode (no split)", (Segment(tile, key_tiles, ctas // len(key_tiles)),), launch.threads,
                         launch.smem_bytes, launch.register_words, "sync", "mma_efficiency_fwd", launch.precision,
                         dram, kv * case.group, 1, launch.io_bytes),)
 
 
-def fa2_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
+@lru_cache(maxsize=64)
+def _small_rows(tile: Fa2Tile) -> Fa2Tile:
+    """`tile` with a GQA group packed into one warp's 16 MMA rows ("Flash-Decoding (16-row tiles)")."""
+    return replace(tile, block_m=SMALL_TILE_BLOCK_M, warps=1)
+
+
+def fa2_plans(variant: str, case: AttentionCase, gpu: GPU, seqlens: Sequence[int] = ()) -> tuple[Plan, ...] | str:
     """FA2 (prefill, its decode variants) runs on an NVIDIA GPU of compute capability 8.0 or later
     (`FA2_COMPUTE_CAPABILITY`) and a head_dim padded to its compiled sizes (`FA2_HEAD_DIMS`); a grouped-query
-    backward holds its dK and dV per query head until their sum (`_fa2_bwd`)."""
+    backward holds its dK and dV per query head until their sum (`_fa2_bwd`). A decode over sequences of `seqlens`
+    keys (`case.seqlen` the longest; `gpu_kernels.varlen_plans`) walks each sequence's own."""
     if problem := _capability_problem("FlashAttention-2", gpu, FA2_COMPUTE_CAPABILITY, "Ampere, Ada, Hopper"):
         return problem
     head_dim = compiled_head_dim(case.head_dim, FA2_HEAD_DIMS)
     if head_dim is None:
         return f"head_dim {case.head_dim} > {max(FA2_HEAD_DIMS)} is not supported by FlashAttention-2"
     if case.direction == "decode":
-        split = fa2_split_tile(head_dim)
-        launches = (_fa2_v209_decode(case, gpu, head_dim) if variant == "v2.0.9"
-                    else _fa2_split_decode(case, gpu, head_dim, replace(split, block_m=SMALL_TILE_BLOCK_M, warps=1))
-                    if variant == "flash-decoding-16" else _fa2_split_decode(case, gpu, head_dim, split))
+        launches = (_fa2_v209_decode(case, gpu, head_dim, seqlens) if variant == "v2.0.9"
+                    else _small_tile_decode(case, gpu, head_dim, seqlens) if variant == "flash-decoding-16"
+                    else _fa2_split_decode(case, gpu, head_dim, fa2_split_tile(head_dim), seqlens))
         return (Plan(variant, launches),)
     launches = {"fwd": lambda: (_fa2_fwd(case, gpu, head_dim),), "bwd": lambda: _fa2_bwd(case, gpu, head_dim),
                 "fwd+bwd": lambda: (_fa2_fwd(case, gpu, head_dim), *_fa2_bwd(case, gpu, head_dim))}[case.direction]()

@@ -16,9 +16,14 @@ the GPU's native instruction (wgmma on sm90, read from SMEM per warpgroup). The 
 not per GPU: the same efficiencies apply on every GPU.
 Only the Triton tutorial takes fp8 inputs (`FP8_FAMILIES`): FlashAttention v1/v2, its Triton kernel, eager PyTorch
 and archsim's kernels have no fp8 path, so an fp8 case of theirs has no plan (the reason says so).
-Varlen prefill (`predict_varlen`): FlashAttention-2's forward also runs prompts of different lengths as one call
+Varlen calls (`predict_varlen`): FlashAttention-2's forward also runs prompts of different lengths as one call
 (flash_attn_varlen_func, cu_seqlens: one launch, every prompt's CTAs in one grid, each prompt's causal tiles its
-own; `gpu_flash_plans.fa2_varlen_fwd`); the other kernels run one call per prompt (`VARLEN_VARIANTS`).
+own; `gpu_flash_plans.fa2_varlen_fwd`); the other kernels run one call per prompt (`VARLEN_VARIANTS`). A decode
+over requests of different context lengths runs each request over its own keys with FlashAttention-2's decode
+kernels (`DECODE_VARLEN_VARIANTS`: FA2's and Flash-Decoding's split rule and split size the longest request's, each
+CTA walking its own request's blocks of its split; the 16-row tiles' FlashInfer's plan, every request cut into
+chunks of one size), a ragged batch at the requests' mean context with eager PyTorch, every request padded to the
+longest with archsim's decode kernel.
 Directions: each kernel is modelled for the directions of `VARIANT_DIRECTIONS` and refused in the others, with a
 reason (`direction_problem`): the decode kernels (Flash-Decoding, its 16-row tiles, v2.0.9, archsim's decode) decode
 only, "PyTorch standard attention" prefill only, "PyTorch eager attention" decode and a prompt's forward (no
@@ -26,7 +31,7 @@ backward), FlashAttention-3 and archsim's naive kernel the forward only; "FlashA
 being the split-KV path.
 What is not scaled per GPU: the L2 capacity (`GPU.l2_bytes`) is read only by eager PyTorch's causal-mask term (the
 mask read once if it fits in L2, else once per batch and head) and FlashAttention v2.0.9's decode (a KV slice
-re-read by a later wave hits where the live slices fit: `gpu_flash_plans._v209_kv_slice_reads`). The fused
+re-read by a later wave hits where the live slices fit: `gpu_flash_plans._v209_kv_read_bytes`). The fused
 forwards of `gpu_flash_plans.fwd_launch` (FA2, FA3, the Triton kernels, archsim's) move Q, K, V and O (and the
 log-sum-exp) through DRAM once: a head's K and V, re-read by each of its query blocks, are taken to hit in L2 (the
 head's CTAs run together in a wave), whatever the L2's size. archsim's `atomic_adds_per_cycle` (the backward's dQ
@@ -39,13 +44,13 @@ from __future__ import annotations
 import math
 import reprlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from archsim.arch.gpu import GPU
 from archsim.errors import SpecError
-from archsim.model.gpu import DIRECTIONS, AttentionCase, GpuResult, Plan, predict_plans
+from archsim.model.gpu import DIRECTIONS, AttentionCase, GpuResult, Plan, predict_plans, sequences_kv_bytes
 from archsim.model.gpu_baseline_plans import archsim_plans, pytorch_plans, tutorial_plans
 from archsim.model.gpu_flash_plans import (
     FA2_HEAD_DIMS,
@@ -305,6 +310,12 @@ def params_problem(family: str, params: Mapping[str, float]) -> tuple[str, str]:
 def plans(kernel: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
     """The launch plans of `kernel` for `case` on `gpu`, or why it cannot be modelled. A case with sizes no kernel
     takes (`AttentionCase.size_problem`) is a SpecError: callers reading a file check it first, naming the field."""
+    return _refusal(kernel, case) or FAMILIES[KERNELS[kernel][0]].plans(KERNELS[kernel][1], case, gpu)
+
+
+def _refusal(kernel: str, case: AttentionCase) -> str:
+    """Why `kernel` has no plan for `case` before its family looks at the GPU ("" when its family may have one):
+    `plans`' reasons but the family's own; a SpecError for sizes no kernel takes."""
     field, problem = case.size_problem()
     if problem:
         raise SpecError("<python>", f"AttentionCase.{field}", problem)
@@ -314,14 +325,12 @@ def plans(kernel: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
         return f"dtype {case.precision} is not modelled (modelled: {', '.join(PRECISIONS)})"
     if case.heads % case.kv_heads:
         return f"{case.heads} query heads do not split evenly over {case.kv_heads} KV heads"
-    family, variant = KERNELS[kernel]
     wrong_direction = direction_problem(kernel, case.direction)
     if wrong_direction:
         return wrong_direction
     if case.attention != kernel_attention(kernel):
         return f"{kernel} computes {kernel_attention(kernel)} attention, not {case.attention} attention"
-    return (causal_name_problem(kernel, case.causal, case.direction) or precision_problem(kernel, case.precision)
-            or FAMILIES[family].plans(variant, case, gpu))
+    return causal_name_problem(kernel, case.causal, case.direction) or precision_problem(kernel, case.precision)
 
 
 def causal_name_problem(kernel: str, causal: bool, direction: str) -> str:
@@ -382,12 +391,24 @@ def check_params(kernel: str, params: Mapping[str, float]) -> None:
             raise SpecError("<python>", f"params.{name}", f"{kernel} ({family}): {problem}")
 
 
-# ------------------------------------------------------------------------------------------------ varlen prefill
+# ------------------------------------------------------------------------------------------------ varlen calls
 # The kernels (by KERNELS' variant) whose prompt forward runs the prompts of a batch, of any lengths, as one call:
 # FlashAttention-2's flash_attn_varlen_func (cu_seqlens), which vLLM calls once per layer for a batch's prompts.
 # The others run one call per prompt: eager PyTorch (a call per sequence's N x N scores), archsim's kernels and
 # the Triton kernels (no varlen entry point); FA1's unpadded and FA3's varlen entry points are not modelled.
 VARLEN_VARIANTS = ("fa2",)
+# How a decode kernel (by variant) runs requests of different context lengths in one call (`varlen_plans`):
+# - each request over its own keys, in CTAs of its own: FlashAttention-2's split-KV decode (flash_attn_with_kvcache's
+#   cache_seqlens: "FlashAttention-2", Flash-Decoding, its 16-row tiles) and v2.0.9's (flash_attn_varlen_func's
+#   cu_seqlens_k);
+# - ragged, each request's passes over its own keys: eager PyTorch as the serving GPU device runs it, its passes
+#   (repeat_kv, q·Kᵀ, softmax, P·V) moving bytes in proportion to the keys, so the batch's bytes are those of every
+#   request at the batch's mean context rounded up, one call's launches (a ragged or length-bucketed batch; the
+#   Hugging Face eager path pads a batch to its longest cache, which would price it at `case` itself: half the
+#   NeuPIMs GPU baseline's throughput on ShareGPT, where the paper finds its A100 about as fast as NPU-only);
+# - padded to the longest: archsim's decode kernel (kernels/decode.py takes one `seqlen` for the batch).
+DECODE_VARLEN_VARIANTS = ("fa2", "flash-decoding", "flash-decoding-16", "v2.0.9")
+DECODE_RAGGED_VARIANTS = ("eager",)
 
 
 def has_varlen(kernel: str) -> bool:
@@ -397,13 +418,19 @@ def has_varlen(kernel: str) -> bool:
 
 
 def varlen_plans(kernel: str, case: AttentionCase, seqlens: Sequence[int], gpu: GPU) -> tuple[Plan, ...] | str:
-    """The plans of one varlen forward call of `kernel` over prompts of `seqlens` tokens, packed as `case` (batch
-    1, seqlen their sum; `predict_varlen`), or why it has none: a kernel without a varlen path (`has_varlen`),
-    the packed case's own reason (`plans`: sizes, precision, head_dim, direction), or a direction other than the
-    forward (FA2's varlen backward is not modelled). Both `predict_varlen` and a serving GPU device
-    (`archsim.systems.gpu_device`) take their plans here. Lengths that are not the packed case's
-    (`_check_seqlens`) are a SpecError."""
+    """The plans of one call of `kernel` over sequences of `seqlens` tokens (`predict_varlen`), or why it has none.
+    A forward: the prompts packed as `case` (batch 1, seqlen their sum), FA2's varlen forward; refused for a kernel
+    without a varlen path (`has_varlen`) and for a backward (FA2's varlen backward is not modelled). A decode: the
+    requests as `case` (batch their count, seqlen the longest), each over its own keys with the kernels of
+    `DECODE_VARLEN_VARIANTS` (`gpu_flash_plans.fa2_plans`), a ragged batch's at their mean context rounded up
+    (`DECODE_RAGGED_VARIANTS`), the others' plans of `case`, every request padded to the longest, holding the
+    padding besides the requests' own K and V (`Plan.held`). Otherwise the case's own reason
+    (`plans`: sizes, precision, head_dim, direction). Both `predict_varlen` and a serving GPU device
+    (`archsim.systems.gpu_device`) take their plans here. Lengths that are not the case's (`_check_seqlens`) are a
+    SpecError."""
     _check_seqlens(case, seqlens)
+    if case.direction == "decode":
+        return _decode_plans(kernel, case, seqlens, gpu)
     if kernel in KERNELS and not has_varlen(kernel):
         return f"{kernel} has no varlen path modelled (one call per prompt)"
     found = plans(kernel, case, gpu)
@@ -415,24 +442,49 @@ def varlen_plans(kernel: str, case: AttentionCase, seqlens: Sequence[int], gpu: 
                                                                                      FA2_HEAD_DIMS)),)),)
 
 
+def _decode_plans(kernel: str, case: AttentionCase, seqlens: Sequence[int], gpu: GPU) -> tuple[Plan, ...] | str:
+    """`varlen_plans` of a decode over requests of `seqlens` keys, `case` at the longest. A kernel walking each
+    request's own keys is checked against the size limits (`AttentionCase.size_problem`) at their mean rounded up,
+    the keys it reads, not at the longest, whose padding it never reads."""
+    variant = KERNELS.get(kernel, ("", ""))[1]
+    mean = replace(case, seqlen=-(-sum(seqlens) // len(seqlens)))
+    if variant in DECODE_VARLEN_VARIANTS:
+        return _refusal(kernel, mean) or fa2_plans(variant, case, gpu, seqlens)
+    if variant in DECODE_RAGGED_VARIANTS:
+        return plans(kernel, mean, gpu)
+    found = plans(kernel, case, gpu)
+    padding = case.kv_bytes() - sequences_kv_bytes(case, seqlens)
+    if isinstance(found, str) or not padding:
+        return found
+    held = (f"K and V padded to the longest request's {case.seqlen} keys", padding)
+    return tuple(replace(plan, held=(*plan.held, held)) for plan in found)
+
+
 def _check_seqlens(case: AttentionCase, seqlens: Sequence[int]) -> None:
-    """A SpecError naming `seqlens` unless they are positive whole numbers adding up to the packed `case`'s seqlen,
-    at batch 1."""
-    if case.batch != 1 or not seqlens or sum(seqlens) != case.seqlen or any(
-            isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1 for n in seqlens):
+    """A SpecError naming `seqlens` unless they are positive whole numbers: a forward's adding up to the packed
+    `case`'s seqlen at batch 1, a decode's one per request of `case`'s batch, the longest its seqlen."""
+    whole = bool(seqlens) and all(issubclass(kind, int | np.integer) and not issubclass(kind, bool)
+                                  for kind in set(map(type, seqlens))) and min(seqlens) >= 1
+    if case.direction == "decode":
+        if not (whole and len(seqlens) == case.batch and max(seqlens) == case.seqlen):
+            raise SpecError("<python>", "seqlens", f"expected a positive whole number of keys per request, "
+                            f"{case.batch} of them (the case's batch), the longest the case's seqlen {case.seqlen}, "
+                            f"got {reprlib.repr(list(seqlens))}")
+    elif not whole or case.batch != 1 or sum(seqlens) != case.seqlen:
         raise SpecError("<python>", "seqlens", f"expected positive whole numbers adding up to the packed case's seqlen "
                         f"{case.seqlen} at batch 1, got {list(seqlens)} at batch {case.batch}")
 
 
 def predict_varlen(kernel: str, case: AttentionCase, seqlens: Sequence[int], gpu: GPU,
                    params: Mapping[str, float]) -> GpuResult:
-    """Predict one varlen forward call of `kernel` (`varlen_plans`) over prompts of `seqlens` tokens, in that order.
-    `case` holds what the prompts share (heads, KV heads, head_dim, causality, precision) as one packed sequence:
-    batch 1, seqlen the sum of `seqlens`. Its operands are the prompts' together, so the DRAM check is theirs; the
-    result's `flops` are the prompts' own cases', summed (`GpuResult.seqlens`), not the packed case's, which would
-    count an attention across prompts. Prompts of one length L, k of them, time as the batch-k call of `predict`:
-    the same grid, bytes and FLOPs. Lengths that are not positive whole numbers adding up to `case.seqlen`, or a
-    batch other than 1, are a SpecError (`varlen_plans`)."""
+    """Predict one call of `kernel` over sequences of `seqlens` tokens, in that order (`varlen_plans`): a varlen
+    forward over prompts, `case` holding what they share (heads, KV heads, head_dim, causality, precision) as one
+    packed sequence, batch 1 and seqlen the sum of `seqlens`; or a decode over requests of `seqlens` keys, `case` of
+    batch their count and seqlen the longest. The memory check and the result's `flops` are the sequences' own
+    (`GpuResult.seqlens`), not the packed case's, which would count an attention across prompts, nor a padded
+    batch's (its padding is held besides: `varlen_plans`). Prompts of one length L, k of them, time as the batch-k
+    call of `predict`, and requests of one length as the decode `case`: the same grid, bytes and FLOPs. Lengths that
+    are not positive whole numbers of the case (`_check_seqlens`) are a SpecError (`varlen_plans`)."""
     check_kernel(kernel)
     check_case(case)
     check_gpu(gpu)

@@ -12,8 +12,10 @@ Per op, as PyTorch eager runs a decoder layer (one kernel after another):
 - Attention ops of the cascades the GPU kernel model covers (`KERNEL_CASCADES`: GQA/MHA decode, causal prefill,
   sliding-window prefill) are the kernel `kernel` of `archsim.model.gpu_kernels` (a system spec names it where it
   places attention; `ATTENTION_KERNEL`, PyTorch eager attention, is the Python default): the decode requests of a
-  batch as one call at their mean context (a ragged or length-bucketed batch; padding every request to the longest
-  context, as a naive eager batch does, is 3-6x slower on ShareGPT); the
+  batch as one call over each request's own keys, in batch order (`gpu_kernels.varlen_plans`: FlashAttention-2's
+  decode kernels size their split-KV grid by the longest request and each CTA walks its own request's blocks;
+  eager attention runs a ragged batch, its passes' bytes those of every request at the mean context; archsim's
+  decode kernel pads every request to the longest); the
   prompts of a call (`cost`'s ops) as one varlen causal call where the kernel has a varlen path
   (`gpu_kernels.has_varlen`: FlashAttention-2, whose flash_attn_varlen_func vLLM calls once per layer): one launch,
   every prompt's CTAs in one grid, each prompt's causal tiles its own (`gpu_kernels.predict_varlen`), so k prompts
@@ -81,11 +83,13 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from archsim.arch.gpu import GPU
 from archsim.cascade.bind import FFN_WORDS
 from archsim.cascade.ir import Cascade
 from archsim.errors import SpecError
-from archsim.memo import identity_cache, kept
+from archsim.memo import identity_cache, kept, trim
 from archsim.model.gpu import WORD_PRECISIONS, AttentionCase, GemmLaunch, GpuResult, copy_fraction, gemm_launch_time
 from archsim.outputs import capacity_text
 from archsim.systems.device import OpCost
@@ -110,6 +114,8 @@ GEMM_FAMILY = "pytorch"  # the calibrated family whose cuBLAS GEMM and DRAM-pass
 KERNEL_CASCADES = ("attention-decode-gqa", "attention-1pass-causal", "attention-1pass-causal-gqa",
                    "attention-sliding-window", "attention-sliding-window-gqa")
 FUSED_DECODE_CASCADES = ("attention-mla-decode",)  # decode attention as one fused call a batch (module docstring)
+DECODE_MEMO_CALLS = 2**14  # the latest decode calls a device remembers (`GpuDevice._decode_terms`): 16 MB at 128
+# requests a call
 ENERGY_MODELS = ("tdp", "per-action")
 CALIBRATED, ROOFLINE = "calibrated", "roofline"
 TIMINGS = (CALIBRATED, ROOFLINE)  # module docstring
@@ -202,6 +208,11 @@ class GpuDevice:
     # An op (its GEMMs and elementwise kernel, or a prompt's attention call) or a calibrated attention call's sizes ->
     # (time, tensor-core time at peak, DRAM bytes): a serving run asks for the same ones in many iterations
     _terms: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
+    # A decode call's sizes and its requests' keys -> its terms, the latest `DECODE_MEMO_CALLS` calls: a serving
+    # run's calls repeat the previous token's (an offloaded layer's attention over the history) and a run's of the
+    # same system (a reproduction's variants), and each holds a key per request
+    _decode_terms: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
+    _op_keys: dict = field(default_factory=lambda: _OpKeys(), compare=False, hash=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.capacity_bytes <= 0:
@@ -240,7 +251,8 @@ class GpuDevice:
         time_s = peak_s = dram_bytes = 0.0
         if isinstance(ops, DecodeOps) and ops and _runs_batched(ops[0]):
             # one decode call, its keys and FLOPs already summed (the loop below, without visiting each op)
-            time_s, peak_s, dram_bytes = self._decode_call(ops, ops.total("keys"))
+            keys = ops.total("keys") if self.timing == ROOFLINE else None  # the calibrated call reads each op's
+            time_s, peak_s, dram_bytes = self._decode_call(ops, keys)
             energy_j = (self.energy.energy_j(dram_bytes, float(ops.total("flops"))) if self.energy is not None
                         else self.spec.power_w * time_s)
             return OpCost(time_s, 0.0, energy_j, {self.name: peak_s})
@@ -273,9 +285,10 @@ class GpuDevice:
         energy_j = self.energy.energy_j(dram_bytes, float(flops)) if priced else self.spec.power_w * time_s
         return OpCost(time_s, 0.0, energy_j, {self.name: peak_s})
 
-    def _decode_call(self, ops: Sequence[Op], keys: float) -> tuple[float, float, float]:
+    def _decode_call(self, ops: Sequence[Op], keys: float | None) -> tuple[float, float, float]:
         """(time, tensor-core time at peak, DRAM bytes) of a batch's decode attention ops (one cascade) as one
-        call: the attention kernel's (`_attention`, `keys` the sum of their keys) or a fused MLA call's."""
+        call: the attention kernel's (`_attention`, `keys` the sum of their keys where the caller has it) or a fused
+        MLA call's."""
         if ops[0].cascade in KERNEL_CASCADES:
             return self._attention(ops[0], ops, keys)
         return self._fused_decode(ops)
@@ -348,36 +361,37 @@ class GpuDevice:
             return None
         return room, f"the {capacity_text(room)} of {self.spec.name}'s DRAM its weights leave"
 
-    def _predict(self, case: AttentionCase, what: str, seqlens: Sequence[int] | None = None) -> GpuResult:
+    def _predict(self, case: AttentionCase, what: str, seqlens: Sequence[int] = ()) -> GpuResult:
         """The GPU model's prediction of one call of the attention kernel (`seqlens`: a varlen call over prompts of
-        these lengths, `case` their packed sequence, whose plans and check of the lengths are `predict_varlen`'s:
-        `gpu_kernels.varlen_plans`), among the kernel's plans those that can run it (`runnable_plans`): whose
-        operands and held tensors fit `call_memory_bytes` and whose CTAs fit an SM. When none can, the call is
-        beyond the device (its memory, or a CTA no SM holds), not a malformed spec: an UnrunnableOp at the device's
-        attention kernel (`what` the call is), which a serving run turns into the refusal of the request
-        (`archsim.systems.serving`)."""
+        these lengths, `case` their packed sequence, or a decode over requests of these keys, `case` at the longest,
+        whose plans and check of the lengths are `predict_varlen`'s: `gpu_kernels.varlen_plans`), among the kernel's
+        plans those that can run it (`runnable_plans`): whose operands and held tensors fit `call_memory_bytes` and
+        whose CTAs fit an SM. When none can, the call is beyond the device (its memory, or a CTA no SM holds), not a
+        malformed spec: an UnrunnableOp at the device's attention kernel (`what` the call is), which a serving run
+        turns into the refusal of the request (`archsim.systems.serving`)."""
         from archsim.model.gpu import predict_plans, runnable_plans
         from archsim.model.gpu_kernels import plans, varlen_plans
 
-        found = (plans(self.kernel, case, self.spec) if seqlens is None
-                 else varlen_plans(self.kernel, case, seqlens, self.spec))
+        found = (varlen_plans(self.kernel, case, seqlens, self.spec) if seqlens
+                 else plans(self.kernel, case, self.spec))
         if not isinstance(found, str):
-            found = runnable_plans(case, self.spec, found, room=self._call_room)
+            found = runnable_plans(case, self.spec, found, room=self._call_room, seqlens=seqlens)
             if isinstance(found, str):
                 raise UnrunnableOp(self.source, f"devices.{self.name}.attention_kernel",
                                    f"{self.kernel} cannot run {what} on {self.spec.name}: {found}")
-        return predict_plans(self.kernel, case, self.spec, found, self._kernel_params, seqlens=seqlens or ())
+        return predict_plans(self.kernel, case, self.spec, found, self._kernel_params, check_memory=False,
+                             seqlens=seqlens)  # `found` is what fits the room, no more than the DRAM
 
-    def _kept(self, key: tuple, result: GpuResult, what: str) -> tuple[float, float, float]:
+    def _kept(self, key: tuple, result: GpuResult, what: str, memo: dict | None = None) -> tuple[float, float, float]:
         """(time, tensor-core time at peak, DRAM bytes) of a kernel call the GPU model predicted, remembered under
-        `key` (the time at peak of its FLOPs, `GpuResult.flops`: a varlen call's its prompts'); a SpecError at the
-        device's attention kernel when the kernel has no plan for the call (`what` it was; `_predict` refuses one
-        whose plans cannot run as an UnrunnableOp)."""
+        `key` in `memo` (default `_terms`), with the time at peak of its FLOPs (`GpuResult.flops`: a varlen call's
+        its sequences'); a SpecError at the device's attention kernel when the kernel has no plan for the call
+        (`what` it was; `_predict` refuses one whose plans cannot run as an UnrunnableOp)."""
         if not result.feasible:
             raise SpecError(self.source, f"devices.{self.name}.attention_kernel",
                             f"{self.kernel} cannot run {what} on {self.spec.name}: {result.reason}")
         peak_s = result.flops / self.spec.tensor_peak_flops_per_s(result.case.precision)
-        found = self._terms[key] = (result.time_s, peak_s, result.total("dram_bytes"))
+        found = (self._terms if memo is None else memo)[key] = (result.time_s, peak_s, result.total("dram_bytes"))
         return found
 
     def precision(self, op: Op) -> str:
@@ -490,26 +504,38 @@ class GpuDevice:
         return stream_launch_time(launch, self.spec, load_calibration().family_params("archsim")).time_s
 
     def _attention(self, op: Op, group: Sequence[Op], keys: float | None = None) -> tuple[float, float, float]:
-        """(time, tensor-core time at peak, DRAM bytes) of one call of the attention kernel over `group` (`keys`:
-        the sum of its ops' `seq_len`, when the caller has it)."""
-        p = op.binding.params
-        if keys is None:
-            keys = sum([o.binding.params["seq_len"] for o in group])
-        seqlen = math.ceil(keys / len(group))
-        # what the call's AttentionCase holds: the kernel model reads the case alone
-        key = (op.phase, op.binding.word_bytes, len(group), seqlen, p.get("heads"), p.get("kv_heads"), p["head_dim"])
-        found = self._terms.get(key) if self.timing != ROOFLINE else None
-        if found is not None:
-            return found
-        case = self._attention_case(op, len(group), seqlen)
-        heads, kv_heads, head_dim, direction = case.heads, case.kv_heads, case.head_dim, case.direction
+        """(time, tensor-core time at peak, DRAM bytes) of one call of the attention kernel over `group`: a prompt's
+        call, or a batch's decode requests each over its own keys (`_OpKeys`), in batch order (`keys`: the sum of
+        the ops' `seq_len`, when the caller has it, which the roofline timing's busy time reads at their mean)."""
         if self.timing == ROOFLINE:
+            if keys is None:
+                keys = sum([o.binding.params["seq_len"] for o in group])
+            case = self._attention_case(op, len(group), math.ceil(keys / len(group)))
             flops = float(sum(o.flops for o in group))
             moved = float(sum(o.moved_bytes() for o in group))
             return (max(flops / self.spec.tensor_peak_flops_per_s(case.precision), moved / self.spec.dram_bytes_per_s),
                     self._case_peak_s(case), moved)
-        what = f"{direction} attention of {heads} heads ({kv_heads} KV), head_dim {head_dim}, {seqlen} keys"
-        return self._kept(key, self._predict(case, what), what)
+        p = op.binding.params
+        decode = op.phase == "decode"
+        seqlens = tuple(map(self._op_keys.__getitem__, group)) if decode else ()
+        longest = max(seqlens) if decode else math.ceil(p["seq_len"])
+        # what the call's AttentionCase and lengths hold: the kernel model reads them alone
+        lengths = np.array(seqlens, dtype=np.int64).tobytes() if decode else longest  # a compact key
+        key = (op.phase, op.binding.word_bytes, lengths, p.get("heads"), p.get("kv_heads"), p["head_dim"])
+        memo = self._decode_terms if decode else self._terms
+        found = memo.get(key)
+        if found is not None:
+            return found
+        case = self._attention_case(op, len(group), longest)
+        heads, kv_heads, head_dim, direction = case.heads, case.kv_heads, case.head_dim, case.direction
+        what = f"{direction} attention of {heads} heads ({kv_heads} KV), head_dim {head_dim}, {longest} keys"
+        if len(group) > 1:
+            what = (f"{direction} attention of {len(group)} requests, {heads} heads ({kv_heads} KV), head_dim "
+                    f"{head_dim}, {sum(seqlens)} keys in all, the longest {longest}")
+        found = self._kept(key, self._predict(case, what, seqlens), what, memo)
+        if decode:
+            trim(memo, DECODE_MEMO_CALLS)
+        return found
 
 
 def gemm_launch_params(gpu: GPU, params: Mapping[str, float]) -> dict[str, float]:
@@ -539,6 +565,15 @@ def action_power_w(energy: ActionEnergy, gpu: GPU, timing: str = CALIBRATED) -> 
         params = gemm_launch_params(gpu, load_calibration().family_params(GEMM_FAMILY))
         tensor, dram = params["gemm_efficiency"], params["hbm_efficiency"]
     return energy.static_w + energy.energy_j(gpu.dram_bytes_per_s * dram, gpu.tensor_peak_flops_per_s("fp16") * tensor)
+
+
+class _OpKeys(dict):
+    """Decode op -> the keys it reads (its `seq_len`, whole): what a decode call takes of each request
+    (`gpu_kernels.varlen_plans`), read once per op (ops compare by identity: a model keeps one per length)."""
+
+    def __missing__(self, op: Op) -> int:
+        keys = self[op] = math.ceil(op.binding.params["seq_len"])
+        return keys
 
 
 def _runs_batched(op: Op) -> bool:

@@ -149,12 +149,13 @@ from archsim import library
 from archsim.cascade.analysis import tensor_infos
 from archsim.cascade.bind import bind
 from archsim.errors import SpecError
+from archsim.memo import trim
 from archsim.record import Record
 from archsim.systems.device import OpCost
 from archsim.systems.iteration import Batch, IterationCost
 from archsim.systems.links import Link
 from archsim.systems.sharding import shard
-from archsim.systems.step import ACTIVATIONS_IN, DECODE_SUMS, DecodeOps, Op
+from archsim.systems.step import ACTIVATIONS_IN, Op
 from archsim.systems.system_checks import (
     ATTENTION_POOL_LINK,
     check_degrees,
@@ -400,7 +401,7 @@ class OffloadModel:
 
     def layer(self, contexts: Sequence[int]) -> OffloadLayer:
         """One layer of a micro-batch decoding these contexts (the new token included); its dense and attention
-        costs are remembered per request count and mean context (`dense_costs`, `attention_cost`)."""
+        costs are remembered per request count (`dense_costs`)."""
         return _layer(self, tuple(int(c) for c in contexts))
 
     def dense_costs(self, requests: int) -> tuple[tuple[Op, ...], dict[str, OpCost]]:
@@ -414,16 +415,15 @@ class OffloadModel:
         return found
 
     def attention_cost(self, contexts: Sequence[int]) -> OpCost:
-        """The memory device's cost of one decode attention op per context (its heads) as one kernel call, over
-        the keys each reads (`SystemModel.decode_keys`: with a sliding window min(context, window + sinks)). A GPU
-        device's call depends on the request count and the mean keys rounded up (`GpuDevice.cost`), so the ops
-        are bound at that mean, once per pair (a per-action energy then counts the mean's FLOPs per request)."""
-        keys = self.pool.decode_keys(contexts)
-        key = (len(keys), math.ceil(sum(keys) / len(keys)))
+        """The memory device's cost of one decode attention op per context (its heads) as one kernel call, each
+        over the keys it reads (`SystemModel.decode_ops`: with a sliding window min(context, window + sinks)), in
+        the micro-batch's order (a GPU device's call walks each request's own keys: `GpuDevice.cost`). The latest
+        `ATTENTION_MEMO_CALLS` are remembered: a layer's attention over the history is the previous token's."""
+        key = tuple(contexts)
         found = self._attention.get(key)
         if found is None:
-            found = self._attention[key] = self.pool_device.cost(_same_decodes(self.pool.attention("decode", key[1]),
-                                                                               key[0]))
+            found = self._attention[key] = self.pool_device.cost(self.pool.decode_ops(contexts))
+            trim(self._attention, ATTENTION_MEMO_CALLS)
         return found
 
     @functools.cached_property
@@ -431,7 +431,7 @@ class OffloadModel:
         return {}
 
     @functools.cached_property
-    def _attention(self) -> dict[tuple[int, int], OpCost]:
+    def _attention(self) -> dict[tuple[int, ...], OpCost]:
         return {}
 
     def micro_batch_layers(self, contexts: Sequence[int], micro_batches: int | None = None) -> list[OffloadLayer]:
@@ -565,7 +565,9 @@ def _gb_per_s_apart(low_bytes_per_s: float, high_bytes_per_s: float) -> tuple[st
 
 def peak_batch_link_feasibility(model: OffloadModel, timeline: Sequence[IterationRecord], alpha: float) -> Record:
     """`link_feasibility` of a served run at its most demanding decode iteration, each request at that iteration's
-    mean context (the formula reads the batch's KV through ATIME, which the mean context keeps). BW_min falls with
+    mean context (the formula's one length l: ATIME(B, l)). The pool's call walks each request's own keys, so a
+    skewed iteration's ATIME is longer than at its mean, and its own contexts would usually ask a lower BW_min: the
+    mean is the conservative stand-in. BW_min falls with
     the context (ATIME grows with it), so of the iterations of one batch size only the shortest mean context can ask
     the most; it does not always grow with the batch (ATIME steps up where the pool's decode kernel spills into another
     wave: LLaMA3-70B on `lamina` asks 53.2 GB/s at 234 requests of 100 tokens, 52.5 at 235), so every batch size's
@@ -612,12 +614,6 @@ def offload_model(system: System, workload: Workload) -> OffloadModel:
                         system.links.get(ATTENTION_POOL_LINK, link), device.name)
 
 
-def _same_decodes(op: Op, count: int) -> DecodeOps:
-    """`count` copies of one decode op as a `DecodeOps`, its totals `count` x the op's (whole numbers: the same as
-    adding them one by one), so a GPU device prices them as one call without visiting each (`GpuDevice.cost`)."""
-    return DecodeOps([op] * count, lambda name: count * DECODE_SUMS[name](op), [op.binding.params["seq_len"]] * count)
-
-
 def _layer(model: OffloadModel, contexts: tuple[int, ...]) -> OffloadLayer:
     compute, pool, tp, b = model.compute, model.pool, model.compute.parallelism.tp, model.pool_devices
     m = len(contexts)
@@ -648,6 +644,7 @@ def _layer(model: OffloadModel, contexts: tuple[int, ...]) -> OffloadLayer:
                         b * attention.energy_j, q_bytes + kv_bytes + out_bytes)
 
 
+ATTENTION_MEMO_CALLS = 64  # the latest pool attention calls an offload model remembers (`attention_cost`)
 DIVIDE_AND_CONQUER = "attention-decode-divide-conquer"
 HISTORY_RANK = "M"
 
