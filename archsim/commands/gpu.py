@@ -54,8 +54,10 @@ def reference_csv() -> Path:
 
 def _gpu_maps(items: tuple[str, ...]) -> dict:
     """{label: GPU} of `--gpu LABEL=GPU` items: each label once (as `label_key` compares them), each GPU a preset
-    name or a YAML path that loads (`archsim.gpu.load.load_gpu`); a SpecError naming the option or the file."""
-    from archsim.gpu.load import label_key, load_gpu
+    name or a YAML path that loads (`archsim.systems.links.load_gpu_with_host_link`); a SpecError naming the option
+    or the file."""
+    from archsim.gpu.load import label_key
+    from archsim.systems.links import load_gpu_with_host_link
 
     gpus, given = {}, {}
     for item in items:
@@ -67,7 +69,7 @@ def _gpu_maps(items: tuple[str, ...]) -> dict:
             raise SpecError("--gpu", item, f"the label {label!r} is mapped twice (also by "
                                            f"{given[label_key(label)]!r}); map each label once")
         given[label_key(label)] = item
-        gpus[label] = named("--gpu", gpu, load_gpu)
+        gpus[label] = named("--gpu", gpu, load_gpu_with_host_link)
     return gpus
 
 
@@ -349,17 +351,17 @@ def gpu_roofline_cmd(gpu_name: str, workload: str, seq_len: int | None, calibrat
     Example: archsim gpu-roofline --gpu a100-80gb-sxm4 --workload llama3-8b --seq-len 8192
     """
     from archsim.gpu.figures import write_roofline
-    from archsim.gpu.load import load_gpu
     from archsim.gpu.params import load_calibration
     from archsim.gpu.provenance import provenance, provenance_line
     from archsim.gpu.roofline import workload_points
     from archsim.library import load_workload_spec
     from archsim.report.figures import si
+    from archsim.systems.links import load_gpu_with_host_link
     from archsim.workload import check_size, refuse_linear_attention
 
     with _bad_input():
         folder = check_writable(out, "--out", directory=True)
-        gpu = named("--gpu", gpu_name, load_gpu)
+        gpu = named("--gpu", gpu_name, load_gpu_with_host_link)
         spec = load_workload_spec(workload)
         refuse_linear_attention(spec, "the attention roofline")
         params = dict(spec.params)

@@ -335,8 +335,8 @@ def _first_point(schemes: list[str], p: int, n: int, workload: str, topology: st
     """The grid's first point (of its first scheme), which the others vary; a name that finds no preset or file is
     named by its option. On arrays (a topology whose `device` is not a GPU) what no point has an array form of is
     refused first, naming its option (`_refuse_on_arrays`)."""
-    from archsim.gpu.load import load_gpu
     from archsim.library import load_workload_spec
+    from archsim.systems.links import load_gpu_with_host_link
     from archsim.systems.seqpar_spec import ParallelSpec, check_workload, memory_modelled
     from archsim.systems.topology import load_topology
 
@@ -347,7 +347,7 @@ def _first_point(schemes: list[str], p: int, n: int, workload: str, topology: st
         network = topology_of(system)
     else:
         network = named("--topology", topology or DEFAULT_TOPOLOGY, load_topology)
-    device = named("--gpu", gpu, load_gpu) if gpu else network.gpu
+    device = named("--gpu", gpu, load_gpu_with_host_link) if gpu else network.gpu
     if topology is None and system is None:
         _refuse_default_links(gpu, device, network)
     _refuse_on_arrays(device, schemes, direction, scope, kernel_given, causal)

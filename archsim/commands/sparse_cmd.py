@@ -29,12 +29,12 @@ from archsim.commands.options import (
     write_tables,
 )
 from archsim.errors import SpecError
-from archsim.gpu.load import load_gpu
 from archsim.gpu.params import load_calibration
 from archsim.gpu.provenance import provenance, provenance_line
 from archsim.outputs import check_writable
 from archsim.systems import sparse_reproduce as sparse
 from archsim.systems.kv_selection import QUEST_PAGE_TOKENS, TOKENSELECT_LOCAL, TOKENSELECT_SINKS, TOKENSELECT_TOP_K
+from archsim.systems.links import load_gpu_with_host_link
 from archsim.systems.sparse_points import FIELD_OPTIONS, METHOD_OPTIONS, METHODS, MODEL_SOURCES, SparseMethod
 
 PREFILL_METHODS = ("minference", "flexprefill")
@@ -139,7 +139,7 @@ def sparse_cmd(method: str, gpu: str, workload: str, contexts: list[int], patter
     settings = {key: value for key, value in (("top_k", top_k), ("reuse_fraction", reuse_fraction),
                                               ("density", density), ("page_tokens", page_tokens), ("sinks", sinks),
                                               ("local", local)) if value is not None} | {"prefill": prefill}
-    device = named("--gpu", gpu, load_gpu)
+    device = named("--gpu", gpu, load_gpu_with_host_link)
     points, on_system = _method_points(method, device, workload, contexts, patterns, retrieval_fraction, budgets,
                                        settings, system_name, batch)
     if out:

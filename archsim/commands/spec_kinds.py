@@ -61,9 +61,7 @@ def _load_gpu(data: Any, source: str) -> Any:
     from archsim.gpu.load import gpu_from_dict
     from archsim.systems.links import check_host_link
 
-    gpu = gpu_from_dict(data, source)
-    check_host_link(gpu)
-    return gpu
+    return check_host_link(gpu_from_dict(data, source))
 
 
 def _load_mapping(data: Any, source: str) -> Any:

@@ -51,10 +51,10 @@ from archsim import library
 from archsim.arch.gpu import GPU
 from archsim.dse import block as sweep_block
 from archsim.errors import SpecError
-from archsim.gpu.load import load_gpu
 from archsim.model.gpu import refuse_unmodelled_attention
 from archsim.model.gpu_kernels import KERNELS
 from archsim.record import Record
+from archsim.systems.links import load_gpu_with_host_link
 from archsim.systems.seqpar import parallel_time
 from archsim.systems.seqpar_compute import SOURCE
 from archsim.systems.seqpar_spec import (
@@ -86,7 +86,7 @@ CHOICES = {"scheme": SCHEMES, "direction": DIRECTIONS, "scope": SCOPES, "kernel"
            "checkpointing": CHECKPOINTING, "training_precision": TRAINING_PRECISIONS}
 # the fields that name a spec: the loader of each
 NAMED: dict[str, Callable[[str], Any]] = {"workload": library.load_workload_spec, "topology": load_topology,
-                                          "gpu": load_gpu}
+                                          "gpu": load_gpu_with_host_link}
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(ParallelSpec) if f.default is not dataclasses.MISSING}
 
 

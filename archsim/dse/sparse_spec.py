@@ -53,9 +53,9 @@ from typing import Any
 from archsim import library
 from archsim.dse import block as sweep_block
 from archsim.errors import SpecError
-from archsim.gpu.load import load_gpu
 from archsim.record import NAN, Record
 from archsim.systems.kv_selection import check_dense_attention
+from archsim.systems.links import load_gpu_with_host_link
 from archsim.systems.sparse_points import (
     FIELD_OPTIONS,
     METHOD_OPTIONS,
@@ -83,7 +83,7 @@ REQUIRED = ("method", "gpu", "workload", "context")
 SETTINGS = tuple(name for name in FIELDS if name in {f.name for f in dataclasses.fields(SparseMethod)})
 WHOLE = ("context", "budget", "top_k", "page_tokens", "sinks", "local")  # whole numbers >= 1; the others fractions
 SELECTIONS = ("budget", "top_k")  # the tokens a method selects: at most the context (a point beyond it is refused)
-NAMED: dict[str, Callable[[str], Any]] = {"gpu": load_gpu, "workload": library.load_workload_spec,
+NAMED: dict[str, Callable[[str], Any]] = {"gpu": load_gpu_with_host_link, "workload": library.load_workload_spec,
                                           "patterns": load_pattern_map}
 PHASES = tuple(dict.fromkeys(phase for phases in METHOD_PHASES.values() for phase in phases))
 CHOICES = {"method": METHODS, "phase": PHASES}

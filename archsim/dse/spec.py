@@ -107,7 +107,6 @@ from archsim.dse.sparse_spec import (
     sparse_block,
 )
 from archsim.errors import LimitError, SpecError, check_keys, first_repeat, given, text_number_hint
-from archsim.gpu.load import load_gpu
 from archsim.limits import env_limit
 from archsim.memo import identity_cache
 from archsim.model.gpu import CASE_SIZES, PRECISION_BYTES, unmodelled_attention
@@ -122,6 +121,7 @@ from archsim.model.gpu_kernels import (
 from archsim.point import check_causal_form
 from archsim.record import METRICS
 from archsim.spec_files import read_yaml, spec_beside
+from archsim.systems.links import load_gpu_with_host_link
 from archsim.systems.serving import SERVING_METRICS
 from archsim.workload import Workload, check_size, plain_number
 
@@ -206,7 +206,7 @@ class GpuTargets:
 def gpu_preset(spec: SweepSpec, name: str) -> GPU:
     """The GPU a sweep's `gpus.presets` entry names: a packaged preset, or a file read beside the sweep's file, as
     its mapping, workload and system are (the entry as written is the points' target)."""
-    return load_gpu(spec_beside(name, spec.source))
+    return load_gpu_with_host_link(spec_beside(name, spec.source))
 
 
 @dataclass(frozen=True)
@@ -566,7 +566,7 @@ def _gpus(data: Any, source: str, has_workload: bool) -> GpuTargets | None:
     _once(presets, source, "gpus.presets")
     for i, name in enumerate(presets):
         try:
-            load_gpu(spec_beside(str(name), source))
+            load_gpu_with_host_link(spec_beside(str(name), source))
         except SpecError as e:
             if e.where:  # a GPU file of the user's with a bad field: that file and field
                 raise

@@ -34,6 +34,7 @@ from typing import Any
 from archsim import library
 from archsim.arch.gpu import GPU
 from archsim.errors import Plausible, check_header, field_path, loaded_for, ranged_number
+from archsim.gpu.load import load_gpu
 from archsim.spec_files import finite_number
 
 PRESETS_PACKAGE = "archsim.systems.link_presets"
@@ -127,12 +128,19 @@ def load_link(name_or_path: str | Path) -> Link:
     return library.load_preset("link presets", name_or_path, PRESETS_PACKAGE, link_from_dict)
 
 
-def check_host_link(gpu: GPU) -> None:
-    """Refuse a GPU preset whose `host_link` is no link (its error blamed on the preset's field). GPU presets load
-    below the systems layer, which owns the links, so a system that loads a GPU preset checks it here."""
-    if gpu.host_link is None:
-        return
-    loaded_for(gpu.source, "host_link", load_link, gpu.host_link)
+def check_host_link(gpu: GPU) -> GPU:
+    """`gpu`, refused where its `host_link` is no link (its error blamed on the preset's field). GPU presets load
+    below the systems layer, which owns the links, so the systems layer checks them here."""
+    if gpu.host_link is not None:
+        loaded_for(gpu.source, "host_link", load_link, gpu.host_link)
+    return gpu
+
+
+def load_gpu_with_host_link(name_or_path: str | Path) -> GPU:
+    """A GPU preset by name or a YAML file by path (`archsim.gpu.load.load_gpu`), its `host_link` checked: how
+    every system, command and sweep loads the GPU a user names, so that a file whose host link is no link is
+    refused by each of them, not only by those that copy over it."""
+    return check_host_link(load_gpu(name_or_path))
 
 
 def link_names() -> list[str]:

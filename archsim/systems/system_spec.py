@@ -190,7 +190,7 @@ from archsim.spec_files import (
     spec_beside,
 )
 from archsim.systems.chip import load_chip
-from archsim.systems.links import Link, check_host_link, link_from_dict, link_to_dict, load_link
+from archsim.systems.links import Link, link_from_dict, link_to_dict, load_gpu_with_host_link, load_link
 from archsim.systems.npu import NPUSpec
 from archsim.systems.step import PHASES
 from archsim.systems.system_checks import ATTENTION_POOL_LINK, check_system, roofline_crossover, weight_holder
@@ -698,17 +698,9 @@ def _preset(kind: str, value: Any, source: str, where: str) -> Any:
     its errors blamed on this file."""
     if not isinstance(value, str) or not value:
         raise SpecError(source, where, f"expected a {kind} name or path, got {value!r}")
-    loaders = {"gpu": _load_gpu, "memory-pool": _load_gpu, "chip": load_chip,
+    loaders = {"gpu": load_gpu_with_host_link, "memory-pool": load_gpu_with_host_link, "chip": load_chip,
                "architecture": library.load_architecture_spec, "mapping": library.load_mapping_spec}
     return loaded_for(source, where, loaders[kind], spec_beside(value, source))
-
-
-def _load_gpu(name_or_path: str) -> Any:
-    from archsim.gpu.load import load_gpu  # the GPU presets package, imported only for a system with a GPU
-
-    gpu = load_gpu(name_or_path)
-    check_host_link(gpu)
-    return gpu
 
 
 def _link(value: Any, source: str, where: str) -> Link:

@@ -57,7 +57,7 @@ from archsim.errors import SpecError, check_header, check_keys, loaded_for
 from archsim.mapping.spec import Mapping
 from archsim.spec_files import spec_beside
 from archsim.systems import collectives
-from archsim.systems.links import Link, link_from_dict, load_link, slowest_hop
+from archsim.systems.links import Link, link_from_dict, load_gpu_with_host_link, load_link, slowest_hop
 
 PRESETS_PACKAGE = "archsim.systems.topology_presets"
 TEXT = ("name", "description", "source")
@@ -284,11 +284,9 @@ def _loaded(kind: str, load: Any, name: Any, source: str, where: str) -> Any:
 
 
 def _gpu(name: Any, source: str) -> GPU:
-    from archsim.gpu.load import load_gpu
-
     if not isinstance(name, str):
         raise SpecError(source, "gpu", f"expected a GPU preset name or file, got {name!r}")
-    return loaded_for(source, "gpu", load_gpu, spec_beside(name, source))
+    return loaded_for(source, "gpu", load_gpu_with_host_link, spec_beside(name, source))
 
 
 def _preset_link(name: Any, source: str, where: str) -> Link:
