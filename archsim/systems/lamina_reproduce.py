@@ -53,6 +53,7 @@ from statistics import mean
 import numpy as np
 
 from archsim import library
+from archsim.errors import SpecError
 from archsim.systems.attribution import Reason
 from archsim.systems.iteration import Batch, IterationCost, IterationModel
 from archsim.systems.kv_cache import PagedKVCache, kv_capacity_pages
@@ -156,7 +157,11 @@ class DecodeOnly:
 
 
 def lamina_system(model_name: str, divide_and_conquer: bool = True) -> System:
-    """The `lamina` preset at the paper's DOP for this model."""
+    """The `lamina` preset at the paper's DOP for this model (`DOP`: the paper's three; another is a SpecError naming
+    them: write a system spec deriving from `lamina` to run it)."""
+    if model_name not in DOP:
+        raise SpecError("<python>", "model_name", f"expected one of the paper's models {', '.join(DOP)} (their "
+                                                  f"equal-cost DOPs), got {model_name!r}")
     a, b = DOP[model_name]
     return with_fields(load_system(SYSTEM), {"devices.compute.count": a, "devices.memory.count": b,
                                              "parallelism.tp": a, "parallelism.attention_pool": b,

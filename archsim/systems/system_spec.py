@@ -291,7 +291,9 @@ def system_from_dict(data: Any, source: str = "<python>", bases: tuple[str, ...]
         if "name" not in data:
             raise SpecError(source, "name", "missing: a spec with a base names itself")
         over = {k: v for k, v in data.items() if k != BASE}
-        data = laid_over(_base(data[BASE], source, bases, over), over)
+        base = _base(data[BASE], source, bases, over)
+        _unpriced(base, _device_changes(over), source)  # a device given another preset leaves the base's price
+        data = laid_over(base, over)
     check_header(data, KEYS, OPTIONAL, TEXT, source, meanings=MEANINGS)
     devices = {name: _device(name, value, source) for name, value in _named(data["devices"], source, "devices")}
     if not devices:
@@ -409,6 +411,14 @@ def _preset_named(value: Any, source: str) -> Any:
     """What a device's `preset` written in the spec at `source` names: a path's file, resolved; a library name, or
     any other value, as written."""
     return _file_of(value, source) if isinstance(value, str) and is_spec_path(value) else value
+
+
+def _device_changes(over: Mapping[str, Any]) -> dict[str, Any]:
+    """The device presets and prices a derived spec's own keys `over` write, as `with_fields`' dotted changes: a
+    device it gives another preset without a price has no price (`_unpriced`), as a sweep's or `with_fields`' has."""
+    devices = over.get("devices") if isinstance(over.get("devices"), Mapping) else {}
+    return {f"devices.{name}.{key}": device[key] for name, device in devices.items() if isinstance(device, Mapping)
+            for key in ("preset", "price_per_hour") if key in device}
 
 
 def _unpriced(data: dict[str, Any], changes: Mapping[str, Any], source: str) -> None:
