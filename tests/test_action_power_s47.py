@@ -81,7 +81,7 @@ def test_a_large_prefill_gemm_in_the_model_runs_at_the_bound_s_fraction() -> Non
     bound prices (within its one launch), and no op of the prompt draws more than the bound at the preset's prices."""
     model = system_model(load_system("duplex-gpu"), library.load_workload_spec("llama3-70b"))
     device = model.devices["gpu"]
-    flop_priced = dataclasses.replace(device, energy=ActionEnergy(0.0, 1.0, 0.0, 0.0), _terms={})
+    flop_priced = dataclasses.replace(device, energy=ActionEnergy(0.0, 1.0, 0.0, 0.0))
     ops = model.ops("prefill", 1, 131072)
     qkv = next(op for op in ops if op.name == "qkv")
     cost = flop_priced.cost([qkv])

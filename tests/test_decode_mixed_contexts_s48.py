@@ -18,7 +18,7 @@ from archsim.gpu.params import load_calibration
 from archsim.library import load_workload_spec
 from archsim.model.gpu import AttentionCase, TiledLaunch
 from archsim.model.gpu_flash_plans import (
-    _split_counts_of,
+    _split_counts,
     _split_heuristic,
     balanced_chunks,
     split_decode_launches,
@@ -201,7 +201,7 @@ def test_flashinfers_plan_cuts_a_long_request_into_more_chunks() -> None:
     blocks = np.array([8, 2, 1])
     splits, chunk, heads_outer = balanced_chunks(20, 1)(2, blocks)
     assert chunk == 2 and splits.tolist() == [4, 1, 1] and heads_outer  # FlashInfer's grid: (chunk, KV head)
-    assert _split_counts_of(blocks, 2, splits, chunk, heads_outer).tolist() == [2, 2, 2, 2, 2, 1] * 2
+    assert _split_counts(blocks, 2, splits, chunk, heads_outer).tolist() == [2, 2, 2, 2, 2, 1] * 2
     splits, chunk, _ = balanced_chunks(4, 1)(2, blocks)
     assert chunk == 8 and splits.tolist() == [1, 1, 1]
     splits, chunk, _ = balanced_chunks(1000, 3)(2, blocks)  # never a chunk under the least (FlashInfer's 128 tokens)

@@ -39,7 +39,7 @@ from archsim.model.gpu import (
     step_time_s,
     tile_times_s,
 )
-from archsim.model.gpu_flash_plans import _split_counts_memo, _split_heuristic
+from archsim.model.gpu_flash_plans import _remembered_uniform_split_counts, _split_heuristic
 from archsim.model.gpu_kernels import KERNELS, family_of, plans, predict
 from archsim.model.gpu_tiles import fwd_tile, step_ops
 
@@ -188,7 +188,7 @@ def test_remembered_schedules_and_decode_grids_equal_fresh_ones(calibration) -> 
     counts = plans("Flash-Decoding", cases[0], gpu)[0].launches[0].segments[0].counts
     assert counts[:4].tolist() == [2, 2, 2, 1] and not counts.flags.writeable  # the shared grid is read-only
     assert [predict("Flash-Decoding", case, gpu, params) for case in cases] == first
-    for memo in (_remembered_makespan_s, _split_heuristic, _split_counts_memo, fwd_tile):
+    for memo in (_remembered_makespan_s, _split_heuristic, _remembered_uniform_split_counts, fwd_tile):
         memo.cache_clear()
     gpu_model._WALKED.clear()  # uneven grids' schedules, remembered by what they read
     assert [predict("Flash-Decoding", case, gpu, params) for case in cases] == first

@@ -386,21 +386,13 @@ def balanced_chunks(slots: int, least_blocks: int) -> SplitPlan:
     return plan
 
 
-def _split_counts(key_blocks: tuple[int, ...] | np.ndarray, heads: int, splits: np.ndarray | int,
-                  per_split: int, heads_outer: bool = False) -> np.ndarray:
+def _split_counts(key_blocks: np.ndarray, heads: int, splits: np.ndarray | int, per_split: int,
+                  heads_outer: bool = False) -> np.ndarray:
     """Key tiles of each CTA of a split-KV decode grid, a CTA per (sequence, head, split), the splits fastest, in
     launch order: the sequences outer, or with `heads_outer` the heads (every sequence's CTAs of one head before the
     next head's). Sequence b has `key_blocks[b]` blocks and `splits` (one count for all, or sequence b's) splits of
     `per_split` blocks, so its split s walks clamp(key_blocks[b] - s x per_split, 0, per_split); a CTA past its
-    sequence's end walks none (it exits at once). One sequence's blocks given: the grid of `heads` (sequence, head)
-    CTAs alike. Read-only; a grid of one length of at most `SPLIT_MEMO_CTAS` CTAs is remembered."""
-    if len(key_blocks) == 1 and isinstance(splits, int) and heads * splits <= SPLIT_MEMO_CTAS:
-        return _split_counts_memo(tuple(key_blocks), heads, splits, per_split)
-    return _split_counts_of(key_blocks, heads, splits, per_split, heads_outer)
-
-
-def _split_counts_of(key_blocks: tuple[int, ...] | np.ndarray, heads: int, splits: np.ndarray | int,
-                     per_split: int, heads_outer: bool = False) -> np.ndarray:
+    sequence's end walks none (it exits at once). Read-only."""
     blocks = np.asarray(key_blocks)
     splits = np.broadcast_to(splits, blocks.shape)
     cut = np.arange(int(splits.max()))
@@ -414,7 +406,32 @@ def _split_counts_of(key_blocks: tuple[int, ...] | np.ndarray, heads: int, split
     return counts
 
 
-_split_counts_memo = lru_cache(maxsize=512)(_split_counts_of)
+def _uniform_split_counts(key_blocks: int, pairs: int, splits: int, per_split: int) -> np.ndarray:
+    """`_split_counts` of a grid whose `pairs` (sequence, head) pairs, every head of every sequence, each have
+    `key_blocks` blocks in `splits` splits of `per_split`: one pair's CTAs, repeated (whichever of the sequences and
+    the heads is outer). Read-only; a grid of at most `SPLIT_MEMO_CTAS` CTAs is remembered."""
+    if pairs * splits <= SPLIT_MEMO_CTAS:
+        return _remembered_uniform_split_counts(key_blocks, pairs, splits, per_split)
+    return _repeated_split_counts(key_blocks, pairs, splits, per_split)
+
+
+def _repeated_split_counts(key_blocks: int, pairs: int, splits: int, per_split: int) -> np.ndarray:
+    """`_uniform_split_counts`, worked out."""
+    counts = np.tile(_split_counts(np.array([key_blocks]), 1, splits, per_split), pairs)
+    counts.flags.writeable = False
+    return counts
+
+
+_remembered_uniform_split_counts = lru_cache(maxsize=512)(_repeated_split_counts)
+
+
+def _split_cta(block_m: int, block_n: int, warps: int, stages: int, width: int,
+               element_bytes: int) -> tuple[int, int, float]:
+    """What a split-KV decode CTA (`split_decode_launches`) holds on an SM, whatever its split plan: (threads, shared
+    memory bytes, register words) of `warps` warps staging the tile's `block_m` query rows and `stages` key blocks'
+    K and V of `block_n` keys, `width` columns each, and holding the rows' output and a block's scores."""
+    return (32 * warps, (block_m + stages * 2 * block_n) * width * element_bytes,
+            block_m * width + 1.5 * block_m * block_n)
 
 
 def split_decode_launches(case: AttentionCase, gpu: GPU, block_m: int, block_n: int, warps: int, stages: int,
@@ -443,7 +460,7 @@ def split_decode_launches(case: AttentionCase, gpu: GPU, block_m: int, block_n: 
         counts = _split_counts(blocks, heads, splits, per_split, heads_outer)
     else:  # every sequence's CTAs alike
         splits = int(np.max(splits))
-        counts = _split_counts((int(blocks[0]),), case.batch * heads, splits, per_split)
+        counts = _uniform_split_counts(int(blocks[0]), case.batch * heads, splits, per_split)
     if row_blocks > 1:  # the grid is (row block, split, head), the row blocks launched first
         counts = np.repeat(counts, row_blocks)
     per_sequence = np.broadcast_to(splits, case.batch)
@@ -456,8 +473,7 @@ def split_decode_launches(case: AttentionCase, gpu: GPU, block_m: int, block_n: 
     name = f"{most} splits" if fewest == most else f"{fewest}-{most} splits a sequence"
     # A KV block is read from DRAM once; each further row block of its group reads it again from L2.
     main = TiledLaunch(f"decode split-KV ({name})", (Segment(tile, counts),),
-                       32 * warps, (block_m + stages * 2 * block_n) * width * e,
-                       block_m * width + 1.5 * block_m * block_n,
+                       *_split_cta(block_m, block_n, warps, stages, width, e),
                        mma, "mma_efficiency_fwd", case.precision, kv + q_o + partials,
                        kv * row_blocks + q_o + partials, max(1, stages - 1), io_bytes=block_m * d * (e + ACC_BYTES))
     if not combine:
@@ -482,12 +498,14 @@ def _small_tile_decode(case: AttentionCase, gpu: GPU, head_dim: int, seqlens: Se
     packed into one warp's 16 MMA rows (`_small_rows`), its splits FlashInfer's (`balanced_chunks`) for the CTAs the
     GPU holds at once, of at least `FLASHINFER_LEAST_CHUNK_KEYS` keys."""
     def build(block_m: int, block_n: int, warps: int) -> tuple:
-        def launches(plan: SplitPlan) -> tuple:
-            return split_decode_launches(case, gpu, block_m, block_n, warps, 1, "sync", plan, False, False,
-                                         padded_head_dim=head_dim, seqlens=seqlens)
-        uncut = launches(uniform_splits(lambda tiles, key_blocks: 1))
-        slots = ctas_per_sm(uncut[0], gpu) * gpu.sm_count
-        return launches(balanced_chunks(slots, max(1, FLASHINFER_LEAST_CHUNK_KEYS // block_n)))
+        # the CTA alone, no grid: what `ctas_per_sm` reads of the launch, whatever its splits
+        cta = TiledLaunch("decode split-KV CTA", (), *_split_cta(block_m, block_n, warps, 1, head_dim,
+                                                                  case.element_bytes),
+                          "sync", "mma_efficiency_fwd", case.precision, 0.0, 0.0)
+        slots = ctas_per_sm(cta, gpu) * gpu.sm_count
+        plan = balanced_chunks(slots, max(1, FLASHINFER_LEAST_CHUNK_KEYS // block_n))
+        return split_decode_launches(case, gpu, block_m, block_n, warps, 1, "sync", plan, False, False,
+                                     padded_head_dim=head_dim, seqlens=seqlens)
     return _fa2_fitting(_small_rows(fa2_split_tile(head_dim)), build, gpu, owns_rows=True)
 
 
@@ -541,7 +559,6 @@ def _fa2_v209_decode(case: AttentionCase, gpu: GPU, head_dim: int, seqlens: Sequ
                         dram, kv * case.group, 1, launch.io_bytes),)
 
 
-@lru_cache(maxsize=64)
 def _small_rows(tile: Fa2Tile) -> Fa2Tile:
     """`tile` with a GQA group packed into one warp's 16 MMA rows ("Flash-Decoding (16-row tiles)")."""
     return replace(tile, block_m=SMALL_TILE_BLOCK_M, warps=1)

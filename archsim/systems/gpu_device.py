@@ -205,14 +205,15 @@ class GpuDevice:
     # (`archsim.systems.models`) gives the weight-holding device its share of the DRAM less the weights
     call_memory_bytes: float | None = None
     source: str = field(default="<python>", compare=False)  # the system spec's file (errors name its device's field)
-    # An op (its GEMMs and elementwise kernel, or a prompt's attention call) or a calibrated attention call's sizes ->
-    # (time, tensor-core time at peak, DRAM bytes): a serving run asks for the same ones in many iterations
-    _terms: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
+    # The memos start empty on every device, a `dataclasses.replace`d one included (their keys hold none of its
+    # fields). An op (its GEMMs and elementwise kernel, or a prompt's attention call) or a calibrated attention
+    # call's sizes -> (time, tensor-core time at peak, DRAM bytes): a serving run asks for the same ones in many
+    # iterations
+    _terms: dict = field(default_factory=dict, init=False, compare=False, hash=False, repr=False)
     # A decode call's sizes and its requests' keys -> its terms, the latest `DECODE_MEMO_CALLS` calls: a serving
     # run's calls repeat the previous token's (an offloaded layer's attention over the history) and a run's of the
     # same system (a reproduction's variants), and each holds a key per request
-    _decode_terms: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
-    _op_keys: dict = field(default_factory=lambda: _OpKeys(), compare=False, hash=False, repr=False)
+    _decode_terms: dict = field(default_factory=dict, init=False, compare=False, hash=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.capacity_bytes <= 0:
@@ -505,8 +506,9 @@ class GpuDevice:
 
     def _attention(self, op: Op, group: Sequence[Op], keys: float | None = None) -> tuple[float, float, float]:
         """(time, tensor-core time at peak, DRAM bytes) of one call of the attention kernel over `group`: a prompt's
-        call, or a batch's decode requests each over its own keys (`_OpKeys`), in batch order (`keys`: the sum of
-        the ops' `seq_len`, when the caller has it, which the roofline timing's busy time reads at their mean)."""
+        call, or a batch's decode requests each over its own keys (its `seq_len`, whole), in batch order (`keys`:
+        the sum of the ops' `seq_len`, when the caller has it, which the roofline timing's busy time reads at their
+        mean)."""
         if self.timing == ROOFLINE:
             if keys is None:
                 keys = sum([o.binding.params["seq_len"] for o in group])
@@ -517,7 +519,7 @@ class GpuDevice:
                     self._case_peak_s(case), moved)
         p = op.binding.params
         decode = op.phase == "decode"
-        seqlens = tuple(map(self._op_keys.__getitem__, group)) if decode else ()
+        seqlens = tuple([math.ceil(o.binding.params["seq_len"]) for o in group]) if decode else ()
         longest = max(seqlens) if decode else math.ceil(p["seq_len"])
         # what the call's AttentionCase and lengths hold: the kernel model reads them alone
         lengths = np.array(seqlens, dtype=np.int64).tobytes() if decode else longest  # a compact key
@@ -565,15 +567,6 @@ def action_power_w(energy: ActionEnergy, gpu: GPU, timing: str = CALIBRATED) -> 
         params = gemm_launch_params(gpu, load_calibration().family_params(GEMM_FAMILY))
         tensor, dram = params["gemm_efficiency"], params["hbm_efficiency"]
     return energy.static_w + energy.energy_j(gpu.dram_bytes_per_s * dram, gpu.tensor_peak_flops_per_s("fp16") * tensor)
-
-
-class _OpKeys(dict):
-    """Decode op -> the keys it reads (its `seq_len`, whole): what a decode call takes of each request
-    (`gpu_kernels.varlen_plans`), read once per op (ops compare by identity: a model keeps one per length)."""
-
-    def __missing__(self, op: Op) -> int:
-        keys = self[op] = math.ceil(op.binding.params["seq_len"])
-        return keys
 
 
 def _runs_batched(op: Op) -> bool:

@@ -123,7 +123,7 @@ def _with_memory_bounds(model: SystemModel | OffloadModel) -> SystemModel | Offl
         return model
     engine_bytes, _ = held_memory_bytes(model)  # Duplex: the xPU's HBM is the Logic-PIM stacks, which may hold less
     room = engine_bytes - model.weight_bytes_per_device
-    return replace(model, devices={**model.devices, holder.name: replace(holder, call_memory_bytes=room, _terms={})},
+    return replace(model, devices={**model.devices, holder.name: replace(holder, call_memory_bytes=room)},
                    engine_bytes=engine_bytes)
 
 
