@@ -288,12 +288,24 @@ _BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct
 _DECIMAL_INTEGER = re.compile(r"[-+]?(0|[1-9][0-9]*(_[0-9]+)*)")
 _FLOAT_DIGITS = len(str(int(sys.float_info.max)))  # 309: an integer of more digits is beyond the largest float
 _INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+# Other scalar tags whose PyYAML constructor fails (KeyError, AttributeError) on a value it does not read: what each
+# expects, and a test of the text
+_OTHER_TAGS = {
+    "tag:yaml.org,2002:bool": ("a boolean", lambda text: text.lower() in yaml.constructor.SafeConstructor.bool_values),
+    "tag:yaml.org,2002:timestamp": ("a timestamp",
+                                    lambda text: yaml.constructor.SafeConstructor.timestamp_regexp.match(text)
+                                    is not None),
+}
 
 
 def _other_reading(loader: _BoundedLoader, node: yaml.ScalarNode) -> str:
     """Why a scalar YAML 1.1 reads as a number is refused, else "": YAML reads it otherwise than a number option
     reads the same text (`010000` is octal 4096 to YAML, 10000 to `--set seq_len=010000`), or it is no number at
-    all though tagged one (`!!int abc`)."""
+    all though tagged one (`!!int abc`; so too a boolean or a timestamp tag on no boolean or timestamp, which
+    PyYAML's constructors would fail on)."""
+    if node.tag in _OTHER_TAGS:
+        kind, pattern = _OTHER_TAGS[node.tag]
+        return "" if pattern(node.value) else f"expected {kind}, got {node.value[:40]!r} (tagged {node.tag})"
     if node.tag not in (_INT, _FLOAT):
         return ""
     text, kind = node.value, "integer" if node.tag == _INT else "number"

@@ -93,6 +93,8 @@ def test_decimal_numbers_read_as_before(tmp_path) -> None:
     ("a: !!float abc\n", "expected a decimal number, got 'abc'"),
     ("a: 0x" + "f" * 300 + "\n", f"expected a decimal integer, got {'0x' + 'f' * 38!r}... (302 characters) (YAML "
                                  "1.1 reads it as hexadecimal inf)"),  # 16^300 > 1.8e308: beyond the largest float
+    ("a: !!bool abc\n", "expected a boolean, got 'abc' (tagged tag:yaml.org,2002:bool)"),  # was KeyError, exit 1
+    ("a: !!timestamp abc\n", "expected a timestamp, got 'abc' (tagged tag:yaml.org,2002:timestamp)"),  # AttributeError
 ])
 def test_a_number_tag_on_no_number_is_refused(tmp_path, text, message) -> None:
     path = tmp_path / "t.yaml"
