@@ -6,6 +6,7 @@ requests all read their limits here, so none of them imports another for it.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -39,6 +40,18 @@ def limits_set() -> dict[str, int]:
     point beyond a limit is refused with the advice to raise it, which a record reused whatever the limit would
     never follow). A guard with a lower bound than `MAX_ENV_LIMIT` checks it when it reads it."""
     return {name: env_limit(name, 1) for name in sorted(os.environ) if name.startswith(LIMIT_PREFIX)}
+
+
+def limits_key() -> tuple[tuple[str, int], ...]:
+    """`limits_set` as a key for what is remembered in a process and a limit may decide (a binding, a device's
+    result): read from the variables' text each call, checked and parsed only when that text changes."""
+    return _parsed_limits(tuple(sorted((name, text) for name, text in os.environ.items()
+                                       if name.startswith(LIMIT_PREFIX))))
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed_limits(texts: tuple[tuple[str, str], ...]) -> tuple[tuple[str, int], ...]:
+    return tuple(limits_set().items())
 
 
 ADVICE_FIELDS = ("reason", "note")  # a record's fields a guard's advice to raise a limit is written into

@@ -64,7 +64,7 @@ from archsim.cascade.bind import (
 from archsim.cascade.ir import Cascade
 from archsim.cascade.references import CAUSAL_FORMS
 from archsim.errors import SpecError
-from archsim.limits import limits_set
+from archsim.limits import limits_key
 from archsim.mapping.mapper import search
 from archsim.mapping.spec import SEARCH, Mapping
 from archsim.memo import identity_cache
@@ -146,7 +146,7 @@ def bound(cascade: str | PathLike | Cascade, workload: str | PathLike | Workload
     if sets is not None and not isinstance(sets, MappingType):
         raise SpecError("<python>", "sets", f"expected a mapping of name -> number, got {_shown(sets)}")
     items = tuple(sorted((_keyed(str(k), plain_number(v)) for k, v in (sets or {}).items()), key=lambda i: i[0]))
-    return _bound(cascade, workload, items, spec, sets_source, tuple(limits_set().items()))
+    return _bound(cascade, workload, items, spec, sets_source, limits_key())
 
 
 def _keyed(name: str, value: object) -> tuple[str, bool, object]:

@@ -288,24 +288,21 @@ _BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct
 _DECIMAL_INTEGER = re.compile(r"[-+]?(0|[1-9][0-9]*(_[0-9]+)*)")
 _FLOAT_DIGITS = len(str(int(sys.float_info.max)))  # 309: an integer of more digits is beyond the largest float
 _INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
-# Other scalar tags whose PyYAML constructor fails (KeyError, AttributeError) on a value it does not read: what each
-# expects, and a test of the text
-_OTHER_TAGS = {
-    "tag:yaml.org,2002:bool": ("a boolean", lambda text: text.lower() in yaml.constructor.SafeConstructor.bool_values),
-    "tag:yaml.org,2002:timestamp": ("a timestamp",
-                                    lambda text: yaml.constructor.SafeConstructor.timestamp_regexp.match(text)
-                                    is not None),
-}
+_OTHER_TAGS = {"tag:yaml.org,2002:bool": "a boolean", "tag:yaml.org,2002:timestamp": "a timestamp"}  # -> expected
+_CONSTRUCTION_ERRORS = (ValueError, IndexError, KeyError, AttributeError, TypeError)  # PyYAML's on a bad scalar
 
 
 def _other_reading(loader: _BoundedLoader, node: yaml.ScalarNode) -> str:
     """Why a scalar YAML 1.1 reads as a number is refused, else "": YAML reads it otherwise than a number option
     reads the same text (`010000` is octal 4096 to YAML, 10000 to `--set seq_len=010000`), or it is no number at
-    all though tagged one (`!!int abc`; so too a boolean or a timestamp tag on no boolean or timestamp, which
-    PyYAML's constructors would fail on)."""
+    all though tagged one (`!!int abc`); so too a boolean or a timestamp (tagged, or a plain date) PyYAML's
+    constructor cannot build (`!!bool abc`, `2023-13-45`): the constructor is tried, and its failure refused."""
     if node.tag in _OTHER_TAGS:
-        kind, pattern = _OTHER_TAGS[node.tag]
-        return "" if pattern(node.value) else f"expected {kind}, got {node.value[:40]!r} (tagged {node.tag})"
+        try:
+            loader.yaml_constructors[node.tag](loader, node)
+        except _CONSTRUCTION_ERRORS:
+            return f"expected {_OTHER_TAGS[node.tag]}, got {node.value[:40]!r} (tagged {node.tag})"
+        return ""
     if node.tag not in (_INT, _FLOAT):
         return ""
     text, kind = node.value, "integer" if node.tag == _INT else "number"
@@ -314,7 +311,7 @@ def _other_reading(loader: _BoundedLoader, node: yaml.ScalarNode) -> str:
         return ""
     try:
         value = loader.construct_yaml_int(node) if node.tag == _INT else loader.construct_yaml_float(node)
-    except ValueError:
+    except _CONSTRUCTION_ERRORS:
         return f"expected a decimal {kind}, got {shown}"
     if node.tag == _FLOAT and ":" not in text:
         return ""

@@ -95,6 +95,8 @@ def test_decimal_numbers_read_as_before(tmp_path) -> None:
                                  "1.1 reads it as hexadecimal inf)"),  # 16^300 > 1.8e308: beyond the largest float
     ("a: !!bool abc\n", "expected a boolean, got 'abc' (tagged tag:yaml.org,2002:bool)"),  # was KeyError, exit 1
     ("a: !!timestamp abc\n", "expected a timestamp, got 'abc' (tagged tag:yaml.org,2002:timestamp)"),  # AttributeError
+    ("a: !!int ''\n", "expected a decimal integer, got ''"),  # IndexError in PyYAML's constructor
+    ("a: 2023-13-45\n", "expected a timestamp, got '2023-13-45' (tagged tag:yaml.org,2002:timestamp)"),  # a plain date
 ])
 def test_a_number_tag_on_no_number_is_refused(tmp_path, text, message) -> None:
     path = tmp_path / "t.yaml"

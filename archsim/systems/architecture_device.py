@@ -34,7 +34,7 @@ from archsim.arch.spec import Architecture
 from archsim.cascade import syntax as S
 from archsim.cascade.ir import Cascade
 from archsim.errors import LimitError, SpecError
-from archsim.limits import limits_set
+from archsim.limits import limits_key
 from archsim.mapping.spec import Mapping
 from archsim.model.analytical import evaluate
 from archsim.model.result import Result
@@ -61,10 +61,10 @@ class ArchitectureDevice:
     def result(self, op: Op) -> Result:
         """The analytical model's Result of `op` on the architecture under the mapping (module docstring): a copy of
         the remembered one, so a caller's edit changes no later cost."""
-        return copy.deepcopy(_result(self, op, _limits()))
+        return copy.deepcopy(_result(self, op, limits_key()))
 
     def cost(self, ops: Sequence[Op], streamed_fraction: float = 1.0) -> OpCost:
-        total, limits = OpCost(), _limits()
+        total, limits = OpCost(), limits_key()
         for op in ops:
             r = _result(self, op, limits)
             busy = {f"{self.name}_{unit}": u * r.latency_s for unit, u in r.utilization.items()}
@@ -72,14 +72,9 @@ class ArchitectureDevice:
         return total
 
 
-def _limits() -> tuple[tuple[str, int], ...]:
-    """The limit variables set (`archsim.limits.limits_set`): a remembered result holds under those it was worked out
-    under, as a limit may decide it (a padded prompt beyond the size limit is refused)."""
-    return tuple(limits_set().items())
-
-
 @functools.lru_cache(maxsize=4096)
-def _result(device: ArchitectureDevice, op: Op, _limits_set: tuple[tuple[str, int], ...]) -> Result:
+def _result(device: ArchitectureDevice, op: Op, _limits: tuple[tuple[str, int], ...]) -> Result:
+    # `_limits` (`archsim.limits.limits_key`): a result is remembered under the limits it was worked out under
     where = f"devices.{device.name}"
     if op.cascade != device.mapping.cascade:
         raise SpecError(device.source, f"{where}.mapping",
@@ -95,8 +90,8 @@ def _result(device: ArchitectureDevice, op: Op, _limits_set: tuple[tuple[str, in
         except LimitError as limit:
             raise LimitError(device.source, f"{where}.mapping",
                              f"{refused}; padded to the mapping's tiles: {limit}") from None
-        if point is None:
-            raise SpecError(device.source, f"{where}.mapping", refused) from None
+        if point is None:  # a limit's refusal stays one (`LimitError`)
+            raise type(error)(device.source, f"{where}.mapping", refused) from None
     result = evaluate(point.binding, point.analysis, point.arch, point.mapping)
     if not result.feasible:
         raise SpecError(device.source, where, f"{op.name} ({op.cascade}, {op.phase}) does not fit "

@@ -385,8 +385,8 @@ class ArrayCompute(HeldTensors):
                     bind(cascade, {k: v for k, v in sizes.items() if k in cascade.params}), (), "prefill")
             try:
                 results.append(device.result(op))
-            except SpecError as error:
-                raise SpecError(self.array.source, where, error.message) from None
+            except SpecError as error:  # re-raised where the spec names the array, a limit's as a `LimitError`
+                raise type(error)(self.array.source, where, error.message) from None
         return tuple(results)
 
 
