@@ -9,7 +9,8 @@ This is the Python API users call, and what `archsim run`, `archsim reproduce` a
 Sizes are bound in this order, later winning: the cascade's defaults, the workload's params, the mapping's
 `set:` (tile sizes such as M0), the caller's `sets`. With a workload, every model size the cascade binds must
 come from it or from the sets (`archsim.cascade.bind.bind`): the defaults are small test sizes. Without one, the
-test sizes bind unless the sets give a model size; then they give every one (`refuse_partial_model`). `bound` binds
+test sizes bind unless the sets give a size it binds (a model size or a parameter that sizes a rank); then they give
+every one the mapping's `set:` does not (`refuse_partial_model`). `bound` binds
 a cascade with these checks and no mapping (what `archsim analyze` does):
 
     binding, analysis = bound("attention-1pass-causal-gqa", "llama3-8b", {"M0": 128})
@@ -55,6 +56,7 @@ from archsim.cascade.bind import (
     Binding,
     bind,
     binds_ffn_words,
+    cascade_sizes,
     fixed_tiles,
     model_sizes,
     nearest_divisors,
@@ -163,10 +165,10 @@ def _bound(cascade: Cascade, workload: Workload | None, sets: tuple, spec: Mappi
     (`archsim.limits.limits_set`: the size limit refuses a binding): what they depend on."""
     values = {k: v for k, _, v in sets}
     check_sets_read(cascade, workload, values, sets_source)
-    refuse_partial_model(cascade, workload, values, sets_source)
     mapping_name = spec.name if spec is not None else None
     if spec is not None:
         _refuse_tiling_sets(cascade, spec, values, sets_source)
+    refuse_partial_model(cascade, workload, values, sets_source, spec)
     check_attention_form(cascade, workload, values, sets_source, spec)
     check_causal_form(cascade, workload, mapping_name)
     check_query_projection(cascade, workload, values, sets_source)
@@ -179,22 +181,47 @@ def _bound(cascade: Cascade, workload: Workload | None, sets: tuple, spec: Mappi
 
 
 def refuse_partial_model(cascade: Cascade, workload: Workload | None, sets: MappingType[str, float],
-                         sets_source: str) -> None:
-    """Without a workload, sets that give one model size the cascade binds (`bind.model_sizes`) give every one it
-    binds, as a workload must (`bind`): the others would stay the cascade's test defaults under the sizes given
-    (seq_len 4096, batch 64 and heads 12 over head_dim 8, not BERT's 64: 5x too fast). A missing one is refused,
-    naming it. Sets of no model size (none, or tiles such as M0) keep the cascade's test sizes."""
+                         sets_source: str, spec: Mapping | None = None) -> None:
+    """Without a workload, sets that give one size the cascade binds (`bind.cascade_sizes`: a model size, or another
+    parameter that sizes a rank) give every one (`sizes_unset`), as a workload must (`bind`): the others would stay
+    the cascade's test defaults under the sizes given (seq_len 4096, batch 64 and heads 12 over head_dim 8, not
+    BERT's 64: 5x too fast; a user's `rows` and `cols` over `depth` 64). A missing one is refused, naming it and its
+    default. Sets of no size (none, ranks such as M0, or a parameter that sizes nothing, a mask's `density`) keep the
+    cascade's test sizes. `spec`: the point's mapping, whose `set:` gives what it sets."""
     if workload is not None:
         return
-    sizes = model_sizes(cascade)  # a size the cascade does not bind is bind's to refuse, as no parameter of it
-    given = [name for name in sets if name in sizes]
-    missing = [name for name in sizes if name not in sets]
+    given = [name for name in cascade_sizes(cascade) if name in sets]
+    missing = sizes_unset(cascade, sets, spec)
     if given and missing:
-        defaults = ", ".join(f"{name} {cascade.params[name]:g}" for name in missing if name in cascade.params)
-        raise SpecError(sets_source, missing[0], f"missing: {', '.join(given)} set without a workload, so every "
-                                                 f"model size cascade {cascade.name} binds must be set ({defaults} "
-                                                 f"would be its test defaults); set "
-                                                 f"{', '.join(f'{n}=N' for n in missing)}, or give a workload")
+        defaults = f"{defaults_shown(cascade, missing)} would be its test default{'s' if len(missing) > 1 else ''}"
+        raise SpecError(sets_source, missing[0], f"missing: {', '.join(given)} set without a workload, so every size "
+                                                 f"cascade {cascade.name} binds must be set ({defaults}); set "
+                                                 f"{how_to_set(cascade, missing)}")
+
+
+def sizes_unset(cascade: Cascade, given: Iterable[str], spec: Mapping | None) -> list[str]:
+    """The sizes the cascade binds (`bind.cascade_sizes`) that a binding without a workload would take from its test
+    defaults: those that `given` (the names set) does not name, nor the mapping's `set:` (`spec`, None without a
+    mapping; a tile it fixes, `mapping_tiling`); a parameter other than a model size whose every rank is given by
+    name (`--set M0=256`) is given."""
+    given = {*given, *({*mapping_tiling(cascade, spec), *spec.sets} if spec is not None else ())}
+    models = model_sizes(cascade)
+    return [name for name in cascade_sizes(cascade) if name not in given
+            and (name in models or not given.issuperset(ranks_sized_by(cascade, name)))]
+
+
+def defaults_shown(cascade: Cascade, names: list[str]) -> str:
+    """`depth 64, word_bytes 2`: the sizes `names` (`sizes_unset`), each at the cascade's test default."""
+    return ", ".join(f"{name} {cascade.params[name]:g}" if name in cascade.params else name for name in names)
+
+
+def how_to_set(cascade: Cascade, names: list[str]) -> str:
+    """How to give the sizes `names` (`sizes_unset`): each by name, a parameter other than a model size also by the
+    ranks it sizes, and a workload where every one is a model size (a workload gives only those)."""
+    ranks = [rank for name in names if name not in PARAMS for rank in ranks_sized_by(cascade, name)]
+    by_rank = f" (or the rank{'s they size' if len(ranks) > 1 else ' it sizes'}: {', '.join(ranks)})" if ranks else ""
+    workload = ", or give a workload" if all(name in PARAMS for name in names) else ""
+    return f"{', '.join(f'{name}=N' for name in names)}{by_rank}{workload}"
 
 
 def _shown_tiles(binding: Binding, spec: Mapping) -> Binding:

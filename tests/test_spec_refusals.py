@@ -209,10 +209,12 @@ def test_a_workload_size_the_cascade_does_not_read_is_refused(cli) -> None:
 
 def test_a_cascade_requirement_is_checked_when_bound(cli) -> None:
     """Quest's budget of 100 pages over a 16-page cache counted 400 tokens of attention and failed its own check
-    when executed (empty slots scoring 0 entered the softmax)."""
-    result = cli("analyze", "quest-decode", "--set", "budget_pages=100", expect=2)
+    when executed (empty slots scoring 0 entered the softmax). Every size set: budget_pages alone would leave the
+    others at their test defaults (`point.refuse_partial_model`)."""
+    sizes = {"batch": 2, "heads": 2, "seq_len": 64, "head_dim": 8, "page": 4, "word_bytes": 2, "budget_pages": 100}
+    result = cli("analyze", "quest-decode", *[a for k, v in sizes.items() for a in ("--set", f"{k}={v}")], expect=2)
     assert ("--set: budget_pages: expected S <= J (cascade quest-decode, requires[0]), got 100 against 16 with "
-            "S=100, J=16 (budget_pages=100 from --set)") in result.output
+            "S=100, J=16 (budget_pages=100 from --set") in result.output
     rank = cli("analyze", "quest-decode", "--set", "S=100", expect=2)  # the rank set directly: checked too
     assert "--set: S: expected S <= J (cascade quest-decode, requires[0]), got 100 against 16" in rank.output
     cli("execute", "quest-decode", "--set", "budget_pages=16", "--check")  # every page: within the cache

@@ -549,6 +549,15 @@ def model_sizes(cascade: Cascade) -> tuple[str, ...]:
     return tuple(name for name in dict.fromkeys([*cascade.params, "word_bytes"]) if name in PARAMS)
 
 
+def cascade_sizes(cascade: Cascade) -> tuple[str, ...]:
+    """The sizes the cascade binds, in its params' order: its model sizes (`model_sizes`) and every other parameter
+    that sizes a rank (`ranks_sized_by`: `tile_kv` sizes M0; a user's `depth` sizes K under `K: depth`). Its other
+    parameters (a mask's `density`, block-sparse's `k_b`) size nothing."""
+    models = model_sizes(cascade)
+    return tuple(name for name in dict.fromkeys([*cascade.params, *models])
+                 if name in models or ranks_sized_by(cascade, name))
+
+
 def _check_model_sizes(cascade: Cascade, workload: Workload, overrides: Mapping[str, float],
                        set_option: bool) -> None:
     """Every model size the cascade binds (`model_sizes`) is given; the error suggests `--set` only to a caller

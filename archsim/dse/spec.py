@@ -74,7 +74,7 @@ from archsim.arch.gpu import GPU
 from archsim.arch.spec import Architecture
 from archsim.cascade import syntax as S
 from archsim.cascade.analysis import takes_exp
-from archsim.cascade.bind import eval_size, model_sizes, ranks_sized_by
+from archsim.cascade.bind import cascade_sizes, eval_size, ranks_sized_by
 from archsim.cascade.ir import Cascade
 from archsim.cascade.reference_check import CHECK_TOLERANCE, error_at_test_sizes
 from archsim.cascade.syntax import ParseError, parse_expr
@@ -108,6 +108,7 @@ from archsim.dse.sparse_spec import (
 )
 from archsim.errors import LimitError, SpecError, check_keys, first_repeat, given, text_number_hint
 from archsim.limits import env_limit
+from archsim.mapping.spec import Mapping
 from archsim.memo import identity_cache
 from archsim.model.gpu import CASE_SIZES, PRECISION_BYTES, unmodelled_attention
 from archsim.model.gpu_kernels import (
@@ -118,7 +119,7 @@ from archsim.model.gpu_kernels import (
     kernel_directions,
     precision_problem,
 )
-from archsim.point import check_causal_form
+from archsim.point import check_causal_form, defaults_shown, sizes_unset
 from archsim.record import METRICS
 from archsim.spec_files import read_yaml, spec_beside
 from archsim.systems.links import load_gpu_with_host_link
@@ -730,7 +731,7 @@ def _check_named_specs(spec: SweepSpec) -> None:
     workload = library.load_workload_spec(named("workloads", "workload")) if spec.workload else None
     _check_size_names(spec, cascade, workload)
     if workload is None:
-        _check_sizes_without_workload(spec, cascade)
+        _check_sizes_without_workload(spec, cascade, mapping)
     _check_rank_sizes(spec, cascade, workload)
     gpus = " and gpus.causal: true" if spec.gpus is not None else ""
     check_causal_form(cascade, workload, mapping.name, lambda version: f"cascade: {version}{gpus}")  # no point runs
@@ -841,25 +842,27 @@ def _check_size_names(spec: SweepSpec, cascade: Cascade, workload: Workload | No
                                                 f"(known: {', '.join(sizes)})")
 
 
-def _check_sizes_without_workload(spec: SweepSpec, cascade: Cascade) -> None:
-    """Without a workload, the sweep gives every model size its cascade binds (`bind.model_sizes`) in `sets` or its
+def _check_sizes_without_workload(spec: SweepSpec, cascade: Cascade, mapping: Mapping) -> None:
+    """Without a workload, the sweep gives every size its cascade binds (`archsim.point.sizes_unset`: every model
+    size, and every other parameter that sizes a rank and that the mapping's `set:` does not give) in `sets` or its
     axes, as `archsim run`'s `--set` must (`archsim.point.refuse_partial_model`). A cascade's params are test sizes
-    (attention-1pass: batch 2, seq_len 16, head_dim 8), which a sweep's points would otherwise run at silently, or
-    under the sizes given (a seq_len axis over head_dim 8, every point refused alike while its base point, which
-    leaves the axis out, fails otherwise: `points.base_error`). Refused naming `workload`."""
-    sizes = model_sizes(cascade)
+    (attention-1pass: batch 2, seq_len 16, head_dim 8; a user's GEMM's depth 64 under its rows and cols), which a
+    sweep's points would otherwise run at silently, or under the sizes given (a seq_len axis over head_dim 8, every
+    point refused alike while its base point, which leaves the axis out, fails otherwise: `points.base_error`).
+    Refused naming `workload`."""
     given = {name.removeprefix("workload."): where for name, where in _size_settings(spec)}
-    missing = [name for name in sizes if name not in given]
+    missing = sizes_unset(cascade, given, mapping)
     if not missing:
         return
-    test_sizes = ", ".join(f"{name} {cascade.params[name]:g}" if name in cascade.params else name for name in missing)
+    sizes = sizes_unset(cascade, (), mapping)
+    test_sizes = defaults_shown(cascade, missing)
     set_all = "{" + ", ".join(f"{name}: N" for name in sizes) + "}"
-    named = [where for name, where in given.items() if name in sizes]
-    what = (f"{', '.join(named)} set without a workload, so every model size cascade {cascade.name} binds must be "
+    named = [where for name, where in given.items() if name in cascade_sizes(cascade)]
+    what = (f"{', '.join(named)} set without a workload, so every size cascade {cascade.name} binds must be "
             f"set ({test_sizes} would be its test sizes)" if named else
             f"a sweep's sizes come from a workload, and cascade {cascade.name}'s own are test sizes ({test_sizes})")
     raise SpecError(spec.source, "workload", f"missing: {what}; name a workload (workload: bert-base), or give "
-                                             f"every model size (sets: {set_all}, or axes; {', '.join(missing)} "
+                                             f"every size (sets: {set_all}, or axes; {', '.join(missing)} "
                                              f"{'is' if len(missing) == 1 else 'are'} not given)")
 
 
