@@ -67,6 +67,7 @@ from archsim.cascade.ir import Cascade
 from archsim.cascade.references import CAUSAL_FORMS
 from archsim.errors import SpecError
 from archsim.limits import limits_key
+from archsim.mapping.load import check_factor, parse_factor
 from archsim.mapping.mapper import search
 from archsim.mapping.spec import SEARCH, Mapping
 from archsim.memo import identity_cache
@@ -249,11 +250,9 @@ def mapping_tiling(cascade: Cascade, spec: Mapping) -> dict[str, list[str]]:
     for g, group in enumerate(spec.groups):
         for i, loop in enumerate(group.loops):
             if isinstance(loop.factor, str) and loop.factor != SEARCH:
-                try:
-                    read |= S.names_in(S.parse_expr(loop.factor))
-                except S.ParseError as exc:  # a factor set in Python (dataclasses.replace), which no loader parsed
-                    raise SpecError(spec.source, f"groups[{g}].{loop.path or f'loops[{i}]'}",
-                                    f"not a factor expression: {exc}") from None
+                # a factor set in Python (dataclasses.replace), which no loader checked: the loader's check
+                check_factor(loop.factor, loop.is_spatial, spec.source, f"groups[{g}].{loop.path or f'loops[{i}]'}")
+                read |= S.names_in(parse_factor(loop.factor))
     return {k: ranks for k, ranks in params_masked_by(cascade, spec.sets).items() if k not in read}
 
 

@@ -85,7 +85,8 @@ def test_bad_set_and_unknown_names(cli) -> None:
     assert "not a parameter or rank of attention-3pass" in result.output
     result = cli("analyze", "no-such-cascade", expect=2)
     assert "not a cascade in the library" in result.output
-    sizes = [arg for name in ("batch=2", "heads=2", "head_dim=8", "word_bytes=2") for arg in ("--set", name)]
+    sizes = [arg for name in ("batch=2", "heads=2", "head_dim=8", "word_bytes=2", "tile_kv=4")
+             for arg in ("--set", name)]
     result = cli("analyze", "attention-1pass", "--set", "seq_len=10", *sizes, expect=2)
     assert "partition.M" in result.output and "not divisible" in result.output
 

@@ -92,7 +92,7 @@ def assert_agrees(batch: BatchResult, i: int, single: Result) -> None:
     assert bool(batch.feasible[i]) == single.feasible and batch.reason[i] == single.reason
     for name in ("latency_s", "energy_pj", "compute_cycles", "area_um2"):
         close(float(getattr(batch, name)[i]), getattr(single, name), name)
-    close(float(batch.dram_traffic_bytes()[i]), single.dram_traffic_bytes(), "dram_traffic_bytes")
+    close(float(batch.dram_traffic_bytes[i]), single.dram_traffic_bytes, "dram_traffic_bytes")
     for name in ("traffic_bytes", "memory_s", "energy_by", "utilization", "footprint_bytes"):
         columns_agree(getattr(batch, name), getattr(single, name), i, name)
     assert json.dumps(batch.result(i).to_dict()) == json.dumps(single.to_dict())

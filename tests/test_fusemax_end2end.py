@@ -89,7 +89,7 @@ def test_xlm_ffn_weights_are_tiled(hw: str, weight_tiles: int) -> None:
     assert ffn.feasible
     assert ffn.footprint_bytes["GlobalBuffer"] <= library.load_architecture_spec(hw).memory(
         "GlobalBuffer").capacity_bytes
-    assert ffn.dram_traffic_bytes() == 2 * (ffn1_words + ffn2_words)
+    assert ffn.dram_traffic_bytes == 2 * (ffn1_words + ffn2_words)
     assert ffn.latency_s == pytest.approx(2 * rows * d * s / PES / CLOCK_HZ, rel=1e-12)
 
 

@@ -71,7 +71,7 @@ def test_flat_spills_part_of_its_score_block() -> None:
     unspilled = run_point("flat", arch=roomy, workload="bert-base", sets=sets)
     scores = 64 * 12 * 4096 * 4096
     assert spilled.feasible and unspilled.feasible
-    assert spilled.dram_traffic_bytes() - unspilled.dram_traffic_bytes() == pytest.approx(
+    assert spilled.dram_traffic_bytes - unspilled.dram_traffic_bytes == pytest.approx(
         7 * scores * (2 * 256 * 256) / (4096 * 4096) * 2, rel=1e-12)
 
 
@@ -207,7 +207,7 @@ def test_fusemax_closed_forms(log_seq: int, head_dim: int, heads: int, batch: in
     n = p = m = 1 << log_seq
     e = f = head_dim
     p1 = _p1_closed_form(p, e, f)
-    assert r.dram_traffic_bytes() == batch * heads * 2 * e * (2 * p + 2 * m * math.ceil(p / (256 * p1)))
+    assert r.dram_traffic_bytes == batch * heads * 2 * e * (2 * p + 2 * m * math.ceil(p / (256 * p1)))
     tiles = n // 256
     assert r.utilization["array2d"] == pytest.approx((e + f + 9) * tiles / ((e + f + 10) * tiles + f), rel=1e-9)
     assert r.utilization["array1d"] == pytest.approx(1.0, rel=1e-9)
@@ -267,7 +267,7 @@ def test_flat_traffic_without_spill(seq_len: int) -> None:
     n, e = seq_len, 64
     r = fusemax.attention_result("flat", "BERT", seq_len)
     assert r.mapping == "flat" and not r.traffic_bytes["DRAM"].get("QK")
-    assert r.dram_traffic_bytes() == pytest.approx(SCORES_BERT * 2 * (n * e + 3 * n * e * n // 256), rel=1e-12)
+    assert r.dram_traffic_bytes == pytest.approx(SCORES_BERT * 2 * (n * e + 3 * n * e * n // 256), rel=1e-12)
 
 
 def test_reproduce_has_the_shared_as_artifact_flag() -> None:

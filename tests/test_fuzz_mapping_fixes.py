@@ -137,7 +137,7 @@ def _fusemax_changed(tmp_path: Path, old: str, new: str) -> str:
     ("array1d: [RM", "array3d: [RM", "groups[0].binding.RM: unknown unit 'array3d' (units of fusemax: array2d, "
                                      "array1d)"),
     ("{spatial: array2d, ranks: {P: M0", "{spatial: array9d, ranks: {P: M0",
-     "groups[0].loops[2].ranks.P: unknown unit 'array9d' (units of fusemax: array2d, array1d)"),
+     "groups[0].loops[2].spatial: unknown unit 'array9d' (units of fusemax: array2d, array1d)"),
     ("keep: {GlobalBuffer:", "keep: {GlobalBuf:", "groups[0].keep.GlobalBuf: unknown level (levels: DRAM, "
                                                   "GlobalBuffer, RF, RF1D)"),
 ])
@@ -233,7 +233,7 @@ def test_flat_with_a_larger_buffer_moves_no_more(seq_len: int, smaller_mib: int,
     (helper-135's audit). Rounded up, the block fills the buffer at most, and a larger buffer moves no more."""
     def traffic(capacity_mib: int) -> float:
         return run_point("flat", workload="bert-base", sets={"seq_len": seq_len},
-                         arch=flat_arch(capacity_mib)).dram_traffic_bytes()
+                         arch=flat_arch(capacity_mib)).dram_traffic_bytes
 
     assert traffic(larger_mib) <= traffic(smaller_mib)
     larger = prepare("flat", workload="bert-base", sets={"seq_len": seq_len}, arch=flat_arch(larger_mib))

@@ -109,8 +109,8 @@ def test_up_to_its_budget_the_search_is_exhaustive_on_the_shipped_ffn():
     fixed = replace(spec, groups=tuple(g.with_factors({i: {"S": 32, "P": 384}[lp.rank]
                                                        for i, lp in enumerate(g.loops) if lp.factor == SEARCH})
                                        for g in spec.groups))
-    dram = evaluate(point.binding, point.analysis, point.arch, point.mapping).dram_traffic_bytes()
-    assert dram <= evaluate(point.binding, point.analysis, point.arch, fixed).dram_traffic_bytes()
+    dram = evaluate(point.binding, point.analysis, point.arch, point.mapping).dram_traffic_bytes
+    assert dram <= evaluate(point.binding, point.analysis, point.arch, fixed).dram_traffic_bytes
 
 
 def test_up_to_its_budget_the_search_is_exhaustive_on_four_searched_loops(fmx2):

@@ -47,7 +47,7 @@ def test_an_infeasible_run_point_has_no_latency_energy_or_utilization() -> None:
     arch = _small_arch()
     result = run_point("fusemax", arch=arch, **BERT_16K)
     assert not result.feasible and "which has 128 PEs along dimension 0" in result.reason
-    for value in (result.latency_s, result.compute_cycles, result.energy_pj, result.dram_traffic_bytes()):
+    for value in (result.latency_s, result.compute_cycles, result.energy_pj, result.dram_traffic_bytes):
         assert math.isnan(value)
     assert list(result.utilization) == [u.name for u in arch.units]  # the same keys, each NaN
     assert all(math.isnan(v) for v in (*result.utilization.values(), *result.energy_by.values(),

@@ -185,10 +185,14 @@ def test_a_report_without_spec_of_a_store_without_positions_or_of_a_whole_one_wa
 def test_a_store_in_a_folder_that_cannot_be_written_is_read_from_a_copy_positions_included(tmp_path, monkeypatch):
     db = tmp_path / "k.sqlite"
     _killed_after_one_batch(SMALL, db)
+    writer = open_store(db)  # its log beside it, as a sweep running or killed leaves it (one without is read in place)
     _not_writable(tmp_path, monkeypatch)
-    opened, open_store = [], store.open_store
-    monkeypatch.setattr(store, "open_store", lambda path, **kw: opened.append(Path(path)) or open_store(path, **kw))
-    assert len(store.read_store(db)[0]) == 1 and store.stored_of_planned(db) == (1, 4)
+    opened, open_store_ = [], store.open_store
+    monkeypatch.setattr(store, "open_store", lambda path, **kw: opened.append(Path(path)) or open_store_(path, **kw))
+    try:
+        assert len(store.read_store(db)[0]) == 1 and store.stored_of_planned(db) == (1, 4)
+    finally:
+        writer.close()
     assert len(opened) == 2 and all(path.name == db.name and path.parent != tmp_path for path in opened)
 
 

@@ -311,7 +311,7 @@ class _Loader:
     def energy(self, data: Any, where: str) -> EnergyTable:
         d = self.fields(data, where, ENERGY_KEYS, ENERGY_KEYS)
         actions = d["actions_pj"]
-        if not isinstance(actions, Mapping) or not actions:
+        if not isinstance(actions, Mapping):  # an empty one is told the actions its unit or memory needs
             raise self.error(f"{where}.actions_pj", f"expected a mapping action -> pJ, got {kind_of(actions)}")
         plain = {str(a): self.number(e, f"{where}.actions_pj.{a}", False, "an energy in pJ")
                  for a, e in actions.items() if not isinstance(e, Mapping)}

@@ -186,7 +186,7 @@ def show_result(result) -> None:
         return
     click.echo(f"  latency   {result.latency_s:.6g} s (compute {result.compute_cycles:.6g} cycles; memory "
                + ", ".join(f"{lv} {s:.4g} s" for lv, s in result.memory_s.items()) + ")")
-    click.echo(f"  traffic   {result.dram_traffic_bytes():.6g} B across DRAM")
+    click.echo(f"  traffic   {result.dram_traffic_bytes:.6g} B across DRAM")
     click.echo(f"  energy    {result.energy_pj:.6g} pJ, by component and action:")
     for line in energy_lines(result.energy_by):
         click.echo(f"    {line}")

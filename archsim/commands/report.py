@@ -183,7 +183,7 @@ def _report_reproduction(model: str, seq_len: int, out: Path) -> None:
     paper = tables.paper_rows(fusemax.compare(fusemax.attention_records()))
     for p in points:
         click.echo(f"{p.label:<8} {p.result.mapping:<16} latency {p.result.latency_s:.4g} s, energy "
-                   f"{p.result.energy_pj:.4g} pJ, DRAM traffic {p.result.dram_traffic_bytes():.4g} B")
+                   f"{p.result.energy_pj:.4g} pJ, DRAM traffic {p.result.dram_traffic_bytes:.4g} B")
     index = write_point_report(points, out, f"FuseMax configurations at {model}, {seq_len} tokens", paper)
     click.echo(f"{len(paper)} (point, metric) pairs compared with the paper\nreport written to {index}")
 

@@ -111,7 +111,7 @@ def _while_written(conn: StoreConnection, attempt: Callable[[], _T]) -> _T:
     connection's timeout while another process kept writing to it: the store's log (its `-wal` file) changed
     meanwhile, by that process's commits or by the pages its transaction spilled there. A lock held that long
     without a write raises, as `_errors` says: held by another process."""
-    log = Path(f"{Path(conn.path).resolve()}-wal")
+    log = _log_of(Path(conn.path))
     while True:
         seen = _file_state(log)
         try:
@@ -136,13 +136,16 @@ def _busy(exc: sqlite3.DatabaseError) -> bool:
     return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
-def open_store(path: str | Path, *, read_only: bool = False) -> StoreConnection:
-    """Open (create, unless `read_only`) the store at `path`. A file that is not an SQLite database, or whose
-    tables are not a store's, is a SpecError naming it."""
+def open_store(path: str | Path, *, read_only: bool = False, immutable: bool = False) -> StoreConnection:
+    """Open (create, unless `read_only`) the store at `path`; `immutable` (read-only too) reads the file alone,
+    without SQLite's locks, log or shared-memory file (`_read` says when that is right). A file that is not an
+    SQLite database, or whose tables are not a store's, is a SpecError naming it."""
     path = str(path)
+    read_only = read_only or immutable
     is_file(Path(path), path)  # a path the OS refuses (a loop of links) named, before resolve() raises on it
     with _errors(path):
-        uri = Path(path).resolve().as_uri() + ("?mode=ro" if read_only else "")
+        uri = Path(path).resolve().as_uri() + ("?mode=ro&immutable=1" if immutable else
+                                               "?mode=ro" if read_only else "")
         conn = sqlite3.connect(uri, uri=True, factory=StoreConnection, timeout=_TIMEOUT_S)
         conn.path = path
         try:
@@ -417,15 +420,13 @@ def read_records(path: str | Path) -> pd.DataFrame:
 def read_store(path: str | Path) -> tuple[pd.DataFrame, dict[str, str]]:
     """Every record of the store at `path` and its `meta`, read without writing to it; a missing file is a
     SpecError."""
-    with _reading(Path(path)) as conn:
-        return records(conn), read_meta(conn)
+    return _read(Path(path), lambda conn: (records(conn), read_meta(conn)))
 
 
 def read_store_meta(path: str | Path) -> dict[str, str]:
     """The `meta` of the store at `path` (`read_meta`), read without its records and without writing to it; a
     missing file is a SpecError."""
-    with _reading(Path(path)) as conn:
-        return read_meta(conn)
+    return _read(Path(path), read_meta)
 
 
 def stored_of_planned(path: str | Path) -> tuple[int, int] | None:
@@ -433,13 +434,17 @@ def stored_of_planned(path: str | Path) -> tuple[int, int] | None:
     in `positions` (every point a sweep had yet to compute when it claimed the store) that it does not hold (the
     sweep was killed, or is still running); None for a store written before `positions`, which does not say. Read
     without writing to the store; a missing file is a SpecError."""
-    with _reading(Path(path)) as conn, _errors(conn.path):
+    counts = _read(Path(path), _held_and_unheld)
+    return None if counts is None else (counts[0], counts[0] + counts[1])
+
+
+def _held_and_unheld(conn: StoreConnection) -> tuple[int, int] | None:
+    """The points the store holds and those listed in `positions` that it does not; None without `positions`."""
+    with _errors(conn.path):
         if not _has_table(conn, "positions"):
             return None
-        held, unheld = conn.execute("SELECT (SELECT COUNT(*) FROM points), (SELECT COUNT(*) FROM positions WHERE key "
-                                    "NOT IN (SELECT key FROM points))").fetchone()  # one statement: one snapshot
-    return held, held + unheld
-
+        return conn.execute("SELECT (SELECT COUNT(*) FROM points), (SELECT COUNT(*) FROM positions WHERE key "
+                            "NOT IN (SELECT key FROM points))").fetchone()  # one statement: one snapshot
 
 
 def unfinished_note(path: str | Path, last_sweep: str | None) -> str:
@@ -453,14 +458,28 @@ def unfinished_note(path: str | Path, last_sweep: str | None) -> str:
     return (f"{counts[0]} of {counts[1]} points stored (a sweep into it stopped, or is running); run `archsim sweep "
             f"SPEC --db {path}` again to finish" + (f" (the last sweep into it: {last_sweep})" if last_sweep else ""))
 
-@contextlib.contextmanager
-def _reading(path: Path) -> Iterator[StoreConnection]:
-    """The store at `path` open read-only, closed on leaving; a missing file is a SpecError. One in a folder this
-    process cannot write is read from a copy: SQLite's WAL mode needs its shared-memory file beside the database
-    even to read, so the store and its log (the batches of a killed sweep not yet folded in) are copied to a
-    temporary folder and read there."""
+
+def _read(path: Path, query: Callable[[StoreConnection], _T]) -> _T:
+    """`query` of the store at `path` open read-only, leaving nothing beside it; a missing file is a SpecError.
+    A store without a log (its `-wal` file: no sweep writes to it, none was killed mid-batch) is read as an
+    unchanging file, since SQLite's reader of a WAL store would otherwise make the log and its shared-memory file
+    beside it and leave them; should the file change or a log appear meanwhile (a sweep started), it is read
+    again as one with a log. A store with a log is read through it (the batches a running or killed sweep has not
+    folded in), its shared-memory file beside it, or, in a folder this process cannot write, where SQLite cannot
+    make that file, from a copy of both in a temporary folder."""
     if not is_file(path, str(path)):
         raise SpecError(str(path), "", "no such sweep store (run `archsim sweep SPEC --db DB` first)")
+    if _file_state(_log_of(path)) is None:
+        before = _file_state(path.resolve())
+        try:
+            with contextlib.closing(open_store(path, immutable=True)) as conn:
+                answer = query(conn)
+        except SpecError:
+            if _unlogged_since(path, before):
+                raise
+        else:
+            if _unlogged_since(path, before):
+                return answer
     with contextlib.ExitStack() as stack:
         if os.access(path.resolve().parent, os.W_OK | os.X_OK):
             conn = open_store(path, read_only=True)
@@ -469,7 +488,17 @@ def _reading(path: Path) -> Iterator[StoreConnection]:
                               read_only=True)
             conn.path = str(path)
         stack.callback(conn.close)
-        yield conn
+        return query(conn)
+
+
+def _log_of(path: Path) -> Path:
+    """The store's log (SQLite's `-wal` file beside it)."""
+    return Path(f"{path.resolve()}-wal")
+
+
+def _unlogged_since(path: Path, before: tuple[int, int] | None) -> bool:
+    """The store at `path` has no log and its size and modification time are still `before` (`_file_state`)."""
+    return _file_state(_log_of(path)) is None and _file_state(path.resolve()) == before
 
 
 def _copied(path: Path, folder: str) -> Path:

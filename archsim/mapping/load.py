@@ -165,6 +165,10 @@ def check_factor(factor: Any, spatial: bool, source: str, at: str) -> None:
     """A loop's factor as written: a positive integer, the residual (`~`, None in Python), `search` or an expression
     that parses; a `spatial` loop's is fixed (an integer or an expression). The loader's check, which
     `archsim.mapping.resolve` runs again on a group changed in Python (`dataclasses.replace`)."""
+    expected = "expected a positive integer, ~ (None in Python: the residual), search or an expression"
+    if isinstance(factor, str) and factor.strip() == "~":
+        raise SpecError(source, at, f"{expected}, got {factor!r} (a string: the residual is ~ in YAML, None in "
+                                    "Python)")
     if isinstance(factor, str) and factor != SEARCH:
         try:
             parse_factor(factor)
@@ -172,8 +176,7 @@ def check_factor(factor: Any, spatial: bool, source: str, at: str) -> None:
             raise SpecError(source, at, f"not a factor expression: {exc}") from None
     elif factor is not None and factor != SEARCH and (isinstance(factor, bool) or not isinstance(factor, int)
                                                        or factor < 1):
-        raise SpecError(source, at, "expected a positive integer, ~ (None in Python: the residual), search or an "
-                                    f"expression, got {factor!r}")
+        raise SpecError(source, at, f"{expected}, got {factor!r}")
     if spatial and (factor is None or factor == SEARCH):
         raise SpecError(source, at, "a spatial loop needs a fixed factor (the fan-out it uses)")
 

@@ -206,9 +206,11 @@ def check_group_names(cascade: Cascade, arch: Architecture, group: Group, source
         if loop.rank not in leaf_ranks:
             raise SpecError(source, at, f"unknown rank '{loop.rank}' (leaf ranks: {', '.join(sorted(leaf_ranks))})")
         if loop.is_spatial and loop.spatial not in units:
-            raise SpecError(source, at, f"unknown unit '{loop.spatial}' (units of {arch.name}: {', '.join(units)})")
+            raise SpecError(source, _loop_key_at(where, group.loops, i, "spatial"),
+                            f"unknown unit '{loop.spatial}' (units of {arch.name}: {', '.join(units)})")
         if not loop.is_spatial and loop.level not in levels:
-            raise SpecError(source, at, f"unknown level '{loop.level}' (levels: {', '.join(levels)})")
+            raise SpecError(source, _loop_key_at(where, group.loops, i, "level"),
+                            f"unknown level '{loop.level}' (levels: {', '.join(levels)})")
     _check_level_order(group.loops, levels, source, where)
     check_overlap(group.overlap, group.einsums, source, f"{where}.overlap")  # the loader checked its syntax only
     unknown = sorted(delay_names(group.overlap, group.einsums) - leaf_ranks)
@@ -528,6 +530,11 @@ def _advice(binding: Binding, arch: Architecture, group: Group, rank: str, fixed
 def _loop_at(where: str, loops: Sequence[Loop], i: int) -> str:
     """The YAML path of loop `i` (`groups[0].loops[1].ranks.M`; a loop over several ranks is one per rank here)."""
     return f"{where}.{loops[i].path or f'loops[{i}]'}"
+
+
+def _loop_key_at(where: str, loops: Sequence[Loop], i: int, key: str) -> str:
+    """The YAML path of loop `i`'s `key` (`groups[0].loops[2].spatial`), which its ranks share."""
+    return f"{where}.{loops[i].entry or f'loops[{i}]'}.{key}"
 
 
 def _spatial_extent(loops: list[Loop], rank: str, unit: str) -> int:

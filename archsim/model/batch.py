@@ -77,6 +77,7 @@ class BatchResult:
         """Point i's `Result`, the single-point path's (`analytical.price` of its plan with its numbers)."""
         return self._result(i)
 
+    @property
     def dram_traffic_bytes(self) -> np.ndarray:
         """Bytes moved across the outermost level's boundary, per point."""
         total = np.zeros(len(self))
@@ -91,7 +92,7 @@ class BatchResult:
         busy_by_point = [dict(zip(self.utilization, each, strict=True)) for each in zip(*busy, strict=True)]
         return [Record("architecture", *fields) for fields in zip(
             self.architecture, self.feasible.tolist(), self.reason, self.latency_s.tolist(),
-            self.energy_pj.tolist(), self.area_um2.tolist(), self.dram_traffic_bytes().tolist(),
+            self.energy_pj.tolist(), self.area_um2.tolist(), self.dram_traffic_bytes.tolist(),
             busy_by_point, strict=True)]
 
 

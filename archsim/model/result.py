@@ -64,11 +64,12 @@ class Result:
     def record(self) -> Record:
         """The record every target writes (`archsim.record`): busy seconds per unit = utilization x latency."""
         return Record("architecture", self.architecture, self.feasible, self.reason, self.latency_s,
-                      self.energy_pj, self.area_um2, self.dram_traffic_bytes(),
+                      self.energy_pj, self.area_um2, self.dram_traffic_bytes,
                       {unit: u * self.latency_s for unit, u in self.utilization.items()})
 
+    @property
     def dram_traffic_bytes(self) -> float:
-        """Bytes moved across the outermost level (DRAM) boundary."""
+        """Bytes moved across the outermost level (DRAM) boundary (read-only, from `traffic_bytes`)."""
         outer = next(iter(self.traffic_bytes), None)
         return sum(self.traffic_bytes[outer].values()) if outer else 0.0
 
@@ -107,7 +108,7 @@ class Result:
             "compute_cycles": self.compute_cycles,
             "memory_s": self.memory_s,
             "traffic_bytes": self.traffic_bytes,
-            "dram_traffic_bytes": self.dram_traffic_bytes(),
+            "dram_traffic_bytes": self.dram_traffic_bytes,
             "energy_pj": self.energy_pj,
             "energy_by": {f"{c}.{a}": v for (c, a), v in self.energy_by.items()},
             "utilization": self.utilization,

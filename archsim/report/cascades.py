@@ -50,7 +50,9 @@ def write_cascade_report(rows: Iterable[dict], out_dir: Path, title: str) -> Pat
         "type (a reduction of N elements counts N; a sum of products counts MACs; masked points are "
         "skipped), bytes of inputs, intermediates and outputs, and FuseMax's pass analysis (ranks needing "
         "more than one pass). Data: <a href='cascades.csv'>cascades.csv</a>.</p>"
-        + table.to_html(index=False, na_rep="", float_format=lambda x: f"{x:.4g}")
+        # empty as the CSV's cells (to_html writes an Int64 column's missing value <NA> whatever its na_rep)
+        + table.astype(dict.fromkeys(counts, object)).fillna(dict.fromkeys(counts, "")).to_html(
+            index=False, na_rep="", float_format=lambda x: f"{x:.4g}")
         + "</body></html>"
     )
     with atomic_dir(out_dir) as stage:

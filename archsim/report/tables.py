@@ -230,7 +230,7 @@ def summary_rows(points: Iterable[Labelled]) -> pd.DataFrame:
         "label": p.label, "mapping": p.result.mapping, "cascade": p.result.cascade,
         "architecture": p.result.architecture, "feasible": p.result.feasible, "reason": p.result.reason,
         "latency_s": answered(p, p.result.latency_s), "energy_pj": answered(p, p.result.energy_pj),
-        "dram_traffic_bytes": answered(p, p.result.dram_traffic_bytes()), "area_mm2": p.result.area_um2 / 1e6,
+        "dram_traffic_bytes": answered(p, p.result.dram_traffic_bytes), "area_mm2": p.result.area_um2 / 1e6,
     } for p in points], columns=list(SUMMARY_COLUMNS))
 
 

@@ -163,7 +163,7 @@ def attention_point(config: str, model: str, seq_len: int, as_artifact: bool = F
     return {
         "config": config, "model": model, "seq_len": seq_len, "mapping": result.mapping,
         "feasible": result.feasible, "latency_s": result.latency_s,
-        "traffic_bytes": result.dram_traffic_bytes(), "energy_pj": result.energy_pj,
+        "traffic_bytes": result.dram_traffic_bytes, "energy_pj": result.energy_pj,
         "util_2d": result.utilization["array2d"], "util_1d": result.utilization["array1d"],
     }
 

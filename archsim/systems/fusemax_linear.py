@@ -94,7 +94,7 @@ def linear_point(hw: str, model: str, seq_len: int, activation: str = "none") ->
         "config": hw, "model": model, "seq_len": seq_len, "activation": activation,
         "feasible": all(r.feasible for r in results), "latency_s": latency_s,
         "energy_pj": sum(r.energy_pj for r in results),
-        "traffic_bytes": sum(r.dram_traffic_bytes() for r in results),
+        "traffic_bytes": sum(r.dram_traffic_bytes for r in results),
         "util_2d": sum(r.utilization["array2d"] * r.latency_s for r in results) / latency_s,
     }
 
