@@ -1,6 +1,7 @@
 """Per-head sparse-attention pattern maps: workload data saying which pattern each head of a model runs.
 
     name: llama3-8b-262k-minference
+    model: llama3-8b          # the workload the map was made for (required)
     description: one line
     source: where the counts come from
     layers: 32
@@ -18,7 +19,11 @@ of `block` tokens: Alg. 3), `a_shape` (sinks >= 0, window: no sink is a sliding 
 recent >= 0, not both 0: DuoAttention's streaming heads, as `kv_selection` takes them), `retrieval` and `dense` (full
 KV, no settings; DuoAttention takes a dense head as a retrieval head). A map says how many heads run each
 setting, not which ones: the shipped MInference and DuoAttention configs are used here for their counts (a model
-of time or memory needs the mix, not the head order). Every bad value is a SpecError naming the file and field;
+of time or memory needs the mix, not the head order). A map is a setting of the model it was made for (MInference
+searches its patterns on a model, DuoAttention trains its gates on one: seqpar-sparse.md §3.1, §3.3), so `model`
+names that workload, with no default, and the sparse models run a map only on the workload of that name
+(`archsim.systems.sparse_points.check_map`); to apply a map to another model anyway, copy it and set `model:`.
+Every bad value is a SpecError naming the file and field;
 every count and setting is within the size limit (ARCHSIM_MAX_SIZE), as a workload's sizes are.
 """
 
@@ -45,7 +50,7 @@ SETTINGS = {
 }
 ZERO_OK = {("vertical_slash", "k_v"), ("a_shape", "sinks"), ("streaming", "sinks"), ("streaming", "recent")}
 HEAD_KINDS = ("query", "kv")
-TOP_KEYS = ("name", "description", "source", "layers", "heads", "head_kind", "patterns")
+TOP_KEYS = ("name", "model", "description", "source", "layers", "heads", "head_kind", "patterns")
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,7 @@ class PatternMap:
     heads, `head_kind`) run each pattern and setting."""
 
     name: str
+    model: str  # the name of the workload it was made for
     description: str
     source: str
     layers: int
@@ -109,13 +115,19 @@ def pattern_map_from_dict(data: Any, source: str = "<python>") -> PatternMap:
     """Validate `data` (the YAML form, module docstring) into a PatternMap blamed on `source`; every bad value is a
     SpecError naming the field."""
     if not isinstance(data, dict):
-        raise SpecError(source, "", "expected a mapping with name, layers, heads, head_kind, patterns")
+        raise SpecError(source, "", "expected a mapping with name, model, layers, heads, head_kind, patterns")
     check_keys(data, TOP_KEYS, source)
     name = data.get("name")
     if name is None or name == "":
         raise SpecError(source, "name", "missing (expected the map's name)")
     if not isinstance(name, str):
         raise SpecError(source, "name", f"expected a string, got {kind_of(name)} {name!r}")
+    model = data.get("model")
+    if model is None or model == "":
+        raise SpecError(source, "model", "missing (expected the name of the workload the map was made for, e.g. "
+                                         "llama3-8b: a map is that model's setting, applied to no other)")
+    if not isinstance(model, str):
+        raise SpecError(source, "model", f"expected a workload's name, got {kind_of(model)} {model!r}")
     layers = _count(data.get("layers"), source, "layers")
     heads = _count(data.get("heads"), source, "heads")
     head_kind = data.get("head_kind")
@@ -129,7 +141,7 @@ def pattern_map_from_dict(data: Any, source: str = "<python>") -> PatternMap:
     if total != layers * heads:
         raise SpecError(source, "patterns", f"the head counts sum to {total}, expected layers x heads = "
                                             f"{layers} x {heads} = {layers * heads}")
-    return PatternMap(name, _text(data, "description", source), _text(data, "source", source), layers, heads,
+    return PatternMap(name, model, _text(data, "description", source), _text(data, "source", source), layers, heads,
                       head_kind, patterns, source)
 
 

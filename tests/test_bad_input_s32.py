@@ -28,7 +28,7 @@ def _one_line(result) -> str:
 
 
 # ---------------------------------------------------------------------------------- 1. a pattern that is no name
-MAP = {"name": "x", "description": "x", "source": "x", "layers": 32, "heads": 8, "head_kind": "kv"}
+MAP = {"name": "x", "model": "x", "description": "x", "source": "x", "layers": 32, "heads": 8, "head_kind": "kv"}
 
 
 @pytest.mark.parametrize("pattern", [{"a": 1}, ["streaming"]])

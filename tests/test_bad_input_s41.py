@@ -68,7 +68,7 @@ def test_a_head_dim_of_1e308_is_blamed_on_head_dim(tmp_path, invoke) -> None:
 
 # ------------------------------------------------------------------------------------------ 3. name: 7, not text
 WORKLOAD = {"name": "w", "description": "", "source": "", "params": {"batch": 1, "heads": 2}}
-PATTERNS = {"name": "p", "description": "", "source": "", "layers": 1, "heads": 2, "head_kind": "kv",
+PATTERNS = {"name": "p", "model": "w", "description": "", "source": "", "layers": 1, "heads": 2, "head_kind": "kv",
             "patterns": [{"pattern": "streaming", "heads": 2}]}
 
 

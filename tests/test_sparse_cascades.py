@@ -204,7 +204,7 @@ def test_shipped_pattern_maps() -> None:
         assert {tuple(p.settings.items()) for p in duo.patterns if p.pattern == "streaming"} == {
             (("sinks", 128), ("recent", 256))}
 
-GOOD_MAP = {"name": "m", "layers": 2, "heads": 2, "head_kind": "query",
+GOOD_MAP = {"name": "m", "model": "w", "layers": 2, "heads": 2, "head_kind": "query",
             "patterns": [{"pattern": "vertical_slash", "k_v": 30, "k_s": 800, "heads": 3},
                          {"pattern": "a_shape", "sinks": 1024, "window": 4096, "heads": 1}]}
 

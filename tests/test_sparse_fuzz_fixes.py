@@ -121,7 +121,8 @@ def test_a_tokenselect_sweep_from_a_short_context_runs_and_a_given_top_k_is_stil
                        "--json")
     assert code == 0, output
     short, _, long, _ = json.loads(output)["points"]  # attention, decode at each context
-    assert short["time_s"] == short["dense_time_s"] and short["budget"] == ks.TOKENSELECT_TOP_K
+    # its default top-k selects the whole 1000-token cache (`budget`: the tokens selected, at most the context)
+    assert short["time_s"] == short["dense_time_s"] and short["budget"] == 1000
     assert long["time_s"] == ks.tokenselect_decode(LLAMA8, H100, 32768).attention_s != long["dense_time_s"]  # scored
     code, output = run("--method", "tokenselect", "--gpu", "h100-sxm5", "-w", "llama3-8b", "--context", "1000",
                        "--top-k", "2048")
@@ -131,7 +132,8 @@ def test_a_tokenselect_sweep_from_a_short_context_runs_and_a_given_top_k_is_stil
 
 # --- 5. pattern maps take the zeros the models take ----------------------------------------------------------------
 def _map(head_kind: str, heads: int, *patterns: dict) -> dict:
-    return {"name": "m", "layers": 32, "heads": heads, "head_kind": head_kind, "patterns": list(patterns)}
+    return {"name": "m", "model": "llama3-8b", "layers": 32, "heads": heads, "head_kind": head_kind,
+            "patterns": list(patterns)}
 
 
 def test_a_streaming_head_without_sinks_and_a_dense_head_run_duoattention() -> None:

@@ -41,7 +41,8 @@ def workload_file(tmp_path: Path, **params: int) -> Path:
 
 def pattern_map_file(tmp_path: Path, layers: int, heads: int, patterns: list[dict]) -> Path:
     path = tmp_path / "patterns.yaml"
-    path.write_text(yaml.safe_dump({"name": "user-map", "description": "a user's map", "source": "test",
+    path.write_text(yaml.safe_dump({"name": "user-map", "model": "user-model", "description": "a user's map",
+                                    "source": "test",
                                     "layers": layers, "heads": heads, "head_kind": "query", "patterns": patterns}))
     return path
 

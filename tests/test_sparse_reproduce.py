@@ -113,7 +113,8 @@ def test_the_printout_marks_what_does_not_fit_the_gpu(reproduction: dict, sparse
 
 def test_a_pattern_map_of_the_wrong_size_exits_2_naming_the_field(tmp_path) -> None:
     bad = tmp_path / "map.yaml"
-    bad.write_text("name: bad\ndescription: x\nsource: x\nlayers: 32\nheads: 32\nhead_kind: query\npatterns:\n"
+    bad.write_text("name: bad\nmodel: llama3-8b\ndescription: x\nsource: x\nlayers: 32\nheads: 32\nhead_kind: query\n"
+                   "patterns:\n"
                    "  - {pattern: vertical_slash, k_v: 1000, k_s: 6096, heads: 1000}\n")
     result = CliRunner().invoke(main, ["check", str(bad)])
     assert result.exit_code == 2

@@ -76,7 +76,8 @@ def test_a_map_of_the_wrong_size_names_the_field_that_differs(workload, method, 
 
 def test_a_map_of_too_few_layers_names_layers(tmp_path) -> None:
     path = tmp_path / "duo-16-layers.yaml"
-    path.write_text(yaml.safe_dump({"name": "duo-16-layers", "layers": 16, "heads": 8, "head_kind": "kv",
+    path.write_text(yaml.safe_dump({"name": "duo-16-layers", "model": "llama3-8b", "layers": 16, "heads": 8,
+                                    "head_kind": "kv",
                                     "patterns": [{"pattern": "retrieval", "heads": 128}]}))
     code, output = run("--method", "duoattention", "--gpu", A100, "-w", "llama3-8b", "--context", "10K",
                        "--patterns", str(path))
@@ -97,7 +98,7 @@ def test_vertical_slash_sizes_below_minferences_clamp_run_as_the_clamp(n) -> Non
 
 def test_a_maps_density_counts_the_clamped_sizes() -> None:
     def one_head(k_v: int, k_s: int):
-        return pattern_map_from_dict({"name": "m", "layers": 1, "heads": 1, "head_kind": "query",
+        return pattern_map_from_dict({"name": "m", "model": "m", "layers": 1, "heads": 1, "head_kind": "query",
                                       "patterns": [{"pattern": "vertical_slash", "k_v": k_v, "k_s": k_s, "heads": 1}]})
 
     n = 8192

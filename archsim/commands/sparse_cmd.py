@@ -53,7 +53,8 @@ PREFILL_METHODS = ("minference", "flexprefill")
 @click.option("--patterns", metavar="MAP", callback=nonempty,
               help="[minference, duoattention] A per-head pattern map: a shipped one (archsim list) or a YAML file; "
                    "its layers x heads must be the workload's (query heads for MInference, KV heads for "
-                   "DuoAttention).")
+                   "DuoAttention), and its model: the workload's name (a map is the setting of the model it was "
+                   "made for).")
 @click.option("--density", type=Real(), metavar="D",
               help="[flexprefill] Share of the causal attention its coverage (gamma 0.9) keeps, in (0, 1]: the "
                    "data's, so no default; each query block keeps at least FlexPrefill's min_budget (its default "

@@ -23,15 +23,18 @@ system's PIM devices and memory pool) is not a point here.
 
 Checked at load, each problem a `SpecError` naming the sweep file and its YAML path: the block's keys, each value's
 type (a method of `METHODS`, a phase, whole numbers >= 1 within ARCHSIM_MAX_SIZE for context, budget, top_k,
-page_tokens, sinks and local, finite numbers for the fractions and density, whose ranges the model checks), and
-that every GPU, workload and pattern map named exists, and the block's workload (every point's) as every method's
-model checks it (`kv_selection.check_dense_attention`: a missing or other than 16-bit `word_bytes`, an
-`ffn_word_bytes` that no GPU of the sweep computes, as `archsim sparse` refuses it). A point whose values
-together the model refuses (a budget beyond the context or not whole pages of its page_tokens, a top_k beyond the
-context, a map of another model's heads, a GPU that does not compute the workload's `ffn_word_bytes` beside one
-that does) is an infeasible record with the reason, its field named as the sweep's (`sparse.budget`; a map's own
-error as `sparse.patterns`, naming the map), its config (`budget`) kept as a feasible point's (`sparse_blank`), not
-a load error (a sweep every point of which fails alike is refused: `points.base_error`).
+page_tokens, sinks and local, finite numbers for the fractions and density within their own ranges, by the models'
+checks `archsim sparse` meets (`sparse_points.RANGE_CHECKS`: a retrieval fraction in [0, 1], a reuse fraction in
+[0, 1), a density in (0, 1]), so a value no point could run is refused, not stored as infeasible points), and that
+every GPU, workload and pattern map named exists, the block's workload (every point's) as every method's model
+checks it (`kv_selection.check_dense_attention`: a missing or other than 16-bit `word_bytes`, an `ffn_word_bytes`
+that no GPU of the sweep computes, as `archsim sparse` refuses it), and the block's map as made for the block's
+workload and of its heads (`sparse_points.check_map`). A point whose values together the model refuses (a budget
+beyond the context or not whole pages of its page_tokens, a top_k beyond the context, a map of another model's
+heads or made for another model, a GPU that does not compute the workload's `ffn_word_bytes` beside one that does)
+is an infeasible record with the reason, its field named as the sweep's (`sparse.budget`; a map's own error as
+`sparse.patterns`, naming the map), its config (`budget`) kept as a feasible point's (`sparse_blank`), not a load
+error (a sweep every point of which fails alike is refused: `points.base_error`).
 
 A record is the point's `sparse_points.point_record` (target `method/workload/gpu` as the spec names them):
 feasible where the point `fits`, as `archsim sparse` prints it (a point that does not has no metrics); energy the
@@ -58,14 +61,17 @@ from archsim.systems.kv_selection import check_dense_attention
 from archsim.systems.links import load_gpu_with_host_link
 from archsim.systems.sparse_points import (
     FIELD_OPTIONS,
+    MAP_HEAD_KINDS,
     METHOD_OPTIONS,
     METHOD_PHASES,
     METHODS,
     MODEL_SOURCES,
+    RANGE_CHECKS,
     RECORD_METRICS,
     SPARSE_KIND,
     SparseMethod,
     blank_record,
+    check_map,
     phase_point,
     point_record,
 )
@@ -101,13 +107,18 @@ def check_sparse_axis(path: str, source: str, where: str) -> str:
 
 def check_sparse_value(name: str, value: Any, source: str, where: str) -> None:
     """A value of field `name` (the module docstring's rules); names of specs are checked by `load_sparse_targets`,
-    ranges by the model."""
+    a fraction's range by the model's own check (`RANGE_CHECKS`), its message at `where`."""
     if sweep_block.check_choice_or_name(name, value, CHOICES, NAMED, source, where):
         return
     if name in WHOLE:
         sweep_block.check_whole(name, value, source, where)
-    elif isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise SpecError(source, where, f"expected a number, got {value!r}")
+    try:
+        RANGE_CHECKS[name](value)
+    except SpecError as error:
+        raise SpecError(source, where, error.message) from None
 
 
 def sparse_block(data: Any, source: str, axes: Mapping[str, Any]) -> dict[str, Any]:
@@ -177,11 +188,21 @@ def load_sparse_targets(block: dict[str, Any], axes: Mapping[str, list[Any]], so
     attention the GPU kernels do not time, a head_dim beyond the dense baselines', an `ffn_word_bytes` the GPU does
     not compute; `block.refuse_on_every`: where one GPU takes it, the others' points are their records; a
     workload an axis varies is each point's), and refuse a method of the sweep missing a value it needs (Quest's
-    budget: `SparseMethod`'s check, on the block and each axis's first value)."""
+    budget: `SparseMethod`'s check, on the block and each axis's first value) and the block's map where it was made
+    for another model than the block's workload or not of its heads (`check_map` for each method of the sweep that
+    takes a map, refused where every one refuses it, as `sparse.patterns`; a map or workload an axis varies is each
+    point's)."""
     specs = sweep_block.load_specs(NAMED, SPARSE_ROOT, block, axes, source)
     if "workload" in block:  # every point's: refused as `archsim sparse` and every method's model refuse it
         gpus = [specs["gpu"][name] for name in _values("gpu", block, axes)]
         sweep_block.refuse_on_every(lambda gpu: check_dense_attention(specs["workload"][block["workload"]], gpu), gpus)
+    if "workload" in block and "patterns" in block:  # every point's map on every point's workload
+        pattern_map, workload = specs["patterns"][block["patterns"]], specs["workload"][block["workload"]]
+        kinds = [MAP_HEAD_KINDS[method] for method in _values("method", block, axes) if method in MAP_HEAD_KINDS]
+        try:
+            sweep_block.refuse_on_every(lambda kind: check_map(pattern_map, workload, kind), kinds)
+        except SpecError as exc:
+            raise as_sweeps(exc, source, specs["patterns"]) from None
     targets = SparseTargets(dict(block), specs, sweep_block.calibration_params())
     first = {path: values[0] for path, values in axes.items()}
     for method in _values("method", block, axes):
@@ -257,4 +278,5 @@ def sparse_blank(targets: SparseTargets, fields: Mapping[str, Any]) -> Record:
     budget its method runs, without numbers), for the caller to fail with the reason, as a feasible point's record
     has it. Assumes the point's method builds (`SparseTargets.method`): `load_sparse_targets` built each method of
     the sweep, and what a method needs is which fields are given, which every point of the sweep shares."""
-    return blank_record(targets.method(targets.values(fields)), sparse_target(targets.block, fields))
+    values = targets.values(fields)
+    return blank_record(targets.method(values), values["context"], sparse_target(targets.block, fields))

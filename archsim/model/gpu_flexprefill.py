@@ -72,14 +72,19 @@ def floor_blocks(min_budget_tokens: int) -> int:
     return 2 * max(1, math.ceil(min_budget_tokens / FLEX_BLOCK))
 
 
+def check_density(density: float) -> None:
+    """Refuse a density outside (0, 1] (a share of the causal points), whatever the prompt."""
+    if not 0 < density <= 1:
+        raise SpecError("<flexprefill>", "density", f"expected a fraction of the causal points in (0, 1], got "
+                                                    f"{density!r}")
+
+
 def key_tiles(density: float, n: int,
               min_budget_tokens: int = FLEX_MIN_BUDGET_TOKENS) -> tuple[np.ndarray, np.ndarray]:
     """(unmasked, masked) key blocks each query block visits at `density` (module docstring): query block i keeps
     density x (i + 1) of its i + 1 causal blocks, rounded half up, at least `floor_blocks(min_budget_tokens)` of them
     or all where it has fewer; the diagonal one masked."""
-    if not 0 < density <= 1:
-        raise SpecError("<flexprefill>", "density", f"expected a fraction of the causal points in (0, 1], got "
-                                                    f"{density!r}")
+    check_density(density)
     causal = np.arange(math.ceil(n / FLEX_BLOCK)) + 1
     kept = np.clip(np.floor(density * causal + 0.5), np.minimum(causal, floor_blocks(min_budget_tokens)), causal)
     return kept - 1, np.ones_like(kept)

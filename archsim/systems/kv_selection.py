@@ -183,10 +183,7 @@ def retrieval_heads(workload: Workload, retrieval_fraction: float) -> int:
     """The KV heads, over every layer, that a retrieval fraction r keeps whole: round(r x layers x kv_heads), heads
     being whole. An r in (0, 1) that rounds to none or to all of them is refused: the run would be r = 0's (no
     head kept whole) or r = 1's (dense) while the output named r."""
-    if isinstance(retrieval_fraction, bool) or not isinstance(retrieval_fraction, int | float) \
-            or not 0 <= retrieval_fraction <= 1:
-        raise SpecError(SOURCE, "retrieval_fraction", f"expected a fraction of KV heads in [0, 1], got "
-                                                      f"{retrieval_fraction!r}")
+    check_retrieval_fraction(retrieval_fraction)
     layers, kv_heads = int(_size(workload, "layers")), int(_size(workload, "kv_heads"))
     heads = layers * kv_heads
     total = round(retrieval_fraction * heads)
@@ -199,6 +196,20 @@ def retrieval_heads(workload: Workload, retrieval_fraction: float) -> int:
                         f"rounds to {total} of them kept whole, which runs as a fraction of {runs}; give "
                         f"{runs[0]} for that, or {other}")
     return total
+
+
+def check_retrieval_fraction(retrieval_fraction: object) -> None:
+    """Refuse a retrieval fraction outside [0, 1] (a share of KV heads), whatever the model."""
+    if isinstance(retrieval_fraction, bool) or not isinstance(retrieval_fraction, int | float) \
+            or not 0 <= retrieval_fraction <= 1:
+        raise SpecError(SOURCE, "retrieval_fraction", f"expected a fraction of KV heads in [0, 1], got "
+                                                      f"{retrieval_fraction!r}")
+
+
+def check_reuse_fraction(reuse_fraction: object) -> None:
+    """Refuse a TokenSelect reuse fraction outside [0, 1) (a share of steps; at 1 no step would ever score)."""
+    if isinstance(reuse_fraction, bool) or not isinstance(reuse_fraction, int | float) or not 0 <= reuse_fraction < 1:
+        raise SpecError(SOURCE, "reuse_fraction", f"expected a fraction in [0, 1), got {reuse_fraction!r}")
 
 
 def duo_kv_bytes(workload: Workload, context: int, retrieval: Sequence[int], sinks: int = DUO_SINKS,
@@ -322,21 +333,20 @@ def tokenselect_decode(workload: Workload, gpu: GPU, context: int, *, top_k: int
     the heads' vote: the scores read and the vote written; the top-k over the vote: both eager passes,
     `GpuDevice.elementwise_s`), then the decode kernel over top_k + sinks + local tokens. The whole cache stays
     (TokenSelect evicts nothing): memory as dense.
-    `top_k` None is TokenSelect's 2048; where the selection with the sinks and local tokens covers the whole
-    cache, every token is attended and nothing is scored: the layer is exactly dense (a top-k over a cache it keeps
-    whole decides nothing, so the scoring is skipped, as DuoAttention's and RazorAttention's windows clamp to the
-    context), so a sweep from short contexts runs; the same for a `top_k` given. A `top_k` given beyond the context
-    is refused: it asks for more tokens than the cache holds."""
+    `top_k` None is TokenSelect's 2048, at most the context (`tokenselect_top_k`); where the selection with the
+    sinks and local tokens covers the whole cache, every token is attended and nothing is scored: the layer is
+    exactly dense (a top-k over a cache it keeps whole decides nothing, so the scoring is skipped, as DuoAttention's
+    and RazorAttention's windows clamp to the context), so a sweep from short contexts runs; the same for a `top_k`
+    given. A `top_k` given beyond the context is refused: it asks for more tokens than the cache holds."""
     check_dense_attention(workload, gpu)
     _check_positive("context", context)
-    given = top_k is not None
-    top_k = top_k if given else TOKENSELECT_TOP_K
-    for field, value in (("top_k", top_k), ("sinks", sinks), ("local", local)):
+    for field, value in (("top_k", TOKENSELECT_TOP_K if top_k is None else top_k), ("sinks", sinks),
+                         ("local", local)):
         _check_positive(field, value)
-    if isinstance(reuse_fraction, bool) or not isinstance(reuse_fraction, int | float) or not 0 <= reuse_fraction < 1:
-        raise SpecError(SOURCE, "reuse_fraction", f"expected a fraction in [0, 1), got {reuse_fraction!r}")
-    if given and top_k > context:
+    check_reuse_fraction(reuse_fraction)
+    if top_k is not None and top_k > context:
         raise SpecError(SOURCE, "top_k", f"expected a top-k at most the context ({context}), got {top_k}")
+    top_k = tokenselect_top_k(context, top_k)
     kept = top_k + sinks + local
     device = gpu_device(gpu)
     kv_heads, layers = int(_size(workload, "kv_heads")), int(_size(workload, "layers"))
@@ -355,6 +365,13 @@ def tokenselect_decode(workload: Workload, gpu: GPU, context: int, *, top_k: int
     layer_s = (1 - reuse_fraction) * estimate + _attention_s(device, workload, kv_heads, kept)
     return SelectionDecode("TokenSelect", context, rest + layers * layer_s, rest + layers * dense_layer_s, layer_s,
                            dense_layer_s, memory, memory, float(gpu.dram_bytes))
+
+
+def tokenselect_top_k(context: int, top_k: int | None = None) -> int:
+    """The tokens TokenSelect's top-k selects from a `context`-token cache, a point's `budget`: `top_k` as given (one
+    beyond the context `tokenselect_decode` refuses), or its default `TOKENSELECT_TOP_K` at most the context (a
+    shorter cache is selected whole, as Quest's budget is at most the context)."""
+    return top_k if top_k is not None else min(TOKENSELECT_TOP_K, context)
 
 
 # ------------------------------------------------------------------------------------------------ PIM, offloading

@@ -37,13 +37,14 @@ share of a selecting layer's K and V bytes it loads per step (1/page + K/pages f
 every layer is dense (Quest's first min(2, layers)), where every KV byte is loaded.
 
 What each method needs, and nothing is filled in for it:
-- MInference: a per-head pattern map (`head_kind: query`) of the workload's layers x heads;
+- MInference: a per-head pattern map (`head_kind: query`) of the workload's layers x heads, made for it (its
+  `model` the workload's name; a map's shape and model: `check_map`);
 - FlexPrefill: the density its coverage gamma keeps (kept / causal points, in (0, 1]): the data's, not a default
   (its `min_budget` is FlexPrefill's README default, `gpu_flexprefill.FLEX_MIN_BUDGET_TOKENS`, reported in the
   point);
 - DuoAttention: the share of KV heads that are retrieval heads, or a map (`head_kind: kv`) of the workload's
-  layers x KV heads whose streaming heads share one (sinks, recent) window (its `dense` heads, full KV, are
-  retrieval heads);
+  layers x KV heads, made for it, whose streaming heads share one (sinks, recent) window (its `dense` heads, full
+  KV, are retrieval heads);
 - RazorAttention: the share of heads kept whole;
   both points (and DuoAttention's system rows) carry that share as asked (`retrieval_fraction`, a map's own), the
   KV heads over every layer it keeps whole (`retrieval_heads`: whole heads, `kv_selection.retrieval_heads`, which
@@ -57,7 +58,8 @@ What each method needs, and nothing is filled in for it:
   beyond the context is refused) and the share of steps whose Selection Cache hits (`reuse_fraction`, default 0:
   every step scores anew; how often it hits is the data's); its points carry `reuse_fraction`, `sinks` and
   `local`, as Quest's carry `page_tokens` beside `loaded_fraction`.
-`budget` is Quest's token budget, TokenSelect's top_k; None for the others.
+`budget` is the tokens the selection takes: Quest's token budget, TokenSelect's top_k (its default at most the
+context, `kv_selection.tokenselect_top_k`: a shorter cache is selected whole); None for the others.
 
 A point's record (`point_record`, what a `sparse:` sweep stores; `archsim.record`): target_kind `sparse`,
 `latency_s` the method's time in the phase, energy board power x that time (as a GPU point's,
@@ -112,7 +114,7 @@ from dataclasses import dataclass, replace
 
 from archsim.arch.gpu import GPU
 from archsim.errors import SpecError
-from archsim.model.gpu_flexprefill import FLEX_MIN_BUDGET_TOKENS, kept_density
+from archsim.model.gpu_flexprefill import FLEX_MIN_BUDGET_TOKENS, check_density, kept_density
 from archsim.outputs import beyond_text, capacity_text
 from archsim.record import NAN, PJ_PER_J, Record
 from archsim.systems import kv_selection
@@ -159,6 +161,12 @@ FIELD_OPTIONS = {"context": "--context", "seq_len": "--context", "budget": "--bu
                  "kernel": "--gpu",  # a kernel the GPU cannot run
                  "AttentionCase.seqlen": "--context",  # an attention call's rows (batch 1 x heads x context)
                  "system": "--system", "batch": "--batch"}
+# the heads a method's pattern map covers (`check_map`): MInference's query heads, DuoAttention's KV heads (its gates)
+MAP_HEAD_KINDS = {"minference": "query", "duoattention": "kv"}
+# the checks of a setting's own range, whatever the other settings, workload and GPU: the models' (a sparse sweep
+# refuses a value out of its range at load, `archsim.dse.sparse_spec`, as `archsim sparse` refuses the option)
+RANGE_CHECKS = {"retrieval_fraction": kv_selection.check_retrieval_fraction,
+                "reuse_fraction": kv_selection.check_reuse_fraction, "density": check_density}
 # the options each method takes besides --gpu, --workload and --context
 METHOD_OPTIONS = {"minference": ("--patterns",), "flexprefill": ("--density",),
                   "duoattention": ("--patterns", "--retrieval-fraction", "--prefill", "--system", "--batch"),
@@ -219,9 +227,10 @@ def selection_points(result: SelectionDecode, model: str, gpu: str, budget: int 
             for phase in DECODE_PHASES]
 
 
-def check_map_shape(pattern_map: PatternMap, workload: Workload, head_kind: str) -> None:
+def check_map(pattern_map: PatternMap, workload: Workload, head_kind: str) -> None:
     """Refuse a map that is not of `workload`'s layers x heads of `head_kind` (query heads, or KV heads), naming
-    the first field of the map that differs: head_kind, layers, heads."""
+    the first field of the map that differs: head_kind, layers, heads; then one made for another model
+    (`_check_map_model`)."""
     size = "heads" if head_kind == "query" else "kv_heads"
     layers, heads = int(workload.params.get("layers", 0)), int(workload.params.get(size, 0))
     wanted = {"head_kind": head_kind, "layers": layers, "heads": heads}
@@ -232,13 +241,25 @@ def check_map_shape(pattern_map: PatternMap, workload: Workload, head_kind: str)
                                                       f"x {heads} {what}, head_kind: {head_kind}), got "
                                                       f"{pattern_map.layers} x {pattern_map.heads} "
                                                       f"{pattern_map.head_kind} heads")
+    _check_map_model(pattern_map, workload)
+
+
+def _check_map_model(pattern_map: PatternMap, workload: Workload) -> None:
+    """Refuse a map made for a model other than `workload` (its `model` is not the workload's name): a per-head map
+    is its model's setting (MInference's patterns are searched on a model, DuoAttention's gates trained on it;
+    seqpar-sparse.md §3.1, §3.3), so a map of the same shape is no map of another model."""
+    if pattern_map.model != workload.name:
+        raise SpecError(pattern_map.path, "model", f"expected a map made for {workload.name}, got one made for "
+                                                   f"{pattern_map.model} (a per-head map is its model's setting); "
+                                                   f"to apply it to {workload.name} anyway, copy it and set model: "
+                                                   f"{workload.name}")
 
 
 def prefill_point(workload: Workload, gpu: GPU, context: int, pattern_map: PatternMap) -> dict:
     """MInference's end-to-end prefill of one `context`-token prompt against dense FlashAttention-2, with its
     estimation (`estimate_s`), and the index build (`index_s`) and the pads of Q, K and V (`pad_s`) within it,
     summed over heads and layers."""
-    check_map_shape(pattern_map, workload, "query")
+    check_map(pattern_map, workload, MAP_HEAD_KINDS["minference"])
     patterns = head_patterns(pattern_map)
     sparse = sparse_prefill(workload, gpu, context, patterns)
     return {**_prefill_record("MInference", workload, gpu, context, sparse), "estimate_s": sparse.estimate_s,
@@ -295,7 +316,7 @@ def retrieval_fields(workload: Workload, fraction: float) -> dict:
 def duo_window(workload: Workload, pattern_map: PatternMap) -> tuple[float, int, int]:
     """(retrieval fraction, sinks, recent) of a DuoAttention map of `workload`'s KV heads; a `dense` head (full
     KV) is a retrieval head."""
-    check_map_shape(pattern_map, workload, "kv")
+    check_map(pattern_map, workload, MAP_HEAD_KINDS["duoattention"])
     others = sorted({p.pattern for p in pattern_map.patterns} - {"retrieval", "dense", "streaming"})
     if others:
         raise SpecError(pattern_map.path, "patterns", f"expected retrieval (or dense) and streaming heads only "
@@ -329,13 +350,13 @@ def method_points(method: SparseMethod, workload: Workload, gpu: GPU, contexts: 
             fraction, sinks, recent = duo_settings(method, workload)
             result = kv_selection.duo_decode(workload, gpu, context, fraction, sinks=sinks, recent=recent)
             points += [{**p, **retrieval_fields(workload, fraction)}
-                       for p in selection_points(result, workload.name, gpu.name, method_budget(method))]
+                       for p in selection_points(result, workload.name, gpu.name, method_budget(method, context))]
             if method.prefill:
                 points.append(duo_prefill_point(workload, gpu, result, fraction, sinks, recent))
         elif method.name == "razorattention":
             result = kv_selection.razor_decode(workload, gpu, context, method.retrieval_fraction)
             points += [{**p, **retrieval_fields(workload, method.retrieval_fraction)}
-                       for p in selection_points(result, workload.name, gpu.name, method_budget(method))]
+                       for p in selection_points(result, workload.name, gpu.name, method_budget(method, context))]
         elif method.name == "quest":
             for budget in method.budgets:
                 result = kv_selection.quest_decode(workload, gpu, context, budget, page_tokens=method.page_tokens)
@@ -346,18 +367,18 @@ def method_points(method: SparseMethod, workload: Workload, gpu: GPU, contexts: 
             result = kv_selection.tokenselect_decode(workload, gpu, context, top_k=method.top_k, sinks=method.sinks,
                                                      local=method.local, reuse_fraction=method.reuse_fraction)
             points += [{**p, "reuse_fraction": method.reuse_fraction, "sinks": method.sinks, "local": method.local}
-                       for p in selection_points(result, workload.name, gpu.name, method_budget(method))]
+                       for p in selection_points(result, workload.name, gpu.name, method_budget(method, context))]
     return points
 
 
-def method_budget(method: SparseMethod) -> int | None:
-    """The `budget` of a point of `method` (module docstring): Quest's token budget (its first: a point, as
-    `phase_point`'s, has one), TokenSelect's top_k (its default, `kv_selection.TOKENSELECT_TOP_K`, where none is
-    given), None for the others."""
+def method_budget(method: SparseMethod, context: int) -> int | None:
+    """The `budget` of a point of `method` at `context` (module docstring): Quest's token budget (its first: a point,
+    as `phase_point`'s, has one), the tokens TokenSelect's top_k selects (`kv_selection.tokenselect_top_k`: its
+    default at most the context), None for the others."""
     if method.name == "quest":
         return method.budgets[0]
     if method.name == "tokenselect":
-        return method.top_k or kv_selection.TOKENSELECT_TOP_K
+        return kv_selection.tokenselect_top_k(context, method.top_k)
     return None
 
 
@@ -390,11 +411,11 @@ def point_record(point: Mapping, target: str, gpu: GPU) -> Record:
                   config=_record_config(point.get("budget")), extras=extras)
 
 
-def blank_record(method: SparseMethod, target: str) -> Record:
-    """The record of a point of `method` the model rejects, named `target`: `point_record`'s config (the method's
-    budget, `method_budget`) without numbers (time and energy NaN, no extras), infeasible; the caller gives the
-    reason (`Record.failing`: a sparse sweep's stored point, `archsim.dse.points`)."""
-    return Record(SPARSE_KIND, target, False, "", NAN, NAN, config=_record_config(method_budget(method)))
+def blank_record(method: SparseMethod, context: int, target: str) -> Record:
+    """The record of a point of `method` at `context` the model rejects, named `target`: `point_record`'s config
+    (the method's budget, `method_budget`) without numbers (time and energy NaN, no extras), infeasible; the caller
+    gives the reason (`Record.failing`: a sparse sweep's stored point, `archsim.dse.points`)."""
+    return Record(SPARSE_KIND, target, False, "", NAN, NAN, config=_record_config(method_budget(method, context)))
 
 
 def _record_config(budget: int | None) -> dict:
