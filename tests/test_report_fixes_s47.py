@@ -17,6 +17,7 @@ from archsim.dse.spec import load_sweep_spec
 from archsim.dse.sweep import run_sweep
 from archsim.report import figures as report_figures
 from archsim.report import labelled, seqpar, sweep, sweep_figures, tables
+from archsim.systems import seqpar_reproduce as reproduction
 
 PE, BUFFER, SEQ = "linked.pe_dim", "arch.memories.GlobalBuffer.capacity_bytes", "workload.seq_len"
 HEATMAP = "heatmap_pe_dim_GlobalBuffer-capacity_bytes"
@@ -27,7 +28,8 @@ FUSEMAX = Path(__file__).resolve().parents[1] / "archsim" / "arch" / "presets" /
 def _seqpar_data(over_tp: tuple[float, ...], ahead: int | None) -> dict:
     contexts = (4096, 16384, 65536, 262144)
     return {"table2": [], "table3": [],
-            "lasp2": {"gains": [], "ahead_above": ahead, "paper_ahead_above": 65536},
+            "lasp2": {"gains": [], "ahead_above": ahead, "paper_ahead_above": 65536,
+                      "ahead_within": reproduction.lasp2_ahead_within(ahead), "ahead_reason": ""},
             "distattention": {"rows": [{"context": n, "over_ring": 8.0 + i, "over_tp": tp}
                                        for i, (n, tp) in enumerate(zip(contexts, over_tp, strict=True))],
                               "paper_over_ring": (7.7, 19.8), "paper_over_tp": (1.01, 1.25)}}

@@ -100,16 +100,18 @@ def test_ulysses_moves_its_all_to_alls_and_nothing_overlaps() -> None:
 
 
 def test_lasp2_gathers_states_whose_size_does_not_grow_with_the_sequence() -> None:
-    """LASP-2's all-gather carries P states of B H d x d fp32, whatever N; LASP-1's chain has P - 1 hops of one,
-    one after another, each over the link joining its two devices: on 8 DGX-A100 nodes 56 over NVLink and the 7
-    between nodes over the NIC (a lock-step ring would step all 63 at the NIC's rate)."""
+    """LASP-2's all-gather carries P states of B H d x d fp32, whatever N, as NCCL's rings over the nodes (one
+    channel a GPU of a node, each crossing on its own NIC: `Topology.collective_link`); LASP-1's chain has P - 1 hops
+    of one, one after another, each over the link joining its two devices: on 8 DGX-A100 nodes 56 over NVLink and
+    the 7 between nodes over the NIC (a lock-step ring would step all 63 at the NIC's rate)."""
     state = 16 * 128 * 128 * 4
     nvlink, nic = DGX.levels[0].link, DGX.levels[1].link
     chain = 56 * collectives.send_recv_s(state, nvlink) + 7 * collectives.send_recv_s(state, nic)
     for n in (64 * 1024, 1024 * 1024):
         lasp2 = parallel_time(_spec("lasp2", 64, n, DGX, workload=LINEAR))
         lasp1 = parallel_time(_spec("lasp1", 64, n, DGX, workload=LINEAR))
-        assert lasp2.comm_s == pytest.approx(collectives.all_gather_s(64 * state, 64, nic))
+        assert lasp2.comm_s == pytest.approx(collectives.all_gather_s(64 * state, 64,
+                                                                      DGX.collective_link(list(range(64)))))
         assert lasp1.comm_s == pytest.approx(chain)
         assert chain < 63 * collectives.send_recv_s(state, nic)
     assert lasp2.time_s < lasp1.time_s  # at 1M, the chain's hop products outweigh the all-gather

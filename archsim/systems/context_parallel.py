@@ -190,7 +190,7 @@ class ContextParallelModel:
             # one holder's partials do not depend on the keys it holds: any count the cascade binds (cp, one each)
             _, partial_bytes = distattention_messages(compute, self.cp, self.cp)
             members = [i * self.parallelism.tp for i in range(self.cp)]
-            link = self.topology.group_link(members)
+            link = self.topology.collective_link(members)
             found = self._merges[decodes] = (collectives.all_gather_s(self.cp * partial_bytes, self.cp, link),
                                              distattention_merge_s(compute, partial_bytes, self.cp))
         return found

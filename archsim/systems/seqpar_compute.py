@@ -32,8 +32,10 @@ blocks, linear-attention chunks and a layer's dense ops, for `archsim.systems.se
   (`archsim.systems.step.lm_head_op`), costed by the GPU device; its backward as twice the forward.
 - Dense ops (`dense_s`): the decoder layer's other ops (`archsim.systems.step.layer_ops` of the device's shard:
   heads, KV heads and FFN width / tp) for the device's tokens, costed by the GPU device; the backward as twice
-  the forward (dX and dW). A model mixing dense and MoE layers (`moe_every` > 1) is its mean layer, each kind's
-  ops weighted by its count of layers (`step.non_attention_kinds`), as `seqpar` makes a hybrid model's layer.
+  the forward (dX and dW). Its norms and residual adds (`SEQUENCE_PARALLEL_OPS`) may run on fewer tokens than its
+  GEMMs: Megatron-SP's sequence-parallel regions, each device's N / P tokens beside GEMMs over all N. A model
+  mixing dense and MoE layers (`moe_every` > 1) is its mean layer, each kind's ops weighted by its count of layers
+  (`step.non_attention_kinds`), as `seqpar` makes a hybrid model's layer.
 Precision bf16 (the papers' runs); FLOPs, bytes and tiles come from the cascades and the kernel model, nothing is
 counted here.
 
@@ -99,6 +101,10 @@ LINEAR_KERNEL = "archsim Lightning Attention-2 (Triton)"  # kernels/lightning.py
 LINEAR_BLOCK = 64  # tokens per intra-chunk block of the linear-attention kernel (Lightning Attention-2's BLOCK)
 BACKWARD_FACTOR = 2.0  # a backward's work over its forward's, for ops without a modelled backward kernel
 SOURCE = "<parallel>"
+# A layer's norms and residual adds (`step.layer_ops`' names): Megatron-SP's sequence-parallel regions (Korthikanti et
+# al. 2022 §4.2.2: LayerNorm, dropout and the residual on each device's N / P shard; its all-gather after the norm,
+# its reduce-scatter before the residual), where the GEMMs between them run all N tokens on 1/P of the weights
+SEQUENCE_PARALLEL_OPS = ("attn_norm", "attn_residual", "ffn_norm", "ffn_residual")
 
 
 class BeyondDram(SpecError):
@@ -300,11 +306,17 @@ class DeviceCompute(HeldTensors):
         """An elementwise pass (a state add, a prefix sum) over `dram_bytes`."""
         return self.device.elementwise_s(dram_bytes) if dram_bytes else 0.0
 
-    def dense_s(self, shard: Workload, tokens: int) -> float:
+    def dense_s(self, shard: Workload, tokens: int, region_tokens: int | None = None) -> float:
         """The layer's ops but attention (norms, projections, FFN, residuals) for `tokens` tokens of `batch`
-        sequences on the device's shard, fwd or fwd+bwd: of a model mixing dense and MoE layers the mean layer,
-        each kind's weighted by its count (`step.non_attention_kinds`; a result is one layer, `seqpar`)."""
+        sequences on the device's shard, fwd or fwd+bwd, its norms and residual adds (`SEQUENCE_PARALLEL_OPS`) for
+        `region_tokens` (None: `tokens`; Megatron-SP's N / P): of a model mixing dense and MoE layers the mean
+        layer, each kind's weighted by its count (`step.non_attention_kinds`; a result is one layer, `seqpar`)."""
         kinds = non_attention_kinds(shard, Step("prefill", self.batch, tokens))
+        if region_tokens is not None and region_tokens != tokens:
+            regions = non_attention_kinds(shard, Step("prefill", self.batch, region_tokens))
+            kinds = tuple((kind, [region if op.name in SEQUENCE_PARALLEL_OPS else op
+                                  for op, region in zip(ops, region_ops, strict=True)], count)
+                          for (kind, ops, count), (_, region_ops, _) in zip(kinds, regions, strict=True))
         layers = sum(count for *_, count in kinds)
         return sum(count / layers * self.device.cost(ops).time_s for _, ops, count in kinds) * self._factor()
 

@@ -241,12 +241,12 @@ def token_multiple(scheme: str, devices: int, *, causal: bool = True, decode: bo
     allgather cut it into 2P chunks (ring-flash-attention's zigzag); causal usp into 2r zigzag chunks over its
     r = P/u ring groups, each group's pair split over the group's u devices (USP's zigzag extract_local, yunchang):
     lcm(P, 2r); lasp2h as allgather (its softmax layers'). 1 for the whole-sequence schemes, for a megatron-sp decode
-    step (head-parallel: every device holds all the tokens of its heads) and for allgather on one device (it gathers
-    nothing: the one-device call).
+    step (head-parallel: every device holds all the tokens of its heads) and for any scheme on one device (it cuts
+    nothing: the one-device call, zigzag's as ring's and allgather's).
     Non-causal zigzag is ring's layout: P. A usp without a Ulysses degree dividing P gets P (`_check` refuses the
     degree)."""
     gathers = gathers_kv(scheme)
-    if scheme in WHOLE_SEQUENCE or (decode and scheme == "megatron-sp") or (gathers and devices == 1):
+    if scheme in WHOLE_SEQUENCE or (decode and scheme == "megatron-sp") or devices == 1:
         return 1
     if not causal or not (gathers or scheme in ("zigzag", "usp")):
         return devices

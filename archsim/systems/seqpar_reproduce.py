@@ -138,6 +138,15 @@ GAPS = {  # why a target is missed: the strict xfails read these; the rows carry
         "{seq_k}K its transfers alone take {ring_comm_ms:.0f} ms a layer against LASP-2's {lasp2_comm_ms:.1f} ms; "
         "a Ring within 37 % of LASP-2 must compute right products per block and pass its blocks at NVLink rates; "
         "the paper does not say how its Ring ran"),
+    "lasp2-ahead": Reason(
+        "at {paper_k}K LASP-2 takes {lasp2_ms:.2f} ms a layer against LASP-1's {lasp1_ms:.2f} ms: its state "
+        "all-gather crosses the nodes on every GPU's NIC at once (NCCL's rings, one channel a GPU of a node: "
+        "{channels} x {nic_gb_s:.0f} GB/s), {lasp2_exposed_ms:.2f} ms exposed, where LASP-1's serial chain exposes "
+        "{lasp1_exposed_ms:.2f} ms of hops and waits {lasp1_wait_ms:.2f} ms on the earlier devices' products; for "
+        "LASP-1 to lead up to {paper_k}K, as the paper's plot has it, its LASP-2 step cost at least "
+        "{deficit_ms:.2f} ms a layer more there than ours: a gather slower than the nodes' NICs together allow (the "
+        "paper does not state its inter-node fabric, seqpar-sparse.md §2.6) or a cost of short steps the model does "
+        "not have; not located"),
 }
 TABLE3_GAPS = {  # (gpu, hardware, model, scheme) -> GAPS key: the entries outside the factor, and why
     **{("a100-80gb-sxm4", "8xA100", m, s): "table3-8-at-80gb"
@@ -432,6 +441,24 @@ def lasp_step_overhead_reading() -> dict:
     return {"stand_in": LASP_MODEL, "gaps_s": gaps, "step_overhead_s": overhead_s, "gains": gains}
 
 
+def lasp2_ahead_within(ahead: int | None) -> bool:
+    """Whether LASP-2 leads from the first grid length beyond the paper's crossover (`lasp2_ahead_above`'s `ahead`
+    against "ahead once N > 64K": ahead at every longer length, and not at 64K)."""
+    first_above = min((n for n in LASP_LENGTHS if n > PAPER["lasp2_ahead_above"]), default=None)
+    return ahead is not None and ahead == first_above
+
+
+def _ahead_numbers() -> dict:
+    """What the crossover's reason quotes: LASP-2 and LASP-1 at the paper's crossover length, and the nodes' NICs."""
+    n, results = PAPER["lasp2_ahead_above"], _lasp_results()
+    topology = load_topology(LASP_TOPOLOGY)
+    lasp1, lasp2 = results[("lasp1", n)], results[("lasp2", n)]
+    return {"paper_k": n // 1024, "lasp1_ms": lasp1.time_s * 1e3, "lasp2_ms": lasp2.time_s * 1e3,
+            "channels": topology.span(0), "nic_gb_s": topology.levels[-1].link.bytes_per_s_per_direction / 1e9,
+            "lasp2_exposed_ms": lasp2.exposed_comm_s * 1e3, "lasp1_exposed_ms": lasp1.exposed_comm_s * 1e3,
+            "lasp1_wait_ms": lasp1.wait_s * 1e3, "deficit_ms": (lasp1.time_s - lasp2.time_s) * 1e3}
+
+
 def lasp2_ahead_above() -> int | None:
     """The shortest length from which LASP-2 has the highest throughput at every longer length (None: never)."""
     rows = _lasp_throughputs()
@@ -524,12 +551,14 @@ def causal_balance() -> dict[str, float]:
 def run_all() -> dict:
     """Everything `archsim reproduce seqpar` prints: {"points", "table2", "table3", "lasp2", "lasp2_table2",
     "distattention", "headline"}."""
-    gains = lasp2_gains()
+    gains, ahead = lasp2_gains(), lasp2_ahead_above()
+    ahead_within = lasp2_ahead_within(ahead)
     return {"points": grid_points(), "table2": table2_rows(), "table3": table3_rows(),
             "distattention": {"rows": distattention_rows(), "paper_over_ring": PAPER["distattention_over_ring"],
                               "paper_over_tp": PAPER["distattention_over_tp"]},
-            "lasp2": {"rows": lasp2_rows(), "gains": gains, "ahead_above": lasp2_ahead_above(),
-                      "paper_ahead_above": PAPER["lasp2_ahead_above"],
+            "lasp2": {"rows": lasp2_rows(), "gains": gains, "ahead_above": ahead,
+                      "paper_ahead_above": PAPER["lasp2_ahead_above"], "ahead_within": ahead_within,
+                      "ahead_reason": "" if ahead_within else GAPS["lasp2-ahead"].filled(**_ahead_numbers()),
                       "step_overhead_reading": lasp_step_overhead_reading()},
             "lasp2_table2": lasp2_table2(),
             "headline": {"causal_efficiency": causal_balance()}}

@@ -3,7 +3,10 @@ the layer (`dense`) on the busiest device, with the scheme's communication, for 
 the `seqpar_compute.DeviceCompute` of one tp rank. What each device computes is costed by the GPU model
 (`archsim.systems.seqpar_compute`), or on arrays by the analytical model (`seqpar_compute.ArrayCompute`: the
 softmax prefills' forward attention blocks, the same schedules); transfers are alpha-beta over the link the group spans
-(`archsim.systems.collectives`, `Topology`). The result with its memory is `archsim.systems.seqpar`.
+(`archsim.systems.collectives`, `Topology`): a ring's K/V hop, one device's send, at the group's slowest hop
+(`Topology.group_link`); a ring collective (all-gather, reduce-scatter) over nodes as NCCL's rings, one channel a
+device of a node, each crossing the nodes on its own device's NIC (`Topology.collective_link`). The result with its
+memory is `archsim.systems.seqpar`.
 
 The schemes, as their papers and reference code run them (../shared/reference/seqpar-sparse.md §1, §4; the
 executable form of each is a library cascade, `einsum/*ring*`, `ulysses-attention`, `lasp*`):
@@ -55,9 +58,10 @@ executable form of each is a library cascade, `einsum/*ring*`, `ulysses-attentio
   device's compute, an order LASP-1's Algorithm 2 (arXiv 2404.02882) allows, though it writes the update after the
   receive. Two other orders were measured and not taken (README, "Multi-device attention"): Algorithm 2 read
   literally (every device's intra-chunk work first, then two d x d GEMMs a hop, three backward) takes 12.065 ms a
-  layer on 8 H100s at 1M against this schedule's 4.871 and puts LASP-2 +70.8 % / +84.7 % over LASP-1 in LASP-2's
-  Fig. 3 (paper +7.3 % / +15.2 %); LASP's code (lasp 0.0.1 receives the state before any of the chunk's compute,
-  so a layer's chain carries every device's whole chunk) takes 2.84 s a Fig. 3 step at 512K against the 1.84 s
+  layer on 8 H100s at 1M against this schedule's 4.871 and put LASP-2 +70.8 % / +84.7 % over LASP-1 in LASP-2's
+  Fig. 3 when its all-gather crossed the nodes on one NIC (paper +7.3 % / +15.2 %); LASP's code (lasp 0.0.1
+  receives the state before any of the chunk's compute, so a layer's chain carries every device's whole chunk)
+  takes 2.84 s a Fig. 3 step at 512K against the 1.84 s
   LASP-1's own plot shows. The last device, done with its own work before the state arrives, waits: of that idle
   time, what the chain spends on hops is exposed communication and what it spends on the earlier devices' products
   is `Timing.wait_s` (`chain_idle_s`: the chain's segments in order, the idle time its last stretch). Only causal
@@ -89,14 +93,16 @@ on 4 A100s, its exposed time growing by 2 alpha a device; Infinite-LLM reports i
 kernel is Flash-Decoding.
 
 Scope `attention` times the attention and the scheme's communication; `layer` adds the device's other ops of the
-decoder layer (projections, FFN, norms; `seqpar_compute.dense_s`) on its tokens (Megatron-SP: all N tokens with 1/P
-of the weights, and the FFN's all-gather and reduce-scatter too), and with `tp` > 1 the TP all-reduces (megatron-sp's
-are its pairs' tp level). The other schemes send what each tp rank holds of its own heads (K, V, Q, O, states,
-partials), distinct on every GPU of the tp group, so their transfers are each GPU's own over its own port (but for
-tp beyond the KV heads: the GPUs keeping one KV head each send their copy, as each tp rank's own ring would). `tp` puts
-each sequence-parallel rank's heads on tp devices of a node (Meta's context parallelism across nodes with TP8
-inside): the group's members are tp apart (`group_members`), so a ring of nodes runs over the NICs; the TP group's
-all-reduces are timed over the innermost link (a TP group lies inside a node: `seqpar_spec`).
+decoder layer (projections, FFN, norms; `seqpar_compute.dense_s`) on its tokens (Megatron-SP: its GEMMs over all N
+tokens with 1/P of the weights, its norms and residual adds on its own N / (tp x P) tokens, the sequence-parallel
+regions of Korthikanti et al. 2022 §4.2.2, and the FFN's all-gather and reduce-scatter too), and with `tp` > 1 the
+TP all-reduces (megatron-sp's are its pairs' tp level). The other schemes send what each tp rank holds of its own
+heads (K, V, Q, O, states, partials), distinct on every GPU of the tp group, so their transfers are each GPU's own
+over its own port (but for tp beyond the KV heads: the GPUs keeping one KV head each send their copy, as each tp
+rank's own ring would). `tp` puts each sequence-parallel rank's heads on tp devices of a node (Meta's context
+parallelism across nodes with TP8 inside): the group's members are tp apart (`group_members`), so a ring of nodes
+runs over the NICs; the TP group's all-reduces are timed over the innermost link (a TP group lies inside a node:
+`seqpar_spec`).
 """
 
 from __future__ import annotations
@@ -425,9 +431,11 @@ def _head_parallel_comm_s(spec: ParallelSpec, compute: Compute, tokens: int) -> 
     (a reduce-scatter, then an all-gather). With tp > 1, hierarchically (`collectives.hierarchical_all_reduce_s`;
     module docstring): the all-gather over the P devices' link of each tp device's own 1/tp slice, then over the
     tp group's link, and the reduce-scatter the reverse, so each GPU's NIC carries n/tp, not the n every GPU of
-    the tp group holds. A level of one device takes no step (0 on one device, as the collectives are)."""
+    the tp group holds. Each level's ring runs NCCL's channels where its group spans nodes (`collective_link`: 16
+    ranks over two nodes cross them on all 8 NICs at once). A level of one device takes no step (0 on one device, as
+    the collectives are)."""
     hidden = compute.hidden_bytes(tokens, int(spec.workload.params["hidden"]))
-    levels = [(spec.topology.group_link(group_members(count, stride)), count)
+    levels = [(spec.topology.collective_link(group_members(count, stride)), count)
               for count, stride in ((spec.tp, 1), (spec.devices, spec.tp)) if count > 1]
     return collectives.hierarchical_all_reduce_s(hidden, levels, algorithm="ring") if levels else 0.0
 
@@ -454,10 +462,10 @@ def _allgather(spec: ParallelSpec, compute: Compute) -> Timing:
     if p == 1:  # nothing to gather: the one call of the one-device run
         return Timing(busiest, busiest, 0.0)
     gathered = kv_bytes(n, compute)
-    comm = collectives.all_gather_s(gathered, p, spec.topology.group_link(members))
+    link = spec.topology.collective_link(members)
+    comm = collectives.all_gather_s(gathered, p, link)
     if spec.direction == "fwd+bwd":
-        comm += collectives.reduce_scatter_s(gathered * ACCUMULATOR_BYTES / WORD_BYTES, p,
-                                             spec.topology.group_link(members))
+        comm += collectives.reduce_scatter_s(gathered * ACCUMULATOR_BYTES / WORD_BYTES, p, link)
     return Timing(busiest + comm, busiest, comm)
 
 
@@ -502,7 +510,7 @@ def _lasp(spec: ParallelSpec, compute: DeviceCompute) -> Timing:
     # LASP-2 (its Algorithm 1): the chunk's state first, then its all-gather beside the intra-chunk attention (one
     # GPU: the state GEMM and the intra-chunk work take turns, the transfer overlaps the latter), then the prefix
     # sum and Q times it; a backward all-gathers dM beside the backward's own intra-chunk work
-    gather = collectives.all_gather_s(p * state, p, spec.topology.group_link(members))
+    gather = collectives.all_gather_s(p * state, p, spec.topology.collective_link(members))
     local_fwd = replace(compute, direction="fwd").linear_chunk_s(c)
     overlapped = max(local_fwd, gather)
     if spec.direction == "fwd+bwd":
@@ -592,13 +600,16 @@ def dense(spec: ParallelSpec, compute: DeviceCompute) -> Timing:
     """The layer's other ops on one device, and the TP all-reduces (module docstring; megatron-sp's are the tp level
     of its own all-gathers and reduce-scatters, `_head_parallel_comm_s`)."""
     p, n = spec.devices, spec.seq_len
-    tokens = n if spec.scheme == "megatron-sp" else n // p
-    degree = spec.tp * (p if spec.scheme == "megatron-sp" else 1)
-    cut_by = "tp x P (megatron-sp's devices)" if spec.scheme == "megatron-sp" else "tp"
-    ops_s = compute.dense_s(shard(spec.workload, degree, cut_by), tokens)
+    megatron = spec.scheme == "megatron-sp"
+    tokens = n if megatron else n // p
+    degree = spec.tp * (p if megatron else 1)
+    cut_by = "tp x P (megatron-sp's devices)" if megatron else "tp"
+    # megatron-sp's norms and residual adds run on the device's own shard of the sequence, cut over all tp x P
+    # devices as its all-gathers and reduce-scatters cut it (`SEQUENCE_PARALLEL_OPS`; the busiest device's, ceil)
+    ops_s = compute.dense_s(shard(spec.workload, degree, cut_by), tokens, -(-n // degree) if megatron else tokens)
     comm = 0.0
-    if spec.tp > 1 and spec.scheme != "megatron-sp":  # megatron-sp's are its combine's tp level (its own comm)
-        node = spec.topology.group_link(list(range(spec.tp)))
+    if spec.tp > 1 and not megatron:  # megatron-sp's are its combine's tp level (its own comm)
+        node = spec.topology.collective_link(list(range(spec.tp)))
         message = compute.hidden_bytes(tokens, int(spec.workload.params["hidden"]))
         comm = 2 * collectives.all_reduce_s(message, spec.tp, node, algorithm="ring")
         if spec.direction == "fwd+bwd":

@@ -34,9 +34,20 @@ Assumptions (seqpar-sparse.md §4 "implication for us"; ASTRA-sim's analytical b
 - every device has its own port on each level's link (one NIC per GPU; an NVSwitch port), full duplex;
 - a message between two devices goes over the link of the outermost level at which their groups differ, at that
   link's alpha-beta cost; no congestion beyond a device's own port (a non-blocking switch per level);
-- a ring over a group advances in lock step, so its slowest hop, over any level it crosses, sets every step
-  (`group_link`); an all-to-all sends to every peer, each level's peers over that level's link, the levels' links
-  working at once (`all_to_all_s`).
+- a ring of point-to-point sends over a group (ring attention's K/V blocks, one device's send a hop) advances in
+  lock step, so its slowest hop, over any level it crosses, sets every step (`group_link`);
+- a ring collective (all-gather, reduce-scatter, a ring all-reduce) over a group spanning several groups of its
+  outermost level runs as NCCL runs it: one ring per channel, each carrying 1/channels of every step and crossing
+  that level on a different device's port, so the channels are the group's devices in one group of the level
+  below (the fewest, where they differ: each channel needs its own crossing device in every one), the level's
+  link taking 1/channels of a step per device, and each inner level's link, conservatively, the whole step
+  (`collective_link`; SimAI's busbw min(NIC x nics, NVLink x g / (g - 1)) credits the g / (g - 1) a crossing
+  device's own channel saves on NVLink: not taken, so a collective bound by an inner link is up to that factor
+  slow; the presets' NICs x 8 are below NVLink, so no preset is). Each step keeps its latency, alpha of the
+  slowest link. A level's link is each device's own port (above); devices sharing one are written as a link of
+  each one's share (`links`), so the channels together cross at the shared port's rate, not more;
+- an all-to-all sends to every peer, each level's peers over that level's link, the levels' links working at once
+  (`all_to_all_s`).
 Errors are SpecErrors naming the file and the field. The key `levels` marks a topology spec.
 """
 
@@ -46,7 +57,7 @@ import itertools
 import math
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -159,10 +170,39 @@ class Topology:
         group of one device has no hop and moves nothing (the collectives' rule at p = 1): it is named by the
         innermost level's link, and by none (None) on a topology of no level, one device with no link
         (`context_parallel.topology_of` of a one-GPU system without a link named cp)."""
-        self.check_devices(max(members) + 1, "devices")
-        levels = {self.level_between(a, b) for a, b in zip(members, [*members[1:], members[0]], strict=True)}
-        hops = [self.levels[level].link for level in sorted(levels - {-1})] or [level.link for level in self.levels[:1]]
+        hops = [self.levels[level].link for level in self._ring_levels(members)]
+        hops = hops or [level.link for level in self.levels[:1]]
         return slowest_hop(hops) if hops else None
+
+    def collective_link(self, members: Sequence[int]) -> Link | None:
+        """The link a step of a ring collective over `members` runs at (NCCL's channels; module docstring): the
+        outermost level the ring crosses with the bandwidth of as many of its links as the channels (each
+        channel's ring crossing on its own device's port), beside each inner level's link carrying the whole step,
+        the slowest setting the step (`links.slowest_hop`, as `group_link`'s hops). The ring runs in rank order,
+        as NCCL's, whatever the order of `members`. 16 GPUs of two 8-GPU nodes: 8 channels, 8 NICs' bandwidth at
+        one NIC's latency, beside NVLink; one GPU a node: one channel, the NIC's ring; within one level, or a group
+        of one, `group_link`'s link."""
+        ranks = sorted(members)
+        levels = self._ring_levels(ranks)
+        if not levels:
+            return self.group_link(ranks)
+        *inner, outer = levels
+        span = self.span(outer - 1) if outer else 1
+        channels = min(Counter(rank // span for rank in ranks).values())
+        crossing = self.levels[outer].link
+        if channels > 1:
+            crossing = replace(crossing, name=f"{crossing.name} x {channels}",
+                               description=f"{channels} channels' rings, each crossing on its own device's "
+                                           f"{crossing.name}",
+                               bytes_per_s_per_direction=channels * crossing.bytes_per_s_per_direction)
+        return slowest_hop([*(self.levels[level].link for level in inner), crossing])
+
+    def _ring_levels(self, members: Sequence[int]) -> list[int]:
+        """The levels whose links a ring over `members` (in their order, the last back to the first) crosses,
+        innermost first; none for a group of one. Refused as `check_devices` refuses the group's size."""
+        self.check_devices(max(members) + 1, "devices")
+        return sorted({self.level_between(a, b)
+                       for a, b in zip(members, [*members[1:], members[0]], strict=True)} - {-1})
 
     def check_devices(self, count: int, field: str, source: str = "<python>") -> None:
         """Refuse (a SpecError at `source`/`field`) a run of `count` devices beyond the topology's capacity. The
