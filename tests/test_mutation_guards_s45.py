@@ -39,6 +39,7 @@ from archsim.systems.models import system_model
 from archsim.systems.neupims_reproduce import ablation_pairs, sample_contexts
 from archsim.systems.schedule_events import replay_iteration
 from archsim.systems.system_spec import load_system, with_fields
+from archsim.workload_patterns import PACKAGE
 
 FFN_WORDS = "params.ffn_word_bytes"
 PARALLEL = {"seq_len": 16384, "scheme": "ring", "devices": 8}
@@ -143,6 +144,11 @@ def test_one_byte_attention_words_pass_where_no_kernel_times_them(tmp_path, mode
 def test_sparse_names_the_workloads_ffn_width_for_every_method(invoke, tmp_path, method):
     """kv2, kv3: without the GPU the check left the width to the GPU device, which named `<python>`."""
     workload = _workload(tmp_path, ffn_word_bytes=4)
+    if "--patterns" in method:  # the map made for the copied workload (a map names its model: s50)
+        data = yaml.safe_load(Path(library.find("pattern maps", method[-1], PACKAGE)).read_text())
+        data["model"] = yaml.safe_load(workload.read_text())["name"]
+        (tmp_path / "map.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+        method = [*method[:-1], str(tmp_path / "map.yaml")]
     line = _one_error_line(*invoke("sparse", "--method", *method, "--gpu", "h100-sxm5", "-w", str(workload),
                                    "--context", "32K"))
     assert line.startswith(f"error: {workload}: {FFN_WORDS}: the GPU the layer's FFN runs on does not compute"), line
