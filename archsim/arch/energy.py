@@ -62,7 +62,8 @@ def area_scale(from_nm: float, to_nm: float) -> float:
 class EnergyTable:
     """Energy per action (pJ) of one component at `node_nm`, from `source` (a file name or citation).
 
-    Memories use the actions read, write (pJ per access of `access_bits`) and leak (pJ per cycle per instance);
+    Memories use the actions read, write (pJ per access, quoted at the memory's `energy_access_bits`) and leak (pJ
+    per cycle per instance, quoted at its `leak_clock_hz`: `archsim.arch.quoted`);
     compute units use op names (pJ per op). `composed_of[action]` = {other action: count} for an action priced
     as a chain of others; its `actions_pj` entry is sum(count x energy of the other action), also once scaled (the
     parts are scaled, the composite re-derived from them: `resolved_actions`).

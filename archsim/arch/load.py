@@ -19,6 +19,8 @@ File format (units in the key names; memories outermost first; the YAML path of 
         area_um2: 0                   # per instance
         area_capacity_bytes: null     # optional: the capacity area_um2 is quoted at (area scales with capacity)
         energy: {node_nm: 45, source: 2d-fusemax-ERT.yaml, actions_pj: {read: 249.6, write: 249.6, leak: 0}}
+        energy_access_bits: 64        # optional, default access_bits: the width read and write are quoted at
+        leak_clock_hz: 940.0e+6       # optional, default clock_hz: the clock leak (pJ per cycle) is quoted at
     units:
       array2d:
         shape: [256, 256]             # fan-out
@@ -35,7 +37,9 @@ siblings (a register file per unit) follow the shared levels in any order. Write
 `yaml.safe_dump(arch.to_dict(), sort_keys=False)`: a sorted dump reorders the levels when their names do not sort
 outermost first (DRAM, RF, RF1D, ZBuf), and such a file is refused.
 
-Memory actions are read and write (pJ per access) and optionally leak (pJ per cycle per instance). A unit's
+Memory actions are read and write (pJ per access) and optionally leak (pJ per cycle per instance), quoted at
+`energy_access_bits` and `leak_clock_hz`: an access of another width keeps the energy per bit, the leak its power
+at another clock (`archsim.arch.quoted`, which also says what a `base:` file or `with_changes` keeps). A unit's
 `actions_pj` has exactly the ops of its `op_cycles`; an entry may be a composite {other action: count} of plain
 entries of the same table. Op names are archsim's op types (`archsim.cascade.ops`), listed in `OP_TYPES`.
 Numbers are finite: clocks, bandwidths, capacities, shapes, instances, access widths and cycles positive,
@@ -75,7 +79,7 @@ OP_TYPES: frozenset[str] = frozenset(
 )
 TOP_KEYS = ("name", "description", "source", "clock_hz", "word_bytes", "node_nm", "memories", "units")
 MEMORY_KEYS = ("capacity_bytes", "bandwidth_bytes_per_s", "access_bits", "instances", "per_pe_of", "area_um2",
-               "area_capacity_bytes", "energy")
+               "area_capacity_bytes", "energy", "energy_access_bits", "leak_clock_hz")
 UNIT_KEYS = ("shape", "op_cycles", "area_um2", "energy")
 ENERGY_KEYS = ("node_nm", "source", "actions_pj")
 MEMORY_ACTIONS = ("read", "write", "leak")
@@ -180,14 +184,16 @@ class _Loader:
                              f"(got {outer['area_um2']!r})")
         built_units = tuple(self.unit(n, f, f"units.{n}") for n, f in units.items())
         lanes = {u.name: u.lanes for u in built_units}
+        description = self.text(d.get("description", ""), "description")
+        clock_hz = self.number(d["clock_hz"], "clock_hz", True, "a clock frequency in Hz")
         built = Architecture(
             name=name,
-            description=self.text(d.get("description", ""), "description"),
+            description=description,
             source=self.source,
-            clock_hz=self.number(d["clock_hz"], "clock_hz", True, "a clock frequency in Hz"),
+            clock_hz=clock_hz,
             word_bytes=self.integer(d["word_bytes"], "word_bytes", "bytes per word"),
             node_nm=self.number(d["node_nm"], "node_nm", True, "a technology node in nm"),
-            memories=tuple(self.memory(n, f, f"memories.{n}", lanes if n != outermost else None)
+            memories=tuple(self.memory(n, f, f"memories.{n}", lanes if n != outermost else None, clock_hz)
                            for n, f in memories.items()),
             units=built_units,
             citation=self.text(d.get("source", ""), "source"),
@@ -225,7 +231,8 @@ class _Loader:
                                  "archsim sums energy tables as given; give them at the architecture's node "
                                  "(archsim.arch.spec.Architecture.scaled_to scales a whole design)")
 
-    def memory(self, name: str, data: Any, where: str, lanes: Mapping[str, int] | None) -> Memory:
+    def memory(self, name: str, data: Any, where: str, lanes: Mapping[str, int] | None, clock_hz: float) -> Memory:
+        """A memory level; its prices quoted at its own `access_bits` and `clock_hz` unless it says otherwise."""
         d = self.fields(data, where, MEMORY_KEYS, ("capacity_bytes", "bandwidth_bytes_per_s", "access_bits",
                                                    "area_um2", "energy"))
         capacity = d["capacity_bytes"]
@@ -246,6 +253,11 @@ class _Loader:
                 bandwidth, f"{where}.bandwidth_bytes_per_s", True, "bytes per second, or null for no limit"),
             access_bits=self.integer(d["access_bits"], f"{where}.access_bits", "bits per access"),
             energy=energy,
+            energy_access_bits=self.integer(d.get("energy_access_bits", d["access_bits"]),
+                                            f"{where}.energy_access_bits",
+                                            "the width in bits read and write are quoted at"),
+            leak_clock_hz=self.number(d.get("leak_clock_hz", clock_hz), f"{where}.leak_clock_hz", True,
+                                      "the clock in Hz leak is quoted at"),
             area_um2=self.number(d["area_um2"], f"{where}.area_um2", False, "an area in um^2 per instance"),
             instances=self.instances(d, where, lanes),
             area_capacity_bytes=self.area_capacity(d.get("area_capacity_bytes"), capacity, where),

@@ -2,8 +2,12 @@
 
 An `Architecture` is a chain of memories, outermost (DRAM) first, above a set of compute units (spatial arrays of
 identical PEs). Units of measure are in the field names. Assumptions the models built on these specs rely on:
-- A memory's `energy` has actions read and write (pJ per access of `access_bits`) and optionally leak (pJ per
-  cycle per instance). A memory with `per_pe_of` (a unit's name) has one instance per PE of that unit, e.g. a
+- A memory's `energy` has actions read and write (pJ per access) and optionally leak (pJ per cycle per instance),
+  quoted at a width, `energy_access_bits`, and a clock, `leak_clock_hz` (by default its own `access_bits` and the
+  architecture's `clock_hz`): an access of `access_bits` costs the quoted price x access_bits /
+  energy_access_bits (energy per bit kept, Accelergy's widthscale) and the leak is a power, leak x leak_clock_hz,
+  at any clock. A change that does not restate the prices keeps where they are quoted (`archsim.arch.quoted`).
+  A memory with `per_pe_of` (a unit's name) has one instance per PE of that unit, e.g. a
   register file in every PE: its `instances` is the unit's lane count and follows the unit's shape when it changes.
   Its `area_um2` is per instance; DRAM is off chip and has area 0. With `area_capacity_bytes` set, `area_um2` is
   the area at that capacity and an instance's area scales linearly with `capacity_bytes` (an SRAM is mostly bit
@@ -27,6 +31,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from archsim.arch.energy import EnergyTable, area_scale
+from archsim.arch.quoted import leaves, settled
 from archsim.errors import SpecError
 
 
@@ -45,6 +50,8 @@ class Memory:
     bandwidth_bytes_per_s: float | None
     access_bits: int
     energy: EnergyTable
+    energy_access_bits: int  # the width read and write are quoted at
+    leak_clock_hz: float  # the clock leak (pJ per cycle) is quoted at
     area_um2: float
     instances: int = 1
     area_capacity_bytes: int | None = None  # the capacity `area_um2` is quoted at; None = area fixed
@@ -129,10 +136,12 @@ class Architecture:
         """A copy with fields replaced by dotted path, validated like a YAML file, e.g.
         `arch.with_changes(clock_hz=1e9, **{"units.array2d.shape": (128, 128),
         "memories.GlobalBuffer.capacity_bytes": 2**24})`. Paths are the YAML paths of `to_dict()`; a composite
-        energy (exp priced as MACs) is re-derived from its parts, so changing `...actions_pj.mac` moves it too."""
+        energy (exp priced as MACs) is re-derived from its parts, so changing `...actions_pj.mac` moves it too. A
+        memory's prices stay quoted at their width and clock unless the change restates them
+        (`archsim.arch.quoted.settled`)."""
         from archsim.arch.load import OP_TYPES, architecture_from_dict
 
-        data = self.to_dict()
+        data = settled(self.to_dict(), dict(leaf for path, value in overrides.items() for leaf in leaves(path, value)))
         where = f"with_changes on {self.name}"
         for path, value in overrides.items():
             _unlink_instances(data, path)
@@ -159,6 +168,8 @@ class Architecture:
                 "area_um2": m.area_um2,
                 **({"area_capacity_bytes": m.area_capacity_bytes} if m.area_capacity_bytes is not None else {}),
                 "energy": _table_dict(m.energy),
+                **({"energy_access_bits": m.energy_access_bits} if m.energy_access_bits != m.access_bits else {}),
+                **({"leak_clock_hz": m.leak_clock_hz} if m.leak_clock_hz != self.clock_hz else {}),
             } for m in self.memories},
             "units": {u.name: {
                 "shape": list(u.shape),

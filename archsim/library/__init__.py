@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from archsim.arch.load import architecture_from_dict
+from archsim.arch.quoted import leaves, settled
 from archsim.arch.spec import Architecture
 from archsim.cascade.ir import Cascade
 from archsim.cascade.load import cascade_from_dict
@@ -223,24 +224,29 @@ def architecture_from_data(data: object, source: str = "<python>") -> Architectu
     keys over the base's (`archsim.spec_files.laid_over`: `memories` and `units` merge level by level and key by
     key, `null` removes a key, any other value replaces the base's; a level the base lacks goes after its levels,
     innermost). The derived file must give its `name`; `description` and `source` are the base's when it leaves
-    them out. A chain of more than `MAX_ARCHITECTURE_BASES` bases, or a cycle, is refused at `base`."""
+    them out. The base's memory prices stay quoted at its widths and clock unless the file restates them
+    (`archsim.arch.quoted.settled`: a width or a clock changed alone keeps the energy per bit and the leak power).
+    A chain of more than `MAX_ARCHITECTURE_BASES` bases, or a cycle, is refused at `base`."""
     if isinstance(data, dict) and "base" in data:
         data = derived_data("architectures", data, source, (), PACKAGES["architectures"], MAX_ARCHITECTURE_BASES,
-                            marker="units", validate=architecture_from_dict)
+                            marker="units", validate=architecture_from_dict,
+                            settle=lambda base, layer: settled(base, dict(leaves("", layer))))
     return architecture_from_dict(data, source)
 
 
 def derived_data(kind: str, data: dict[str, Any], source: str, bases: tuple[str, ...], package: str,
                  max_bases: int, *, marker: str, validate: Callable[[dict, str], object],
-                 uninherited: tuple[str, ...] = (), paths: tuple[str, ...] = ()) -> dict[str, Any]:
+                 uninherited: tuple[str, ...] = (), paths: tuple[str, ...] = (),
+                 settle: Callable[[dict, dict], dict] | None = None) -> dict[str, Any]:
     """The spec of `kind` at `source`, which has a `base` (`base_file`), laid over its base's data
     (`archsim.spec_files.laid_over`), less the base's `uninherited` keys. The base is resolved the same way when it
     has a base itself, and validated alone by `validate`, so its errors name its file; a base without the `marker`
     key every spec of `kind` gives (a system where a GPU preset was meant, ...) is refused at `base`. `bases` are
     the files deriving from `source`, for cycles. The base's `paths` keys, paths relative to its folder, are moved
-    to `source` (`moved_beside`), so they still name the files beside the base. The derived spec must give its
-    `name`. The one rule of architectures' and GPU presets' bases (a system's base also moves its paths:
-    `archsim.systems.system_spec`)."""
+    to `source` (`moved_beside`), so they still name the files beside the base. `settle(base, layer)`, where given,
+    makes the validated base's data ready for the deriving file's own keys (architectures: where their prices are
+    quoted). The derived spec must give its `name`. The one rule of architectures' and GPU presets' bases (a
+    system's base also moves its paths: `archsim.systems.system_spec`)."""
     noun = _article(kind[:-1])
     if "name" not in data:
         raise SpecError(source, "name", f"missing: {noun} with a base names itself")
@@ -248,14 +254,17 @@ def derived_data(kind: str, data: dict[str, Any], source: str, bases: tuple[str,
     base = parse_yaml(raw, path)
     if isinstance(base, dict) and "base" in base:
         base = derived_data(kind, base, str(path), chain, package, max_bases, marker=marker, validate=validate,
-                            uninherited=uninherited, paths=paths)
+                            uninherited=uninherited, paths=paths, settle=settle)
     if not isinstance(base, dict) or marker not in base:
         raise SpecError(source, "base", f"{str(path)!r}: not {noun} (it gives no {marker})")
     validate(base, str(path))
+    layer = {key: v for key, v in data.items() if key != "base"}
+    if settle is not None:
+        base = settle(base, layer)
     written = data["base"] if is_spec_path(data["base"]) else str(path.absolute())  # the base as `source` names it
     inherited = {key: moved_beside(v, written) if key in paths else v for key, v in base.items()
                  if key not in uninherited}
-    return laid_over(inherited, {key: v for key, v in data.items() if key != "base"})
+    return laid_over(inherited, layer)
 
 
 def load_workload_spec(name_or_path: str | Path) -> Workload:

@@ -47,16 +47,19 @@ Memory
   point's reason read it so.
 
 Energy (Accelergy's method): actions x energy per action. Compute: op counts x the unit's energy per op.
-Memory: a transfer of b bytes is b*8/access_bits reads at the sending level and as many writes at the receiving
-one (widths per level). Transfers into the PEs count one read of the innermost holder per tile fetched (the
-multicast tile), shared by the Einsums of one pass that read it (readers in different passes each read it unless
-it stays at that level across the passes; `plan._read_moves`), except for a storage on chip written over in place
-(`in_place`, FLAT's score block): each pass over it is its own access, so each Einsum producing or consuming it
-reads or writes every element once, except a read streamed from its producer, and the writer's partial sums
-re-entered (a reduction loop above its tiles' loops) are its own (see `plan.storage_accesses`; fusemax-energy.md
-s5: 4 reads and 3 writes per score). Per-operand register-file accesses are not modelled (the FuseMax artifact
-prices them per PE instance: under 0.25 pJ per score). Leakage: every level's leak energy per cycle x instances x
-cycles. Area: the architecture's.
+Memory: a transfer of b bytes is b*8/access_bits reads at the sending level and as many writes at the receiving one
+(widths per level), each priced at the level's read or write energy x access_bits / energy_access_bits, the width
+its prices are quoted at (the energy per bit is kept: Accelergy's widthscale, fusemax-energy.md s4;
+`archsim.arch.quoted`), so b*8/energy_access_bits x the quoted price. Transfers into the PEs count one read of the
+innermost holder per tile fetched (the multicast tile), shared by the Einsums of one pass that read it (readers in
+different passes each read it unless it stays at that level across the passes; `plan._read_moves`), except for a
+storage on chip written over in place (`in_place`, FLAT's score block): each pass over it is its own access, so each
+Einsum producing or consuming it reads or writes every element once, except a read streamed from its producer, and
+the writer's partial sums re-entered (a reduction loop above its tiles' loops) are its own (see
+`plan.storage_accesses`; fusemax-energy.md s5: 4 reads and 3 writes per score). Per-operand register-file accesses
+are not modelled (the FuseMax artifact prices them per PE instance: under 0.25 pJ per score). Leakage is a power:
+every level's leak energy per cycle x instances x the cycles of the clock it is quoted at (`leak_clock_hz`) in the
+run's time, so a clock changed alone moves the time, not the leak power. Area: the architecture's.
 
 One pricing serves one point and many: `totals` prices planned groups with an architecture's numbers, each a Python
 number (`price`, `evaluate`: the mapper's path, no numpy) or a numpy column over points (`archsim.model.batch`), with
@@ -95,9 +98,10 @@ class LevelNumbers:
     name: str
     room_bytes: Number  # the capacity, inf when unbounded
     bandwidth_bytes_per_s: Number | None  # None (a column: 0) = no limit
-    access_bits: Number
+    energy_access_bits: Number  # the width read and write are quoted at: b bits cost b / it x the price
     actions_pj: MappingOf[str, Number]
-    leak_pj_per_cycle: Number  # leak per instance x instances (0: no leak)
+    leak_pj_per_cycle: Number  # leak per instance x instances (0: no leak), a cycle of leak_clock_hz
+    leak_clock_hz: Number  # the clock the leak is quoted at: leak power = leak_pj_per_cycle x it
 
 
 @dataclass(frozen=True)
@@ -125,8 +129,8 @@ class ArchNumbers:
 def read_numbers(arch: Architecture) -> ArchNumbers:
     """`arch`'s numbers."""
     levels = tuple(LevelNumbers(m.name, math.inf if m.capacity_bytes is None else m.capacity_bytes,
-                                m.bandwidth_bytes_per_s, m.access_bits, m.energy.actions_pj,
-                                m.energy.actions_pj.get("leak", 0.0) * m.instances)
+                                m.bandwidth_bytes_per_s, m.energy_access_bits, m.energy.actions_pj,
+                                m.energy.actions_pj.get("leak", 0.0) * m.instances, m.leak_clock_hz)
                    for m in arch.memories)
     units = {u.name: UnitNumbers(u.name, u.shape, u.lanes, u.op_cycles, u.energy.actions_pj) for u in arch.units}
     return ArchNumbers(arch.name, arch.clock_hz, arch.area_um2(), levels, units)
@@ -216,9 +220,9 @@ def totals(binding: Binding, numbers: ArchNumbers, group_plans: tuple[GroupPlan,
         einsums += p.einsums
     cycles = seconds * numbers.clock_hz
     for m in numbers.levels:
-        if _any(m.leak_pj_per_cycle):
+        if _any(m.leak_pj_per_cycle):  # its power x the time: cycles of the clock it is quoted at
             key = (m.name, "leak")
-            energy[key] = energy.get(key, 0) + m.leak_pj_per_cycle * cycles
+            energy[key] = energy.get(key, 0) + m.leak_pj_per_cycle * (seconds * m.leak_clock_hz)
     # cycles is seconds x clock: a compute-bound unit's busy lane-cycles over it can read 1 + 2e-16
     utilization = {u.name: _at_most_one(_divided(busy.get(u.name, 0), u.lanes * cycles, cycles != 0))
                    for u in numbers.units.values()}
@@ -283,7 +287,7 @@ def _group(binding: Binding, numbers: ArchNumbers, plan: GroupPlan, n: int) -> _
     levels = numbers.levels
     for slot, index, action, bits in plan.actions:
         level = levels[index]
-        spent[slot] = spent[slot] + bits / level.access_bits * level.actions_pj[action]
+        spent[slot] = spent[slot] + bits / level.energy_access_bits * level.actions_pj[action]
     energy = dict(zip(plan.energy_keys, spent, strict=True))
     traffic = _fit(binding, numbers, plan, n, energy, reasons)
     moved = plan.moved if traffic is plan.traffic else {lv: sum(per.values()) for lv, per in traffic.items()}
@@ -353,7 +357,7 @@ def _spill(binding: Binding, numbers: ArchNumbers, plan: GroupPlan, index: int, 
                                   (index, "write", -(served_written + filled_read))):
             if elems:
                 level = levels[at]
-                spent = fraction * elems * word * 8 / level.access_bits * level.actions_pj[action]
+                spent = fraction * elems * word * 8 / level.energy_access_bits * level.actions_pj[action]
                 energy[level.name, action] = energy.get((level.name, action), 0) + _where(spill, spent, 0.0)
 
 

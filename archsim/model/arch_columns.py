@@ -7,7 +7,10 @@ point shares (numpy broadcasts it).
 value as `archsim.arch.load` checks the field (a SpecError naming the field and the point); a memory with
 `per_pe_of` takes its unit's lanes as its instances unless its instances are among the fields; `stacked(archs)` reads
 architectures of one structure into columns. A unit's composite energy (exp priced as MACs) follows its parts as in
-`Architecture.with_changes`; a memory's energy table with composites is not varied (SpecError).
+`Architecture.with_changes`; a memory's energy table with composites is not varied (SpecError). A memory's prices
+stay quoted at their width and clock unless a column restates them, as `with_changes` keeps them
+(`archsim.arch.quoted`): a restated read or write is quoted at the point's `access_bits` (the other carried there at
+its energy per bit), a restated leak at the point's `clock_hz`.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from archsim.arch.load import MAX_VALUE
+from archsim.arch.quoted import rescaled, restated
 from archsim.arch.spec import Architecture
 from archsim.errors import SpecError, kind_of
 from archsim.model.analytical import ArchNumbers, LevelNumbers, UnitNumbers, value_at
@@ -39,6 +43,8 @@ class LevelColumns:
     bandwidth_bytes_per_s: Column  # 0 = no limit
     access_bits: Column
     actions_pj: dict[str, Column]
+    energy_access_bits: Column  # the width read and write are quoted at
+    leak_clock_hz: Column  # the clock leak is quoted at
     instances: Column
     area_um2: Column
     area_capacity_bytes: Column  # nan = area fixed
@@ -90,8 +96,9 @@ class Columns:
         """Every point's numbers at once, as `analytical.totals` prices columns: each field a column, or the one
         value the points share; a level's capacity inf and its bandwidth 0 where unbounded (the name is the first
         point's: a batch reads each point's from `names`)."""
-        levels = tuple(LevelNumbers(m.name, m.capacity_bytes, m.bandwidth_bytes_per_s, m.access_bits,
-                                    m.actions_pj, m.actions_pj.get("leak", 0.0) * m.instances) for m in self.levels)
+        levels = tuple(LevelNumbers(m.name, m.capacity_bytes, m.bandwidth_bytes_per_s, m.energy_access_bits,
+                                    m.actions_pj, m.actions_pj.get("leak", 0.0) * m.instances, m.leak_clock_hz)
+                       for m in self.levels)
         units = {u.name: UnitNumbers(u.name, tuple(u.shape), self.lanes(u.name), u.op_cycles, u.op_pj)
                  for u in self.units.values()}
         return ArchNumbers(self.names[0], self.clock_hz, self.area, levels, units)
@@ -104,8 +111,8 @@ class Columns:
             actions = {a: float(value_at(e, i)) for a, e in m.actions_pj.items()}
             levels.append(LevelNumbers(
                 m.name, room if math.isinf(room) else int(room),
-                bandwidth or None, int(value_at(m.access_bits, i)), actions,
-                actions.get("leak", 0.0) * int(value_at(m.instances, i))))
+                bandwidth or None, int(value_at(m.energy_access_bits, i)), actions,
+                actions.get("leak", 0.0) * int(value_at(m.instances, i)), float(value_at(m.leak_clock_hz, i))))
         units = {}
         for u in self.units.values():
             shape = tuple(int(value_at(s, i)) for s in u.shape)
@@ -124,7 +131,8 @@ def columns_of(arch: Architecture, n: int) -> Columns:
 
     levels = [LevelColumns(m.name, one(m.capacity_bytes, math.inf), one(m.bandwidth_bytes_per_s),
                             one(m.access_bits), {a: one(e) for a, e in m.energy.actions_pj.items()},
-                            one(m.instances), one(m.area_um2), one(m.area_capacity_bytes, math.nan), m.per_pe_of)
+                            one(m.energy_access_bits), one(m.leak_clock_hz), one(m.instances), one(m.area_um2),
+                            one(m.area_capacity_bytes, math.nan), m.per_pe_of)
               for m in arch.memories]
     units = {u.name: UnitColumns(u.name, [float(s) for s in u.shape],
                                   {op: one(c) for op, c in u.op_cycles.items()},
@@ -163,7 +171,8 @@ def with_numbers(arch: Architecture, numbers: Mapping[str, np.ndarray | Sequence
         else:
             raise SpecError(source, path, f"not a field the batch path varies in {arch.name} (expected clock_hz, "
                                           "memories.LEVEL.capacity_bytes | bandwidth_bytes_per_s | access_bits | "
-                                          "instances | area_um2 | area_capacity_bytes | energy.actions_pj.ACTION, "
+                                          "instances | area_um2 | area_capacity_bytes | energy_access_bits | "
+                                          "leak_clock_hz | energy.actions_pj.ACTION, "
                                           "units.UNIT.shape | area_um2 | op_cycles.OP | energy.actions_pj.OP; "
                                           f"levels: {', '.join(levels)}; units: {', '.join(cols.units)})")
     for name, changed in changed_parts.items():
@@ -175,6 +184,12 @@ def with_numbers(arch: Architecture, numbers: Mapping[str, np.ndarray | Sequence
                     total = total + count * unit.op_pj[part]
                 unit.op_pj[op] = total
     for m in cols.levels:
+        width, leak = restated(arrays, m.name)
+        if width:  # quoted at each point's width, the other of read and write carried there
+            m.actions_pj = rescaled(m.actions_pj, m.access_bits / m.energy_access_bits, width)
+            m.energy_access_bits = m.access_bits
+        if leak:
+            m.leak_clock_hz = cols.clock_hz
         if m.per_pe_of is not None and f"memories.{m.name}.instances" not in arrays:
             m.instances = cols.lanes(m.per_pe_of)  # one per PE, following a changed shape
         fixed = ~np.isnan(m.area_capacity_bytes)
@@ -190,8 +205,10 @@ def _set_level(level: LevelColumns, rest: list[str], values: np.ndarray, source:
             level.capacity_bytes = _checked(values, source, where, positive=True, integer=True)
         case ["bandwidth_bytes_per_s"]:
             level.bandwidth_bytes_per_s = _checked(values, source, where, positive=True, integer=False)
-        case ["access_bits"] | ["instances"] | ["area_capacity_bytes"]:
+        case ["access_bits"] | ["instances"] | ["area_capacity_bytes"] | ["energy_access_bits"]:
             setattr(level, rest[0], _checked(values, source, where, positive=True, integer=True))
+        case ["leak_clock_hz"]:
+            level.leak_clock_hz = _checked(values, source, where, positive=True, integer=False)
         case ["area_um2"]:
             level.area_um2 = _checked(values, source, where, positive=False, integer=False)
         case ["energy", "actions_pj", action] if action in level.actions_pj:
@@ -199,7 +216,8 @@ def _set_level(level: LevelColumns, rest: list[str], values: np.ndarray, source:
         case _:
             raise SpecError(source, where, f"not a field of memory {level.name} the batch path varies (expected "
                                            "capacity_bytes, bandwidth_bytes_per_s, access_bits, instances, "
-                                           "area_um2, area_capacity_bytes or energy.actions_pj.ACTION; actions: "
+                                           "area_um2, area_capacity_bytes, energy_access_bits, leak_clock_hz or "
+                                           "energy.actions_pj.ACTION; actions: "
                                            f"{', '.join(level.actions_pj)})")
 
 
@@ -265,6 +283,7 @@ def stacked(archs: list[Architecture]) -> Columns:
             m.name, col([x.capacity_bytes for x in each], math.inf), col([x.bandwidth_bytes_per_s for x in each]),
             col([x.access_bits for x in each]),
             {action: col([x.energy.actions_pj[action] for x in each]) for action in m.energy.actions_pj},
+            col([x.energy_access_bits for x in each]), col([x.leak_clock_hz for x in each]),
             col([x.instances for x in each]), col([x.area_um2 for x in each]),
             col([x.area_capacity_bytes for x in each], math.nan), m.per_pe_of))
     units = {}

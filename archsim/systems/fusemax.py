@@ -132,7 +132,7 @@ def as_the_artifact_computed(defect: str, config: str, point: Point, result: Res
         buffer = point.arch.memory("GlobalBuffer")
         energy[("GlobalBuffer", "read")] = (energy.get(("GlobalBuffer", "read"), 0.0)
                                             + overflow_reads(point, row_tiled_sn=config == "flat")
-                                            * point.binding.word_bytes * 8 / buffer.access_bits
+                                            * point.binding.word_bytes * 8 / buffer.energy_access_bits
                                             * buffer.energy.actions_pj["read"])
     else:
         raise ValueError(f"unknown artifact defect '{defect}' (known: timeloop-uint64-overflow, cascade-exp-key)")

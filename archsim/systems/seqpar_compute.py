@@ -354,11 +354,11 @@ class ArrayCompute(HeldTensors):
 
     @property
     def idle_w(self) -> float:
-        """The array's power while it runs no block (waiting on a link): its memories' leakage, as the analytical
-        model charges it per cycle (`archsim.model.analytical`: leak per instance x instances x cycles, at the
-        architecture's clock); the compute units' leakage is not modelled there, so not here either."""
+        """The array's power while it runs no block (waiting on a link): its memories' leakage power, as the
+        analytical model charges it (`archsim.model.analytical`: leak per instance x instances x the clock it is
+        quoted at); the compute units' leakage is not modelled there, so not here either."""
         numbers = numbers_of(self.array.arch)
-        return sum(level.leak_pj_per_cycle for level in numbers.levels) * numbers.clock_hz / PJ_PER_J
+        return sum(level.leak_pj_per_cycle * level.leak_clock_hz for level in numbers.levels) / PJ_PER_J
 
     def _block(self, q_tokens: int, k_tokens: int, causal: bool, heads: int | None,
                kv_heads: int | None) -> tuple[Result, ...]:
