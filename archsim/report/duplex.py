@@ -89,8 +89,8 @@ def opb_figure(ops: pd.DataFrame, ridges: pd.DataFrame) -> Figure:
     names = list(dict.fromkeys(ops["op"]))
     fig = new_figure(11.0, 5.2)
     figure_title(fig, f"Op/B of every op of a {OPB_MODEL} decode step (one decoder layer, context {OPB_CONTEXT}) "
-                      "against each unit's ridge point (peak FLOP/s / bandwidth): below a ridge the unit is "
-                      "memory-bound")
+                      "against each unit's ridge point at its peaks (peak FLOP/s / peak bandwidth, the placement's "
+                      "convention): below a ridge the unit is memory-bound")
     ax = fig.add_axes((0.08, 0.16, 0.68, 0.68))
     for i, (batch, mine) in enumerate(ops.groupby("batch")):
         xs = [names.index(n) + (i - 1) * 0.15 for n in mine["op"]]
@@ -187,9 +187,12 @@ def _write_page(out_dir: Path, records: list[dict], summary: dict, qps: list[dic
                      f"FLOPs over the bytes each op must move (its cascade's analysis), one decoder layer, context "
                      f"{OPB_CONTEXT}, at batches {', '.join(map(str, OPB_BATCHES))}. The MoE's Op/B is about the "
                      "tokens per expert (batch x top-k / experts), decode attention's about deg_grp (4 for Mixtral), "
-                     "the projections' about the batch. Ridge points (<a href='ridges.csv'>ridges.csv</a>): an op "
-                     "below a unit's ridge is memory-bound there; the placement sends decode attention and low-Op/B "
-                     "MoE to the Logic-PIM."),
+                     "the projections' about the batch. Ridge points (<a href='ridges.csv'>ridges.csv</a>), at each "
+                     "unit's peaks, the convention of the placement's crossover: an op below a unit's ridge is "
+                     "memory-bound there; the placement sends decode attention and low-Op/B MoE to the Logic-PIM. "
+                     "A unit whose model streams below its peak bandwidth (the Logic-PIM: its peak less refresh) "
+                     "has its ridge at that rate beside it (streaming_ridge_op_per_byte): an op between the two is "
+                     "memory-bound in the model, though above the line."),
         section_html("qps", "Latency against offered load",
                      "Poisson arrivals at each rate, the same requests for both systems. A rate is saturated when the "
                      f"p{duplex_reproduce.SATURATION_PERCENTILE} time to the first token exceeds "

@@ -298,20 +298,25 @@ def pareto_rows(df: pd.DataFrame, objectives: Sequence[str]) -> pd.DataFrame:
 
 def sensitivity_rows(df: pd.DataFrame, objectives: Sequence[str],
                      spec_axes: dict[str, list[Any]] | None = None) -> pd.DataFrame:
-    """Per axis, per value of it, per objective: median and best over the feasible points with that value
-    (every other axis free), and how many points that is. Values with no feasible point have NaN stats."""
+    """Per axis, per value of it, per objective: median and best over the feasible points with that value that
+    meet the constraints (every other axis free), as the front and the heat map take them, how many points that
+    is, and how many feasible ones there break a constraint. Values with no such point have NaN stats."""
     df = swept_points(df)
     feasible = df[df.feasible.astype(bool)]
+    ok = feasible.constraint_ok.astype(bool)
     rows = []
     for path in axis_columns(df):
         column = feasible[path].map(_hashable)
         for value in axis_values(df, path, spec_axes):
-            mine = feasible[column == value]
+            mine = feasible[(column == value) & ok]
+            breaking = int(((column == value) & ~ok).sum())
             for objective in objectives:
                 rows.append({"axis": path, "value": value, "value_label": value_label(path, value),
                              "objective": objective, "median": mine[objective].median(),
-                             "best": best_of(mine[objective], objective), "points": len(mine)})
-    table = pd.DataFrame(rows, columns=["axis", "value", "value_label", "objective", "median", "best", "points"])
+                             "best": best_of(mine[objective], objective), "points": len(mine),
+                             "points_breaking_constraints": breaking})
+    table = pd.DataFrame(rows, columns=["axis", "value", "value_label", "objective", "median", "best", "points",
+                                        "points_breaking_constraints"])
     # each axis's values as `axis_values` gives them: one float axis would make the column float (64 as 64.0)
     return table.assign(value=pd.Series([row["value"] for row in rows], index=table.index, dtype=object))
 

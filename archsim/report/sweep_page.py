@@ -77,7 +77,8 @@ def _write(df: pd.DataFrame, out_dir: Path, title: str, objectives: Sequence[str
                        "counted, not drawn."),
         section_html("sensitivity", "Sensitivity",
                      "Per axis value, the median and the best (the min; the max of a throughput) of each objective "
-                     "over the feasible points with that value, every other axis free."),
+                     "over the feasible points with that value that meet the constraints, every other axis free "
+                     "(those that break one are counted in sensitivity.csv, not ranked)."),
     ]
     sizes = sweep.workload_axes(df)
     if "target" in df and df.target.nunique() > 1 and sizes:

@@ -314,13 +314,17 @@ def opb_rows(model: str = OPB_MODEL, context: int = OPB_CONTEXT, batches: tuple[
 
 def ridge_rows(units: tuple[tuple[str, str, str], ...] = RIDGE_UNITS) -> list[dict]:
     """Each (system, device, label) of `units`: the preset device's roofline peak FLOP/s, the bandwidth its
-    operands come at, and their ratio, the ridge point (module docstring)."""
+    operands come at, and their ratio, the ridge point (module docstring); beside it, for a device whose model
+    streams below that peak (a Logic-PIM: its peak less refresh), the ridge at the rate it streams at (else the
+    same), so an op between the two is memory-bound in the model though above the peaks' ridge."""
     rows = []
     for system, name, label in units:
         device = device_models(load_system(system))[name]
         peak, bandwidth = device.peak_flops_per_s, device.operand_bytes_per_s
+        streaming = getattr(device, "streaming_bytes_per_s", bandwidth)
         rows.append({"unit": label, "system": system, "device": name, "peak_flops_per_s": peak,
-                     "bytes_per_s": bandwidth, "ridge_op_per_byte": peak / bandwidth})
+                     "bytes_per_s": bandwidth, "ridge_op_per_byte": peak / bandwidth,
+                     "streaming_ridge_op_per_byte": peak / streaming})
     return rows
 
 
