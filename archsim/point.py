@@ -58,6 +58,7 @@ from archsim.cascade.bind import (
     binds_ffn_words,
     cascade_sizes,
     fixed_tiles,
+    how_to_set,
     model_sizes,
     nearest_divisors,
     params_masked_by,
@@ -195,9 +196,10 @@ def refuse_partial_model(cascade: Cascade, workload: Workload | None, sets: Mapp
     missing = sizes_unset(cascade, sets, spec)
     if given and missing:
         defaults = f"{defaults_shown(cascade, missing)} would be its test default{'s' if len(missing) > 1 else ''}"
+        workload = ", or give a workload" if all(name in PARAMS for name in missing) else ""  # it gives only those
         raise SpecError(sets_source, missing[0], f"missing: {', '.join(given)} set without a workload, so every size "
                                                  f"cascade {cascade.name} binds must be set ({defaults}); set "
-                                                 f"{how_to_set(cascade, missing)}")
+                                                 f"{how_to_set(cascade, missing)}{workload}")
 
 
 def sizes_unset(cascade: Cascade, given: Iterable[str], spec: Mapping | None) -> list[str]:
@@ -214,15 +216,6 @@ def sizes_unset(cascade: Cascade, given: Iterable[str], spec: Mapping | None) ->
 def defaults_shown(cascade: Cascade, names: list[str]) -> str:
     """`depth 64, word_bytes 2`: the sizes `names` (`sizes_unset`), each at the cascade's test default."""
     return ", ".join(f"{name} {cascade.params[name]:g}" if name in cascade.params else name for name in names)
-
-
-def how_to_set(cascade: Cascade, names: list[str]) -> str:
-    """How to give the sizes `names` (`sizes_unset`): each by name, a parameter other than a model size also by the
-    ranks it sizes, and a workload where every one is a model size (a workload gives only those)."""
-    ranks = [rank for name in names if name not in PARAMS for rank in ranks_sized_by(cascade, name)]
-    by_rank = f" (or the rank{'s they size' if len(ranks) > 1 else ' it sizes'}: {', '.join(ranks)})" if ranks else ""
-    workload = ", or give a workload" if all(name in PARAMS for name in names) else ""
-    return f"{', '.join(f'{name}=N' for name in names)}{by_rank}{workload}"
 
 
 def _shown_tiles(binding: Binding, spec: Mapping) -> Binding:

@@ -159,7 +159,7 @@ def test_no_model_size_keeps_the_test_sizes(cli) -> None:
     assert (binding.rank_sizes["B"], binding.rank_sizes["H"], binding.rank_sizes["P"], binding.rank_sizes["E"],
             binding.rank_sizes["M1"]) == (2, 2, 16, 8, 2)
     out = cli("run", "--mapping", "fusemax", expect=2).output
-    assert "--set batch=N --set heads=N --set seq_len=N --set head_dim=N --set word_bytes=N" in out
+    assert "--set each size it binds still unset: batch=N, heads=N, seq_len=N, head_dim=N, word_bytes=N (M0=256" in out
 
 
 # ---------------------------------------------------------------- 4. errors from Python-built mappings

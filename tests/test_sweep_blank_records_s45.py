@@ -124,4 +124,4 @@ DGX = load_topology("dgx-a100")
 ])
 def test_an_accepted_point_names_its_link_as_before(scheme, devices, tp, link):
     spec = ParallelSpec(scheme, devices, library.load_workload_spec("llama3-8b"), 65536, DGX.gpu, DGX, tp=tp)
-    assert seqpar._link_name(spec) == link
+    assert seqpar.scheme_link_name(spec) == link

@@ -70,7 +70,7 @@ def test_a_sweep_without_a_workload_does_not_run_on_the_test_sizes(cli, tmp_path
     db = tmp_path / "x.sqlite"
     text = _one_line(cli("sweep", str(path), "--db", str(db), expect=2))
     assert text.startswith(f"error: {path}: workload: missing: ")
-    assert "test sizes" in text and "sets: {batch: N, heads: N, seq_len: N, head_dim: N, word_bytes: N}" in text
+    assert "test sizes" in text and "sets or axes: batch=N, heads=N, seq_len=N, head_dim=N, word_bytes=N" in text
     assert not db.exists()
 
 

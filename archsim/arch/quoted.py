@@ -10,11 +10,12 @@ whatever the clock.
 
 The one rule of a change (a `base:` file's own keys, `Architecture.with_changes`, a sweep's `arch.` axes and the
 batch path's columns, `archsim.model.arch_columns`): the base's prices stay quoted where they were (so a width or a
-clock changed alone keeps the energy per bit and the leak power), except prices the change restates without saying
-where it quotes them, which are taken as given at the memory's `access_bits` and the architecture's `clock_hz`. Read
-and write share one width: where a change restates one of them, the other is carried to that width at its energy
-per bit (`rescaled`), so it keeps its meaning. The area a memory quotes at a capacity (`area_capacity_bytes`) is
-the same kind of field, kept by a change the same way.
+clock changed alone keeps the energy per bit and the leak power), except prices the change restates: those are taken
+as given at the width and clock it gives (`energy_access_bits`, `leak_clock_hz`), or, where it gives none, at the
+memory's `access_bits` and the architecture's `clock_hz`. Read and write share one width: where a change restates
+one of them, the other is carried to that width at its energy per bit (`rescaled`), so it keeps its meaning; a width
+given with neither restated quotes the base's read and write there as they are. The area a memory quotes at a
+capacity (`area_capacity_bytes`) is the same kind of field, kept by a change the same way.
 """
 
 from __future__ import annotations
@@ -39,15 +40,14 @@ def leaves(prefix: str, value: Any) -> Iterator[tuple[str, Any]]:
 
 
 def restated(changed: Collection[str], memory: str) -> tuple[set[str], bool]:
-    """What of `memory`'s prices the change setting the leaf paths `changed` restates without saying where it quotes
-    them: the width actions it restates (none where it gives `energy_access_bits`), and whether it restates the
-    leak (not where it gives `leak_clock_hz`)."""
+    """What of `memory`'s prices the change setting the leaf paths `changed` restates: the width actions it restates
+    (quoted at the width it gives, `energy_access_bits`, else at the memory's `access_bits`), and whether it
+    restates the leak without saying where it quotes it (not where it gives `leak_clock_hz`)."""
     at = f"memories.{memory}."
     actions = {path.split(".")[4] for path in changed
                if path.startswith(f"{at}energy.actions_pj.") and len(path.split(".")) > 4}
-    width = set() if f"{at}energy_access_bits" in changed else actions & set(WIDTH_ACTIONS)
     leak = f"{at}leak_clock_hz" not in changed and bool(actions & set(CLOCK_ACTIONS))
-    return width, leak
+    return actions & set(WIDTH_ACTIONS), leak
 
 
 def rescaled(actions_pj: Mapping[str, Any], factor: Any, restated_actions: Collection[str]) -> dict[str, Any]:
@@ -61,24 +61,26 @@ def rescaled(actions_pj: Mapping[str, Any], factor: Any, restated_actions: Colle
 def settled(base: Mapping[str, Any], changed: Mapping[str, Any]) -> dict[str, Any]:
     """A valid architecture's YAML form `base` made ready for a change that sets the leaf paths of `changed` (path
     -> value, the module docstring's rule): each memory's `energy_access_bits` and `leak_clock_hz` written in, as
-    quoted in `base`, but where the change restates prices without them: its restated width actions are quoted at
-    its width (the other of read and write carried there, `rescaled`), its restated leak at its clock (the key left
-    out, for the loader's default). A value the change gives that is no number is left for the loader to refuse."""
+    quoted in `base`, but where the change restates prices: its restated width actions are quoted at the width it
+    gives, else at its `access_bits` (the key left out, for the loader's default), the other of read and write
+    carried there (`rescaled`); its restated leak, where it gives no clock, at its clock (the key left out). A value
+    the change gives that is no number is left for the loader to refuse."""
     data = copy.deepcopy(dict(base))
     clock_hz = data.get("clock_hz")
     for name, level in data.get("memories", {}).items():
         if not isinstance(level, dict):
             continue
         width, leak = restated(changed, name)
-        if width:  # quoted at the width the memory has after the change (the loader's default)
-            quoted = level.pop("energy_access_bits", level.get("access_bits"))
-            new = changed.get(f"memories.{name}.access_bits", level.get("access_bits"))
+        at = f"memories.{name}."
+        quoted = level.setdefault("energy_access_bits", level.get("access_bits"))  # kept, unless the change gives it
+        if width:  # quoted at the width the change gives, else the memory's after it (the loader's default)
+            if f"{at}energy_access_bits" not in changed:
+                del level["energy_access_bits"]
+            new = changed.get(f"{at}energy_access_bits", changed.get(f"{at}access_bits", level.get("access_bits")))
             table = level.get("energy")
             if _number(new) and _number(quoted) and isinstance(table, dict) and isinstance(
                     table.get("actions_pj"), dict):
                 table["actions_pj"] = rescaled(table["actions_pj"], new / quoted, width)
-        else:  # kept, unless the change gives it
-            level.setdefault("energy_access_bits", level.get("access_bits"))
         if leak:
             level.pop("leak_clock_hz", None)
         else:

@@ -199,8 +199,9 @@ def bind(
 
     Only values and sizes are checked here. Whether the workload's attention, decoder block and FFN are the
     cascade's, whether a tiling or algorithm parameter (`tile_kv`) is left at its test default, and whether sets
-    without a workload give every model size, are checked by `archsim.point.bound` (the checks of `archsim run` and
-    `archsim analyze`): a user binding a cascade to a workload calls that, not this.
+    without a workload give every size the cascade binds (`point.sizes_unset`), are checked by `archsim.point.bound`
+    (the checks of `archsim run` and `archsim analyze`): a user binding a cascade to a workload calls that, not
+    this.
 
     `params` is a workload or a plain mapping, and may carry names the cascade does not use (a workload is generic),
     but no rank of the cascade (`_refuse_ranks`: a rank's size is an override, never a param quietly ignored).
@@ -558,6 +559,15 @@ def cascade_sizes(cascade: Cascade) -> tuple[str, ...]:
                  if name in models or ranks_sized_by(cascade, name))
 
 
+def how_to_set(cascade: Cascade, names: list[str]) -> str:
+    """How to give the sizes `names` the cascade binds (`cascade_sizes`) by name: `batch=N, tile_kv=N (or the rank
+    it sizes: M0)`, a parameter other than a model size also by the ranks it sizes (a set of each gives it,
+    `archsim.point.sizes_unset`). Where a workload would give them is the caller's to say."""
+    ranks = [rank for name in names if name not in PARAMS for rank in ranks_sized_by(cascade, name)]
+    by_rank = f" (or the rank{'s they size' if len(ranks) > 1 else ' it sizes'}: {', '.join(ranks)})" if ranks else ""
+    return f"{', '.join(f'{name}=N' for name in names)}{by_rank}"
+
+
 def _check_model_sizes(cascade: Cascade, workload: Workload, overrides: Mapping[str, float],
                        set_option: bool) -> None:
     """Every model size the cascade binds (`model_sizes`) is given; the error suggests `--set` only to a caller
@@ -587,10 +597,14 @@ def _defaults_hint(cascade: Cascade, ranks: list[str], values: Mapping[str, floa
         return f"; {shown} {'is' if len(used) == 1 else 'are'} {cascade.name}'s default: edit params.{used[0]}"
     if model and not workload_helps:
         return f"; {shown} {'is' if len(used) == 1 else 'are'} {cascade.name}'s small default (a test size)"
-    if model:  # the sizes of a model, which a workload gives, or --set all of them (`archsim.point.bound`)
-        sizes = " ".join(f"--set {name}=N" for name in model_sizes(cascade))
+    if model:  # the sizes of a model, which a workload gives, or --set every one it binds still unset, as
+        # `archsim.point.sizes_unset` asks (one whose every rank is given, by --set or a mapping's `set:`, is given)
+        models = model_sizes(cascade)
+        unset = [name for name in cascade_sizes(cascade) if origin.get(name) == cascade.source
+                 and (name in models or not all(rank in origin for rank in ranks_sized_by(cascade, name)))]
         return (f"; {shown} {'is' if len(used) == 1 else 'are'} {cascade.name}'s small default (a test size, "
-                f"used when no workload gives it): pass --workload W or every model size it binds ({sizes})")
+                f"used when no workload gives it): pass --workload W, or --set each size it binds still unset: "
+                f"{how_to_set(cascade, unset)}")
     return f"; {shown} {'is' if len(used) == 1 else 'are'} {cascade.name}'s default: pass --set {used[0]}=N"
 
 

@@ -743,7 +743,8 @@ def _bound_sizes(base: Base, sizes: dict[str, Any]) -> dict[str, Any]:
     `set:`, under `sizes`, the sweep's `sets` and the point's `workload.` values), so that a value equal to the one
     it overrides keys as the point without it; and the sizes given that the cascade does not read
     (`archsim.point.unread_sets`), which binding refuses only where they are given. Without a workload, `sizes` as
-    given (the sweep gives every model size then, `archsim.dse.spec._check_sizes_without_workload`)."""
+    given (the sweep gives every size the cascade binds then, `point.sizes_unset`:
+    `archsim.dse.spec._check_sizes_without_workload`)."""
     if base.workload is None:
         return sizes
     return {"sizes": {**base.workload.params, **base.mapping.sets, **sizes},

@@ -1,10 +1,11 @@
 """`SweepSpec`: a design-space sweep as a typed, validated spec.
 
 A sweep is one base point (mapping, optional cascade/arch, `sets`, and a workload unless `sets` and the axes give
-every model size) plus ordered axes. An axis path is `arch.<dotted path>` (an `Architecture.with_changes` path
-such as `arch.units.array2d.shape`) or `workload.<param>` (a size bound like a `sets` entry, e.g.
-`workload.seq_len`). Points are drawn from the axes by `grid` (cartesian product), `random` or `lhs` (Latin
-hypercube) sampling; `constraints` such as `area_um2 <= 4e8` and `objectives` name record metrics (see `METRICS`).
+every size the cascade binds, `point.sizes_unset`) plus ordered axes. An axis path is `arch.<dotted path>` (an
+`Architecture.with_changes` path such as `arch.units.array2d.shape`) or `workload.<param>` (a size bound like a
+`sets` entry, e.g. `workload.seq_len`). Points are drawn from the axes by `grid` (cartesian product), `random` or
+`lhs` (Latin hypercube) sampling; `constraints` such as `area_um2 <= 4e8` and `objectives` name record metrics (see
+`METRICS`).
 
 A *linked* axis (`linked.<name>`) sets several fields together: `{values: [...], set: {path: template}}`, each
 template a number, a size expression of `<name>` (`pe_dim * pe_dim`) or a list of those (`[pe_dim, pe_dim]`), so
@@ -74,7 +75,7 @@ from archsim.arch.gpu import GPU
 from archsim.arch.spec import Architecture
 from archsim.cascade import syntax as S
 from archsim.cascade.analysis import takes_exp
-from archsim.cascade.bind import cascade_sizes, eval_size, ranks_sized_by
+from archsim.cascade.bind import cascade_sizes, eval_size, how_to_set, ranks_sized_by
 from archsim.cascade.ir import Cascade
 from archsim.cascade.reference_check import CHECK_TOLERANCE, error_at_test_sizes
 from archsim.cascade.syntax import ParseError, parse_expr
@@ -854,16 +855,13 @@ def _check_sizes_without_workload(spec: SweepSpec, cascade: Cascade, mapping: Ma
     missing = sizes_unset(cascade, given, mapping)
     if not missing:
         return
-    sizes = sizes_unset(cascade, (), mapping)
     test_sizes = defaults_shown(cascade, missing)
-    set_all = "{" + ", ".join(f"{name}: N" for name in sizes) + "}"
     named = [where for name, where in given.items() if name in cascade_sizes(cascade)]
     what = (f"{', '.join(named)} set without a workload, so every size cascade {cascade.name} binds must be "
             f"set ({test_sizes} would be its test sizes)" if named else
             f"a sweep's sizes come from a workload, and cascade {cascade.name}'s own are test sizes ({test_sizes})")
     raise SpecError(spec.source, "workload", f"missing: {what}; name a workload (workload: bert-base), or give "
-                                             f"every size (sets: {set_all}, or axes; {', '.join(missing)} "
-                                             f"{'is' if len(missing) == 1 else 'are'} not given)")
+                                             f"each in sets or axes: {how_to_set(cascade, missing)}")
 
 
 def _check_rank_sizes(spec: SweepSpec, cascade: Cascade, workload: Workload | None) -> None:

@@ -9,8 +9,9 @@ value as `archsim.arch.load` checks the field (a SpecError naming the field and 
 architectures of one structure into columns. A unit's composite energy (exp priced as MACs) follows its parts as in
 `Architecture.with_changes`; a memory's energy table with composites is not varied (SpecError). A memory's prices
 stay quoted at their width and clock unless a column restates them, as `with_changes` keeps them
-(`archsim.arch.quoted`): a restated read or write is quoted at the point's `access_bits` (the other carried there at
-its energy per bit), a restated leak at the point's `clock_hz`.
+(`archsim.arch.quoted`): a restated read or write is quoted at the point's `energy_access_bits` where a column gives
+it, else at its `access_bits` (the other carried there at its energy per bit), a restated leak at the point's
+`clock_hz` unless a column gives `leak_clock_hz`.
 """
 
 from __future__ import annotations
@@ -185,9 +186,10 @@ def with_numbers(arch: Architecture, numbers: Mapping[str, np.ndarray | Sequence
                 unit.op_pj[op] = total
     for m in cols.levels:
         width, leak = restated(arrays, m.name)
-        if width:  # quoted at each point's width, the other of read and write carried there
-            m.actions_pj = rescaled(m.actions_pj, m.access_bits / m.energy_access_bits, width)
-            m.energy_access_bits = m.access_bits
+        if width:  # quoted at the width the columns give, else each point's, the other of read and write carried there
+            if f"memories.{m.name}.energy_access_bits" not in arrays:
+                m.energy_access_bits = m.access_bits
+            m.actions_pj = rescaled(m.actions_pj, m.energy_access_bits / arch.memory(m.name).energy_access_bits, width)
         if leak:
             m.leak_clock_hz = cols.clock_hz
         if m.per_pe_of is not None and f"memories.{m.name}.instances" not in arrays:

@@ -72,9 +72,9 @@ def floor_blocks(min_budget_tokens: int) -> int:
     return 2 * max(1, math.ceil(min_budget_tokens / FLEX_BLOCK))
 
 
-def check_density(density: float) -> None:
-    """Refuse a density outside (0, 1] (a share of the causal points), whatever the prompt."""
-    if not 0 < density <= 1:
+def check_density(density: object) -> None:
+    """Refuse a density outside (0, 1] (a share of the causal points), or no number, whatever the prompt."""
+    if isinstance(density, bool) or not isinstance(density, int | float) or not 0 < density <= 1:
         raise SpecError("<flexprefill>", "density", f"expected a fraction of the causal points in (0, 1], got "
                                                     f"{density!r}")
 

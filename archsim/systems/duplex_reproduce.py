@@ -80,6 +80,7 @@ from archsim.systems.duplex_figures import RATIO, REDUCTION, figures, matched, r
 from archsim.systems.duplex_figures import TOLERANCE as KIND_TOLERANCE
 from archsim.systems.gpu_device import ROOFLINE
 from archsim.systems.iteration import Batch
+from archsim.systems.logic_pim_device import LogicPimDevice
 from archsim.systems.models import system_model
 from archsim.systems.requests import Request, gaussian_requests, poisson_requests
 from archsim.systems.serving import ServingConfig, percentile, simulate_serving
@@ -321,7 +322,7 @@ def ridge_rows(units: tuple[tuple[str, str, str], ...] = RIDGE_UNITS) -> list[di
     for system, name, label in units:
         device = device_models(load_system(system))[name]
         peak, bandwidth = device.peak_flops_per_s, device.operand_bytes_per_s
-        streaming = getattr(device, "streaming_bytes_per_s", bandwidth)
+        streaming = device.streaming_bytes_per_s if isinstance(device, LogicPimDevice) else bandwidth
         rows.append({"unit": label, "system": system, "device": name, "peak_flops_per_s": peak,
                      "bytes_per_s": bandwidth, "ridge_op_per_byte": peak / bandwidth,
                      "streaming_ridge_op_per_byte": peak / streaming})

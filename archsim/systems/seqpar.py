@@ -89,6 +89,7 @@ from archsim.systems.seqpar_schemes import (
     distinct_blocks,
     group_members,
     kv_bytes,
+    scheme_link,
 )
 from archsim.systems.seqpar_spec import (
     HYBRID_SCHEMES,
@@ -179,7 +180,7 @@ class ParallelResult:
 
     def record(self) -> Record:
         s = self.spec
-        link = _link_name(s)
+        link = scheme_link_name(s)
         training = s.direction == "fwd+bwd"  # the training settings and the recomputed forward (null else)
         config = {"scheme": s.scheme, "devices": s.devices, "tp": s.tp, "ulysses": s.ulysses, "gpu": s.gpu.name,
                   "kernel": s.attention_kernel, "topology": s.topology.name, "link": link, "model": s.workload.name,
@@ -197,12 +198,13 @@ class ParallelResult:
                       busy_s=busy, config=config, extras=extras)
 
 
-def _link_name(spec: ParallelSpec) -> str:
-    """The link the sequence-parallel group talks over; for LASP-1's chain, whose hops each take their own link,
+def scheme_link_name(spec: ParallelSpec) -> str:
+    """The link the sequence-parallel group talks over, as its timing takes it (`seqpar_schemes.scheme_link`: a
+    collective scheme's NCCL channels, "ib-ndr-400g x 8"); for LASP-1's chain, whose hops each take their own link,
     the links and how many hops each ("nvlink3-a100 x 56, ib-hdr-200g x 7"); '' for a group the topology cannot
     hold or of more devices than a point may have (`seqpar_spec.max_devices`): the row of a refused point, whose
     reason names --devices, and whose group is not listed (16 million devices took 22 s); '' too on a topology of
-    one device and no link (`Topology.group_link`)."""
+    one device and no link."""
     if spec.devices > max_devices():
         return ""
     members = group_members(spec.devices, spec.tp)
@@ -212,7 +214,7 @@ def _link_name(spec: ParallelSpec) -> str:
     if spec.scheme == "lasp1" and spec.devices > 1:
         hops = Counter(link.name for link in spec.topology.chain_links(members))
         return ", ".join(f"{name} x {count}" for name, count in hops.items())
-    link = spec.topology.group_link(members)
+    link = scheme_link(spec)
     return "" if link is None else link.name
 
 

@@ -55,10 +55,10 @@ from archsim.systems.attribution import Reason
 from archsim.systems.chip import load_chip
 from archsim.systems.collectives import hierarchical_all_reduce_s
 from archsim.systems.links import load_link
-from archsim.systems.seqpar import ParallelResult, lm_head_s, parallel_time
+from archsim.systems.seqpar import ParallelResult, lm_head_s, parallel_time, scheme_link_name
 from archsim.systems.seqpar_compute import PRECISION, DeviceCompute
 from archsim.systems.seqpar_memory import POW2_UNIT_TOKENS, TABLE3_TPUS, training_memory, training_precision
-from archsim.systems.seqpar_schemes import kv_bytes
+from archsim.systems.seqpar_schemes import kv_bytes, scheme_link
 from archsim.systems.seqpar_spec import ParallelSpec
 from archsim.systems.topology import load_topology
 
@@ -141,9 +141,9 @@ GAPS = {  # why a target is missed: the strict xfails read these; the rows carry
     "lasp2-ahead": Reason(
         "at {paper_k}K LASP-2 takes {lasp2_ms:.2f} ms a layer against LASP-1's {lasp1_ms:.2f} ms: its state "
         "all-gather crosses the nodes on every GPU's NIC at once (NCCL's rings, one channel a GPU of a node: "
-        "{channels} x {nic_gb_s:.0f} GB/s), {lasp2_exposed_ms:.2f} ms exposed, where LASP-1's serial chain exposes "
-        "{lasp1_exposed_ms:.2f} ms of hops and waits {lasp1_wait_ms:.2f} ms on the earlier devices' products; for "
-        "LASP-1 to lead up to {paper_k}K, as the paper's plot has it, its LASP-2 step cost at least "
+        "{gather_link}, {gather_gb_s:.0f} GB/s), {lasp2_exposed_ms:.2f} ms exposed, where LASP-1's serial chain "
+        "exposes {lasp1_exposed_ms:.2f} ms of hops and waits {lasp1_wait_ms:.2f} ms on the earlier devices' "
+        "products; for LASP-1 to lead up to {paper_k}K, as the paper's plot has it, its LASP-2 step cost at least "
         "{deficit_ms:.2f} ms a layer more there than ours: a gather slower than the nodes' NICs together allow (the "
         "paper does not state its inter-node fabric, seqpar-sparse.md §2.6) or a cost of short steps the model does "
         "not have; not located"),
@@ -449,12 +449,13 @@ def lasp2_ahead_within(ahead: int | None) -> bool:
 
 
 def _ahead_numbers() -> dict:
-    """What the crossover's reason quotes: LASP-2 and LASP-1 at the paper's crossover length, and the nodes' NICs."""
+    """What the crossover's reason quotes: LASP-2 and LASP-1 at the paper's crossover length, and the link LASP-2's
+    gather is timed over (`seqpar_schemes.scheme_link`: NCCL's channels, one a GPU of a node)."""
     n, results = PAPER["lasp2_ahead_above"], _lasp_results()
-    topology = load_topology(LASP_TOPOLOGY)
     lasp1, lasp2 = results[("lasp1", n)], results[("lasp2", n)]
+    gather = scheme_link(lasp2.spec)
     return {"paper_k": n // 1024, "lasp1_ms": lasp1.time_s * 1e3, "lasp2_ms": lasp2.time_s * 1e3,
-            "channels": topology.span(0), "nic_gb_s": topology.levels[-1].link.bytes_per_s_per_direction / 1e9,
+            "gather_link": gather.name, "gather_gb_s": gather.bytes_per_s_per_direction / 1e9,
             "lasp2_exposed_ms": lasp2.exposed_comm_s * 1e3, "lasp1_exposed_ms": lasp1.exposed_comm_s * 1e3,
             "lasp1_wait_ms": lasp1.wait_s * 1e3, "deficit_ms": (lasp1.time_s - lasp2.time_s) * 1e3}
 
@@ -498,10 +499,9 @@ def _point(result: ParallelResult) -> dict:
     point says its checkpointing and the recomputed forward's share of its time (`recompute_s`; null for fwd)."""
     s = result.spec
     layers, training = int(s.workload.params["layers"]), s.direction == "fwd+bwd"
-    link = s.topology.group_link([i * s.tp for i in range(s.devices)])  # None: one device, no link ('', as seqpar's)
     return {"scheme": s.scheme, "devices": s.devices * s.tp, "tp": s.tp, "ulysses": s.ulysses,
             "topology": s.topology.name, "gpu": s.gpu.name, "kernel": s.kernel,
-            "link": "" if link is None else link.name,
+            "link": scheme_link_name(s),
             "model": s.workload.name, "seq_len": s.seq_len, "causal": s.causal, "direction": s.direction,
             "scope": s.scope, "time_s": result.time_s, "ideal_s": result.ideal_s, "efficiency": result.efficiency,
             "exposed_comm_s": result.exposed_comm_s, "wait_s": result.wait_s,

@@ -124,6 +124,9 @@ ACCUMULATOR_BYTES = 4  # fp32 dK/dV accumulators and linear-attention states
 
 Call = tuple[int, int, bool]  # one softmax-attention kernel call: (query tokens, key tokens, causal)
 Block = tuple[int, int, bool, int, int]  # a call of some heads: (query tokens, key tokens, causal, heads, KV heads)
+# the schemes whose sequence-parallel group talks in ring collectives (all-gather, reduce-scatter): NCCL's channels
+# (`Topology.collective_link`); lasp2h's linear layers are lasp2's and its softmax layers allgather's
+COLLECTIVE_SCHEMES = frozenset({"megatron-sp", "allgather", "lasp2", "lasp2h"})
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,19 @@ class Timing:
 def group_members(count: int, stride: int) -> list[int]:
     """The ranks of a group of `count` devices `stride` apart (one per tensor-parallel group or node)."""
     return [i * stride for i in range(count)]
+
+
+def scheme_link(spec: ParallelSpec) -> Link | None:
+    """The link `spec`'s sequence-parallel group (its P ranks, `tp` apart) communicates over, as its timing takes it
+    and its row names it: a ring collective's over NCCL's channels for `COLLECTIVE_SCHEMES`
+    (`Topology.collective_link`: "ib-ndr-400g x 8" for 16 H100s over two nodes), else the group's slowest hop
+    (`Topology.group_link`: a ring's K/V hop; the link Ulysses' and usp's all-to-alls, LASP-1's chain and
+    DistAttention's exchanges, each timed level by level or hop by hop, are named by). None: a topology of one
+    device and no link."""
+    members = group_members(spec.devices, spec.tp)
+    if spec.scheme in COLLECTIVE_SCHEMES:
+        return spec.topology.collective_link(members)
+    return spec.topology.group_link(members)
 
 
 def kv_bytes(tokens: int, compute: Compute) -> float:
@@ -292,7 +308,7 @@ def _ring(spec: ParallelSpec, compute: Compute, layout: str, p: int, link: Link 
 
 def _ring_scheme(spec: ParallelSpec, compute: Compute) -> Timing:
     p = spec.devices
-    return _ring(spec, compute, spec.scheme, p, spec.topology.group_link(group_members(p, spec.tp)), spec.seq_len // p)
+    return _ring(spec, compute, spec.scheme, p, scheme_link(spec), spec.seq_len // p)
 
 
 # --- each device's blocks -----------------------------------------------------------------------------------------
@@ -435,8 +451,8 @@ def _head_parallel_comm_s(spec: ParallelSpec, compute: Compute, tokens: int) -> 
     ranks over two nodes cross them on all 8 NICs at once). A level of one device takes no step (0 on one device, as
     the collectives are)."""
     hidden = compute.hidden_bytes(tokens, int(spec.workload.params["hidden"]))
-    levels = [(spec.topology.collective_link(group_members(count, stride)), count)
-              for count, stride in ((spec.tp, 1), (spec.devices, spec.tp)) if count > 1]
+    levels = [(spec.topology.collective_link(group_members(spec.tp, 1)), spec.tp)] if spec.tp > 1 else []
+    levels += [(scheme_link(spec), spec.devices)] if spec.devices > 1 else []  # megatron-sp's P ranks
     return collectives.hierarchical_all_reduce_s(hidden, levels, algorithm="ring") if levels else 0.0
 
 
@@ -453,7 +469,6 @@ def _megatron_sp(spec: ParallelSpec, compute: Compute) -> Timing:
 
 def _allgather(spec: ParallelSpec, compute: Compute) -> Timing:
     p, n = spec.devices, spec.seq_len
-    members = group_members(p, spec.tp)
     if spec.causal and p > 1:  # chunk by chunk (`device_blocks`' chunks, each chunk's two calls added first)
         busiest = max(sum(sum(compute.attention_s(*call) for call in chunk) for chunk in chunks)
                       for chunks in _allgather_chunks(p, n, compute.heads, compute.kv_heads))
@@ -462,7 +477,7 @@ def _allgather(spec: ParallelSpec, compute: Compute) -> Timing:
     if p == 1:  # nothing to gather: the one call of the one-device run
         return Timing(busiest, busiest, 0.0)
     gathered = kv_bytes(n, compute)
-    link = spec.topology.collective_link(members)
+    link = scheme_link(spec)
     comm = collectives.all_gather_s(gathered, p, link)
     if spec.direction == "fwd+bwd":
         comm += collectives.reduce_scatter_s(gathered * ACCUMULATOR_BYTES / WORD_BYTES, p, link)
@@ -510,7 +525,7 @@ def _lasp(spec: ParallelSpec, compute: DeviceCompute) -> Timing:
     # LASP-2 (its Algorithm 1): the chunk's state first, then its all-gather beside the intra-chunk attention (one
     # GPU: the state GEMM and the intra-chunk work take turns, the transfer overlaps the latter), then the prefix
     # sum and Q times it; a backward all-gathers dM beside the backward's own intra-chunk work
-    gather = collectives.all_gather_s(p * state, p, spec.topology.collective_link(members))
+    gather = collectives.all_gather_s(p * state, p, scheme_link(spec))
     local_fwd = replace(compute, direction="fwd").linear_chunk_s(c)
     overlapped = max(local_fwd, gather)
     if spec.direction == "fwd+bwd":
@@ -540,14 +555,13 @@ def decode(spec: ParallelSpec, compute: DeviceCompute) -> Timing:
     """One decode step over a context of `seq_len` cached tokens (module docstring, "decode")."""
     p, n = spec.devices, spec.seq_len
     members = group_members(p, spec.tp)
-    link = spec.topology.group_link(members)
     if spec.scheme == "megatron-sp":  # head-parallel: every device reads all tokens of its heads
         attn = compute.decode_s(n, compute.heads // p, kv_heads_per_device(compute.kv_heads, p))
         comm = _head_parallel_comm_s(spec, compute, 1)  # the new token of each sequence
         return Timing(attn + comm, attn, comm)
     block = compute.decode_s(n // p)
     if spec.scheme == "ring":
-        hop = collectives.send_recv_s(kv_bytes(n // p, compute), link) if p > 1 else 0.0
+        hop = collectives.send_recv_s(kv_bytes(n // p, compute), scheme_link(spec)) if p > 1 else 0.0
         return Timing(ring_schedule_s(RingWork(p, block, block, block), hop), p * block, (p - 1) * hop)
     query, partial = distattention_messages(compute, n, p)
     send = (_owner_exchange_s(spec.topology, members, query, collectives.scatter_s)
