@@ -52,6 +52,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
@@ -100,7 +101,9 @@ MAKESPAN_MEMO_CTAS = 4096
 # Schedules of grids of unequal CTAs remembered by what they read (`schedule_s`): a serving run's decode calls repeat
 # their grids (each request's key blocks) while their lengths move within a block
 WALKED_MEMO_LAUNCHES = 4096
-_WALKED: dict[tuple, float] = {}  # `_walked_key` -> the schedule
+# `_walked_key` -> the schedule; ordered, so evicting the oldest (`memo.trim`) is one step, where a dict's first
+# entry is found past every slot deleted before it
+_WALKED: OrderedDict[tuple, float] = OrderedDict()
 # Most CTAs of one grid of unequal CTAs (a causal one, or a varlen call's prompts of several lengths) that `schedule_s`
 # times one by one, a float64 duration each (8 bytes, and as many again in the float64 temporaries that sum and schedule
 # them: about 16 bytes and 80 ns a CTA, 2.2 GB and 10 s at 2^27, FA2's causal forward on an H100). Within

@@ -394,10 +394,15 @@ def _split_counts(key_blocks: np.ndarray, heads: int, splits: np.ndarray | int, 
     `per_split` blocks, so its split s walks clamp(key_blocks[b] - s x per_split, 0, per_split); a CTA past its
     sequence's end walks none (it exits at once). Read-only."""
     blocks = np.asarray(key_blocks)
+    if np.ndim(splits) == 0:  # as many splits for every sequence: each keeps all of them
+        walked = np.clip(blocks[:, None] - per_split * np.arange(int(splits)), 0, per_split)
+        counts = np.tile(walked.ravel(), heads) if heads_outer else np.repeat(walked, heads, axis=0).ravel()
+        counts.flags.writeable = False
+        return counts
     splits = np.broadcast_to(splits, blocks.shape)
     cut = np.arange(int(splits.max()))
     walked = np.clip(blocks[:, None] - per_split * cut, 0, per_split)
-    kept = cut < splits[:, None]  # a sequence's own splits (all of them where every sequence has as many)
+    kept = cut < splits[:, None]  # a sequence's own splits
     if heads_outer:  # a head's CTAs of every sequence, then the next head's
         counts = np.tile(walked[kept], heads)
     else:  # a sequence's CTAs of every head, then the next sequence's
@@ -455,7 +460,8 @@ def split_decode_launches(case: AttentionCase, gpu: GPU, block_m: int, block_n: 
     tile = _masked_tile(lambda dim: fwd_tile(block_m, block_n, dim, warps, warpgroup(mma, gpu), e, True, mask_all,
                                              False, False), d, width)
     blocks = ceil_div(np.array(seqlens or (case.seqlen,), dtype=np.int64), block_n)
-    splits, per_split, heads_outer = splits_of(heads * row_blocks, np.broadcast_to(blocks, case.batch))
+    every = blocks if len(blocks) == case.batch else np.broadcast_to(blocks, case.batch)  # each sequence's
+    splits, per_split, heads_outer = splits_of(heads * row_blocks, every)
     if (blocks != blocks[0]).any():
         counts = _split_counts(blocks, heads, splits, per_split, heads_outer)
     else:  # every sequence's CTAs alike
@@ -463,13 +469,14 @@ def split_decode_launches(case: AttentionCase, gpu: GPU, block_m: int, block_n: 
         counts = _uniform_split_counts(int(blocks[0]), case.batch * heads, splits, per_split)
     if row_blocks > 1:  # the grid is (row block, split, head), the row blocks launched first
         counts = np.repeat(counts, row_blocks)
-    per_sequence = np.broadcast_to(splits, case.batch)
-    split_ctas = int(per_sequence.sum())  # (sequence, split) pairs
+    if np.ndim(splits) == 0:  # as many splits for every sequence
+        split_ctas, fewest, most = int(splits) * case.batch, int(splits), int(splits)  # (sequence, split) pairs
+    else:
+        split_ctas, fewest, most = int(splits.sum()), int(splits.min()), int(splits.max())
     combine = always_combine or split_ctas > case.batch
     kv = sequences_kv_bytes(case, seqlens)
     q_o = 2 * case.batch * case.heads * d * e
     partials = split_ctas * case.heads * (d + 1) * ACC_BYTES if combine else 0
-    fewest, most = int(per_sequence.min()), int(per_sequence.max())
     name = f"{most} splits" if fewest == most else f"{fewest}-{most} splits a sequence"
     # A KV block is read from DRAM once; each further row block of its group reads it again from L2.
     main = TiledLaunch(f"decode split-KV ({name})", (Segment(tile, counts),),

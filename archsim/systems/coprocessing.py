@@ -115,11 +115,15 @@ def expert_split(counts: Sequence[int], xpu_s: Callable[[tuple[int, ...]], float
     order (the m fewest-token experts moved, m = 0..n), the fastest, so a time that rises before it falls (a
     unit's fixed costs) does not stop the moves early, and all n moved (the whole MoE on the Logic-PIM) is a
     candidate. `xpu_s` and `pim_s` give a unit's time for a sorted tuple of token counts. Returns (experts moved,
-    max(xPU time, Logic-PIM time))."""
+    max(xPU time, Logic-PIM time)). A split whose Logic-PIM time alone is no better than the best so far is passed
+    over without the xPU's time, which could only make it slower."""
     ordered = tuple(sorted(counts))
     moved, best_s = 0, xpu_s(ordered)
     for m in range(1, len(ordered) + 1):
-        time_s = max(xpu_s(ordered[m:]), pim_s(ordered[:m]))
+        pim_time_s = pim_s(ordered[:m])
+        if pim_time_s >= best_s:
+            continue
+        time_s = max(xpu_s(ordered[m:]), pim_time_s)
         if time_s < best_s:
             moved, best_s = m, time_s
     return moved, best_s

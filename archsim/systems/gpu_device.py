@@ -79,7 +79,9 @@ Energy, by `energy`:
 
 from __future__ import annotations
 
+import functools
 import math
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -89,6 +91,7 @@ from archsim.arch.gpu import GPU
 from archsim.cascade.bind import FFN_WORDS
 from archsim.cascade.ir import Cascade
 from archsim.errors import SpecError
+from archsim.limits import limits_key
 from archsim.memo import identity_cache, kept, trim
 from archsim.model.gpu import WORD_PRECISIONS, AttentionCase, GemmLaunch, GpuResult, copy_fraction, gemm_launch_time
 from archsim.outputs import capacity_text
@@ -96,6 +99,7 @@ from archsim.systems.device import OpCost
 from archsim.systems.gemms import einsum_density, op_gemms, writer_of
 from archsim.systems.step import (
     ACTIVATIONS_OUT,
+    DECODE_SUMS,
     INTERMEDIATE,
     WEIGHTS,
     DecodeOps,
@@ -114,8 +118,9 @@ GEMM_FAMILY = "pytorch"  # the calibrated family whose cuBLAS GEMM and DRAM-pass
 KERNEL_CASCADES = ("attention-decode-gqa", "attention-1pass-causal", "attention-1pass-causal-gqa",
                    "attention-sliding-window", "attention-sliding-window-gqa")
 FUSED_DECODE_CASCADES = ("attention-mla-decode",)  # decode attention as one fused call a batch (module docstring)
-DECODE_MEMO_CALLS = 2**14  # the latest decode calls a device remembers (`GpuDevice._decode_terms`): 16 MB at 128
+DECODE_MEMO_CALLS = 2**14  # the latest decode calls a table remembers (`GpuDevice._decode_terms`): 16 MB at 128
 # requests a call
+DECODE_MEMO_TABLES = 4  # decode tables kept for devices built apart (`_decode_table`): `reproduce lamina` fills 4
 ENERGY_MODELS = ("tdp", "per-action")
 CALIBRATED, ROOFLINE = "calibrated", "roofline"
 TIMINGS = (CALIBRATED, ROOFLINE)  # module docstring
@@ -205,15 +210,11 @@ class GpuDevice:
     # (`archsim.systems.models`) gives the weight-holding device its share of the DRAM less the weights
     call_memory_bytes: float | None = None
     source: str = field(default="<python>", compare=False)  # the system spec's file (errors name its device's field)
-    # The memos start empty on every device, a `dataclasses.replace`d one included (their keys hold none of its
+    # The memo starts empty on every device, a `dataclasses.replace`d one included (its keys hold none of its
     # fields). An op (its GEMMs and elementwise kernel, or a prompt's attention call) or a calibrated attention
     # call's sizes -> (time, tensor-core time at peak, DRAM bytes): a serving run asks for the same ones in many
     # iterations
     _terms: dict = field(default_factory=dict, init=False, compare=False, hash=False, repr=False)
-    # A decode call's sizes and its requests' keys -> its terms, the latest `DECODE_MEMO_CALLS` calls: a serving
-    # run's calls repeat the previous token's (an offloaded layer's attention over the history) and a run's of the
-    # same system (a reproduction's variants), and each holds a key per request
-    _decode_terms: dict = field(default_factory=dict, init=False, compare=False, hash=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.capacity_bytes <= 0:
@@ -307,6 +308,17 @@ class GpuDevice:
             return max(peak_s, dram_bytes / self.spec.dram_bytes_per_s), peak_s, dram_bytes
         launch = GemmLaunch(f"{op.cascade} of {len(ops)} requests", mma_flops, dram_bytes, precision)
         return gemm_launch_time(launch, self.spec, self._gemm_params).time_s, peak_s, dram_bytes
+
+    @kept
+    def _decode_terms(self) -> dict:
+        """A decode call's sizes and its requests' keys -> its terms, the latest `DECODE_MEMO_CALLS` calls: a serving
+        run's calls repeat the previous token's (an offloaded layer's attention over the history) and a run's of the
+        same system (a reproduction's variants: Lamina with and without divide-and-conquer, each system's pool a
+        device of its own). Each call holds a key per request. The table of every device that predicts a call as
+        this one does (`_decode_table`), a `dataclasses.replace`d one included when its fields keep the key."""
+        params = self.params if self.kernel_params is None else self.kernel_params
+        return _decode_table((repr(self.spec), self.kernel, tuple(sorted(params.items())), self.call_memory_bytes,
+                              self.timing, limits_key()))
 
     @kept
     def _varlen(self) -> bool:
@@ -511,15 +523,14 @@ class GpuDevice:
         mean)."""
         if self.timing == ROOFLINE:
             if keys is None:
-                keys = sum([o.binding.params["seq_len"] for o in group])
+                keys = sum(_decode_keys(group))
             case = self._attention_case(op, len(group), math.ceil(keys / len(group)))
-            flops = float(sum(o.flops for o in group))
-            moved = float(sum(o.moved_bytes() for o in group))
+            flops, moved = float(_summed(group, "flops")), float(_summed(group, "moved_bytes"))
             return (max(flops / self.spec.tensor_peak_flops_per_s(case.precision), moved / self.spec.dram_bytes_per_s),
                     self._case_peak_s(case), moved)
         p = op.binding.params
         decode = op.phase == "decode"
-        seqlens = tuple([math.ceil(o.binding.params["seq_len"]) for o in group]) if decode else ()
+        seqlens = tuple(map(math.ceil, _decode_keys(group))) if decode else ()
         longest = max(seqlens) if decode else math.ceil(p["seq_len"])
         # what the call's AttentionCase and lengths hold: the kernel model reads them alone
         lengths = np.array(seqlens, dtype=np.int64).tobytes() if decode else longest  # a compact key
@@ -538,6 +549,18 @@ class GpuDevice:
         if decode:
             trim(memo, DECODE_MEMO_CALLS)
         return found
+
+
+@functools.lru_cache(maxsize=DECODE_MEMO_TABLES)
+def _decode_table(device_key: tuple) -> OrderedDict:
+    """The decode calls' table (`GpuDevice._decode_terms`) of the devices of `device_key`: all that a decode call's
+    terms read of a device, by value (its GPU, every field of the frozen preset as `repr` writes it; its attention
+    kernel and that kernel's parameters; `call_memory_bytes`; its timing), and the limits the GPU model checks a call
+    against (`archsim.limits.limits_key`) when the device first asks. Devices built apart alike (a reproduction's
+    systems of one pool) share their calls; another GPU, kernel, room or limits has a table of its own. A device
+    keeps its table while it lives, so an evicted one only stops being shared. Ordered: evicting its oldest call
+    (`memo.trim`) is one step, where a dict's first entry is found past every slot deleted before it."""
+    return OrderedDict()
 
 
 def gemm_launch_params(gpu: GPU, params: Mapping[str, float]) -> dict[str, float]:
@@ -567,6 +590,18 @@ def action_power_w(energy: ActionEnergy, gpu: GPU, timing: str = CALIBRATED) -> 
         params = gemm_launch_params(gpu, load_calibration().family_params(GEMM_FAMILY))
         tensor, dram = params["gemm_efficiency"], params["hbm_efficiency"]
     return energy.static_w + energy.energy_j(gpu.dram_bytes_per_s * dram, gpu.tensor_peak_flops_per_s("fp16") * tensor)
+
+
+def _decode_keys(ops: Sequence[Op]) -> list[float]:
+    """Each decode op's keys (its `seq_len`), in order: a `DecodeOps`' off its per-context table (one look-up a
+    request), another sequence's op by op."""
+    return ops.values("keys") if isinstance(ops, DecodeOps) else [o.binding.params["seq_len"] for o in ops]
+
+
+def _summed(ops: Sequence[Op], name: str) -> float:
+    """`DECODE_SUMS[name]` of `ops` added in order: a `DecodeOps`' off its per-context tables, another sequence's op
+    by op."""
+    return ops.total(name) if isinstance(ops, DecodeOps) else sum(DECODE_SUMS[name](o) for o in ops)
 
 
 def _runs_batched(op: Op) -> bool:

@@ -521,6 +521,7 @@ DECODE_SUMS: dict[str, Callable[[Op], float]] = {
     "keys": lambda op: op.binding.params["seq_len"],
     "flops": lambda op: op.flops,
     "macs": lambda op: op.ops.get("mac", 0),
+    "moved_bytes": lambda op: op.moved_bytes(),
 }
 
 
@@ -531,19 +532,25 @@ def flops_of(counts: Mapping[str, int]) -> int:
 
 class DecodeOps(tuple):
     """One iteration's decode attention ops, one per request in order and all of one cascade, with `contexts`, each
-    op's context (its `seq_len`), in the same order. `total(name)` adds `DECODE_SUMS[name]` of each, a whole number,
-    which `SystemModel.decode_ops` reads off per-context tables instead of visiting every op: equal to adding them one
-    by one (module `system_model`)."""
+    op's context (its `seq_len`), in the same order. `values(name)` is `DECODE_SUMS[name]` of each op, in order, a
+    whole number, which `SystemModel.decode_ops` reads off per-context tables instead of visiting every op;
+    `total(name)` adds them: equal to adding them one by one (module `system_model`)."""
 
     contexts: Sequence[int]
 
-    def __new__(cls, ops: Sequence[Op], total: Callable[[str], float], contexts: Sequence[int]) -> DecodeOps:
+    def __new__(cls, ops: Sequence[Op], values: Callable[[str], list[float]], contexts: Sequence[int]) -> DecodeOps:
         made = super().__new__(cls, ops)
-        made._total, made.contexts = total, contexts
+        made._values, made.contexts = values, contexts
         return made
 
+    def values(self, name: str) -> list[float]:
+        return self._values(name)
+
     def total(self, name: str) -> float:
-        return self._total(name)
+        """`values(name)` added: whole numbers, so below 2**53 their sum is exact in any order (and a float); larger
+        sums are added op by op."""
+        total = sum(self._values(name))
+        return float(total) if total < 2**53 else sum([DECODE_SUMS[name](op) for op in self])
 
 
 def tensor_roles_of(name: str, cascade: Cascade) -> dict[str, str]:

@@ -379,21 +379,19 @@ class SystemModel:
         return [min(c, limit) for c in contexts]
 
     def decode_ops(self, contexts: Sequence[int]) -> DecodeOps:
-        """`decode_attention` of these contexts (whole numbers: ints, floats or an array) as `DecodeOps`, whose totals
-        (`_decode_total`) are worked out only when a device asks (an op's FLOPs need its analysis)."""
+        """`decode_attention` of these contexts (whole numbers: ints, floats or an array) as `DecodeOps`, whose values
+        and totals (`_decode_values`) are worked out only when a device asks (an op's FLOPs need its analysis)."""
         at = contexts.tolist() if isinstance(contexts, np.ndarray) else contexts
         ops = self.decode_attention(at)
-        return DecodeOps(ops, functools.partial(self._decode_total, at, ops), at)
+        return DecodeOps(ops, functools.partial(self._decode_values, at, ops), at)
 
-    def _decode_total(self, at: Sequence[int], ops: Sequence[Op], name: str) -> float:
-        """`DECODE_SUMS[name]` added over `ops` (whose contexts are `at`): read off the table `name` (context -> the
-        value of that context's op, filled from the ops for contexts not yet in it). The values are whole numbers,
-        so below 2**53 their sum is exact in any order (and a float); larger sums are added op by op."""
+    def _decode_values(self, at: Sequence[int], ops: Sequence[Op], name: str) -> list[float]:
+        """`DECODE_SUMS[name]` of each of `ops` (whose contexts are `at`), in order: read off the table `name`
+        (context -> the value of that context's op, filled from the ops for contexts not yet in it)."""
         table = self._decode_tables.get(name)
         if table is None:
             table = self._decode_tables[name] = {}
-        total = sum(remembered(table, at, lambda i: DECODE_SUMS[name](ops[i])))
-        return float(total) if total < 2**53 else sum([DECODE_SUMS[name](op) for op in ops])
+        return remembered(table, at, lambda i: DECODE_SUMS[name](ops[i]))
 
     @functools.cached_property
     def _decode_tables(self) -> dict[str, dict[int, float]]:
