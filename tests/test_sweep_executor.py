@@ -155,8 +155,8 @@ def test_killed_in_process_sweep_resumes_without_recomputing(tmp_path, cli):
 
 @pytest.mark.parametrize("pending, probe_s, chunks", [
     (4, 10.0, [1]),  # at most a quarter of the sweep: one point of four
-    (400, 10.0, [32, 64, 4]),  # 32, then twice as many, up to a quarter (100)
-    (400, 0.0, [32]),  # PROBE_S reached after the first chunk
+    (400, 10.0, [1, 2, 4, 8, 16, 32, 37]),  # one, then twice as many, up to a quarter (100)
+    (400, 0.0, [1]),  # PROBE_S reached after the first chunk
 ])
 def test_probe_doubles_its_chunks_up_to_a_quarter_or_its_time(tmp_path, monkeypatch, pending, probe_s, chunks):
     """The executor's estimate comes from the last of the chunks timed here (the first pay for plans the rest

@@ -86,7 +86,7 @@ def test_sensitivity_has_a_row_per_axis_value_and_objective(report):
     assert rows.points.sum() == 3 * 8 * 2  # every feasible point counted once per axis, per objective
 
 
-def test_gpu_presets_are_compared_per_target_and_kept_out_of_the_axis_plots(tmp_path):
+def test_gpu_presets_are_compared_per_target_and_kept_out_of_the_arch_axis_plots(tmp_path):
     spec = {**SPEC, "axes": {"arch.memories.GlobalBuffer.capacity_bytes": [262144, 16777216],
                              "workload.seq_len": [1024, 4096]},
             "gpus": {"presets": ["a100-80gb-sxm4", "h100-sxm5"]}}
@@ -105,7 +105,10 @@ def test_gpu_presets_are_compared_per_target_and_kept_out_of_the_axis_plots(tmp_
     best_1k = fusemax[fusemax["workload.seq_len"] == 1024].latency_s.min()
     assert targets.set_index(["target", "workload.seq_len"]).loc[("fusemax", 1024), "best_latency_s"] == best_1k
     sensitivity = pd.read_csv(tmp_path / "out" / "sensitivity.csv")
-    assert set(sensitivity.points) == {2}  # per seq_len value: the two FuseMax designs, not the GPUs
+    points = sensitivity.groupby("axis").points.agg(set).to_dict()
+    # a capacity value: its two FuseMax points (one per length), the GPUs having no buffer; a length: those two
+    # FuseMax designs and the two GPU presets
+    assert points == {"arch.memories.GlobalBuffer.capacity_bytes": {2}, "workload.seq_len": {4}}
     assert (tmp_path / "out" / "targets.png").stat().st_size > 0
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from archsim.dse.once import check_set_once
 from archsim.errors import SpecError, check_choice, check_keys
 from archsim.gpu import params as gpu_params
+from archsim.record import NAN
 from archsim.spec_files import spec_beside
 from archsim.workload import check_size
 
@@ -75,6 +76,18 @@ def block_fields(root: str, block: Mapping[str, Any], point: Mapping[str, Any]) 
     """A point's fields: the block's, with the point's `<root>.<field>` axis values over them."""
     prefix = f"{root}."
     return {**block, **{p.removeprefix(prefix): v for p, v in point.items() if p.startswith(prefix)}}
+
+
+def applying_point(root: str, block: Mapping[str, Any], point: Mapping[str, Any],
+                   applies: Callable[[str, Mapping[str, Any]], bool]) -> dict[str, Any]:
+    """A point's axis values, NaN (the store's "does not apply") for an axis `<root>.<field>` over a field the point
+    does not take (`applies(field, fields)` false, `fields` the point's `block_fields`): the row of a sparse method
+    that has no budget, or of a parallel scheme without a Ulysses degree, says so, where it had shown the value of
+    a setting it did not run. Points differing only there are one point, their keys being alike."""
+    fields = block_fields(root, block, point)
+    prefix = f"{root}."
+    return {path: NAN if path.startswith(prefix) and not applies(path.removeprefix(prefix), fields) else value
+            for path, value in point.items()}
 
 
 def check_choice_or_name(name: str, value: Any, choices: Mapping[str, Sequence[Any]], named: Collection[str],

@@ -56,7 +56,7 @@ import pandas as pd
 from archsim.dse.points import Base, computing_version, with_constraints
 from archsim.dse.spec import SweepSpec
 from archsim.dse.store import put, records
-from archsim.dse.sweep import Keyed, Progress, evaluate_batch, evaluate_serial, started
+from archsim.dse.sweep import TARGET_BATCH_S, Keyed, Progress, evaluate_batch, evaluate_serial, started
 from archsim.errors import SpecError
 from archsim.limits import LIMIT_PREFIX
 
@@ -75,9 +75,12 @@ IN_PROCESS_BELOW_S = 5.0
 DASK_FROM_CORES = 3
 BATCHES_PER_WORKER = 4  # at least this many batches per worker, for balance
 # The first points are timed here (`_probe`): PROBE_POINTS, then twice as many each time, until PROBE_S of work or a
-# quarter of the sweep. Points binding the same sizes share the mapper's work (`archsim.dse.points.evaluate_points`),
-# so the first points, which pay for it, overstate a point's cost: the estimate is the last chunk's.
-PROBE_POINTS = 32
+# quarter of the sweep, each chunk stored as it finishes. Points binding the same sizes share the mapper's work
+# (`archsim.dse.points.evaluate_points`), so the first points, which pay for it, overstate a point's cost: the
+# estimate is the last chunk's. One point first: a chunk is about as much work as those before it, so a sweep killed
+# in its probe loses at most about PROBE_S of finished work, however slow its points (a first chunk of 32 serving
+# points, or a quarter of a 96-point sweep, had been 13 s and more of work stored only at its end).
+PROBE_POINTS = 1
 PROBE_S = 0.5
 CONNECT_TIMEOUT_S = 3.0
 # How long a server that took the connection may take to say it is a Dask scheduler: longer than the connection,
@@ -142,7 +145,7 @@ async def _identity(address: str):
         comm.abort()
 
 
-def batch_size_for(point_s: float, points: int, workers: int, target_batch_s: float = 1.0) -> int:
+def batch_size_for(point_s: float, points: int, workers: int, target_batch_s: float = TARGET_BATCH_S) -> int:
     """Points per task: about `target_batch_s` of work, but no more than leaves BATCHES_PER_WORKER per worker."""
     by_time = max(1, round(target_batch_s / max(point_s, 1e-6)))
     by_balance = max(1, math.ceil(points / (BATCHES_PER_WORKER * max(workers, 1))))
@@ -292,7 +295,8 @@ def _estimate(work_s: float, points: int, point_s: float) -> str:
 
 
 def run_sweep_dask(spec: SweepSpec, db_path: str | Path, scheduler: str | None = None, workers: int | None = None,
-                   batch_size: int | None = None, target_batch_s: float = 1.0, executor: Executor | None = None,
+                   batch_size: int | None = None, target_batch_s: float = TARGET_BATCH_S,
+                   executor: Executor | None = None,
                    progress: Progress | None = None, status: Status | None = None) -> SweepRun:
     """Evaluate every point of `spec` missing from the store at `db_path` and return the sweep's records.
 

@@ -44,6 +44,7 @@ family gave every parallel point a new key).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -154,14 +155,29 @@ class ParallelTargets(sweep_block.BlockTargets):
         the point does not model (`MODELLED`: another scheme's Ulysses degree, a decode step's non-causal mask, the
         kernel LASP or a decode step does not run, each its default)."""
         values = sweep_block.block_fields(PARALLEL_ROOT, self.block, fields)
-        for name, (models, _) in MODELLED.items():
-            if name in values and not models(values["scheme"], values.get("direction", DEFAULTS["direction"]),
-                                             values[name]):
-                values.pop(name)
+        values = {name: value for name, value in values.items() if _models(name, values)}
         named = {name: self.specs[name][values[name]] for name in NAMED if name in values}
         topology: Topology = named["topology"]
         gpu: GPU = named.get("gpu", topology.gpu)
         return ParallelSpec(**{**values, **named, "gpu": gpu})
+
+
+def parallel_point(block: Mapping[str, Any], point: Mapping[str, Any]) -> dict[str, Any]:
+    """A point's axis values, NaN for an axis over a value the point does not model (`block.applying_point`,
+    `MODELLED`: a ring point of a `parallel.ulysses` axis, a decode step of `parallel.causal` false), as a sparse
+    sweep's point of a setting its method does not take."""
+    return sweep_block.applying_point(PARALLEL_ROOT, block, point, _models)
+
+
+def _models(name: str, fields: Mapping[str, Any]) -> bool:
+    """Whether a point of `fields` models field `name`'s value (`MODELLED`; every other field it does): not a NaN,
+    an axis value that does not apply (`parallel_point`), and one its scheme at its direction runs."""
+    if name not in MODELLED:
+        return True
+    value = fields[name]
+    if isinstance(value, float) and math.isnan(value):
+        return False
+    return MODELLED[name][0](fields["scheme"], fields.get("direction", DEFAULTS["direction"]), value)
 
 
 def load_targets(block: dict[str, Any], axes: Mapping[str, list[Any]], source: str) -> ParallelTargets:

@@ -51,7 +51,14 @@ from archsim.cascade.bind import Binding
 from archsim.cascade.ir import Cascade
 from archsim.dse.block import BlockTargets, calibration_params, without_text
 from archsim.dse.grouped import Variants, choose_mappings, records, structure
-from archsim.dse.parallel_spec import PARALLEL_ROOT, ParallelTargets, load_targets, parallel_config, parallel_record
+from archsim.dse.parallel_spec import (
+    PARALLEL_ROOT,
+    ParallelTargets,
+    load_targets,
+    parallel_config,
+    parallel_point,
+    parallel_record,
+)
 from archsim.dse.serving_spec import SERVING_ROOT, SYSTEM_ROOT, is_trace, load_system_target, system_changes
 from archsim.dse.sparse_spec import (
     SPARSE_ROOT,
@@ -359,6 +366,8 @@ def expand(spec: SweepSpec) -> list[Point]:
         points = [{p: spec.axes[p][int(col[i])] for p, col in zip(paths, columns, strict=True)} for i in range(n)]
     if spec.sparse is not None:  # an axis over a setting its point's method does not take: NaN, does not apply
         points = [{"target": sparse_target(spec.sparse, p), **sparse_point(spec.sparse, p)} for p in points]
+    elif spec.parallel is not None:  # so is one over a value its scheme does not model (usp's Ulysses degree)
+        points = [{"target": target, **parallel_point(spec.parallel, p)} for p in points]
     else:
         points = [{"target": target, **p} for p in points]
     if spec.gpus:

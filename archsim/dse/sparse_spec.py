@@ -56,7 +56,7 @@ from typing import Any
 from archsim import library
 from archsim.dse import block as sweep_block
 from archsim.errors import SpecError
-from archsim.record import NAN, Record
+from archsim.record import Record
 from archsim.systems.kv_selection import check_dense_attention
 from archsim.systems.links import load_gpu_with_host_link
 from archsim.systems.sparse_points import (
@@ -169,7 +169,7 @@ class SparseTargets(sweep_block.BlockTargets):
         take, its phase resolved (the method's primary where none is given)."""
         values = sweep_block.block_fields(SPARSE_ROOT, self.block, fields)
         method = values["method"]
-        values = {k: v for k, v in values.items() if k in COMMON or k in method_fields(method)}
+        values = {k: v for k, v in values.items() if _takes(k, values)}
         return {**values, "phase": values.get("phase") or METHOD_PHASES[method][0]}
 
     def method(self, values: Mapping[str, Any]) -> SparseMethod:
@@ -233,17 +233,15 @@ def as_sweeps(error: SpecError, source: str, maps: Mapping[str, PatternMap]) -> 
 
 
 def sparse_point(block: Mapping[str, Any], point: Mapping[str, Any]) -> dict[str, Any]:
-    """A point's axis values, NaN for an axis over a setting its method does not take (`spec.axis_missing`, the
-    store's "does not apply": TokenSelect's point of a `sparse.budget` axis ran its own top_k)."""
-    method = sweep_block.block_fields(SPARSE_ROOT, block, point)["method"]
-    return {path: NAN if _setting(path) and _setting(path) not in method_fields(method) else value
-            for path, value in point.items()}
+    """A point's axis values, NaN for an axis over a setting its method does not take (`block.applying_point`,
+    `spec.axis_missing`, the store's "does not apply": TokenSelect's point of a `sparse.budget` axis ran its own
+    top_k)."""
+    return sweep_block.applying_point(SPARSE_ROOT, block, point, _takes)
 
 
-def _setting(path: str) -> str | None:
-    """The method's setting an axis `path` sets; None for another axis (a field every point has)."""
-    name = path.removeprefix(f"{SPARSE_ROOT}.")
-    return name if path.startswith(f"{SPARSE_ROOT}.") and name not in COMMON else None
+def _takes(name: str, fields: Mapping[str, Any]) -> bool:
+    """Whether a point of `fields` takes field `name`: one every point has (`COMMON`), or a setting of its method."""
+    return name in COMMON or name in method_fields(fields["method"])
 
 
 def sparse_target(block: Mapping[str, Any], point: Mapping[str, Any]) -> str:

@@ -78,6 +78,7 @@ from archsim.cascade.analysis import takes_exp
 from archsim.cascade.bind import cascade_sizes, eval_size, how_to_set, ranks_sized_by
 from archsim.cascade.ir import Cascade
 from archsim.cascade.reference_check import CHECK_TOLERANCE, error_at_test_sizes
+from archsim.cascade.references import SIGNATURES, reference_ranks
 from archsim.cascade.syntax import ParseError, parse_expr
 from archsim.dse.once import check_set_once
 from archsim.dse.parallel_spec import (
@@ -327,6 +328,10 @@ def point_count(spec: SweepSpec) -> int:
 
 # The workload sizes a GPU point's attention call reads (`archsim.dse.points._gpu_call`): its shape and word width.
 GPU_SIZES = CASE_SIZES
+# Each role of a kernel reference's layout (`archsim.cascade.references`: Q[B,H,P,E] K[B,G,M,E] V[B,G,M,F]) -> the
+# parameter the GPU call reads for it: one seq_len for queries and keys, one head_dim for keys and values
+GPU_ROLE_SIZES = {"B": "batch", "H": "heads", "G": "kv_heads", "P": "seq_len", "M": "seq_len", "E": "head_dim",
+                  "F": "head_dim"}
 
 
 def gpu_axes(spec: SweepSpec) -> list[str]:
@@ -781,6 +786,29 @@ def _check_gpu_attention(spec: SweepSpec, cascade: Cascade, workload: Workload) 
                                                  "dense multi-head and grouped-query attention, so its GPU points "
                                                  "would be wrong; drop gpus")
     _check_computes_kernel_attention(spec, cascade, computes)
+    _check_gpu_rank_sizes(spec, cascade)
+
+
+def _check_gpu_rank_sizes(spec: SweepSpec, cascade: Cascade) -> None:
+    """Each rank of the cascade's Q, K and V is sized by the parameter the GPU call reads for its role in the
+    kernel's reference (`GPU_ROLE_SIZES`): the call is one square attention over the workload's batch, heads,
+    kv_heads, head_dim and seq_len (`archsim.model.gpu.AttentionCase` has one length for queries and keys), so a
+    cascade of 512 queries over 65536 keys (P sized by q_len, M by kv_len) had GPU points timing seq_len x seq_len
+    beside architecture points computing its own sizes. Runs after `_check_computes_kernel_attention`, which
+    shows the cascade is one of the kernel's references."""
+    for tensor, roles in SIGNATURES[cascade.reference].inputs.items():
+        for role, rank in zip(roles, reference_ranks(cascade, tensor), strict=True):
+            expected, size = GPU_ROLE_SIZES[role], cascade.rank_sizes[rank]
+            if isinstance(size, S.Name) and size.name == expected:
+                continue
+            sized = (f"by {size.name}" if isinstance(size, S.Name) else
+                     f"by an expression of {', '.join(sorted(S.names_in(size))) or 'no parameter'}")
+            raise SpecError(spec.source, "gpus", f"GPU points time {spec.gpus.kernel} with {tensor}'s rank {rank} "
+                                                 f"of the workload's {expected}, but cascade {cascade.name} sizes "
+                                                 f"rank {rank} {sized}, so they would time another attention than "
+                                                 f"its architecture points (the GPU model takes one seq_len for "
+                                                 "queries and keys, one head_dim for keys and values): expected "
+                                                 f"rank {rank} sized by {expected}, or drop gpus")
 
 
 def _check_computes_kernel_attention(spec: SweepSpec, cascade: Cascade, computes: str) -> None:

@@ -55,6 +55,8 @@ from archsim.errors import SpecError
 from archsim.limits import limits_set
 
 Progress = Callable[[int, int, float, float], None]  # (points done, points total, points per s, ETA in s)
+# Work per batch of a sweep run here without a batch size (`evaluate_serial`): what a kill may lose at most
+TARGET_BATCH_S = 1.0
 
 
 Keyed = tuple[str, Point]  # a point with its key (`plan` computed it)
@@ -180,7 +182,7 @@ def other_base(meta: Mapping[str, str], held: dict[str, str] | None, spec: Sweep
     base): it holds another kind of sweep's (the two kinds named, as every other part then differs too), a GPU
     preset's now another GPU or timed at other settings, or an axis's file's now other content (`_input_change`:
     these may be added to a store's base, as an axis grows, or left out of a sweep into it), or a base differing in
-    some other part (named)."""
+    some other part (named), or only in archsim's version (the store to be deleted or another given)."""
     if held is None:
         return None
     sweep = meta.get("sweep", "?")
@@ -196,6 +198,10 @@ def other_base(meta: Mapping[str, str], held: dict[str, str] | None, spec: Sweep
               if part not in by_name and held.get(part) != identity.get(part)]
     if not differ:
         return None
+    if differ == ["version"] and "version" in held:  # an edited or upgraded archsim: no stored point is reusable
+        return (f"holds the points of sweep {sweep} as archsim {json.loads(held['version'])} computed them (now "
+                f"{json.loads(identity['version'])}), none of which it would reuse (delete the store to start it "
+                f"afresh)")
     named = [f"version (the store's {json.loads(held[part])}, now {json.loads(identity[part])})"
              if part == "version" and part in held and part in identity else part for part in differ]
     return (f"holds the points of sweep {sweep}, whose base differs from sweep {spec.name}'s ({spec.source}) in "
@@ -296,21 +302,35 @@ def _refuse_other_spec(path: str, meta: Mapping[str, str], spec: SweepSpec) -> N
                                                f"sweep {spec.name} a store of its own")
 
 
-def evaluate_serial(spec: SweepSpec, base: Base, todo: list[Keyed], conn, batch_size: int,
-                    progress: Progress | None = None, done_before: int = 0, total: int | None = None) -> int:
+def evaluate_serial(spec: SweepSpec, base: Base, todo: list[Keyed], conn, batch_size: int | None,
+                    progress: Progress | None = None, done_before: int = 0, total: int | None = None,
+                    target_batch_s: float = TARGET_BATCH_S) -> int:
     """Evaluate `todo` in this process in batches of `batch_size`, committing each batch as it finishes; returns
-    the number of records written. `progress` is told after each batch (`done_before` points of `total` were
-    stored before this call)."""
+    the number of records written. `batch_size` None: batches of one point, then of `next_batch_size` (about
+    `target_batch_s` of work as the last batch ran, at most twice its size), so that a kill loses at most about
+    that much finished work, however slow a point is. `progress` is told after each batch (`done_before` points of
+    `total` were stored before this call)."""
     total = len(todo) + done_before if total is None else total
-    written, start = 0, time.perf_counter()
-    for i in range(0, len(todo), batch_size):
-        batch = evaluate_batch(spec, base, todo[i:i + batch_size])
+    written, done, size, start = 0, 0, batch_size or 1, time.perf_counter()
+    while done < len(todo):
+        batch_start = time.perf_counter()
+        batch = evaluate_batch(spec, base, todo[done:done + size])
         put(conn, batch)
+        done += size
         written += len(batch)
         if progress:
             rate = written / max(time.perf_counter() - start, 1e-9)
             progress(done_before + written, total, rate, (total - done_before - written) / rate)
+        if batch_size is None:
+            size = next_batch_size(size, time.perf_counter() - batch_start, target_batch_s)
     return written
+
+
+def next_batch_size(size: int, batch_s: float, target_batch_s: float) -> int:
+    """The points of the next batch after one of `size` points that took `batch_s`: about `target_batch_s` of work
+    at its pace, at least one point and at most twice `size` (a batch's first points pay for plans the rest reuse,
+    so a pace measured on few points may understate the next batch's)."""
+    return max(1, min(2 * size, int(size * target_batch_s / max(batch_s, 1e-9))))
 
 
 @contextlib.contextmanager
@@ -347,10 +367,11 @@ def _refuse_base_error(spec: SweepSpec, base: Base) -> None:
         raise named_by(spec, error)
 
 
-def run_sweep(spec: SweepSpec, db_path: str | Path, batch_size: int = 32) -> pd.DataFrame:
+def run_sweep(spec: SweepSpec, db_path: str | Path, batch_size: int | None = None) -> pd.DataFrame:
     """Evaluate every point of `spec` missing from the store at `db_path` (`started`: a store of its base, a base
-    some point can be evaluated on), committing each batch as it finishes, and return all stored records,
-    `constraint_ok` by `spec`'s constraints."""
+    some point can be evaluated on), committing each batch as it finishes (batches of `batch_size`, by default
+    growing from one point towards TARGET_BATCH_S of work each: `evaluate_serial`), and return all stored
+    records, `constraint_ok` by `spec`'s constraints."""
     with started(spec, db_path) as (base, conn, _, todo_by_key):
         evaluate_serial(spec, base, list(todo_by_key.items()), conn, batch_size)
         return with_constraints(records(conn), spec.constraints)

@@ -10,10 +10,15 @@ cells, the per-target bests and the summary's best points are taken over the fea
 constraints; the feasible points that break a constraint are drawn, marked, never on the front, and counted in a
 heat-map cell they alone fill (blank). Objectives are minimised except those of `MAXIMISED` (throughput): "best"
 is the max there.
-Sensitivity and heat maps are over the points every axis applies to (`swept_points`: a GPU preset added to an
-architecture's sweep takes no `arch.` axis), the Pareto front and the per-target comparison over all. A heat map
-holds each axis that changes the work (`work_axes`: a sequence length, a batch) at one value, so no cell's best is
-that of a smaller workload than its neighbours'.
+An axis that does not apply to a point (NaN: a GPU preset added to an architecture's sweep takes no `arch.` axis,
+TokenSelect no `sparse.budget`) leaves the point out of that axis's sensitivity panel alone (`applied_points`,
+`not_applying`), and out of a heat map one of whose axes, drawn or held, it is (the map counts them); the Pareto
+front and the per-target comparison are over all. A heat map holds each axis that changes the work (`work_axes`: a
+sequence length, a batch) at one value, so no cell's best is that of a smaller workload than its neighbours'.
+
+A metric is labelled by one rule (`metric_label`): by its column (`METRIC_LABELS`), unless the records' kind gives
+the generic column another meaning (`KIND_METRIC_LABELS`: a system point's latency_s is its TBT p99, its energy_pj
+the energy per output token), for the heat map, the Pareto figure, the sensitivity panels and the summary alike.
 
 `spec_records` keeps the records of a report's sweep spec (a store may hold other points too, and other sweeps'),
 with the spec's own axis values, and refuses a spec none of whose points is stored. A point that several values of
@@ -35,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from archsim.dse import parallel_spec, serving_spec, sparse_spec
-from archsim.dse.pareto import best_label, best_of, pareto_mask
+from archsim.dse.pareto import best_label, best_of, pareto_mask, sense
 from archsim.dse.points import expand, keyed, load_base, with_constraints
 from archsim.dse.serving_spec import SERVING_ROOT, SYSTEM_ROOT, ServingSettings
 from archsim.dse.spec import DEFAULT_OBJECTIVES, KIND_OBJECTIVES, SweepSpec, axis_missing, is_axis
@@ -51,6 +56,20 @@ HELD_RULE = "the work with the most feasible points, the first on a tie"  # how 
 WORK_AXES = tuple(f"{root}.{name}" for root, spec in
                   (("serving", serving_spec), ("parallel", parallel_spec), ("sparse", sparse_spec))
                   for name in spec.WORK)
+METRIC_LABELS = {"latency_s": "latency (s)", "energy_pj": "energy (pJ)", "area_um2": "area (um^2)",
+                 "dram_traffic_bytes": "DRAM traffic (bytes)", "edp": "energy x delay (pJ s)",
+                 "throughput_tok_s": "throughput (tokens/s)", "energy_per_token_j": "energy per token (J)",
+                 "cost_per_token_usd": "cost per token (USD)", "ttft_p50_s": "TTFT p50 (s)",
+                 "ttft_p99_s": "TTFT p99 (s)", "tbt_p50_s": "TBT p50 (s)", "tbt_p99_s": "TBT p99 (s)",
+                 "memory_bytes": "memory (bytes)", "dense_memory_bytes": "dense memory (bytes)",
+                 "dense_time_s": "dense time (s)", "efficiency": "efficiency (1 = ideal scaling)",
+                 "speedup": "speed-up over dense (x)", "exposed_comm_s": "exposed communication (s)",
+                 "comm_s": "communication (s)", "compute_s": "compute (s)", "wait_s": "wait (s)",
+                 "max_context_tokens": "max context (tokens)"}
+# What a generic column holds for a kind of record where it is not what its name says (`dse.system_points`: a
+# serving run's latency_s is its p99 time between tokens, its energy_pj the energy per output token).
+KIND_METRIC_LABELS = {"system": {"latency_s": "TBT p99 (s)", "energy_pj": "energy per output token (pJ)",
+                                 "edp": "TBT p99 x energy per output token (pJ s)"}}
 _BINARY = ((2**40, "Ti"), (2**30, "Gi"), (2**20, "Mi"), (2**10, "Ki"))
 _DECIMAL = ((12, "T"), (9, "G"), (6, "M"), (3, "k"))  # powers of ten
 
@@ -58,8 +77,30 @@ _DECIMAL = ((12, "T"), (9, "G"), (6, "M"), (3, "k"))  # powers of ten
 def default_objectives(df: pd.DataFrame) -> tuple[str, ...]:
     """The objectives of a store read without its spec: the default of the kind its points are
     (`dse.spec.KIND_OBJECTIVES`: a sparse point's time and memory), else `DEFAULT_OBJECTIVES`."""
+    return KIND_OBJECTIVES.get(records_kind(df), DEFAULT_OBJECTIVES)
+
+
+def records_kind(df: pd.DataFrame) -> str | None:
+    """The one target_kind of the records `df` (`system`, `architecture`, ...); None for several or none."""
     kinds = set(df["target_kind"]) if "target_kind" in df else set()
-    return KIND_OBJECTIVES.get(kinds.pop(), DEFAULT_OBJECTIVES) if len(kinds) == 1 else DEFAULT_OBJECTIVES
+    return kinds.pop() if len(kinds) == 1 else None
+
+
+def metric_label(metric: str, kind: str | None = None) -> str:
+    """`metric`'s label for records of `kind` (`records_kind`): what the column holds for that kind
+    (`KIND_METRIC_LABELS`: a system's latency_s is `TBT p99 (s)`), else by its name (`METRIC_LABELS`), else the
+    column name."""
+    return KIND_METRIC_LABELS.get(kind or "", {}).get(metric) or METRIC_LABELS.get(metric, metric)
+
+
+def directions_text(objectives: Sequence[str]) -> str:
+    """`each minimised`, `each maximised`, or `latency_s minimised and efficiency maximised`: which way each of
+    `objectives` is ranked (`dse.pareto.sense`), as a front over them ranks it."""
+    down = [o for o in objectives if sense(o) > 0]
+    up = [o for o in objectives if sense(o) < 0]
+    if not up or not down:
+        return "each minimised" if not up else "each maximised"
+    return f"{' and '.join(down)} minimised{',' if len(down) > 1 else ' and'} {' and '.join(up)} maximised"
 
 
 def axis_columns(df: pd.DataFrame) -> list[str]:
@@ -278,10 +319,25 @@ def axis_values(df: pd.DataFrame, path: str, spec_axes: dict[str, list[Any]] | N
     return list(dict.fromkeys(_hashable(v) for v in values.tolist()))
 
 
-def swept_points(df: pd.DataFrame) -> pd.DataFrame:
-    """The records every axis applies to (a GPU preset beside an architecture has no `arch.` values)."""
-    axes = axis_columns(df)
+def applied_points(df: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
+    """The records each of `axes` applies to (a GPU preset beside an architecture has no `arch.` values, TokenSelect
+    no `sparse.budget`: `axis_missing`)."""
+    axes = list(axes)
     return df[~df[axes].map(axis_missing).any(axis=1)] if axes else df
+
+
+def not_applying(df: pd.DataFrame) -> dict[str, int]:
+    """Per axis that does not apply to some feasible points of `df`, how many: the points its sensitivity panel
+    leaves out (and no other panel), in axis order."""
+    feasible = df[df.feasible.astype(bool)]
+    missing = {axis: int(feasible[axis].map(axis_missing).sum()) for axis in axis_columns(df)}
+    return {axis: n for axis, n in missing.items() if n}
+
+
+def mapped_axes(df: pd.DataFrame) -> list[str]:
+    """The axis columns that apply to at least one point of `df`, in column order: a heat map draws the first
+    two."""
+    return [axis for axis in axis_columns(df) if not df[axis].map(axis_missing).all()]
 
 
 def pareto_rows(df: pd.DataFrame, objectives: Sequence[str]) -> pd.DataFrame:
@@ -299,22 +355,23 @@ def pareto_rows(df: pd.DataFrame, objectives: Sequence[str]) -> pd.DataFrame:
 def sensitivity_rows(df: pd.DataFrame, objectives: Sequence[str],
                      spec_axes: dict[str, list[Any]] | None = None) -> pd.DataFrame:
     """Per axis, per value of it, per objective: median and best over the feasible points with that value that
-    meet the constraints (every other axis free), as the front and the heat map take them, how many points that
-    is, and how many feasible ones there break a constraint. Values with no such point have NaN stats."""
-    df = swept_points(df)
-    feasible = df[df.feasible.astype(bool)]
-    ok = feasible.constraint_ok.astype(bool)
+    meet the constraints and have a value of the objective (every other axis free; a point the axis does not apply
+    to is in none of its rows, and in every other axis's: `applied_points`), as the front and the heat map take
+    them, how many points that is (`points`: a GPU preset, which has no area, is counted for latency, not area), and
+    how many feasible ones there with a value of it break a constraint. Values with no such point have NaN stats."""
     rows = []
     for path in axis_columns(df):
+        mine_axis = applied_points(df, [path])
+        feasible = mine_axis[mine_axis.feasible.astype(bool)]
+        ok = feasible.constraint_ok.astype(bool)
         column = feasible[path].map(_hashable)
-        for value in axis_values(df, path, spec_axes):
-            mine = feasible[(column == value) & ok]
-            breaking = int(((column == value) & ~ok).sum())
+        for value in axis_values(mine_axis, path, spec_axes):
             for objective in objectives:
+                known = (column == value) & feasible[objective].notna()
+                mine = feasible.loc[known & ok, objective]
                 rows.append({"axis": path, "value": value, "value_label": value_label(path, value),
-                             "objective": objective, "median": mine[objective].median(),
-                             "best": best_of(mine[objective], objective), "points": len(mine),
-                             "points_breaking_constraints": breaking})
+                             "objective": objective, "median": mine.median(), "best": best_of(mine, objective),
+                             "points": len(mine), "points_breaking_constraints": int((known & ~ok).sum())})
     table = pd.DataFrame(rows, columns=["axis", "value", "value_label", "objective", "median", "best", "points",
                                         "points_breaking_constraints"])
     # each axis's values as `axis_values` gives them: one float axis would make the column float (64 as 64.0)
@@ -335,10 +392,11 @@ def work_axes(df: pd.DataFrame) -> list[str]:
 
 def held_work(df: pd.DataFrame, drawn: Sequence[str], spec_axes: dict[str, list[Any]] | None = None) -> dict[str, Any]:
     """The value each work axis (`work_axes`) not in `drawn` is held at in a heat map, so that no cell compares
-    different work: the combination of their values with the most feasible points (`swept_points`), ties to the
-    first in axis-value order. Empty when no such axis is swept or no point is feasible."""
-    df = swept_points(df)
+    different work: the combination of their values with the most feasible points, ties to the
+    first in axis-value order, over the points every drawn and held axis applies to (`applied_points`). Empty when
+    no such axis is swept or no such point is feasible."""
     held = [a for a in work_axes(df) if a not in drawn]
+    df = applied_points(df, [*drawn, *held])
     feasible = df[df.feasible.astype(bool)]
     if not held or feasible.empty:
         return {}
@@ -360,9 +418,8 @@ def held_text(held: dict[str, Any]) -> str:
 def heatmap_metric(df: pd.DataFrame) -> str:
     """The metric a heat map of the records `df` draws: `HEATMAP_METRIC`, or for a system sweep's points
     (target_kind system, whose latency_s is the p99 time between tokens) `SYSTEM_HEATMAP_METRIC`, that column by its
-    own name."""
-    kinds = set(df["target_kind"]) if "target_kind" in df else set()
-    return SYSTEM_HEATMAP_METRIC if kinds == {"system"} and SYSTEM_HEATMAP_METRIC in df else HEATMAP_METRIC
+    own name (labelled `TBT p99 (s)`, as `metric_label` labels that kind's latency_s in the Pareto figure)."""
+    return SYSTEM_HEATMAP_METRIC if records_kind(df) == "system" and SYSTEM_HEATMAP_METRIC in df else HEATMAP_METRIC
 
 
 @dataclass(frozen=True)
@@ -380,6 +437,7 @@ class Heatmap:
     points: pd.DataFrame
     breaking: pd.DataFrame
     held: dict[str, Any]  # each work axis not drawn -> the value every cell's points have
+    not_applying: int = 0  # feasible points one of the map's axes (drawn or held) does not apply to: in no cell
 
     def held_text(self) -> str:
         return held_text(self.held)
@@ -418,17 +476,19 @@ def heatmap_table(df: pd.DataFrame, axis_a: str, axis_b: str, metric: str = HEAT
     """Best `metric` over the feasible points that meet the constraints at each (axis_a value, axis_b value), every
     other axis free but the work, each work axis held at one value (`held_work`: a cell's best is never that of a
     smaller workload another cell's sample lacks), and the feasible points there that break a constraint: rows are
-    axis_a's values, columns axis_b's."""
+    axis_a's values, columns axis_b's. A point one of those axes (drawn or held) does not apply to is in no cell,
+    counted in `not_applying`."""
     held = held_work(df, (axis_a, axis_b), spec_axes)
-    df = swept_points(df)
     feasible = df[df.feasible.astype(bool)]
+    mapped = applied_points(feasible, [axis_a, axis_b, *held])
+    not_applying, feasible = len(feasible) - len(mapped), mapped
     feasible = _held_points(feasible, held)
     feasible = feasible.assign(_a=feasible[axis_a].map(_hashable), _b=feasible[axis_b].map(_hashable))
     ok = feasible.constraint_ok.astype(bool)
     cells = feasible[ok].groupby(["_a", "_b"])[metric]
     best, points = cells.agg(lambda values: best_of(values, metric)), cells.count()
     breaking = feasible[~ok].groupby(["_a", "_b"])[metric].count()
-    a_values, b_values = axis_values(df, axis_a, spec_axes), axis_values(df, axis_b, spec_axes)
+    a_values, b_values = (axis_values(applied_points(df, [axis]), axis, spec_axes) for axis in (axis_a, axis_b))
     index = pd.Index(a_values, name=f"{short_axis(axis_a)} \\ {short_axis(axis_b)}", tupleize_cols=False)
     columns = pd.Index(b_values, tupleize_cols=False)  # a list axis's tuples as values, not a MultiIndex
 
@@ -437,7 +497,7 @@ def heatmap_table(df: pd.DataFrame, axis_a: str, axis_b: str, metric: str = HEAT
                             columns=columns, dtype=dtype)
 
     return Heatmap(metric, axis_a, axis_b, table(best, np.nan, float), table(points, 0, int), table(breaking, 0, int),
-                   held)
+                   held, not_applying)
 
 
 def best_column(objective: str) -> str:
@@ -494,16 +554,19 @@ def target_left_out(df: pd.DataFrame, axis: str, held: dict[str, Any] | None = N
 
 
 def summary_rows(df: pd.DataFrame, objectives: Sequence[str], labels: bool = False) -> pd.DataFrame:
-    """One row per objective: the best feasible point that meets the constraints, its value and its axis values,
-    as stored (`stored`: the CSV's) or, with `labels`, as `value_label` text (the page's)."""
+    """One row per objective: the objective, what it measures for these records (`metric`: `metric_label`, a
+    system's latency_s `TBT p99 (s)`), the best feasible point that meets the constraints, its value and its axis
+    values, as stored (`stored`: the CSV's) or, with `labels`, as `value_label` text (the page's)."""
     ok = df[df.feasible.astype(bool) & df.constraint_ok.astype(bool)]
+    kind = records_kind(df)
     rows = []
     for objective in objectives:
+        named = {"objective": objective, "metric": metric_label(objective, kind)}
         if ok.empty or ok[objective].isna().all():
-            rows.append({"objective": objective, "best": float("nan")})
+            rows.append({**named, "best": float("nan")})
             continue
         best = ok.loc[best_label(ok, objective)]
-        rows.append({"objective": objective, "best": best[objective],
+        rows.append({**named, "best": best[objective],
                      **({"target": best["target"]} if "target" in best else {}),
                      **{short_axis(p): _summary_cell(p, best[p], labels) for p in axis_columns(df)}})
     return pd.DataFrame(rows)

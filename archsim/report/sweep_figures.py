@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 import math
 import textwrap
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -31,17 +31,17 @@ from matplotlib.transforms import Bbox
 from archsim.dse.pareto import distinct_vectors, front_size_text
 from archsim.dse.spec import MAXIMISED
 from archsim.report.figures import figure_title, label_few_decades, marker_boxes, new_figure, palette_colour, place_text
-from archsim.report.sweep import HELD_RULE, Heatmap, axis_columns, best_column, short_axis, value_label
+from archsim.report.sweep import (
+    HELD_RULE,
+    Heatmap,
+    axis_columns,
+    best_column,
+    metric_label,
+    records_kind,
+    short_axis,
+    value_label,
+)
 
-LABELS = {"latency_s": "latency (s)", "energy_pj": "energy (pJ)", "area_um2": "area (um$^2$)",
-          "dram_traffic_bytes": "DRAM traffic (bytes)", "edp": "energy x delay (pJ s)",
-          "throughput_tok_s": "throughput (tokens/s)", "energy_per_token_j": "energy per token (J)",
-          "cost_per_token_usd": "cost per token (USD)", "ttft_p50_s": "TTFT p50 (s)", "ttft_p99_s": "TTFT p99 (s)",
-          "tbt_p50_s": "TBT p50 (s)", "tbt_p99_s": "TBT p99 (s)", "memory_bytes": "memory (bytes)",
-          "dense_memory_bytes": "dense memory (bytes)", "dense_time_s": "dense time (s)",
-          "efficiency": "efficiency (1 = ideal scaling)", "speedup": "speed-up over dense (x)",
-          "exposed_comm_s": "exposed communication (s)", "comm_s": "communication (s)", "compute_s": "compute (s)",
-          "wait_s": "wait (s)", "max_context_tokens": "max context (tokens)"}
 DECADE = 10.0  # positive values spanning at least this ratio are drawn on a log axis, under it on a linear one
 OWN_MARKERS = ("o", "s", "^", "D", "v", "P", "X")  # the sweep's own points, one per value of an axis ("*": a GPU's)
 MAX_COLOURED_VALUES = 10  # an axis with more values than this does not colour the Pareto figure's points
@@ -50,11 +50,6 @@ SMALLER = 0.45  # the marker area of a series drawn on top of another with the s
 RASTER_POINTS = 2000  # a scatter of more points is drawn as an image inside a vector file (PDF, SVG)
 TICK_GAP_PX = 4  # the least space between two x tick labels of a sensitivity panel
 REFERENCE_KINDS = ("gpu",)  # a record's target_kind when the point is a reference target beside the sweep's own
-
-
-def metric_label(metric: str) -> str:
-    """`metric`'s axis label (`LABELS`: `TBT p99 (s)`), else its column name."""
-    return LABELS.get(metric, metric)
 
 
 def _axis_scale(values: pd.Series) -> dict:
@@ -159,9 +154,11 @@ def pareto_figure(rows: pd.DataFrame, objectives: Sequence[str], infeasible: int
     architecture: `target_kind` gpu) are stars, one colour per target, the one it has in every figure
     (`target_colours`); a preset with the same values as another is drawn smaller on top of it (`_coincident`). The
     caption counts the points drawn and names those a figure cannot place (no value of an objective); the legend
-    gives the front's distinct objective vectors when ties make them fewer than its points. A scatter of more than
-    `RASTER_POINTS` is rasterised."""
+    gives the front's distinct objective vectors when ties make them fewer than its points. Each objective is
+    labelled by what it holds for the rows' kind (`metric_label`: a system's latency_s is its TBT p99). A scatter of
+    more than `RASTER_POINTS` is rasterised."""
     x, y = objectives[0], objectives[1]
+    kind = records_kind(rows)
     fig = new_figure(8.5, 6.0)
     figure_title(fig, title)
     left, left_note = _not_drawn(rows, (x, y))
@@ -174,7 +171,7 @@ def pareto_figure(rows: pd.DataFrame, objectives: Sequence[str], infeasible: int
     ax = fig.add_axes((0.11, 0.11, 0.66 if by_colour else 0.84, 0.76))
     _set_scale(ax, "x", rows[x])
     _set_scale(ax, "y", rows[y])
-    ax.set(xlabel=metric_label(x), ylabel=metric_label(y))
+    ax.set(xlabel=metric_label(x, kind), ylabel=metric_label(y, kind))
     ax.grid(True, which="major", alpha=0.3)
     ax.margins(0.08)
     notes = [f"{len(rows) - int(left.sum())}{f' of {len(rows)}' if left.any() else ''} feasible points drawn"]
@@ -207,7 +204,7 @@ def pareto_figure(rows: pd.DataFrame, objectives: Sequence[str], infeasible: int
     _name_front(ax, front[_own(front)], (x, y), _varying(ok), _drawn_boxes(ax, rows[~left], (x, y), steps))
     if by_colour:
         bar = fig.colorbar(shown[0], cax=fig.add_axes((0.82, 0.11, 0.025, 0.76)))
-        bar.set_label(metric_label(objectives[2]))
+        bar.set_label(metric_label(objectives[2], kind))
     ax.set_title(textwrap.fill("; ".join(notes), width=110), fontsize=9, color="0.3")
     handles = _encoding_handles(ok, colour_by, marker_by, references) + ax.get_legend_handles_labels()[0]
     ax.legend(handles=handles, loc="best", fontsize=8, framealpha=0.9)
@@ -330,13 +327,20 @@ def _numeric_span(values: Sequence) -> float | None:
     return max(values) / min(values)
 
 
-def sensitivity_figure(rows: pd.DataFrame, objectives: Sequence[str], title: str) -> Figure:
+def sensitivity_figure(rows: pd.DataFrame, objectives: Sequence[str], title: str,
+                       not_applying: Mapping[str, int] | None = None, kind: str | None = None) -> Figure:
     """A grid: one row of panels per objective, one column per axis; each panel the median (line) and best
-    (dashed) of the objective over the points at each value of the axis, its y axis scaled and labelled by
-    `_set_scale` (log from a decade up), so each panel has labelled values in view."""
+    (dashed) of the objective over the points at each value of the axis (`sweep.sensitivity_rows`), its y axis
+    scaled and labelled by `_set_scale` (log from a decade up), so each panel has labelled values in view, and
+    labelled by what the objective holds for the records' `kind` (`metric_label`). An axis's title names the
+    feasible points it does not apply to (`not_applying`: `sweep.not_applying`), which its panels leave out; a panel
+    with no point says so, and a figure of no axis value (`rows` empty) says that instead of a grid."""
     axes_paths = list(dict.fromkeys(rows.axis))
     fig = new_figure(max(3.4 * len(axes_paths), 7.0), 2.6 * len(objectives) + 1.0)
     figure_title(fig, title)
+    if not axes_paths:
+        fig.text(0.5, 0.5, "no axis value has a point to draw", ha="center", va="center", color="0.3")
+        return fig
     grid = fig.subplots(len(objectives), len(axes_paths), squeeze=False,
                         gridspec_kw={"left": 0.09, "right": 0.98, "top": 1 - 0.9 / fig.get_figheight(),
                                      "bottom": 0.55 / fig.get_figheight() + 0.02, "hspace": 0.35, "wspace": 0.3})
@@ -355,6 +359,9 @@ def sensitivity_figure(rows: pd.DataFrame, objectives: Sequence[str], title: str
             ax.plot(positions, best, marker="^" if objective in MAXIMISED else "v", color=palette_colour(i), lw=1,
                     ls="--", ms=4, label="best")
             _set_scale(ax, "y", pd.Series(median + best, dtype=float))
+            if not np.isfinite(np.array(median + best, dtype=float)).any():
+                ax.text(0.5, 0.5, "no feasible point within the constraints", transform=ax.transAxes, ha="center",
+                        va="center", fontsize=7, color="0.3")
             if span is not None and span > 3:
                 ax.set_xscale("log")
                 ax.xaxis.set_minor_locator(NullLocator())
@@ -364,15 +371,20 @@ def sensitivity_figure(rows: pd.DataFrame, objectives: Sequence[str], title: str
             ax.yaxis.get_offset_text().set_fontsize(7)
             ax.grid(True, alpha=0.3)
             if j == 0:
-                ax.set_ylabel(metric_label(objective), fontsize=8)
+                ax.set_ylabel(metric_label(objective, kind), fontsize=8)
             if i == 0:
-                ax.set_title(short_axis(path), fontsize=9)
+                ax.set_title(short_axis(path) + _left_out_text((not_applying or {}).get(path, 0)), fontsize=9)
             if i == 0 and j == 0:
                 ax.legend(fontsize=7, loc="best")
     fig.draw_without_rendering()  # places the tick labels, so that their extents can be compared
     for ax in grid[-1]:
         _thin_tick_labels(ax)
     return fig
+
+
+def _left_out_text(points: int) -> str:
+    """`\n(leaves out 2 points it does not apply to)` under an axis's panel title; "" for none."""
+    return f"\n(leaves out {points} point{'s' if points > 1 else ''} it does not apply to)" if points else ""
 
 
 def _thin_tick_labels(ax) -> None:
@@ -418,7 +430,7 @@ def targets_figure(rows: pd.DataFrame, objectives: Sequence[str], axis: str, tit
         ax.set_xscale("log")
         ax.xaxis.set_minor_locator(NullLocator())
         _set_scale(ax, "y", rows[column])
-        ax.set(xlabel=short_axis(axis), ylabel=f"best {metric_label(objective)}")
+        ax.set(xlabel=short_axis(axis), ylabel=f"best {metric_label(objective, records_kind(rows))}")
         ticks = sorted(rows[axis].unique())
         ax.set_xticks(ticks, [value_label(axis, t) for t in ticks], fontsize=7)
         ax.grid(True, alpha=0.3)
@@ -443,13 +455,14 @@ def left_out_note(left_out: pd.DataFrame | None, axis: str) -> str:
     return "Not drawn: " + "; ".join(f"{', '.join(pairs)} ({why})" for why, pairs in by_why.items()) + "."
 
 
-def heatmap_figure(heatmap: Heatmap, title: str) -> Figure:
+def heatmap_figure(heatmap: Heatmap, title: str, kind: str | None = None) -> Figure:
     """Best metric per cell over the feasible points that meet the constraints, colour on a log scale, the value
     written in each cell (with the points behind it when cells have different numbers of them, as a random
     sample's do; else the caption gives the one number); hatched where every feasible point breaks a constraint
     (`Heatmap.broken_cells`), blank where no feasible point was evaluated (with sampling, none may have been drawn
     there). The ticks are the axis values' `value_label`s; the caption names the work axes held and their values;
-    the colour bar names the metric (`_label`: a system sweep's TBT p99)."""
+    the colour bar names the metric as the records' `kind` has it (`metric_label`: a system sweep's TBT p99); the
+    caption counts the feasible points an axis of the map does not apply to (`Heatmap.not_applying`), in no cell."""
     values = heatmap.best.to_numpy(dtype=float)
     counts = heatmap.points.to_numpy()
     per_cell = heatmap.cell_points()
@@ -480,7 +493,12 @@ def heatmap_figure(heatmap: Heatmap, title: str) -> Figure:
         notes.append("(n): the feasible points within the constraints behind each cell")
     if broken.any():
         notes.append("hatched: every feasible point there breaks a constraint")
+    if heatmap.not_applying:
+        notes.append(f"{heatmap.not_applying} feasible point{'s' if heatmap.not_applying > 1 else ''} an axis does "
+                     "not apply to, not drawn")
+    if not counts.any() and not broken.any():
+        notes.append("no cell has a feasible point")
     ax.set_title(textwrap.fill("; ".join(notes), width=90), fontsize=8, color="0.3")
     bar = fig.colorbar(image, cax=fig.add_axes((0.83, 0.15, 0.025, 0.68)))
-    bar.set_label(f"best {metric_label(heatmap.metric)}")
+    bar.set_label(f"best {metric_label(heatmap.metric, kind)}")
     return fig

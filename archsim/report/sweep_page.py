@@ -56,40 +56,49 @@ def _infeasible_section(df: pd.DataFrame, out_dir: Path) -> str:
 def _write(df: pd.DataFrame, out_dir: Path, title: str, objectives: Sequence[str],
            spec_axes: dict[str, list[Any]] | None, note: str, remarks: Sequence[str]) -> None:
     counts = sweep.counts(df, objectives)
+    kind = sweep.records_kind(df)
+    not_applying = sweep.not_applying(df)
     summary = sweep.summary_rows(df, objectives)
     pareto = sweep.pareto_rows(df, objectives)
     sensitivity = sweep.sensitivity_rows(df, objectives, spec_axes)
     save_table_and_figure(out_dir, "summary", summary)
     save_table_and_figure(out_dir, "pareto", sweep.whole_axes(pareto), sweep_figures.pareto_figure(
         pareto, objectives, counts["infeasible"], f"Pareto front: {title}"))
-    save_table_and_figure(out_dir, "sensitivity", sensitivity,
-                          sweep_figures.sensitivity_figure(sensitivity, objectives, f"Sensitivity per axis: {title}"))
+    save_table_and_figure(out_dir, "sensitivity", sensitivity, sweep_figures.sensitivity_figure(
+        sensitivity, objectives, f"Sensitivity per axis: {title}", not_applying, kind))
     front_text = " x ".join(objectives)
+    labels = "; ".join(f"{o}: {sweep.metric_label(o, kind)}" for o in objectives)
+    left_out = "; ".join(f"{sweep.short_axis(a)} leaves out {n} point{'s' if n > 1 else ''}"
+                         for a, n in not_applying.items())
     sections = [
         section_html("pareto", "Pareto front",
                      f"Feasible points on {objectives[0]} and {objectives[1]}"
                      + (f", coloured by {objectives[2]} and marked by an axis" if len(objectives) > 2
                         else ", coloured by the target or an axis and marked by another")
                      + " where those have few values (the legend says which); a small front has its points named. "
-                       f"The front (ringed) is over {front_text}, minimised (a throughput maximised), among the "
+                       f"The front (ringed) is over {front_text}, {sweep.directions_text(objectives)}, among the "
                        "points that meet the constraints; points that break one are crosses, and points without a "
                        "value of an objective (a GPU preset's area) are drawn but off the front. Infeasible points are "
-                       "counted, not drawn."),
+                       f"counted, not drawn. The objectives here ({labels})."),
         section_html("sensitivity", "Sensitivity",
-                     "Per axis value, the median and the best (the min; the max of a throughput) of each objective "
-                     "over the feasible points with that value that meet the constraints, every other axis free "
-                     "(those that break one are counted in sensitivity.csv, not ranked)."),
+                     "Per axis value, the median and the best (the min of a minimised objective, the max of a "
+                     "maximised one) of each objective over the feasible points with that value that meet the "
+                     "constraints and have a value of the objective, every other axis free: each axis's panels count "
+                     "every point that axis applies to (sensitivity.csv's points), so a point an axis does not apply "
+                     "to (a GPU preset has no arch. axis, TokenSelect no budget) is in every panel but that axis's"
+                     + (f" ({left_out})" if left_out else "")
+                     + "; those that break a constraint are counted in sensitivity.csv, not ranked."),
     ]
     sizes = sweep.workload_axes(df)
     if "target" in df and df.target.nunique() > 1 and sizes:
         held = sweep.held_work(df, sizes[:1], spec_axes)
         targets = sweep.target_rows(df, objectives, sizes[0], held)
-        left_out = sweep.target_left_out(df, sizes[0], held)
+        targets_left_out = sweep.target_left_out(df, sizes[0], held)
         at = f" at {sweep.held_text(held)}" if held else ""
         compared = [o for o in objectives
                     if targets.groupby("target")[sweep.best_column(o)].count().gt(0).sum() > 1] or objectives
         save_table_and_figure(out_dir, "targets", sweep.whole_axes(targets), sweep_figures.targets_figure(
-            targets, compared, sizes[0], f"Architecture vs GPU presets{at}: {title}", left_out))
+            targets, compared, sizes[0], f"Architecture vs GPU presets{at}: {title}", targets_left_out))
         sections.append(section_html(
             "targets", "Architecture vs GPU presets",
             f"Per target, the best of each objective at each {sweep.short_axis(sizes[0])} over its feasible points "
@@ -98,15 +107,16 @@ def _write(df: pd.DataFrame, out_dir: Path, title: str, objectives: Sequence[str
             f"<code>{sweep.best_column(objectives[0])}_at</code> and the others, names its axis values)"
             + (f", the other work held at {sweep.held_text(held)} ({sweep.HELD_RULE})" if held else "") + ". GPU "
             "energy is board power (TDP) x time, an upper bound; GPU area is not modelled."
-            + (f" {html.escape(sweep_figures.left_out_note(left_out, sizes[0]))}" if len(left_out) else "")))
-    axes = sweep.axis_columns(sweep.swept_points(df).dropna(axis=1, how="all"))
+            + (f" {html.escape(sweep_figures.left_out_note(targets_left_out, sizes[0]))}"
+               if len(targets_left_out) else "")))
+    axes = sweep.mapped_axes(df)
     if len(axes) >= 2:
         name = heatmap_name(axes[0], axes[1])
         metric = sweep.heatmap_metric(df)
         heatmap = sweep.heatmap_table(df, axes[0], axes[1], metric, spec_axes)
         at = f" at {heatmap.held_text()}" if heatmap.held else ""
-        what = f"Best {sweep_figures.metric_label(metric).split(' (')[0]} over the first two axes"
-        figure = sweep_figures.heatmap_figure(heatmap, f"{what}{at}: {title}")
+        what = f"Best {sweep.metric_label(metric, kind).split(' (')[0]} over the first two axes"
+        figure = sweep_figures.heatmap_figure(heatmap, f"{what}{at}: {title}", kind)
         heatmap.rows().to_csv(out_dir / f"{name}.csv", index=False)
         figure.savefig(out_dir / f"{name}.png", bbox_inches="tight")  # no label or legend cut at an edge
         if heatmap.cell_points() is not None:
@@ -122,6 +132,8 @@ def _write(df: pd.DataFrame, out_dir: Path, title: str, objectives: Sequence[str
             + (f" but the work, held at {heatmap.held_text()} ({sweep.HELD_RULE}), so that no cell is the best of a "
                "smaller workload than its neighbours'" if heatmap.held else "")
             + "; blank where no feasible point was evaluated (with sampling, none may have been drawn there)."
+            + (f" Feasible points that one of its axes (drawn or held) does not apply to are in no cell: "
+               f"{heatmap.not_applying}." if heatmap.not_applying else "")
             + (f" {cells}" if cells else "")
             + (f" {broken} cell{'s' if broken > 1 else ''} hatched: every feasible point there breaks a constraint "
                "(the CSV's points_breaking_constraints counts them, its metric left empty)." if broken else "")))
