@@ -5,7 +5,8 @@ directory, FIFO or device), a file it cannot read, one larger than ARCHSIM_MAX_S
 at most that many bytes plus one are read, by `read_capped`), bytes that are not UTF-8, YAML nested deeper than
 MAX_YAML_DEPTH (an alias counts at the height of what it names; an alias inside what it names is refused), a key
 written twice in one mapping, a number YAML 1.1 reads otherwise than a number option does (octal `010000`, hex,
-binary, base 60: `_other_reading`), and malformed YAML; an integer beyond the largest float reads as +-inf.
+binary, base 60: `_other_reading`), a word YAML 1.1 reads as a boolean where a name goes (`outputs: [NO]`, an input
+`NO:`: `_boolean_name`), and malformed YAML; an integer beyond the largest float reads as +-inf.
 Paths: `is_spec_path` tells a path from a library name, `beside` takes a relative path written inside a spec file
 from that file's folder (`spec_beside` a spec's name, leaving a library name as it is), `moved_beside` moves a
 path of a base spec to the spec deriving from it, and `is_file` turns an OSError on a path into a SpecError.
@@ -197,7 +198,8 @@ class _BoundedLoader(yaml.SafeLoader):
     An integer beyond the largest float reads as +-inf, which every number check refuses with its field named
     (kept as an int it raised OverflowError wherever a check took its float). A key written twice in one mapping
     is refused (PyYAML keeps the last silently); keys a merge (`<<`) brings in may be overridden, as YAML allows.
-    A number YAML 1.1 reads otherwise than a number option does is refused naming its field (`_check_numbers`)."""
+    A number YAML 1.1 reads otherwise than a number option does, and a boolean word where a name goes, are refused
+    naming the field (`_check_numbers`)."""
 
     def construct_yaml_int(self, node):
         if len(node.value.lstrip("+-").replace("_", "")) > _FLOAT_DIGITS:  # int() refuses past 4300 decimal digits
@@ -214,27 +216,29 @@ class _BoundedLoader(yaml.SafeLoader):
         self._check_numbers(node, "", set())
         return super().construct_document(node)
 
-    def _check_numbers(self, node, where: str, seen: set[int]) -> None:
+    def _check_numbers(self, node, where: str, seen: set[int], name_goes: bool = False) -> None:
         """Refuse a number YAML 1.1 reads otherwise than a number option does (`_other_reading`), naming its field
-        (`params.seq_len`, `axes.seq_len[1]`; the line of a document that is a scalar alone). Each node is seen
-        once: an alias is checked where its anchor is, and a document of aliases stays linear to walk."""
+        (`params.seq_len`, `axes.seq_len[1]`; the line of a document that is a scalar alone), and where a name goes
+        (`name_goes`: a mapping's key, a list's item) a word YAML 1.1 reads as a boolean (`_boolean_name`). Each
+        node is seen once: an alias is checked where its anchor is, and a document of aliases stays linear to
+        walk."""
         if id(node) in seen:
             return
         seen.add(id(node))
         if isinstance(node, yaml.ScalarNode):
-            problem = _other_reading(self, node)
+            problem = _other_reading(self, node) or (_boolean_name(node) if name_goes else "")
             if problem:
                 raise _Refused(where or f"line {node.start_mark.line + 1}", problem)
         elif isinstance(node, yaml.SequenceNode):
             for i, item in enumerate(node.value):
-                self._check_numbers(item, f"{where}[{i}]", seen)
+                self._check_numbers(item, f"{where}[{i}]", seen, name_goes=True)
         elif isinstance(node, yaml.MappingNode):
             for key, value in node.value:
                 if key.tag == "tag:yaml.org,2002:merge":  # what `<<` brings in: fields of this mapping
                     self._check_numbers(value, where, seen)
                     continue
                 inner = field_path(where, key.value if isinstance(key, yaml.ScalarNode) else "?")
-                self._check_numbers(key, inner, seen)
+                self._check_numbers(key, inner, seen, name_goes=True)
                 self._check_numbers(value, inner, seen)
 
     def construct_mapping(self, node, deep=False):
@@ -287,8 +291,10 @@ _BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct
 # colon-separated digits as base 60 (as it does a float's whole part) and drops any _.
 _DECIMAL_INTEGER = re.compile(r"[-+]?(0|[1-9][0-9]*(_[0-9]+)*)")
 _FLOAT_DIGITS = len(str(int(sys.float_info.max)))  # 309: an integer of more digits is beyond the largest float
-_INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
-_OTHER_TAGS = {"tag:yaml.org,2002:bool": "a boolean", "tag:yaml.org,2002:timestamp": "a timestamp"}  # -> expected
+_INT, _FLOAT, _BOOL = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool"
+# the words PyYAML's YAML 1.1 resolver reads as booleans besides true and false (which YAML 1.2 reads so too)
+_BOOLEAN_WORDS = re.compile(r"yes|Yes|YES|no|No|NO|on|On|ON|off|Off|OFF")
+_OTHER_TAGS = {_BOOL: "a boolean", "tag:yaml.org,2002:timestamp": "a timestamp"}  # -> expected
 _CONSTRUCTION_ERRORS = (ValueError, IndexError, KeyError, AttributeError, TypeError)  # PyYAML's on a bad scalar
 
 
@@ -319,6 +325,17 @@ def _other_reading(loader: _BoundedLoader, node: yaml.ScalarNode) -> str:
     form = ("base-60 " if ":" in text else "hexadecimal " if digits.startswith("0x") else
             "binary " if digits.startswith("0b") else "octal " if digits.startswith("0") else "")
     return f"expected a decimal {kind}, got {shown} (YAML 1.1 reads it as {form}{value})"
+
+
+def _boolean_name(node: yaml.ScalarNode) -> str:
+    """Why a name is refused, else "": a plain word YAML 1.1 reads as a boolean and YAML 1.2 as a string (yes, no,
+    on, off in PyYAML's spellings), where a name goes: a mapping's key (an input `NO:` became a tensor named False)
+    or a list's item (`outputs: [NO]`, a binding's `[QK, on]`). A list of true and false stays a list of booleans,
+    and a mapping's value may be a boolean however it is spelled."""
+    if node.tag != _BOOL or node.style is not None or not _BOOLEAN_WORDS.fullmatch(node.value):
+        return ""
+    return (f"{node.value} was read by YAML 1.1 as {'true' if node.value.lower() in ('yes', 'on') else 'false'}; "
+            f"quote it ('{node.value}')")
 
 
 def number(value: Any, source: str, where: str, expected: str = "a number (or inf, -inf)") -> float:

@@ -171,7 +171,6 @@ ranks: {B: batch, H: heads, P: seq_len, M: seq_len, E: head_dim, F: head_dim}
 inputs: {Q: [B, H, P, E], K: [B, H, M, E], V: [B, H, M, F]}
 einsums: |
   QK[b,h,m,p]  = sum(e: Q[b,h,p,e] * K[b,h,m,e])
-  GM[b,h,p]    = max(m: QK[b,h,m,p])
   SHIFT
   SD[b,h,p]    = sum(m: SN[b,h,m,p])
   SNV[b,h,p,f] = sum(m: SN[b,h,m,p] * V[b,h,m,f])
@@ -182,12 +181,13 @@ outputs: [AV]
 
 @pytest.mark.parametrize("shift, passes", [
     # the first score as the shift: reading slot 0 of M needs its first element only, one pass
-    ("X[b,h,p] = QK[b,h,0,p] + GM[b,h,p] * 0\n  SN[b,h,m,p] = exp(QK[b,h,m,p] - X[b,h,p])", 2),
+    ("GM[b,h,p] = max(m: QK[b,h,m,p])\n  X[b,h,p] = QK[b,h,0,p] + GM[b,h,p] * 0\n"
+     "  SN[b,h,m,p] = exp(QK[b,h,m,p] - X[b,h,p])", 2),
     ("X[b,h,p] = QK[b,h,0,p]\n  SN[b,h,m,p] = exp(QK[b,h,m,p] - X[b,h,p])", 1),
     ("SN[b,h,m,p] = exp(QK[b,h,m,p] - QK[b,h,0,p])", 1),
     ("X[b,h,p] = QK[b,h,0,p]\n  Y[b,h,p] = X[b,h,p] * 2\n  SN[b,h,m,p] = exp(QK[b,h,m,p] - Y[b,h,p])", 1),
     # the row max: all of M reduced first, a second pass (attention-2pass)
-    ("SN[b,h,m,p] = exp(QK[b,h,m,p] - GM[b,h,p])", 2),
+    ("GM[b,h,p] = max(m: QK[b,h,m,p])\n  SN[b,h,m,p] = exp(QK[b,h,m,p] - GM[b,h,p])", 2),
 ], ids=["slot-and-max", "slot-in-a-tensor", "slot-read-directly", "slot-through-two-tensors", "max"])
 def test_a_read_at_a_constant_slot_needs_a_prefix_of_the_rank_not_all_of_it(shift: str, passes: int) -> None:
     """/tmp/fz/casc/y/firstref.yaml (`X[b,h,p] = QK[b,h,0,p]`, then `exp(QK - X)`) gave M=2: X reads element 0 of

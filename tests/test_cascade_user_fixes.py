@@ -125,8 +125,10 @@ MQA_CASCADE = {**MQA, "ref": ""}
 
 def test_a_cascade_without_a_kv_head_rank_runs_a_multi_query_workload(cli, cli_json, tmp_path: Path) -> None:
     """K and V declared without a head rank are one K/V head every query head reads: multi-query attention, which
-    `kv_heads=1` asks for. It was refused as having 'one K/V head per query head'."""
+    `kv_heads=1` asks for. It was refused as having 'one K/V head per query head'. Its scores are masked causally:
+    llama3-8b is a decoder, whose guard refuses unmasked self-attention (tests/test_cascade_lang_s51.py)."""
     path = _write(tmp_path, **MQA_CASCADE)
+    Path(path).write_text(Path(path).read_text().replace("K[b,m,e])\n", "K[b,m,e]) where m <= p else -inf\n"))
     analysis = cli_json("analyze", path, "--workload", "llama3-8b", "--set", "kv_heads=1")
     assert analysis["ranks"]["H"] == 32 and analysis["tensors"]["K"]["ranks"] == ["B", "M", "E"]
 

@@ -35,6 +35,10 @@ Index values: an Einsum body may read an index variable of its iteration space a
 precedence over a parameter of the same name. Reading one is free, like a constant; arithmetic on it is counted like
 any map op (m - p: one add per point).
 
+Nothing is declared or computed for nothing: every Einsum leads to an output, every input is read, every mask is
+named by a `where`, every parameter but word_bytes is read (`check_reads`, `check_params`). A mask predicate is a
+condition: a comparison, or and/or/not of comparisons (`p - m` or a bare `where p` would be read for its truth).
+
 Every error is a `SpecError` naming the file, the Einsum or YAML path, and what was expected.
 """
 
@@ -115,6 +119,7 @@ class _Loader:
         for tname, ranks in self.mapping("inputs", required=True).items():
             self.declare_input(str(tname), ranks)
         self.masks = self.mapping("masks")
+        self.masks_named: set[str] = set()
         self.init = {str(k): number(v, self.source, f"init.{k}") for k, v in self.mapping("init").items()}
         self.iterative_rank: str | None = None
         parsed = self.parse_einsums()
@@ -128,6 +133,7 @@ class _Loader:
             if decl.iterative and decl.name not in self.init:
                 raise self.error("init", f"{decl.name} is a recurrence over {decl.iterative} but has no init value")
         self.check_params(einsums)
+        self.check_reads(einsums, outputs)
         requires = self.load_requires()
         reference = self.data.get("reference")
         if reference is not None:
@@ -411,6 +417,40 @@ class _Loader:
             raise self.error("params.word_bytes", "missing: the bytes per element of the cascade's tensors (2 for "
                                                   "fp16 or bf16)")
 
+    def check_reads(self, einsums: list[Einsum], outputs: tuple[str, ...]) -> None:
+        """Every Einsum leads to an output (its tensor is one, or is read by an Einsum that leads to one; a
+        recurrence's read of its own last state does not count), every input is read and every mask is named by a
+        `where`: a dead Einsum's work and an unread input's bytes would be counted for nothing (`analyze`,
+        `bytes.input`), and a mask no Einsum names masks nothing (a misspelled `where`?)."""
+        writer = {einsum.name: einsum for einsum in einsums}
+        live: set[str] = set()
+        stack = list(outputs)
+        while stack:
+            tensor = stack.pop()
+            if tensor not in live:
+                live.add(tensor)
+                stack.extend(ref.tensor for ref in (writer[tensor].refs if tensor in writer else ()))
+        for i, einsum in enumerate(einsums):
+            if einsum.name in live:
+                continue
+            readers = [e.name for e in einsums if e.name != einsum.name and einsum.name in {r.tensor for r in e.refs}]
+            read = (f"is read only by {', '.join(readers)}, which lead{'s' if len(readers) == 1 else ''} to no output,"
+                    if readers else "is written but never read,")
+            raise self.error(f"einsums[{i}] ({einsum.name})", f"{einsum.name} {read} and is not an output (outputs: "
+                                                              f"{', '.join(outputs)}): its work would be counted for "
+                                                              "nothing; read it, list it in outputs or drop it")
+        inputs = [name for name, decl in self.tensors.items() if decl.kind == "input"]
+        for name in inputs:
+            if name not in live:
+                read = ", ".join(sorted(set(inputs) & live))
+                raise self.error(f"inputs.{name}", f"read by no Einsum of the cascade (misspelled? read: {read}): "
+                                                   "its bytes would be counted as read")
+        for name in self.masks:
+            if name not in self.masks_named:
+                named = ", ".join(str(m) for m in self.masks if m in self.masks_named) or "none"
+                raise self.error(f"masks.{name}", f"named by no Einsum's where (misspelled? masks named: {named}): a "
+                                                  "mask applies only where an Einsum names it")
+
     def declare_output(self, out: S.Access, where: str) -> None:
         if out.tensor in self.tensors:
             kind = "an input" if self.tensors[out.tensor].kind == "input" else "already defined"
@@ -638,6 +678,7 @@ class _Loader:
         """`where causal` names a predicate under `masks:`; anything else is an inline predicate."""
         density_raw = None
         if isinstance(node, S.Name) and node.name in self.masks:
+            self.masks_named.add(node.name)
             where, raw = f"masks.{node.name}", self.masks[node.name]
             if isinstance(raw, dict):
                 extra = set(raw) - {"predicate", "density"}
@@ -653,6 +694,9 @@ class _Loader:
         elif isinstance(node, S.Name) and not {node.name} & {*self.var_ranks, *self.params, *self.rank_sizes}:
             raise self.error(where, self.unknown_mask(node.name))
         predicate = self.value(node, where, space, "predicate")
+        if not _is_condition(predicate):  # `p - m` (a forgotten >= 0), `where p`: truthiness, no condition
+            raise self.error(where, f"'{text}' is no condition: expected a comparison, or and/or/not of comparisons "
+                                    "(e.g. m <= p)")
         used = {node.name for node in S.walk(predicate) if isinstance(node, Var)}
         for var in sorted(used):  # in name order: the first such variable is named whatever the hash seed
             if len(self.var_leaves[var]) > 1 and set(self.var_leaves[var]) & used:
@@ -736,6 +780,18 @@ def _substitute(node: Value, arg: Value) -> Value:
         case S.Call(fn=fn, args=args):
             return S.Call(fn, tuple(_substitute(a, arg) for a in args))
     return node
+
+
+def _is_condition(node: Value) -> bool:
+    """A mask predicate's form: a comparison, or and/or/not of conditions (never arithmetic read for its truth)."""
+    match node:
+        case S.BinOp(op="and" | "or", lhs=lhs, rhs=rhs):
+            return _is_condition(lhs) and _is_condition(rhs)
+        case S.BinOp(op=op):
+            return op in S.COMPARE_OPS
+        case S.Not(arg=arg):
+            return _is_condition(arg)
+    return False
 
 
 def _by_zero(node: S.Expr) -> bool:
