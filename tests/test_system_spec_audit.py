@@ -95,8 +95,8 @@ def test_an_op_per_byte_threshold_on_offloaded_decode_attention_is_refused(sched
 
 
 def test_an_op_per_byte_threshold_on_a_rule_of_both_phases_is_refused():
-    """A TPU pool (a chip may run any op) given attention of both phases below an Op/B: it can place decode
-    attention, so it is refused as well."""
+    """A TPU pool given attention of both phases below an Op/B (the pool runs decode attention only): it can place
+    decode attention, so it is refused as well."""
     tpu = dict(load_system("lamina-tpu-v6e").data)
     placement = [{"op": "attention", "op_per_byte_below": 2.0, "device": "memory"}, *tpu["placement"]]
     assert _refused({**tpu, "placement": placement}).where == "placement[0].op_per_byte_below"

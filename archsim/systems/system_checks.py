@@ -16,14 +16,18 @@ naming the field:
   exactly one bank-pim device (its HBM) and a placed bank-pim exactly one npu (its softmax's host; `companion`);
   a bank-pim's `channel_policy` is given only where a rule puts attention on it (`system_spec._placement`);
 - a bank-pim runs decode attention alone (a rule that can put another op, or prefill attention, on one is refused
-  as the bank-PIM's cost model refuses it) and has its npu's `count` (one PIM HBM per NPU);
+  as the bank-PIM's cost model refuses it) and has its npu's `count` (one PIM HBM per NPU); outside attention
+  offloading and context parallelism a gpu, npu or chip has the weight holder's `count` (a rank holds one device of
+  every kind, a logic-pim's `count` stacks: `rank_devices`, what a rank's price counts);
 - a logic-pim's count x `external_bytes_per_s` covers the DRAM bandwidth of the gpu whose HBM its stacks are, and
   is not given without a gpu; a logic-pim does not hold the weights (its stacks are the HBM of the device beside
   it), and its count x `capacity_bytes` is at most the `dram_bytes` of the gpu holding them;
 - attention offloading (ping-pong, staggered) needs `attention_pool`, the link named attention, and a memory-pool
   or chip device of attention_pool devices for decode attention, placed there by rules without `op_per_byte_below`
-  (the pool is chosen once per model, not per op); no other schedule reads `attention_pool`, a memory-pool device
-  or the links named attention and attention_pool (the memory devices' NICs), so each is refused under one;
+  (the pool is chosen once per model, not per op); the pool, and a memory-pool device under any schedule, runs
+  decode attention only: a rule giving it another op, or attention in every phase, is refused (`_check_pool_ops`);
+  no other schedule reads `attention_pool`, a memory-pool device or the links named attention and attention_pool
+  (the memory devices' NICs), so each is refused under one;
 - a gpu or memory-pool device a rule puts attention on names its `attention_kernel` (`system_spec._placement`),
   and one that names it is given attention;
 - some device runs ops of both phases (no prefill/decode disaggregation);
@@ -478,20 +482,34 @@ def _check_bank_pims(system: System) -> None:
                     raise SpecError(system.source, f"placement[{i}]", problem)
 
 
+RANKED_KINDS = ("gpu", "npu", "chip")  # kinds whose `count` is the weight holder's under a ranked schedule
+
+
+def rank_devices(device: Device) -> int:
+    """How many of the spec's `device` one rank of an engine holds (`SystemModel`: TP x PP x EP ranks, whose price,
+    static power and board power count this many of each device; `price_per_hour` is one such device's): a
+    logic-pim's `count`, its stacks per xPU (pim.md §2.4, the spec's "a Logic-PIM's is its stacks per xPU"); one of
+    every other kind. A bank-pim's `count` is its NPU's (one PIM HBM per NPU, with all its channels), a gpu's, npu's
+    or chip's the weight holder's, its devices per node (`_check_device_counts`); an architecture device's `count`
+    is not read (a rank holds one array). Attention offloading (`archsim.systems.offload`) and a context-parallel
+    system count their own devices (a pool's `count`, tp x replicas; cp ranks of tp)."""
+    return device.count if device.kind == "logic-pim" else 1
+
+
 def _check_device_counts(system: System) -> None:
     """A device's `count` that the model would not read as given is refused, naming the count it reads:
     - a bank-PIM's is its NPU's: one PIM HBM per NPU (the presets' "one PIM HBM per NeuPIMs device"), each NPU
       streaming from and softmaxing for its own; the model reads the NPU's count alone;
-    - a gpu's or npu's is the weight holder's: one engine's ranks (TP x PP x EP) each hold one device of every kind
-      (`SystemModel.static_w`, `price_per_hour` and `board_w` count them so), so another count would be read as one
-      a rank (a lone auxiliary GPU charged at every rank's static power, price and board power). Attention
-      offloading's pool and a context-parallel system count their own devices; a Logic-PIM's count is its stacks
-      per xPU."""
+    - a gpu's, npu's or chip's is the weight holder's: one engine's ranks (TP x PP x EP) each hold one device of
+      every kind but a logic-pim (`rank_devices`: `SystemModel.static_w`, `price_per_hour` and `board_w` count them
+      so), so another count would be read as one a rank (a lone auxiliary GPU charged at every rank's static power,
+      price and board power). Attention offloading's pool and a context-parallel system count their own devices; a
+      Logic-PIM's count is its stacks per xPU, each priced."""
     ranked = system.schedule.kind not in (*OFFLOAD_SCHEDULES, CONTEXT_PARALLEL)
     for device in system.devices.values():
         if device.kind == "bank-pim":  # one npu: `_check_devices_read` refused a bank-pim without it
             reads, why = companion(system, device), "one PIM HBM per NPU"
-        elif device.kind in ("gpu", "npu") and ranked:
+        elif device.kind in RANKED_KINDS and ranked:
             reads, why = weight_holder(system), ("each rank holds one device of every kind (its static power, price "
                                                  "and board power are counted a rank)")
         else:
@@ -659,6 +677,7 @@ def _check_offloading(system: System) -> None:
             raise SpecError(system.source, "parallelism.attention_pool",
                             f"read only by attention offloading ({', '.join(OFFLOAD_SCHEDULES)}), which a {kind} "
                             "schedule is not: it would be ignored; remove it or offload attention")
+        _check_pool_ops(system)
         for device in system.devices.values():
             if device.kind == "memory-pool":
                 raise SpecError(system.source, f"devices.{device.name}.kind",
@@ -670,6 +689,7 @@ def _check_offloading(system: System) -> None:
                                 f"read only by {needs} (it would be ignored): remove it, or offload attention")
         return
     _check_pool_rules(system)
+    _check_pool_ops(system)
     if ATTENTION_LINK not in system.links:
         raise SpecError(system.source, f"links.{ATTENTION_LINK}", "missing: attention offloading sends q, k, v and "
                                                                   "the output between the pools over it")
@@ -680,6 +700,30 @@ def _check_offloading(system: System) -> None:
     if memory is not None:
         check_pool(system, memory)
         _check_two_pools(system, memory)
+
+
+def _check_pool_ops(system: System) -> None:
+    """An attention pool runs decode attention only: a memory-pool device, whatever the schedule (its kernel has a
+    decode path alone; outside offloading `_check_offloading` refuses the device itself), and under attention
+    offloading the memory-pool or chip device decode attention is placed on. The offload model costs decode
+    attention alone on the pool (`archsim.systems.offload`: prefill attention runs on the compute devices), so a
+    rule putting any other op, or attention in every phase, there is refused: AttAcc's PIM given the residuals had
+    run them inside the GPUs' time, free of the link named attention and of the pool's time."""
+    offloading = system.schedule.kind in OFFLOAD_SCHEDULES
+    pool = _decided(system, "attention", "decode") if offloading else None
+    pools = {d.name for d in system.devices.values() if d.kind == "memory-pool"}
+    if pool is not None and pool.kind in POOL_KINDS:
+        pools.add(pool.name)
+    for i, rule in enumerate(system.placement):
+        if rule.device not in pools or (rule.ops == ("attention",) and rule.phase == "decode"):
+            continue
+        device = system.devices[rule.device]
+        why = (f": under a {system.schedule.kind} schedule the offload model costs decode attention alone there, and "
+               "another op would be timed free of the link named attention and of the pool" if offloading else "")
+        raise SpecError(system.source, f"placement[{i}]",
+                        f"puts {', '.join(rule.ops)} {'in ' + rule.phase if rule.phase else 'in every phase'} on "
+                        f"{device.kind} {device.name}, the attention pool, which runs decode attention only (op: "
+                        f"attention, phase: decode){why}")
 
 
 def _check_two_pools(system: System, memory: Device) -> None:

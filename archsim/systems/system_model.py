@@ -64,7 +64,8 @@ over the model's decoder layers:
   those experts too, under 0.1 % of the op). Each MoE
   layer adds the tokens' exchange (`system_messages.expert_exchange_s`: a dispatch and a combine all-to-all over
   the link named `ep`). The iteration takes the slowest group; energy sums every group's devices; price counts
-  TP x PP x EP devices, and so does the KV capacity with even stages (below).
+  TP x PP x EP ranks (each with `system_checks.rank_devices` of every device: one, a Logic-PIM's `count` stacks),
+  and the KV capacity TP x PP x EP devices with even stages (below).
 - A model that mixes dense and MoE layers (`moe_every` > 1: GLaM) runs each kind as its own layer: each stage
   holds the layers of each kind it holds (`SystemModel.stage_kind_counts`: the model's layers in order cut by the
   stages, GLaM's every other layer MoE), which an iteration runs (`stage_runs`) and its weights count. Sub-batch
@@ -150,6 +151,7 @@ from archsim.systems.system_checks import (
     offload_micro_batches,
     offload_replicas,
     offload_replicas_text,
+    rank_devices,
     weight_holder,
 )
 from archsim.systems.system_messages import allreduce_s, expert_exchange_s, stage_hops_s
@@ -272,23 +274,27 @@ class SystemModel:
 
     @property
     def price_per_hour(self) -> float:
-        """USD per hour of the devices the model runs on: TP x PP x EP ranks, each with one device of every kind of
-        the spec (as energy is counted); NaN when a device has no `price_per_hour`."""
-        prices = [d.price_per_hour for d in self.system_of("price_per_hour").devices.values()]
-        return math.nan if None in prices else self.devices_counted * float(sum(prices))
+        """USD per hour of the devices the model runs on: TP x PP x EP ranks, each with `rank_devices` of every
+        device of the spec (one; a Logic-PIM's `count` stacks), each at its `price_per_hour` (as energy is counted);
+        NaN when a device has no `price_per_hour`."""
+        devices = self.system_of("price_per_hour").devices.values()
+        if any(d.price_per_hour is None for d in devices):
+            return math.nan
+        return self.devices_counted * float(sum(rank_devices(d) * d.price_per_hour for d in devices))
 
     @functools.cached_property
     def static_w(self) -> float:
         """Static power of the devices the model runs on (counted as `price_per_hour` counts them), charged over
         every iteration's wall time (`archsim.systems.gpu_device`: busy or idle within it); worked out once."""
-        return self.devices_counted * sum(d.static_w for d in self.system_of("static_w").devices.values())
+        devices = self.system_of("static_w").devices.values()
+        return self.devices_counted * sum(rank_devices(d) * d.static_w for d in devices)
 
     @functools.cached_property
     def board_w(self) -> float:
-        """Board power of one rank's devices priced by it (`board_power_w`), drawn over the rank's communication
-        (module docstring); 0 without such a device. Worked out once."""
+        """Board power of one rank's devices priced by it (`board_power_w`, `rank_devices` of each), drawn over the
+        rank's communication (module docstring); 0 without such a device. Worked out once."""
         devices = self.system_of("board_w").devices.values()
-        return sum(w for d in devices if (w := board_power_w(d)) is not None)
+        return sum(rank_devices(d) * w for d in devices if (w := board_power_w(d)) is not None)
 
     @functools.cached_property
     def stage_layers(self) -> tuple[int, ...]:

@@ -60,9 +60,14 @@ Devices. `kind` is one of `DEVICE_KINDS`; the other keys are the kind's fields:
 `count` is the number of such devices per node (a whole number >= 1); for the device holding the weights it bounds
 the TP degree (`system_checks.check_tp_group`: a TP group within a node where the spec has a `tp` link, over whole
 nodes where it has none; PP stages and EP groups are further nodes), a Logic-PIM's is its stacks per xPU, a memory
-pool's is `parallelism.attention_pool` and an offloading system's compute devices' tp x its replicas (below). Any
-kind may carry `price_per_hour`, what one such device costs in USD per device-hour (a positive number; optional,
-read by sweeps' cost per token).
+pool's is `parallelism.attention_pool` and an offloading system's compute devices' tp x its replicas (below); a
+bank-pim's is its npu's (one PIM HBM per NPU, its `channels` inside the one device), a gpu's, npu's or chip's
+beside the weight holder the holder's (`system_checks._check_device_counts`), and an architecture device's is not
+read (each rank holds one array). Any kind may carry `price_per_hour`, what one such device costs in USD per
+device-hour (a positive number; optional, read by sweeps' cost per token): a run is priced at every device it holds
+(`system_checks.rank_devices`), TP x PP x EP ranks each of one device of every kind and a logic-pim's `count`
+stacks (a Logic-PIM's price is one stack's), an offloading system's two pools at their `count`s, a
+context-parallel one's cp ranks of tp GPUs.
 
 Links, by role (`LINK_ROLES`, the only names read; any other is refused): `tp`, the TP all-reduce; `ep`, the EP
 groups' token exchange; `attention`, attention offloading's messages, the compute devices' NIC (refused under
@@ -140,7 +145,10 @@ Derived specs. A spec with `base` (a system preset name, or a YAML path, relativ
 system's spec with this file's keys laid over it: a mapping merges key by key (recursively), a `null` removes the
 base's key, any other value replaces it; `name` must be given (a derived spec never inherits its base's name),
 `description` and `source` are inherited when left out. The base is loaded and validated on its own first, so an
-error in it names its file; a cycle of bases is refused. A relative path in the base (a device's `preset` or
+error in it names its file; one on a value the merged spec holds from the base, refused beside this file's changes
+(neupims' `min_batch` under a derived `schedule: {kind: blocked}`), names this file and the path, and says the
+value comes from the base and how to drop it (`min_batch: null` under schedule; a list, replaced whole, written
+here: `_from_base`); a cycle of bases is refused. A relative path in the base (a device's `preset` or
 `mapping`, a link, a `by_workload` key) is read from the base's folder, one in the derived spec from its own. The
 merged spec, the base's paths put as the derived file would write them, is what `System.data` holds (what sweeps
 hash and `with_fields` changes). A spec is remembered per file content (`archsim.library`), its base's file and
@@ -162,6 +170,7 @@ import copy
 import dataclasses
 import functools
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -293,7 +302,15 @@ def system_from_dict(data: Any, source: str = "<python>", bases: tuple[str, ...]
         over = {k: v for k, v in data.items() if k != BASE}
         base = _base(data[BASE], source, bases, over)
         _unpriced(base, _device_changes(over), source)  # a device given another preset leaves the base's price
-        data = laid_over(base, over)
+        try:
+            return _validated(laid_over(base, over), source)
+        except SpecError as error:
+            raise _from_base(error, data[BASE], base, over, source) from None
+    return _validated(data, source)
+
+
+def _validated(data: Any, source: str) -> System:
+    """A system spec's data, a base's merged in, validated (`system_from_dict`)."""
     check_header(data, KEYS, OPTIONAL, TEXT, source, meanings=MEANINGS)
     devices = {name: _device(name, value, source) for name, value in _named(data["devices"], source, "devices")}
     if not devices:
@@ -321,6 +338,61 @@ def system_from_dict(data: Any, source: str = "<python>", bases: tuple[str, ...]
     if unresolved is not None:
         raise unresolved
     return system
+
+
+PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")  # a YAML path's keys and list indices: placement[0].device
+
+
+def _from_base(error: SpecError, named: Any, base: Mapping[str, Any], over: Mapping[str, Any],
+               source: str) -> SpecError:
+    """`error`, raised validating the spec at `source` laid over its base (`named` as the spec writes it, `base`
+    its data, `over` the spec's own keys), with a note where its path holds a value this file does not write: it
+    is the base's (which was validated on its own, so it is refused beside this file's changes, as neupims'
+    `min_batch` under a derived `kind: blocked`), and how to drop it (`null` removes a base's key; a list is
+    replaced whole). Any other error, and one of another type (a limit, an unrunnable op), is returned as it is."""
+    parts = PATH_PART.findall(error.where)
+    depth = _inherited_from(parts, base, over)
+    if error.source != source or depth is None or type(error) not in (SpecError, UnknownField):
+        return error
+    if any(index for _, index in parts[depth:]):
+        listed = error.where[:error.where.index("[")]
+        advice = f"give {listed} here to replace the base's (a list is replaced whole)"
+    else:
+        keys = [key for key, _ in parts]
+        parent = ".".join(keys[:-1])
+        drop = f"`{keys[-1]}: null`" + (f" under {parent}" if parent else "")
+        advice = (f"remove it here with {drop}" if type(error) is UnknownField else
+                  f"set it here, or remove it with {drop}")
+        others = [key for key in _kept_keys(keys[:-1], base, over) if key != keys[-1]]
+        if type(error) is UnknownField and parent and others:
+            advice += f" (the base's {parent} also gives {', '.join(others)})"
+    return type(error)(error.source, error.where, f"{error.message}; it comes from base {named}, not this file: "
+                                                  f"{advice}")
+
+
+def _inherited_from(parts: list[tuple[str, str]], base: Any, over: Any) -> int | None:
+    """The depth in a YAML path (`PATH_PART`'s (key, index) pairs) from which the merged spec holds the base's value
+    (the first key the derived spec's own keys `over` do not write, the base's do), None where it holds the derived
+    spec's (or neither's)."""
+    for depth, (key, index) in enumerate(parts):
+        if index or not isinstance(over, Mapping) or not isinstance(base, Mapping) or key not in base:
+            return None
+        if key not in over:
+            return depth
+        if not isinstance(over[key], Mapping):
+            return None  # the derived spec writes the value: a list or a scalar replaces the base's
+        base, over = base[key], over[key]
+    return None  # a mapping both write: the error is about it as a whole
+
+
+def _kept_keys(path: list[str], base: Any, over: Any) -> list[str]:
+    """The keys of the base's mapping at `path` that the derived spec's own keys `over` do not write, sorted."""
+    for key in path:
+        base = base.get(key) if isinstance(base, Mapping) else None
+        over = over.get(key) if isinstance(over, Mapping) else None
+    if not isinstance(base, Mapping):
+        return []
+    return sorted(str(key) for key in base if not (isinstance(over, Mapping) and key in over))
 
 
 def _with_crossovers(system: System) -> tuple[System, SpecError | None]:
@@ -780,11 +852,6 @@ def _placement(data: Any, devices: Mapping[str, Device], source: str) -> tuple[P
                                                      "for it without op_per_byte_below")
     for i, rule in enumerate(rules):
         device = devices[rule.device]
-        if device.kind == "memory-pool" and (rule.ops != ("attention",) or rule.phase != "decode"):
-            raise SpecError(source, f"placement[{i}]", f"puts {', '.join(rule.ops)} "
-                                                      f"{'in ' + rule.phase if rule.phase else 'in every phase'} on "
-                                                      f"memory-pool {device.name}, which runs decode attention only "
-                                                      "(op: attention, phase: decode)")
         if "attention" in rule.ops and device.kind == "bank-pim" and device.channel_policy is None:
             raise SpecError(source, f"devices.{device.name}.channel_policy",
                             f"missing: placement[{i}] puts attention on it, and requests are pinned to its "
