@@ -47,11 +47,12 @@ def test_closed_loop_refuses_a_bool(flag) -> None:
 
 # ------------------------------------------------------------------------------------------------ S1 steady window
 def test_steady_throughput_leaves_the_drain_out() -> None:
-    """1 s iterations. r0 arrives at 10 s wanting 4 tokens, r1 at 11.5 s wanting 1: iteration [10, 11] prefills r0
-    (its first token), [11, 12] decodes it, [12, 13] prefills r1 (its first and last token, the last first token
-    of the run) beside r0's third, [13, 14] emits r0's last. Makespan 14 - 10 = 4 s for 5 tokens: 1.25 tokens/s;
-    steady window 10 to 13 s, 1 + 1 + 2 = 4 tokens: 4/3 tokens/s."""
-    result = simulate_serving(SecondToy(), [Request(0, 10.0, 1, 4), Request(1, 11.5, 1, 1)])
+    """1 s iterations. r0 arrives at 10 s wanting 3 tokens, r1 at 11.5 s wanting 2: iteration [10, 11] prefills r0
+    (its first token), [11, 12] decodes it, [12, 13] prefills r1 (its first token, the last first token of the
+    run) beside r0's third and last, [13, 14] emits r1's last. Makespan 14 - 10 = 4 s for 5 tokens: 1.25 tokens/s;
+    steady window 10 to 13 s, 1 + 1 + 2 = 4 tokens: 4/3 tokens/s. (r0 had wanted 4 and r1 1: r1, finishing at its
+    first token, turns no window over since session 51, so that one was the fill alone.)"""
+    result = simulate_serving(SecondToy(), [Request(0, 10.0, 1, 3), Request(1, 11.5, 1, 2)])
     assert result.makespan_s == 4.0 and result.throughput_tok_s == 5 / 4
     assert result.steady_end_s == 13.0
     assert result.steady_throughput_tok_s == pytest.approx(4 / 3, rel=1e-12)

@@ -39,13 +39,18 @@ class ShortPrefills:
 # A and B (4 prompt + 6 output tokens) prefill together at 0 -> 1 s and decode; the 12-token cache holds 6 + 6
 # after the step ending at 3 s, so before the next one A's 7th token of KV preempts B (3 tokens emitted, at 1, 2
 # and 3 s); B's recompute of 4 + 3 = 7 tokens is beyond the 4 a prefill may have: refused when readmitted, at 4 s.
-# A emits its 6 tokens at 1..6 s and finishes. C (1 prompt + 1 output token) arrives at `c_arrival_s`.
+# A emits its 6 tokens at 1..6 s and finishes. C (1 prompt + 1 output token) arrives at `c_arrival_s`. With
+# `decoder`, D (1 prompt + 2 output tokens) arrives at 0 too and finishes at 2 s, a token of KV more: a window ending
+# before A finishes turns over only with a request that decoded and finished (session 51; C finishes at its first
+# token), and with it the cache of 13 tokens preempts B at the same step.
 CONFIG = ServingConfig(page_tokens=1, watermark_fraction=0.0)
 
 
-def _serve(c_arrival_s: float, mix: bool = True):
+def _serve(c_arrival_s: float, mix: bool = True, decoder: bool = False):
     requests = [Request(0, 0.0, 4, 6), Request(1, 0.0, 4, 6), Request(2, c_arrival_s, 1, 1)]
     config = CONFIG if mix else ServingConfig(page_tokens=1, watermark_fraction=0.0, mix_prefill_decode=False)
+    if decoder:
+        return simulate_serving(ShortPrefills(kv_capacity_bytes=13.0), [*requests, Request(3, 0.0, 1, 2)], config)
     return simulate_serving(ShortPrefills(), requests, config)
 
 
@@ -61,21 +66,22 @@ def test_a_request_refused_before_the_windows_end_leaves_all_its_tokens():
 
 
 def test_a_request_refused_after_the_windows_end_leaves_only_its_tokens_in_the_window():
-    """C arrives at 0.5 s, joins the step ending at 2 s and finishes there: the window is 0 to 2 s, holding A's and
-    B's tokens at 1 and 2 s and C's (5). B's token at 3 s is past it: 5 - 2 = 3 tokens / 2 s (all of B's 3 taken
-    out would give 1.0; none, as before, 2.5)."""
-    result = _serve(0.5)
-    assert (result.rejected_ids, result.steady_end_s) == ((1,), 2.0)
-    assert result.steady_throughput_tok_s == pytest.approx(3 / 2)
+    """C arrives at 0.5 s, joins the step ending at 2 s and finishes there, as D does: the window is 0 to 2 s,
+    holding A's, B's and D's tokens at 1 and 2 s and C's (7). B's token at 3 s is past it: 7 - 2 = 5 tokens / 2 s
+    (all of B's 3 taken out would give 2.0; none 3.5)."""
+    result = _serve(0.5, decoder=True)
+    assert (result.rejected_ids, result.preemptions, result.steady_end_s) == ((1,), 1, 2.0)
+    assert result.steady_throughput_tok_s == pytest.approx(5 / 2)
 
 
 def test_unmixed_the_window_still_loses_only_the_refused_tokens_in_it():
-    """Unmixed (prefill-only iterations): A and B prefill 0 -> 1 s, C alone 1 -> 2 s (the window's end, where C
-    finishes), then A and B decode at 3 and 4 s; B, preempted before the step ending at 5 s, is refused at 5 s.
-    In the window: A's, B's and C's first tokens, less B's: 2 tokens / 2 s."""
-    result = _serve(0.5, mix=False)
-    assert (result.rejected_ids, result.steady_end_s) == ((1,), 2.0)
-    assert result.steady_throughput_tok_s == pytest.approx(2 / 2)
+    """Unmixed (prefill-only iterations): A, B and D prefill 0 -> 1 s and decode 1 -> 2 s (D finishes); C, arriving
+    at 1.5 s, alone 2 -> 3 s (the window's end, where C finishes); then A and B decode at 4 s; B, preempted before
+    the step ending at 5 s, is refused at 5 s. In the window: A's, B's and D's 2 tokens each and C's, less B's 2:
+    5 tokens / 3 s (all of B's 3 out would give 4 / 3; none 7 / 3)."""
+    result = _serve(1.5, mix=False, decoder=True)
+    assert (result.rejected_ids, result.preemptions, result.steady_end_s) == ((1,), 1, 3.0)
+    assert result.steady_throughput_tok_s == pytest.approx(5 / 3)
 
 
 def test_the_refusal_says_it_is_the_recompute_after_a_preemption_that_cannot_run():

@@ -304,8 +304,8 @@ def _show(m: dict, wall_s: float, degrees_note: str) -> None:
     if math.isnan(m["steady_end_s"]):  # no request emitted a token: there is no window
         steady = ""
     elif math.isnan(m["steady_throughput_tok_s"]):
-        steady = (f", no steady window (no request finished by the last first token, at {m['steady_end_s']:.4g} s: "
-                  "the batch's fill alone)")
+        steady = (f", no steady window (no request that decoded finished by the last first token, at "
+                  f"{m['steady_end_s']:.4g} s: the batch's fill alone)")
     else:
         steady = (f", {m['steady_throughput_tok_s']:.5g} in the steady window (to the last first token, at "
                   f"{m['steady_end_s']:.4g} s)")

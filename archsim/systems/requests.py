@@ -78,6 +78,9 @@ MAX_REQUESTS = 100_000
 MAX_REQUESTS_ENV = "ARCHSIM_MAX_REQUESTS"
 MAX_OUTPUT_TOKENS = 2**20  # a request's decode iterations: about two minutes of CPU at ~8,000 iterations a second
 MAX_OUTPUT_TOKENS_ENV = "ARCHSIM_MAX_OUTPUT_TOKENS"
+# Why output tokens have a limit of their own, as a refusal beyond it says
+OUTPUT_LIMIT_WHY = (f"each output token is a decode iteration of the run, about 0.1 ms of CPU; raise the limit with "
+                    f"the environment variable {MAX_OUTPUT_TOKENS_ENV}")
 _STANDARD_NORMAL = statistics.NormalDist()
 # A trace's token count: ASCII digits alone (int() also takes "1_0", "+10" and other scripts' digits, "١٠")
 TOKENS_TEXT = re.compile(r"[0-9]+")
@@ -232,9 +235,10 @@ def _parse_seconds(text: str, source: str, where: str) -> float:
     return value
 
 
-def _parse_tokens(text: str, source: str, where: str, limit: int) -> int:
+def _parse_tokens(text: str, source: str, where: str, limit: int, expected: str) -> int:
     """A token count from 1 to `limit` (the size limit, `archsim.workload.max_size`), written in the digits 0-9
-    (`TOKENS_TEXT`; spaces around it allowed)."""
+    (`TOKENS_TEXT`; spaces around it allowed); outside it refused with `expected`, the bound that applies in words
+    (`_tokens_expected`, `_output_tokens_expected`)."""
     digits = text.strip()
     try:
         value = int(digits) if TOKENS_TEXT.fullmatch(digits) else 0
@@ -243,13 +247,22 @@ def _parse_tokens(text: str, source: str, where: str, limit: int) -> int:
     if not 1 <= value <= limit:
         shown = digits if len(digits) <= 40 else f"a {len(digits)}-character number"
         refusal = LimitError if value > limit else SpecError
-        raise refusal(source, where, f"{_tokens_expected(limit)}, in the digits 0-9, got {shown!r}")
+        raise refusal(source, where, f"{expected}, in the digits 0-9, got {shown!r}")
     return value
 
 
 def _tokens_expected(limit: int) -> str:
     return (f"expected an integer >= 1 and at most {limit} (the limit on sizes; raise it with the environment "
             f"variable ARCHSIM_MAX_SIZE)")
+
+
+def _output_tokens_expected(size_limit: int, most_output_tokens: int) -> str:
+    """What a trace's output length must be, in words: 1 to the lower of the size limit and the output limit
+    (`MAX_OUTPUT_TOKENS`), that one named. A length parsed within the size limit and beyond the output limit is
+    refused by `_check_request`."""
+    if most_output_tokens <= size_limit:
+        return f"expected an integer >= 1 and at most {most_output_tokens} ({OUTPUT_LIMIT_WHY})"
+    return _tokens_expected(size_limit)
 
 
 def _shown(value: object) -> str:
@@ -259,13 +272,13 @@ def _shown(value: object) -> str:
     return text if len(text) <= 40 else f"a {type(value).__name__} of {len(text)} characters"
 
 
-def _json_tokens(value: object, source: str, where: str, limit: int) -> int:
-    """A token count from 1 to `limit` (`_parse_tokens`'s) that is a JSON integer (not a string, a boolean or a
-    number with a fraction or an exponent, such as 5.0)."""
+def _json_tokens(value: object, source: str, where: str, limit: int, expected: str) -> int:
+    """A token count from 1 to `limit` (`_parse_tokens`'s, refused with `expected` as there) that is a JSON integer
+    (not a string, a boolean or a number with a fraction or an exponent, such as 5.0)."""
     whole = isinstance(value, int) and not isinstance(value, bool)
     if not whole or not 1 <= value <= limit:
         refusal = LimitError if whole and value > limit else SpecError
-        raise refusal(source, where, f"{_tokens_expected(limit)}, a JSON integer, got {_shown(value)}")
+        raise refusal(source, where, f"{expected}, a JSON integer, got {_shown(value)}")
     return value
 
 
@@ -340,6 +353,7 @@ def read_trace(path: str | Path) -> tuple[Request, ...]:
     names = AZURE_COLUMNS if azure else TRACE_COLUMNS
     column = {field: header.index(name) for field, name in zip(TRACE_COLUMNS, names, strict=True)}
     limit, most_output_tokens = max_size(), env_limit(MAX_OUTPUT_TOKENS_ENV, MAX_OUTPUT_TOKENS)
+    prompt_expected, output_expected = _tokens_expected(limit), _output_tokens_expected(limit, most_output_tokens)
     requests: list[Request] = []
     stamped: list[tuple[int, int, int, int]] = []  # Azure's (line, nanoseconds, prompt tokens, output tokens)
     for line, row in records[1:]:
@@ -350,11 +364,13 @@ def read_trace(path: str | Path) -> tuple[Request, ...]:
         at = {field: (row[column[field]], source, f"line {line}: {name}")
               for field, name in zip(TRACE_COLUMNS, names, strict=True)}
         if azure:
-            stamped.append((line, _parse_azure_time(*at["arrival_s"]), _parse_tokens(*at["prompt_tokens"], limit),
-                            _parse_tokens(*at["output_tokens"], limit)))
+            stamped.append((line, _parse_azure_time(*at["arrival_s"]),
+                            _parse_tokens(*at["prompt_tokens"], limit, prompt_expected),
+                            _parse_tokens(*at["output_tokens"], limit, output_expected)))
             continue
-        request = Request(len(requests), _parse_seconds(*at["arrival_s"]), _parse_tokens(*at["prompt_tokens"], limit),
-                          _parse_tokens(*at["output_tokens"], limit))
+        request = Request(len(requests), _parse_seconds(*at["arrival_s"]),
+                          _parse_tokens(*at["prompt_tokens"], limit, prompt_expected),
+                          _parse_tokens(*at["output_tokens"], limit, output_expected))
         _check_request(request, source, f"line {line}", most_output_tokens)
         requests.append(request)
     if azure:
@@ -378,6 +394,8 @@ def _read_json_lines(text: str, source: str) -> tuple[Request, ...]:
     lines = [(number, written) for number, written in enumerate(text.split("\n"), 1) if written.strip()]
     check_request_count(len(lines), source)
     limit = max_size()
+    prompt_expected = _tokens_expected(limit)
+    output_expected = _output_tokens_expected(limit, env_limit(MAX_OUTPUT_TOKENS_ENV, MAX_OUTPUT_TOKENS))
     expected = (f"expected a JSON object with the keys {', '.join(MOONCAKE_KEYS)} (others, such as hash_ids, are "
                 f"ignored)")
     stamped: list[tuple[int, int | Fraction, int, int]] = []
@@ -398,8 +416,8 @@ def _read_json_lines(text: str, source: str) -> tuple[Request, ...]:
                 raise SpecError(source, f"line {line}: {key}", f"missing; {expected}")
         timestamp, prompt, output = (entry[key] for key in MOONCAKE_KEYS)
         stamped.append((line, _json_milliseconds(timestamp, source, f"line {line}: timestamp"),
-                        _json_tokens(prompt, source, f"line {line}: input_length", limit),
-                        _json_tokens(output, source, f"line {line}: output_length", limit)))
+                        _json_tokens(prompt, source, f"line {line}: input_length", limit, prompt_expected),
+                        _json_tokens(output, source, f"line {line}: output_length", limit, output_expected)))
     return _from_the_earliest(stamped, 1000, MOONCAKE_KEYS, source)
 
 
@@ -486,6 +504,4 @@ def _check_request(r: Request, source: str, where: str, most_output_tokens: int,
             raise SpecError(source, f"{where}: {name}", f"expected an integer >= 1, got {value!r}")
     if r.output_tokens > most_output_tokens:
         raise LimitError(source, f"{where}: {output}",
-                         f"expected at most {most_output_tokens} (each output token is a decode iteration of the run, "
-                         f"about 0.1 ms of CPU; raise the limit with the environment variable "
-                         f"{MAX_OUTPUT_TOKENS_ENV}), got {r.output_tokens}")
+                         f"expected at most {most_output_tokens} ({OUTPUT_LIMIT_WHY}), got {r.output_tokens}")

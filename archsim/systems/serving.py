@@ -70,10 +70,11 @@ paged KV cache and preemption. The assumptions, all in one place:
   request finishes alone; steady throughput = the tokens the iterations emitted up to the last first token (the
   last request's admission: the queue runs dry after it), over the window from the first arrival to it
   (`steady_end_s`; an open-loop run that keeps up ends it at the last arrival plus that request's TTFT), the
-  drain left out; NaN (no steady window) where no request finished by then, so the window held only the batch's fill
-  (an offline batch admitted at once, one request, a burst that ends while its first requests still decode; a
-  request of one output token finishes at its first token, so a burst of them, or one alone, has a window, whose
-  throughput is the makespan's);
+  drain left out; NaN (no steady window) where no request that decoded (finished after its first token) finished by
+  then, the end included: no decode slot was freed, so the window held only the batch's fill (an offline batch
+  admitted at once, one request, a burst that ends while its first requests still decode). A request of one output
+  token finishes at its own first token, having decoded nothing: it turns no window over, so a burst with one among
+  it has none either, and a run of such requests alone has none (its throughput is the makespan's);
   utilization of a unit = its summed `busy_s` / makespan; energy = summed iteration energy plus
   the model's `static_w` over the makespan's idle time (no iteration running: the devices' static power is drawn
   busy or idle; a device priced by board power has no idle power in its preset, so nothing is charged idle);
@@ -413,20 +414,27 @@ class _Engine:
             self._arrive(request)
 
     def _arrive(self, request: Request) -> None:
+        """`request` joins the queue, or is rejected when it can never fit; in a closed loop a rejected request
+        releases the next pending one, and so on, in a loop (a recursion would take two frames per rejection)."""
+        while not self._enqueue(request) and self.pending:
+            request = replace(self.pending.popleft(), arrival_s=self.env.now)
+
+    def _enqueue(self, request: Request) -> bool:
+        """`request` to the back of the queue, waking the engine; False (rejected) when it can never fit."""
         tokens = kv_tokens(request)
         beyond_cache = self.pools[0].pages_for(tokens) > self.pools[0].capacity_pages
         if beyond_cache or tokens > self.request_kv_tokens:
             self.rejected.append(request.id)
             if not beyond_cache:
                 self.beyond_request_kv.append(request.id)
-            self._release()
-            return
+            return False
         self.waiting.append(_Live(request))
         if self.wake is not None and not self.wake.triggered:
             self.wake.succeed()
+        return True
 
     def _release(self) -> None:
-        """Closed loop: the next pending request arrives now."""
+        """Closed loop: the next pending request arrives now (with those after it that `_arrive` rejects)."""
         if self.pending:
             self._arrive(replace(self.pending.popleft(), arrival_s=self.env.now))
 
@@ -839,7 +847,8 @@ def simulate_serving(model: IterationModel, requests: Iterable[Request], config:
     first_arrival_s = min((r.arrival_s for r in records), default=0.0)
     makespan_s = max((r.finish_s for r in records), default=0.0) - first_arrival_s
     steady_s = engine.last_first_token_s - first_arrival_s
-    turned_over = any(r.finish_s <= engine.last_first_token_s for r in records)  # else the window is the fill alone
+    # a request that decoded and left by the window's end freed a decode slot: else the window is the fill alone
+    turned_over = any(r.first_token_s < r.finish_s <= engine.last_first_token_s for r in records)
     ttft_s = [r.ttft_s for r in records]
     # the devices draw their static power between iterations too, while requests are in the system or on their way
     energy_j = engine.energy_j + model.static_w * max(0.0, makespan_s - engine.iteration_s)
