@@ -1,7 +1,7 @@
 """Naive attention in three kernels that materialise the score matrix in memory, like PyTorch's standard attention.
 
-Implements the cascade `attention-3pass` of `einsum/` (FuseMax, Nayak et al. MICRO'24, Cascade 4), one kernel per
-pass over the key rank M:
+Implements the cascade `attention-3pass` of `einsum/` (FuseMax, Nayak et al. MICRO'24, Cascade 4), and with the
+causal mask `attention-3pass-causal`, one kernel per pass over the key rank M:
   1. `_scores_kernel`: S = scale · Q Kᵀ, tiled BLOCK_M x BLOCK_N, written to memory (QK);
   2. `_softmax_kernel`: one program per row reads S, takes the max (GM), exp and sum (SN, SD) and writes the
      normalised row A = SN / SD in place over S;
@@ -20,6 +20,7 @@ import triton.language as tl
 from archsim.kernels.launch import attention_dims, check_block, dot_precision
 
 CASCADE = "attention-3pass"
+CASCADE_CAUSAL = "attention-3pass-causal"
 
 
 @triton.jit

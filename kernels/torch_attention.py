@@ -11,8 +11,9 @@ fitted families can be checked on a GPU they were not fitted on (the published r
   FlashAttention-2 CUDA code PyTorch vendors ("FlashAttention-2" rows), on [batch, seqlen, heads, head_dim]
   tensors seen as [batch, heads, seqlen, head_dim] (the layout the backend reads without a copy).
 
-Implements the cascades `attention-3pass` (the standard path and eager decode, every pass through DRAM) and
-`attention-1pass` (the flash backend) of `einsum/`.
+Implements the cascades `attention-3pass` (the standard path, every pass through DRAM), `attention-decode-gqa`
+(eager decode: the same three passes over the KV cache, one query row, grouped-query heads) and `attention-1pass`
+(the flash backend) of `einsum/`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 CASCADE = "attention-3pass"
+CASCADE_DECODE = "attention-decode-gqa"
 CASCADE_FLASH = "attention-1pass"
 
 

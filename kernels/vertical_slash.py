@@ -1,10 +1,12 @@
 """MInference's vertical-slash causal attention forward: per query block, contiguous key ranges that cover the kept
 diagonals ("slashes") plus gathered key columns ("verticals"), under one online softmax.
 
-Implements the attention Einsums of the cascade `minference-vertical-slash` (QK .. AV) with the selection (VSEL,
-SSEL) given as data, at kernel granularity (below): the points it attends are those of the cascade
-`minference-vertical-slash-kernel`, against which tests/test_vertical_slash_kernel_cascade.py checks it; the estimation
-and top-k Einsums run before the kernel.
+Implements the attention Einsums of the cascade `minference-vertical-slash-kernel` (QK .. AV) with the selection
+(VSEL, SSEL) given as data: MInference's pattern at kernel granularity (below), whole `block`-wide windows, not the
+token-level pattern of `minference-vertical-slash` (whose selection it shares; on that cascade's own selection its
+output differs from that cascade's by up to 3.6 at 64 tokens, blocks of 16). tests/test_vertical_slash_kernel_cascade.py
+and tests/test_harness_s51.py check it against `minference-vertical-slash-kernel`; the estimation and top-k
+Einsums run before the kernel.
 Source: Jiang et al., "MInference 1.0" (arXiv:2407.02490), Alg. 2 (pattern) and Alg. 4 with Fig. 7 (kernel), and the
 repo's `ops/pit_sparse_flash_attention_v2.py` with `convert_vertical_slash_indexes`. Inputs are the pattern a head
 keeps: vertical indices (key positions m) [batch, heads, k_v] and slash offsets (p - m) [batch, heads, k_s].
@@ -46,7 +48,7 @@ from archsim.kernels.launch import (
     online_softmax_step,
 )
 
-CASCADE = "minference-vertical-slash"
+CASCADE = "minference-vertical-slash-kernel"
 
 
 @dataclass(frozen=True)

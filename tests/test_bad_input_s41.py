@@ -43,7 +43,7 @@ def test_a_row_of_1e308_is_refused_naming_row_and_field(tmp_path, invoke, field)
     for command in (("validate", "--measurements", path), ("calibrate", "--measurements", path, "--out", "-"),
                     ("check", path)):
         line = _one_line(invoke(*command))
-        assert line.startswith(f"error: {path}: row 1, field '{field}': "), line
+        assert line.startswith(f"error: {path}: line 2, field '{field}': "), line
         assert "a 309-digit number" in line and "ARCHSIM_MAX_GPU_ROWS" in line, line
 
 
@@ -61,7 +61,7 @@ def test_a_head_dim_of_1e308_is_blamed_on_head_dim(tmp_path, invoke) -> None:
     """Its FLOPs (4·B·H·N²·d) overflow to inf, so the throughput read as an infinite time, blamed on 'value'."""
     path = _measurements(tmp_path, "head_dim", "1e308")
     line = _one_line(invoke("validate", "--measurements", path))
-    assert line.startswith(f"error: {path}: row 1, field 'head_dim': a 309-digit number is beyond the limit of "
+    assert line.startswith(f"error: {path}: line 2, field 'head_dim': a 309-digit number is beyond the limit of "
                            "16777216 on sizes"), line
     assert "ARCHSIM_MAX_SIZE" in line
 

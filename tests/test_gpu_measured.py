@@ -47,16 +47,17 @@ def test_the_h200_rows_are_timings_of_every_kernel() -> None:
 
 
 def test_a100_fitted_families_predict_the_h200(across_gpus) -> None:
-    """FlashAttention-2 (fitted on A100 rows) on the H200: within 10 % over its 144 rows and 15 % per direction;
-    PyTorch's standard attention within 20 % over its rows (its forward's cuBLAS/softmax kernel choices vary with
-    the length in ways the model's one DRAM efficiency does not follow: 0.63-1.08 of the measured time)."""
+    """FlashAttention-2 (fitted on A100 rows) on the H200: within 10 % over its 72 timings (144 rows: each case
+    timed as latency and throughput, compared once by its time) and 15 % per direction; PyTorch's standard
+    attention within 20 % over its timings (its forward's cuBLAS/softmax kernel choices vary with the length in ways
+    the model's one DRAM efficiency does not follow: 0.63-1.08 of the measured time)."""
     h200 = [c for c in across_gpus.comparisons if c.measurement.gpu == "NVIDIA H200"]
     fa2 = [c for c in h200 if c.measurement.kernel == "FlashAttention-2"]
-    assert len(fa2) == 144 and _mape([c.error for c in fa2]) <= 10.0
+    assert len(fa2) == 72 and _mape([c.error for c in fa2]) <= 10.0
     for direction in ("fwd", "bwd", "fwd+bwd"):
         assert _mape([c.error for c in fa2 if c.measurement.case.direction == direction]) <= 15.0, direction
     standard = [c.error for c in h200 if c.measurement.kernel == "PyTorch standard attention"]
-    assert len(standard) == 144 and _mape(standard) <= 20.0
+    assert len(standard) == 72 and _mape(standard) <= 20.0
 
 
 def test_leave_one_gpu_out_across_a100_and_h200_is_within_10_percent(across_gpus) -> None:
@@ -69,7 +70,7 @@ def test_leave_one_gpu_out_across_a100_and_h200_is_within_10_percent(across_gpus
     figure = cross_gpu(across_gpus.folds)
     assert figure.families == ("fa2", "pytorch")
     assert figure.rows == sum(c.measurement.kernel.startswith(BOTH_GPUS)  # FlashAttention-2 (causal) too
-                              for f in across_gpus.folds for c in f.comparisons) > 300
+                              for f in across_gpus.folds for c in f.comparisons) > 200
     assert figure.mape_pct <= 10.0
 
 

@@ -394,7 +394,7 @@ def test_heads_field_forms() -> None:
     row = dict(zip(HEADER.split(","), values, strict=True))
     (m,), _ = parse_rows([row], "x.csv")
     assert (m.case.heads, m.case.kv_heads, m.case.causal) == (32, 32, True)
-    with pytest.raises(SpecError, match=r"x.csv: row 1, field 'heads'"):
+    with pytest.raises(SpecError, match=r"x.csv: line 2, field 'heads'"):
         parse_rows([{**row, "heads": "16q/3kv"}], "x.csv")
 
 
@@ -413,7 +413,7 @@ def test_validate_json_schema() -> None:
         # numbers as numbers, flags as flags: a seqlen of "512.0" sorted as text came before "16384"
         assert all(isinstance(row[k], int | float) and not isinstance(row[k], bool) for k in ("seqlen", "value"))
         assert isinstance(row["causal"], bool) and isinstance(row["gpu"], str)
-    assert all(set(s) == {"row", "reason"} for s in data["skipped"])
+    assert all(set(s) == {"row", "line", "reason"} for s in data["skipped"])
     assert "overall" in data["mape"] and math.isfinite(data["mape_held_out"]["overall"])
 
 
@@ -429,12 +429,12 @@ def test_validate_prints_held_out_mape_beside_the_roofline(tmp_path: Path) -> No
 @pytest.mark.parametrize(("text", "fragments"), [
     ("gpu,kernel,dtype\nA100,FlashAttention-2,fp16\n", ["column 'causal'", "missing"]),
     (HEADER + "\nA100 80GB SXM4,FlashAttention-2,fp16,False,4,32,64,1024,fwd,throughput,fast,TFLOPs/s\n",
-     ["row 1, field 'value'", "'fast'"]),
+     ["line 2, field 'value'", "'fast'"]),
     (HEADER + "\nA100 80GB SXM4,FlashAttention-2,fp16,False,4,32,64,1024,fwd,throughput,120,TFLOPs/s\n"
               "A100 80GB SXM4,FlashAttention-2,fp16,maybe,4,32,64,1024,fwd,throughput,120,TFLOPs/s\n",
-     ["row 2, field 'causal'"]),
+     ["line 3, field 'causal'"]),
     (HEADER + "\nA100 80GB SXM4,FlashAttention-2,fp16,False,4,32,64,1024,fwd,latency,3,hours\n",
-     ["row 1, field 'unit'"]),
+     ["line 2, field 'unit'"]),
 ])
 def test_bad_csv_exits_2_naming_file_row_and_field(tmp_path: Path, text: str, fragments: list[str]) -> None:
     path = tmp_path / "bad.csv"

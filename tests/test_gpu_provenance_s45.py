@@ -217,7 +217,7 @@ def test_an_unknown_direction_or_dtype_is_refused_naming_the_row_and_field(tmp_p
     for command in (["check", str(path)], ["validate", "--measurements", str(path)]):
         result = CliRunner().invoke(main, command)
         assert result.exit_code == 2, result.output
-        one_line_error(result, f"{path}: row 1, field '{field}': {expected}")
+        one_line_error(result, f"{path}: line 2, field '{field}': {expected}")
 
 
 def test_a_known_dtype_without_a_rate_stays_a_skip_and_float32_reads_as_fp32(tmp_path: Path) -> None:

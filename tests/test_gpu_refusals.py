@@ -205,7 +205,7 @@ def test_a_case_in_two_metrics_or_two_configurations_is_not_a_repeat(tmp_path: P
 def test_a_product_beyond_the_row_limit_names_its_largest_factor(tmp_path: Path) -> None:
     path = tmp_path / "huge.csv"
     path.write_text(HEADER + "\n" + FA2_ROW.format(value=162).replace(",8,32,64,2048,", ",1e30,32,64,2048,") + "\n")
-    with pytest.raises(SpecError, match=r"row 1, field 'batch': batch x heads x seqlen = "):
+    with pytest.raises(SpecError, match=r"line 2, field 'batch': batch x heads x seqlen = "):
         read_measurements(path)
     field, problem = AttentionCase("fwd", 1, 32, 32, 64, 2**26, False, "fp16").size_problem()
     assert field == "seqlen" and "beyond the limit" in problem

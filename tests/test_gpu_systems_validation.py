@@ -104,16 +104,16 @@ def test_attention_case_too_large_for_the_model() -> None:
     (HEADER.encode() + b"\nA100,\xff\xfe\n", ["line 2, byte", "not UTF-8"]),
     (b"", ["line 1", "empty file"]),
     (b"gpu,kernel\nA100,FlashAttention-2\n", ["column 'dtype'", "missing"]),
-    ((HEADER + "\n" + ROW.format(seqlen="1e30") + "\n").encode(), ["row 1, field 'seqlen'", "ARCHSIM_MAX_GPU_ROWS"]),
+    ((HEADER + "\n" + ROW.format(seqlen="1e30") + "\n").encode(), ["line 2, field 'seqlen'", "ARCHSIM_MAX_GPU_ROWS"]),
     ((HEADER + "\n" + ROW.format(seqlen="1024") + "\n" + ROW.format(seqlen="nan") + "\n").encode(),
-     ["row 2, field 'seqlen'", "'nan'"]),
-    ((HEADER + "\n" + ROW.format(seqlen="-512") + "\n").encode(), ["row 1, field 'seqlen'", "'-512'"]),
+     ["line 3, field 'seqlen'", "'nan'"]),
+    ((HEADER + "\n" + ROW.format(seqlen="-512") + "\n").encode(), ["line 2, field 'seqlen'", "'-512'"]),
     ((HEADER + "\n" + ROW.format(seqlen="1024").replace(",120,", ",1e-320,") + "\n").encode(),
-     ["row 1, field 'value'", "expected at least 1e-07 s"]),
+     ["line 2, field 'value'", "expected at least 1e-07 s"]),
     # A latency row of 1e-320 s (a subnormal) made calibrate fit on an infinite error and write a calibration.
     ((HEADER.replace("throughput", "latency") + "\n" + ROW.format(seqlen="1024").replace(",120,", ",1e-320,")
       .replace("throughput", "latency").replace("TFLOPs/s", "s") + "\n").encode(),
-     ["row 1, field 'value'", "'1e-320' s is a kernel time", "expected at least 1e-07 s"]),
+     ["line 2, field 'value'", "'1e-320' s is a kernel time", "expected at least 1e-07 s"]),
 ])
 def test_bad_measurements_exit_2_naming_file_row_and_column(cli, tmp_path: Path, content: bytes,
                                                             fragments: list[str]) -> None:

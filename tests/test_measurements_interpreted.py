@@ -33,7 +33,7 @@ def test_a_well_formed_interpreted_row_is_skipped_as_no_timing(tmp_path: Path) -
 def test_a_malformed_interpreted_row_is_refused_naming_its_field(tmp_path: Path, field: str, row: str) -> None:
     with pytest.raises(SpecError) as error:
         read_measurements(_csv(tmp_path, _row(), row))
-    assert error.value.where == f"row 2, field '{field}'"
+    assert error.value.where == f"line 3, field '{field}'"
 
 
 def test_check_counts_timed_and_skipped_rows(tmp_path: Path) -> None:

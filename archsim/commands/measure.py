@@ -10,7 +10,9 @@ Where each row says how it was obtained:
   heads         query heads; `16q/2kv` for a GQA decode (the schema's form)
   how_obtained  the timing method, or "interpret (not a timing)" (`archsim validate` skips such rows)
   note          "key=value; ..." with sm_clock_mhz (read with nvidia-smi right after the case ran) and
-                max_sm_clock_mhz, driver, cuda, triton, torch, the shape details (kv_heads) and the FLOP convention.
+                max_sm_clock_mhz, driver, cuda, triton, torch, the shape details (kv_heads) and the FLOP convention;
+                first "not measured: ERROR: message" where the kernel failed to compile or launch (value "n/a";
+                "OOM" out of GPU memory), a case not measured that the run goes past.
 `--interpret` runs the same pipeline on the CPU under TRITON_INTERPRET=1 at tiny shapes; its values are the
 wall-clock time of one interpreted run and say nothing about any GPU. The kernel modules must not have been
 imported in this process before with the interpreter off; without `--interpret`, a TRITON_INTERPRET that turns the
@@ -63,6 +65,7 @@ MAX_INTERPRET_SEQLEN = 1024  # ~5 s per kernel and shape on this CPU; ARCHSIM_MA
 INTERPRET_SEQLEN_ENV = "ARCHSIM_MAX_INTERPRET_SEQLEN"
 TIMED = "measured: triton.testing.do_bench, median (warmup 25 ms, rep 100 ms)"
 FLOP_NOTE = "FLOPs=4*b*h*s^2*d (/2 causal) x2.5 bwd x3.5 fwd+bwd"
+NOT_MEASURED = "not measured:"  # a note's start where the kernel failed to compile or launch: the reason follows
 NO_GPU = ("error: no GPU available (torch.cuda.is_available() is False); run this on a CUDA GPU, or pass "
           "--interpret for a functional run on the CPU that times nothing")
 
@@ -180,10 +183,11 @@ def _runner(case: Case, device: str) -> Callable[[], object]:
         return lambda: naive.naive_attention(q, k, v, causal=case.causal)
     if case.kernel == "lightning":
         return lambda: lightning.lightning_attention(q, k, v, scale=case.head_dim**-0.5)
-    if case.kernel == "block_sparse":  # the kernel alone: its block list is drawn here, untimed
+    if case.kernel == "block_sparse":  # the kernel alone: its block list is drawn and checked here, untimed
         index, count = block_sparse.random_block_list(case.batch, case.heads, case.seqlen, case.block_topk,
                                                       SPARSE_BLOCK, device=device)
-        return lambda: block_sparse.block_sparse_attention(q, k, v, index, count, block=SPARSE_BLOCK)
+        block_sparse.check_block_list(index, count, case.batch, case.heads, -(-case.seqlen // SPARSE_BLOCK))
+        return lambda: block_sparse.block_list_attention(q, k, v, index, count, block=SPARSE_BLOCK)
     if case.kernel == "vertical_slash":  # the kernel alone: its index is built here, untimed (torch, not MInference's)
         pattern = vertical_slash.random_pattern(case.batch, case.heads, case.seqlen, case.vertical_size,
                                                 case.slash_size, device=device)
@@ -240,6 +244,11 @@ def _torch_runner(case: Case, rand: Callable[..., object]) -> Callable[[], objec
     return lambda: backward(forward())
 
 
+def _first_line(exc: BaseException) -> str:
+    """An exception's message up to its first line break (its class name when it has none)."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def _time_ms(fn: Callable[[], object], interpret: bool) -> float:
     if interpret:
         start = time.perf_counter()
@@ -256,21 +265,22 @@ def _module(case: Case) -> str:
     return "torch_attention" if case.kernel in TORCH_KERNELS else case.kernel
 
 
-def _rows(case: Case, time_ms: float | None, base: dict, note: str) -> list[dict]:
-    """The CSV rows of one case: latency, plus throughput where the FLOP convention applies (None = OOM)."""
+def _rows(case: Case, time_ms: float | None, base: dict, note: str, missing: str = "OOM") -> list[dict]:
+    """The CSV rows of one case: latency, plus throughput where the FLOP convention applies (time None: no value,
+    written as `missing`, "OOM" or "n/a")."""
     row = {**base, "kernel": case.label, "dtype": case.dtype, "causal": case.causal,
            "batch": case.batch, "heads": case.heads, "head_dim": case.head_dim, "seqlen": case.seqlen,
            "direction": case.direction, "source": f"archsim measure (kernels/{_module(case)}.py)"}
     if case.direction == "decode":  # GQA heads as the measurements schema writes them: 16q/2kv
         row["heads"] = f"{case.heads}q/{case.kv_heads}kv"
         note += f"; kv_heads={case.kv_heads}; query length 1"
-        return [{**row, "metric": "latency", "value": "OOM" if time_ms is None else f"{time_ms * 1e3:.6g}",
+        return [{**row, "metric": "latency", "value": missing if time_ms is None else f"{time_ms * 1e3:.6g}",
                  "unit": "us", "note": note}]
-    rows = [{**row, "metric": "latency", "value": "OOM" if time_ms is None else f"{time_ms:.6g}", "unit": "ms",
+    rows = [{**row, "metric": "latency", "value": missing if time_ms is None else f"{time_ms:.6g}", "unit": "ms",
              "note": note + case.pattern_note}]
     if case.kernel != "lightning" and case.kernel not in SPARSE_KERNELS:
         flops = attention_flops(case.batch, case.heads, case.seqlen, case.head_dim, case.causal, case.direction)
-        value = "OOM" if time_ms is None else f"{flops / (time_ms * 1e-3) / 1e12:.6g}"
+        value = missing if time_ms is None else f"{flops / (time_ms * 1e-3) / 1e12:.6g}"
         rows.append({**row, "metric": "throughput", "value": value, "unit": "TFLOPs/s", "note": f"{note}; {FLOP_NOTE}"})
     return rows
 
@@ -278,23 +288,29 @@ def _rows(case: Case, time_ms: float | None, base: dict, note: str) -> list[dict
 def _measure_case(case: Case, out: Path, device: str, interpret: bool, base: dict, prefix: str,
                   clock: Callable[[], str]) -> list[dict] | None:
     """Time `case` and append its rows to `out` (the caller holds `_locked(out)`); None, measuring nothing, where
-    `out` holds its rows already. A PyTorch path that cannot run here exits 2."""
+    `out` holds its rows already. A case out of GPU memory is written "OOM"; a Triton kernel that fails to compile
+    or launch (triton's errors, such as OutOfResources for a tile the GPU's shared memory cannot hold, or a CUDA
+    launch's RuntimeError) is a case not measured: its rows "n/a", the reason first in their note
+    (`NOT_MEASURED`), and the run goes on. A PyTorch path that cannot run here exits 2."""
     import torch
+    from triton.errors import TritonError
 
     if {_row_key(r) for r in _rows(case, None, base, "")} <= _measured(out):
         return None
+    note, missing = f"{prefix}; {clock()}", "OOM"
     try:
         time_ms = _time_ms(_runner(case, device), interpret)
     except torch.cuda.OutOfMemoryError:
         time_ms = None
-    except RuntimeError as exc:  # PyTorch's flash backend refuses a GPU, dtype or head_dim it has no kernel for
-        if case.kernel not in TORCH_KERNELS:
-            raise
-        click.echo(f"error: --kernels {case.kernel}: PyTorch cannot run it here ({case.direction}, {case.dtype}, "
-                   f"head_dim {case.head_dim}): {str(exc).splitlines()[0]}; the rows measured so far are in "
-                   f"{out}", err=True)
-        sys.exit(2)
-    rows = _rows(case, time_ms, base, f"{prefix}; {clock()}")
+    except (TritonError, RuntimeError) as exc:  # PyTorch's flash backend refuses a GPU, dtype or head_dim it has no
+        if case.kernel in TORCH_KERNELS:  # kernel for
+            click.echo(f"error: --kernels {case.kernel}: PyTorch cannot run it here ({case.direction}, {case.dtype}, "
+                       f"head_dim {case.head_dim}): {_first_line(exc)}; the rows measured so far are in {out}",
+                       err=True)
+            sys.exit(2)
+        time_ms, missing = None, "n/a"
+        note = f"{NOT_MEASURED} {type(exc).__name__}: {_first_line(exc)}; {prefix}; {clock()}"
+    rows = _rows(case, time_ms, base, note, missing)
     _append(out, rows)
     if not interpret:
         torch.cuda.empty_cache()
@@ -356,6 +372,8 @@ def measure(kernel_names: tuple[str, ...], out: Path, interpret: bool, max_seqle
             continue
         written += len(rows)
         shown = ", ".join(f"{r['value']} {r['unit']}" for r in rows)
+        if rows[0]["note"].startswith(NOT_MEASURED):
+            shown = rows[0]["note"].split(f"; {prefix}")[0]
         click.echo(f"{case.kernel:<10} {case.direction:<7} causal={case.causal!s:<5} b={case.batch} h={case.heads} "
                    f"d={case.head_dim} s={case.seqlen}: {shown}")
     click.echo(f"appended {written} rows to {out}" + (" (interpreter: not timings)" if interpret else ""))

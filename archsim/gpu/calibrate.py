@@ -7,7 +7,9 @@ that held-out rows lie both between and beyond the calibration ones, and it is a
 direction alike.
 
 Fit: for each kernel family, the parameters it marks `fitted` (`archsim.model.gpu_kernels.FAMILIES`) minimise a
-soft-L1 loss of the log errors log(predicted time / measured time) over its calibration rows (quadratic below
+soft-L1 loss of the log errors log(predicted time / measured time) over its calibration rows, one per measured case
+(a case timed as a latency row and a throughput row is fitted once, by its latency row:
+`archsim.gpu.measurements.one_per_case`; it had weighed twice as much as a case timed once) (quadratic below
 about 10 %, linear beyond, so that one row carrying a harness effect the model does not represent — Python and
 autograd overhead, a clock dip — does not set a parameter), by Levenberg-Marquardt with iteratively reweighted
 least squares on the logarithm of the parameters (numerical Jacobian, each parameter clipped to its bounds; the
@@ -41,7 +43,7 @@ import yaml
 from archsim.arch.gpu import GPU
 from archsim.gpu.cases import ModelledRow, WorkLimit, check_labels, distinct, predict_row, resolve
 from archsim.gpu.load import gpu_reference
-from archsim.gpu.measurements import read_measurements, row_digest
+from archsim.gpu.measurements import one_per_case, read_measurements, row_digest
 from archsim.gpu.params import Calibration, split_rule
 from archsim.model.gpu_kernels import FAMILIES, default_params, family_of
 
@@ -225,24 +227,26 @@ def calibration_limit(source: str, what: str) -> WorkLimit:
 
 def calibrate(path: str | Path, families: tuple[str, ...] = (), base: Calibration | None = None,
               gpus: Mapping[str, GPU] | None = None) -> Calibration:
-    """Fit every family on the calibration split of a measurements CSV; with `families`, fit those alone and keep
-    every other family (and one of them with no calibration rows) as `base` has it (its parameters, fitted names
-    and fit statistics), writing the base's next version; what the rows of a fitted family cannot identify is kept
-    from the base too (`keep_from_base`). `gpus` maps the file's GPU labels to GPUs ahead of the presets
-    (`archsim.gpu.cases.resolve`; a label no row has is a SpecError). The record names the file fitted on, the GPUs
-    mapped (a preset's name, else the file), the rows fitted (`row_digest`), and for a partial fit the families
-    fitted and the base's record."""
+    """Fit every family on the calibration split of a measurements CSV (one row per measured case, `one_per_case`);
+    with `families`, fit those alone and keep every other family (and one of them with no calibration rows) as
+    `base` has it (its parameters, fitted names and fit statistics), writing the base's next version; what the rows
+    of a fitted family cannot identify is kept from the base too (`keep_from_base`). `gpus` maps the file's GPU
+    labels to GPUs ahead of the presets (`archsim.gpu.cases.resolve`; a label no row has is a SpecError). The record
+    names the file fitted on, the GPUs mapped (a preset's name, else the file), the rows fitted (`row_digest`), and
+    for a partial fit the families fitted and the base's record."""
     if families and base is None:
         raise ValueError("a fit of some families keeps the others from a base calibration")
     measurements, skipped = read_measurements(path)
     check_labels(gpus or {}, measurements, skipped, str(path))
+    rows_in_file = len(measurements) + len(skipped)
+    measurements, _ = one_per_case(measurements)
     rows, _ = resolve([m for m in measurements if family_of(m.kernel) in families and
                        base.split_of(m.case.seqlen) == "calibration"] if families else
                       [m for m in measurements if in_calibration_split(m.case.seqlen)],
                       calibration_limit(str(path), "the calibration split"), gpus)
     params, fitted, fit = fit_families(rows, base)
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    record = {"file": Path(path).name, "sha256": digest, "rows": len(measurements) + len(skipped),
+    record = {"file": Path(path).name, "sha256": digest, "rows": rows_in_file,
               "calibration_rows": len(rows),
               **({"gpus": {label: gpu_reference(gpu) for label, gpu in gpus.items()}} if gpus else {}),
               "fitted_rows": [row_digest(r.measurement) for r in rows]}

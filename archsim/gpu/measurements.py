@@ -12,13 +12,15 @@ heads sharing 2 KV heads (GQA); decode rows give the KV length as `seqlen`, and 
 their `causal` (one query row has no causal mask).
 
 A column named twice, or a row with another number of cells than the header, is a `SpecError` naming the file and
-the column or line. A malformed field of a kernel-time row is a `SpecError` naming the file, the row (1-based data
-row; line = row + 1 when no field spans lines) and the field, and so is a case too large to model
-(`AttentionCase.size_problem`).
-Rows are numbered as in the file, skipped rows included. Two kernel-time rows of one configuration (GPU label,
-kernel, dtype, causal, batch, heads, head_dim, seqlen, direction and metric) are a `SpecError` naming both lines,
-whether their values differ (which one is right is not ours to choose) or not (a repeated row would count twice
-in the fit and in the error). The file must be UTF-8 text within ARCHSIM_MAX_CSV_BYTES
+the column or line. A malformed field of a kernel-time row is a `SpecError` naming the file, the line the row
+starts on (blank lines counted) and the field, and so is a case too large to model (`AttentionCase.size_problem`).
+Rows are numbered as in the file (1-based data rows, skipped rows included; `row`), and each keeps the line it
+starts on (`line`), which messages name. Two kernel-time rows of one configuration (GPU label, kernel, dtype,
+causal, batch, heads, head_dim, seqlen, direction and metric) are a `SpecError` naming both lines, whether their
+values differ (which one is right is not ours to choose) or not (a repeated row would count twice in the fit and in
+the error). A case timed as a latency row and a throughput row (`archsim measure` writes both) is one timing:
+`one_per_case` keeps its latency row and skips the other (`ONE_TIMING`), so that a fit and an error count each
+timing once. The file must be UTF-8 text within ARCHSIM_MAX_CSV_BYTES
 (`archsim.spec_files.read_csv_records`, which reads the request traces of `archsim.systems.requests` too).
 """
 
@@ -42,6 +44,9 @@ from archsim.spec_files import read_csv_records
 INTERPRETED = "interpret (not a timing)"  # `how_obtained` of rows `archsim measure --interpret` wrote
 MIN_KERNEL_S = 1e-7  # a kernel launch alone takes microseconds; a row below this is a typo or a unit error
 ROW_DIGEST_HEX = 16  # hex digits of a row's digest (`row_digest`)
+DIGEST_DIGITS = 12  # significant digits of the time a row's digest reads: one time in any unit, whatever the float
+ONE_TIMING = "throughput of a case also timed as latency: one entry per measured case, its latency row"
+SKIPPED_LINES_SHOWN = 5  # lines named per skip reason (`skip_reasons`); the rest are counted
 
 REQUIRED = ("gpu", "kernel", "dtype", "causal", "batch", "heads", "head_dim", "seqlen", "direction", "metric",
             "value", "unit")
@@ -94,17 +99,34 @@ class Measurement:
 
 @dataclass(frozen=True)
 class Skipped:
-    """A measured row the model does not take: its row number (`Measurement.row`), its cells by column, and why
-    (`cases`)."""
+    """A measured row the model does not take: its row number (`Measurement.row`), its cells by column, why
+    (`cases`), and the file's line it starts on (None where not known: rows given without their lines)."""
 
     row: int
     columns: dict[str, str]
     reason: str
+    line: int | None = None
 
 
 def skip_reasons(skipped: Iterable[Skipped]) -> list[tuple[str, int]]:
-    """(reason, rows) of the rows skipped, most rows first: how `archsim validate` and `archsim check` list them."""
-    return Counter(s.reason for s in skipped).most_common()
+    """(reason, rows) of the rows skipped, most rows first, each reason followed by the lines of its rows (the first
+    `SKIPPED_LINES_SHOWN`, then how many more): how `archsim validate` and `archsim check` list them."""
+    lines: dict[str, list[int]] = {}
+    for s in skipped:
+        lines.setdefault(s.reason, [])
+        if s.line is not None:
+            lines[s.reason].append(s.line)
+    return [(reason + _lines_note(lines[reason]), n)
+            for reason, n in Counter(s.reason for s in skipped).most_common()]
+
+
+def _lines_note(lines: list[int]) -> str:
+    """": line 4" or ": lines 3, 5, 7, 9, 11 and 2 more" ("" for none)."""
+    if not lines:
+        return ""
+    shown = ", ".join(map(str, sorted(lines)[:SKIPPED_LINES_SHOWN]))
+    more = len(lines) - SKIPPED_LINES_SHOWN
+    return f": line{'s' if len(lines) > 1 else ''} {shown}" + (f" and {more} more" if more > 0 else "")
 
 
 def read_csv_rows(path: str | Path, expected: str) -> list[list[str]]:
@@ -114,7 +136,7 @@ def read_csv_rows(path: str | Path, expected: str) -> list[list[str]]:
 
 def read_measurements(path: str | Path) -> tuple[list[Measurement], list[Skipped]]:
     """Parse a CSV file; a missing or repeated column, a row of another number of cells than the header (a blank
-    line is no row) or a bad field raises a SpecError naming the file, the column, line or row, and the field."""
+    line is no row) or a bad field raises a SpecError naming the file, the column or line, and the field."""
     source = str(path)
     (_, header), *body = read_csv_records(path, f"the columns {', '.join(REQUIRED)}")
     header = [name.strip() for name in header]
@@ -176,28 +198,47 @@ def configuration(m: Measurement) -> tuple:
     return " ".join(m.gpu.lower().split()), m.kernel, m.case, m.metric
 
 
+def one_per_case(measurements: list[Measurement]) -> tuple[list[Measurement], list[Skipped]]:
+    """(one row per measured case, the others skipped with `ONE_TIMING`): a case timed as a latency row and a
+    throughput row (what `archsim measure` writes) is one timing, kept as its latency row (the time measured; the
+    throughput is derived from it), so that a fit weighs and an error counts it once. Assumes what `refuse_repeats`
+    checked: a case has at most one row per metric."""
+    latency = {configuration(m)[:3]: m for m in measurements if m.metric == "latency"}
+    kept, skipped = [], []
+    for m in measurements:
+        timed = latency.get(configuration(m)[:3])
+        if timed is None or timed is m:
+            kept.append(m)
+        else:
+            skipped.append(Skipped(m.row, m.columns, ONE_TIMING, m.line))
+    return kept, skipped
+
+
 def row_digest(m: Measurement) -> str:
     """What a fit reads of a row, as the first `ROW_DIGEST_HEX` hex digits of a SHA-256: its configuration
     (`configuration`; the case by the fields a row gives, not `attention`, which the kernel's name sets) and its
-    measured time in s. The same row in another file, with other line endings, spacing, `120.0` for `120` or
-    `tflops/s` for `TFLOPs/s`, has the same digest; another value or configuration has another. 64 bits: two of a
-    file's thousands of rows share one by chance with a probability below 1e-12."""
+    measured time in s to `DIGEST_DIGITS` significant digits. The same row in another file, with other line
+    endings, spacing, `120.0` for `120`, `tflops/s` for `TFLOPs/s` or its time in another unit (657.088 us for
+    0.657088 ms, which differ as floats in their last bit) has the same digest; another value (to 12 digits) or
+    configuration has another. 64 bits: two of a file's thousands of rows share one by chance with a probability
+    below 1e-12."""
     gpu, kernel, case, metric = configuration(m)
     fields = [gpu, kernel, case.direction, case.batch, case.heads, case.kv_heads, case.head_dim, case.seqlen,
-              case.causal, case.precision, metric, m.time_s]
+              case.causal, case.precision, metric, f"{m.time_s:.{DIGEST_DIGITS}g}"]
     return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:ROW_DIGEST_HEX]
 
 
 def _parse(row: int, c: dict[str, str], source: str, line: int) -> Measurement | Skipped:
     def bad(field: str, message: str) -> SpecError:
-        return SpecError(source, f"row {row}, field '{field}'", message)
+        return SpecError(source, f"line {line}, field '{field}'", message)
 
     metric, direction = c["metric"].strip().lower(), c["direction"].strip().lower()
     # a row `archsim measure --interpret` wrote is no timing, but its fields are checked as a timing's are
     interpreted = c.get("how_obtained", "").strip() == INTERPRETED
 
     def skipped(reason: str) -> Skipped:
-        return Skipped(row, c, "not a timing: run under the Triton interpreter on a CPU" if interpreted else reason)
+        return Skipped(row, c, "not a timing: run under the Triton interpreter on a CPU" if interpreted else reason,
+                       line)
 
     if metric not in UNITS:
         return skipped(f"metric '{c['metric']}' is not a kernel time (modelled: {', '.join(UNITS)})")

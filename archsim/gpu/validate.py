@@ -5,10 +5,14 @@ Every row of a CSV in the `attention_measured.csv` schema that the model support
 `archsim.gpu.cases`). Each prediction is expressed in the row's own metric and unit (TFLOPs/s by the FlashAttention
 convention, or a latency), beside the pure roofline max(FLOPs / tensor peak, DRAM bytes / DRAM bandwidth)
 (`archsim.gpu.roofline`). Error = predicted / measured - 1 in that metric; MAPE = mean |error| in percent, over
-all rows, over the held-out split and over the calibration split. A row is in the calibration split when it is one
-the calibration fitted its family on: its configuration and measured time (`archsim.gpu.measurements.row_digest`)
-are those of a row the calibration records for the family (`Calibration.fitted_on`), in whatever file it comes (a
-copy with other line endings, or files concatenated). Every other row is held out, so the rows of a file the
+all rows, over the held-out split and over the calibration split. Each measured case is one row: a case timed as
+a latency row and a throughput row (`archsim measure` writes both) is compared by its latency row, its time, and
+the throughput row is skipped (`measurements.one_per_case`), so that `rows` counts timings and the MAPE does not
+average one timing's +x % in latency with its -x / (1 + x) in throughput. A row is in the calibration split when it
+is one the calibration fitted its family on: its configuration and measured time to 12 significant digits
+(`archsim.gpu.measurements.row_digest`) are those of a row the calibration records for the family
+(`Calibration.fitted_on`), in whatever file and unit it comes (a copy with other line endings, files concatenated,
+657.088 us for 0.657088 ms). Every other row is held out, so the rows of a file the
 calibration was not fitted on are held out whole. A family whose rows the calibration does not record (a
 hand-written file with no `measurements`) is split by sequence length alone.
 
@@ -26,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +38,7 @@ import numpy as np
 from archsim.arch.gpu import GPU
 from archsim.gpu.calibrate import at_bound, calibration_limit, fit_families
 from archsim.gpu.cases import ModelledRow, WorkLimit, check_labels, distinct, predict_row, resolve
-from archsim.gpu.measurements import Measurement, Skipped, read_measurements, row_digest
+from archsim.gpu.measurements import Measurement, Skipped, one_per_case, read_measurements, row_digest
 from archsim.gpu.params import Calibration
 from archsim.gpu.roofline import roofline_time_s
 from archsim.model.gpu import GpuResult
@@ -172,18 +176,21 @@ def mape_by_group(comparisons: Iterable[Comparison], roofline: bool = False) -> 
 
 def validate(path: str | Path, calibration: Calibration, leave_one_gpu_out: bool = False,
              gpus: Mapping[str, GPU] | None = None) -> Validation:
-    """Predict every modelled row of the file (each distinct case once; their CTAs in all capped at
-    `MAX_VALIDATION_CTAS`, ARCHSIM_MAX_VALIDATION_CTAS), and with `leave_one_gpu_out` each GPU's rows again by
-    families fitted on the other GPUs' rows. `gpus` maps the file's GPU labels to GPUs ahead of the presets
-    (`archsim.gpu.cases.resolve`); a label no row has is a SpecError."""
+    """Predict every modelled row of the file, one per measured case (`one_per_case`; each distinct case predicted
+    once; their CTAs in all capped at `MAX_VALIDATION_CTAS`, ARCHSIM_MAX_VALIDATION_CTAS), and with
+    `leave_one_gpu_out` each GPU's rows again by families fitted on the other GPUs' rows. `gpus` maps the file's GPU
+    labels to GPUs ahead of the presets (`archsim.gpu.cases.resolve`); a label no row has is a SpecError."""
     measurements, skipped = read_measurements(path)
     check_labels(gpus or {}, measurements, skipped, str(path))
+    measurements, twins = one_per_case(measurements)
     rows, unmodelled = resolve(measurements, WorkLimit(str(path), "the modelled rows", "ARCHSIM_MAX_VALIDATION_CTAS",
                                                        MAX_VALIDATION_CTAS), gpus)
     comparisons = _compare(rows, calibration.family_params, lambda r: row_split(calibration, r))
     folds = tuple(_fold(str(path), rows, gpu, gpus) for gpu in sorted({r.gpu.name for r in rows})) \
         if leave_one_gpu_out else ()
-    skipped_all = sorted([*skipped, *unmodelled], key=lambda s: s.row)
+    line_of = {m.row: m.line for m in measurements}
+    skipped_all = sorted([*skipped, *twins, *(replace(s, line=line_of[s.row]) for s in unmodelled)],
+                         key=lambda s: s.row)
     return Validation(str(path), calibration, tuple(comparisons), tuple(skipped_all), folds)
 
 
@@ -255,7 +262,7 @@ def validation_to_dict(v: Validation) -> dict:
         "calibration": {"file": v.calibration.source, "version": v.calibration.version,
                         "split_rule": v.calibration.split_rule},
         "rows": [comparison_record(c) for c in v.comparisons],
-        "skipped": [{"row": s.row, "reason": s.reason} for s in v.skipped],
+        "skipped": [{"row": s.row, "line": s.line, "reason": s.reason} for s in v.skipped],
         "mape": v.mape(),
         "mape_held_out": v.mape("held-out"),
         "mape_calibration": v.mape("calibration"),
