@@ -6,8 +6,8 @@ above an L2 cache and the off-chip memory (HBM or GDDR, called `dram` here). Uni
 
 Assumptions the GPU model built on these specs relies on:
 - Peak rates are datasheet **dense** peaks at `clock_hz`; a per-SM rate is the peak divided by `sm_count`.
-- Tensor-core throughput is per precision (`tensor_flops_per_s`: fp16, bf16, tf32, fp8); a precision absent from
-  the mapping (fp8 before Hopper/Ada) runs on the fp16 path after a conversion.
+- Tensor-core throughput is per precision (`tensor_flops_per_s`: fp16, bf16, tf32, fp8); fp8 absent from the
+  mapping (before Hopper/Ada) runs on the fp16 path after a conversion; any other absent precision is refused.
 - `sync_mma_fraction` is the fraction of the tensor peak that warp-level `mma.sync` (Ampere-style code) can reach;
   on Hopper the full peak needs the asynchronous warpgroup `wgmma`, on Blackwell `tcgen05`.
 - SMEM bandwidth, SFU exp rate and FP32 lane count are per SM per clock; L2 and DRAM bandwidths are whole-chip.

@@ -2,13 +2,14 @@
 
 Pure data and arithmetic: `benchmark_cases` lists what `archsim measure` times, `attention_flops` converts a time
 into the TFLOPs/s the published charts print. Sources, per family:
-- FlashAttention / FlashAttention-2 benchmark (`benchmarks/benchmark_flash_attention.py`, gpu.md §1.0): hidden size
-  2048 so heads = 2048/d, batch = 16384/seqlen, seqlen 512..16k, d 64 and 128, causal off/on, fp16.
+- FlashAttention / FlashAttention-2 benchmark (the flash-attention repo's `benchmarks/benchmark_flash_attention.py`,
+  gpu.md §1.0): hidden size 2048 so heads = 2048/d, batch = 16384/seqlen, seqlen 512..16k, d 64 and 128, causal
+  off/on, fp16.
 - Flash-Decoding (Dao, Haziza, Massa, Sizov, 2023, blog micro-benchmark): batch 1, 16 query heads of dim 128 sharing
   2 KV heads (CodeLlama-34B on 4 GPUs), fp16, growing KV length. gpu.md does not record this shape; it is taken
   from the blog as recalled, not re-read, and the KV lengths (512..64k) are ours.
-- Lightning Attention-2 (`benchmarks/benchmark_lightning2.py`, gpu.md §1.7): batch 4, 32 heads, d 128, bf16,
-  seqlen 512..32k, forward latency.
+- Lightning Attention-2 (its repo's `benchmarks/benchmark_lightning2.py`, gpu.md §1.7): batch 4, 32 heads, d 128,
+  bf16, seqlen 512..32k, forward latency.
 - MInference's sparse kernels (seqpar-sparse.md §3.1), timed only when asked for (`--kernels`): LLaMA-3-8B's
   attention (batch 1, 32 heads after the GQA repeat, d 128, bf16), causal, 16k..128k (ours: lengths a GPU runs
   in seconds); vertical-slash at (k_v, k_s) = (1000, 6096), the setting of 473 of the 1024 heads of the shipped

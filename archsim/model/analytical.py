@@ -6,7 +6,10 @@ Follows the method of Timeloop/Accelergy as the FuseMax artifact uses it (Nayak 
 Compute
 - An Einsum runs on the unit it is bound to. Its spatial loops on that unit, over ranks it iterates, set the
   PEs it uses (`lanes_used`); the others idle. Its compute cycles = sum over op types of
-  count x the unit's cycles per op / lanes_used. Op counts come from the cascade analysis (masked points free).
+  count x the unit's cycles per op / lanes_used; an Einsum the mapping lists as `pipelined` (its ops chained in
+  one PE, a point a cycle: FLAT's four one-cycle softmax ops per score, fusemax.md) takes its most-counted op's
+  count x its slowest op's cycles / lanes_used instead. Op counts come from the cascade analysis (masked points
+  free).
 - A unit's spatial loops take its dimensions in the order written (`{spatial: array2d, ranks: {P: 256,
   M0: 256}}`: P along the first, M0 along the second); loops beyond its last dimension share that one. A
   product of factors along a dimension above its PEs makes the group infeasible (the Result says which loop,

@@ -18,11 +18,13 @@ Channel
   (the ini's tRTP_L 6, counted from the RD command as JEDEC and DRAMsim3 do, not from the end of its burst). The
   PIM precharge waits instead for READRES's results to be out (`pim.tile_cycles` does the same): READRES reads the
   result latches, not the row, and ../shared/reference/neupims-artifact.md §4.2 gives the artifact's
-  `pim_to_precharge` no value (and DUAL timing removes it), so no tRTP of a READRES is taken from it. Column commands of
-  one kind (RD after RD; COMP/READRES after COMP/READRES) are spaced tCCD_L in one bank group, tCCD_S across
-  groups; a COMP touches every group, so PIM columns are always tCCD_L apart. A MEM and a PIM column command do not
-  constrain each other (independent data paths, §1.1) except through the data bus: a RD or READRES drives it from
-  tCL after the command for ceil(bytes / 32) cycles (128-bit DDR, §1.2), bursts never overlap.
+  `pim_to_precharge` no value (and DUAL timing removes it), so no tRTP of a READRES is taken from it. Column commands
+  of one kind (RD after RD; COMP/READRES after COMP/READRES) are spaced tCCD_L in one bank group, tCCD_S across
+  groups, the group read without the rank (`_bank_group`: banks 0 and 16 are spaced tCCD_L, a conservative
+  simplification; activations' tRRD does tell the ranks apart); a COMP touches every group, so PIM columns are always
+  tCCD_L apart. A MEM and a PIM column command do not constrain each other (independent data paths, §1.1) except
+  through the data bus: a RD or READRES drives it from tCL after the command for ceil(bytes / 32) cycles (128-bit DDR,
+  §1.2), bursts never overlap.
 - tFAW: at most 4 activations in any window of tFAW cycles; an ACT and a G_ACT (4 banks of one bank group, §1.3,
   counted as one activation as in `pim.tile_cycles`) both count, in either row buffer. tRRD: an activation waits
   tRRD_L after the last one of its bank group (same rank), tRRD_S after any other. Both are counted over the whole

@@ -14,7 +14,10 @@ paper's account of what stalls it (Shah et al. 2024, §2-3):
   `mma_efficiency` [x the GPU's `sync_mma_fraction` when the kernel issues warp-level mma.sync]) overlapping the
   tile's shared-memory traffic (bounded by the SMEM bandwidth); then a softmax phase, in which the SFU (exp) and
   the FP32 pipe (max, add, mul, masks, conversions) overlap, so it takes the longer of the two. Within a CTA the
-  softmax follows the MMAs that produce its scores: FA2 does not overlap them (FA3 §3.1).
+  softmax follows the MMAs that produce its scores: FA2 does not overlap them (FA3 §3.1). Two exceptions
+  (`tile_times_s`, `step_time_s`): chained products (`chained_mma`: each staged through SMEM from the one before)
+  add their SMEM time to the tensor time instead of overlapping it, and a CTA keeping no tile in flight
+  (`in_flight_tiles` 0) waits a whole DRAM latency every step.
 - CTAs resident on one SM share its pipes (a grid smaller than the slots is spread one CTA per SM first): with
   k per SM a CTA's tile step takes k x MMA phase + its softmax phase (the other CTAs' MMAs run while it does its
   softmax), at least k x softmax phase, and never less than the DRAM latency divided by the tiles the CTA keeps
@@ -33,8 +36,9 @@ paper's account of what stalls it (Shah et al. 2024, §2-3):
   packing fewer CTAs per SM. So a GPU with more registers or shared memory is never slower on the same plan
   (at one level only, a doubled register file made 138 of 310 preset x kernel x shape pairs slower, by up to 30 %;
   now 3, by a change of plan).
-- The launch takes max(schedule, DRAM bytes / (DRAM bandwidth x `dram_efficiency`), L2 bytes / L2 bandwidth)
-  plus `launch_s` (launch latency and the gap between back-to-back kernels).
+- The launch takes max(schedule, DRAM bytes / (DRAM bandwidth x `dram_efficiency`), L2 bytes / L2 bandwidth,
+  its atomic adds at the family's rate where it issues them: `atomic_rate`) plus `launch_s` (launch latency and the
+  gap between back-to-back kernels).
 A **stream launch** (an elementwise pass, a reduction, a copy) is bound by DRAM bandwidth, and a **GEMM launch**
 (a vendor-library GEMM) by the larger of FLOPs at `gemm_efficiency` x peak and bytes at `hbm_efficiency` x
 bandwidth. A plan issued op by op from Python (PyTorch eager) takes at least `host_op_s` per op issued. A

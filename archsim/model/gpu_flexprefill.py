@@ -28,7 +28,9 @@ over every head, as FlexPrefill's code batches its heads (unlike MInference's lo
   first among them) and as many slash blocks (the diagonal among them), each at least one. Placed as the module
   `gpu_sparse` places MInference's (verticals the first key blocks, slashes the nearest the diagonal), a query block
   keeps at least both counts together, or every causal block where it has fewer. Assumptions: a budget that is not
-  a multiple of 128 rounds up to whole blocks (the reference does not say; its defaults are multiples); every head
+  a multiple of 128 rounds up to whole blocks (the reference does not say; its defaults are multiples), and the
+  code's `score_cover_topk(...)//128 + 1` quirk (seqpar-sparse.md §3.2) is not applied to the clamped budget (were
+  the clamp in tokens before it, the floor at 512 would be 5 + 5 blocks, not 4 + 4; not checked); every head
   takes the vertical-slash floor, whose two kinds make it the larger (a block-sparse head's selection, one kind, is
   clamped once): which heads pass the head test is the data's, so the kernel's floor is an upper bound, as the
   estimation is.

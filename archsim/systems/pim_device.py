@@ -16,9 +16,9 @@ this module places a batch's decode attention on the channels:
   head_dim / 512) rows a token. Below 512 words a row is part-filled, yet a pass still opens ceil(L/32) tiles,
   each with fewer COMPs: per pass, fewer KV heads read the same rows, and more passes read them again. V has
   one dimension per bank and 512 tokens a row, so it costs the same per query head. Example: Llama-3-8B on
-  TP4 (8 query heads, head_dim 128 per device) at L = 2048 takes 43,140 cycles as MHA (1 pass), 53,640 at 8 KV
-  heads (2 per device, 4 passes) and 74,640 at 2 or 1 (1 per device, replicated, 8 passes); 4 per device fill
-  the row and equal MHA (tests/test_pim_gqa_cost.py).
+  TP4 (8 query heads, head_dim 128 per device) at L = 2048 takes 42,568 cycles as MHA (1 pass), 53,520 at 8 KV
+  heads (2 per device, 4 passes) and 75,424 at 2 or 1 (1 per device, replicated, 8 passes), each x 15/14 for
+  refresh; 4 per device fill the row and equal MHA (tests/test_pim_gqa_cost.py).
 - Only the products run in the banks. The op's other Einsums (max, exp, sum, the division: the softmax) run on the
   host, whose vector units `host_ops` counts for the schedule to place beside or after the GEMVs.
 - A GEMV phase of a batch (`PimPlacement.gemv_s`) takes its slowest channel, or with the spec's `command_issue =
