@@ -50,10 +50,10 @@ def test_split_takes_equal_parts_where_a_divisor_fits(factor, limit, count, size
 def test_outer_nest_cuts_each_outer_iteration_alike() -> None:
     """B x H x M1 = 5 x 7 x 11 at DRAM with 266 chunks wanted: 385 chunks of one key tile (bounds 0, 1, ..., 385)."""
     loops = [Loop("B", 5, "DRAM"), Loop("H", 7, "DRAM"), Loop("M1", 11, "DRAM"), Loop("P", 11, "GlobalBuffer")]
-    nest = _outer_nest(loops, {"DRAM": 0, "GlobalBuffer": 1}, 266)
+    nest = _outer_nest(loops, {"DRAM": 0, "GlobalBuffer": 1}, 266, even_ranks=frozenset({"P"}))
     assert [lp.rank for lp in nest.loops] == ["B", "H", "M1"]
     assert nest.bounds.tolist() == list(range(386))
-    uneven = _outer_nest([Loop("M1", 1009, "DRAM")], {"DRAM": 0}, 266)
+    uneven = _outer_nest([Loop("M1", 1009, "DRAM")], {"DRAM": 0}, 266, even_ranks=frozenset())
     assert np.diff(uneven.bounds).tolist() == [4] * 211 + [3] * 55
 
 

@@ -508,6 +508,7 @@ LIMITS = {  # each resource limit's environment variable (README) -> a command t
     "ARCHSIM_MAX_VALIDATION_CTAS": ["validate"],
     "ARCHSIM_MAX_CALIBRATION_CTAS": ["calibrate"],
     "ARCHSIM_MAX_GPU_ROWS": ["gpu-roofline", "--no-causal", *WORKLOAD, "--seq-len", "512", "--out", "roofline"],
+    "ARCHSIM_MAX_EVENT_TASKS": ["run", "--mapping", "flat", *WORKLOAD, "--model", "event", "--json"],
 }
 
 

@@ -6,7 +6,11 @@ tasks with dependencies on resources served as SimPy serves them. Assumptions:
 
 Work
 - Tile tasks: each group's loop nest is unrolled at its outermost temporal level (DRAM); when that level's loops
-  give fewer iterations than the chunks wanted, the next level's loops are unrolled too. Iterations are walked in
+  give fewer iterations than the chunks wanted, the next level's loops are unrolled too, but only those over a rank
+  that every Einsum of the group iterates and indexes its output by: the unrolling stops at a reduction loop or at
+  a loop some Einsum does not iterate, fewer chunks rather than Einsums with unequal shares of a chunk (FuseMax's
+  head-dim loop E, QK's reduction, cut in 4 ran QK in every quarter and LM, SLN, SLD and SLNV in one: +46 % at
+  2048 tokens, one head, against a one-tile fill and drain of +8.4 %). Iterations are walked in
   loop order and coalesced into chunks (contiguous runs of iterations) so that the simulation holds about
   `max_tasks` tasks. Chunks follow the loops: whole iterations of the outer loops, the next loop split into equal
   parts, so a chunk never straddles two iterations of an outer loop. The parts are equal (a divisor of that loop's
@@ -21,8 +25,11 @@ Work
   at that loop's last index when an Einsum of the group it reads iterates the rank (AV after the M1 recurrence),
   else at the first.
 - Traffic per tensor per level is the analytical model's (loop-order reuse, spills). A tile moves at the
-  iterations where it changes: a read at the first index of the loops inside the innermost loop that indexes the
-  tensor (stationary tiles are reused), a write at their last. A tensor's bytes at a level are split evenly among
+  iterations where it changes: once per iteration of the loops down to the innermost loop that indexes the
+  tensor, whether the chunks unroll that loop or not (FLAT's K, re-read per key tile of a GlobalBuffer loop under
+  the DRAM loop of row blocks, is read in every chunk, its share of each: held from the first chunk it read a
+  64K-token run's 2.1 GB there); a read at the first index of the unrolled loops inside that innermost loop (a
+  stationary tile, reused), a write at their last. A tensor's bytes at a level are split evenly among
   the roles the group's Einsums take on it (reading it, writing it, or a tensor written over it in place): a read
   moves before its reader computes, a write after its writer.
 - Dependencies: the cascade's producer -> consumer edges (`dependency_dag`) within a chunk. Across chunks, an
@@ -30,10 +37,12 @@ Work
   chunk.
 - Double buffering, as the analytical model assumes for every tile (the mapping's `double_buffered` only sets
   what counts twice against capacity there), counted in the tiles the loops move, not in chunks: each Einsum has
-  `buffers` input and `buffers` output buffers. A tile read at chunk r_k is in use until the next read of that
-  tensor; the read of tile k starts once tile k - `buffers` is no longer used (reads in every chunk: once chunk
-  c - `buffers` has computed), so a tile the outer loops keep for many chunks (a block of rows of X, a whole
-  weight) is fetched while the previous one is in use. An Einsum hands its output on in the chunks where it
+  `buffers` input buffers per tensor it reads and `buffers` output buffers. A tile read at chunk r_k is in use
+  until the next read of that tensor; the read of tile k starts once tile k - `buffers` of that tensor is no
+  longer used (reads in every chunk: once chunk c - `buffers` has computed), so a tile the outer loops keep for
+  many chunks (a block of rows of X, a whole weight, FuseMax's Q of a head group) is fetched while the previous
+  one is in use, not held back by a tensor read beside it that changes more often (the key tile); the tensors
+  that one chunk frees read as one transfer. An Einsum hands its output on in the chunks where it
   writes it out or a consumer in the group runs; there its compute waits until the hand-off `buffers` hand-offs
   back has been written out and read by its consumers. In the other chunks it only accumulates partial results
   (FFN1's passes over D before the last) where the analytical model keeps them. So transfers overlap compute,
@@ -95,8 +104,12 @@ one channel so a tile's data arrives late although the level's total time is bel
 drain (the first tiles' reads come before any compute, the last tiles' writes after it, a unit downstream of
 another idles until the first tile reaches it; a GEMM whose outer loop moves 1.5 MiB row blocks pays one block in
 and one out per group, 1-2 % at BERT-base sizes); and dependency stalls between units that a `max` or pipeline
-overlap formula assumes away. With enough chunks, a group's time tends to the analytical max(compute, transfers)
-plus about one tile of fill and drain.
+overlap formula assumes away. A group's time tends to the analytical max(compute, transfers) plus the fill and
+drain of about one chunk: one tile where the chunks are tiles (a few query and key tiles); on a large problem,
+where a chunk holds thousands of tiles, about half of one chunk's share of the run (FuseMax on BERT-base at 64K,
+1M or 16M tokens: +0.75, +0.19, +0.06 % at `max_tasks` 1000, 4000, 16000, 64, 256, 768 chunks), so raise
+`max_tasks` there to shrink it. Chunks coarser than a burst of traffic (a head group's output written at its last
+key tile) smooth it: near a compute/memory knee the figure rises with `max_tasks` until a chunk is about a tile.
 """
 
 from __future__ import annotations
@@ -115,7 +128,8 @@ from typing import Any
 from archsim.arch.spec import Architecture
 from archsim.cascade.analysis import Analysis
 from archsim.cascade.bind import Binding
-from archsim.errors import SpecError
+from archsim.errors import LimitError, SpecError
+from archsim.limits import env_limit
 from archsim.mapping.spec import Mapping
 from archsim.model.analytical import evaluate
 from archsim.model.event_tasks import Task, tile_tasks
@@ -124,6 +138,8 @@ from archsim.model.trace import Span
 
 _END_S, _START_S = attrgetter("end_s"), attrgetter("start_s")
 NO_WORK_MAPPED = "no work mapped"  # the stall source of a compute unit that runs no tile
+# simulate's max_tasks at most: a task is about 1 KB and 5 events (~10 us), and a run holds up to twice max_tasks
+MAX_TASKS, MAX_TASKS_ENV = 2**20, "ARCHSIM_MAX_EVENT_TASKS"
 
 
 @dataclass(frozen=True)
@@ -146,10 +162,11 @@ def simulate(binding: Binding, analysis: Analysis, arch: Architecture, mapping: 
              max_tasks: int = 4000, buffers: int = 2) -> EventRun:
     """Simulate `mapping` of the bound cascade on `arch` (every `search` factor filled, as `point.prepare` does).
     `max_tasks` sets about how many tile tasks (chunk size follows; up to twice as many where that keeps the
-    chunks equal); `buffers` tiles of each tensor read and of each Einsum's output may be in flight. Raises
-    SpecError for an overlap expression that orders Einsums against their data (no step schedule honours it), and
-    for a `max_tasks` or `buffers` that is not a whole number >= 1 (`_check_count`). An infeasible point is not
-    simulated: its run is the analytical Result, with its reason, and no timeline."""
+    chunks equal, fewer where the loops the chunks may cut give fewer); `buffers` tiles of each tensor read and of
+    each Einsum's output may be in flight. Raises SpecError for an overlap expression that orders Einsums against
+    their data (no step schedule honours it), and for a `max_tasks` or `buffers` that is not a whole number >= 1
+    (`_check_count`); LimitError for a `max_tasks` beyond `MAX_TASKS` (ARCHSIM_MAX_EVENT_TASKS). An infeasible
+    point is not simulated: its run is the analytical Result, with its reason, and no timeline."""
     max_tasks, buffers = _check_count("max_tasks", max_tasks), _check_count("buffers", buffers)
     total = evaluate(binding, analysis, arch, mapping)
     if not total.feasible:  # nothing to time: the analytical record and its reason
@@ -164,9 +181,16 @@ def simulate(binding: Binding, analysis: Analysis, arch: Architecture, mapping: 
 def _check_count(argument: str, value: object) -> int:
     """`value` of simulate's `argument` (max_tasks, buffers) as an int: a whole number >= 1 (a numpy integer
     too), else a SpecError naming it, not a count nobody gave (0 buffers indexed past the tiles; max_tasks 0, -1,
-    True or 1.5 ran as 1)."""
+    True or 1.5 ran as 1). `max_tasks` beyond `MAX_TASKS` (ARCHSIM_MAX_EVENT_TASKS) is a LimitError: 10**9
+    allocated until MemoryError."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise SpecError("<python>", f"simulate.{argument}", f"expected a whole number >= 1, got {value!r}")
+    if argument == "max_tasks":
+        limit = env_limit(MAX_TASKS_ENV, MAX_TASKS)
+        if value > limit:
+            raise LimitError("<python>", f"simulate.{argument}",
+                             f"{value} tasks, beyond the limit of {limit} (about 1 KB and 5 events a task, up to "
+                             f"twice max_tasks of them; raise it with the environment variable {MAX_TASKS_ENV})")
     return int(value)
 
 

@@ -58,10 +58,12 @@ class Task:
 
 @dataclass(frozen=True)
 class _Nest:
-    """The unrolled outer loops of a group and their chunks: chunk c is iterations bounds[c] .. bounds[c+1]-1."""
+    """The unrolled outer loops of a group and their chunks: chunk c is iterations bounds[c] .. bounds[c+1]-1;
+    `inner`: the temporal loops inside them, not unrolled (each chunk runs them whole)."""
 
     loops: tuple[Loop, ...]
     bounds: np.ndarray
+    inner: tuple[Loop, ...]
 
     @property
     def chunks(self) -> int:
@@ -95,7 +97,10 @@ def group_tasks(binding: Binding, arch: Architecture, group: Group, part: Result
     preds, carried = _group_edges(binding, group)
     streams = _transfer_streams(binding, group, part, level_of, channels)
     per_chunk = len(group.einsums) + len(streams)
-    nest = _outer_nest(group.loops, level_of, max(1, task_budget // per_chunk))
+    cascade = binding.cascade
+    even = frozenset.intersection(*(frozenset(space[e]) & frozenset(cascade.tensors[cascade.einsum(e).output.tensor]
+                                                                    .leaf_ranks) for e in group.einsums))
+    nest = _outer_nest(group.loops, level_of, max(1, task_budget // per_chunk), even_ranks=even)
     cycles = {e.name: e.compute_cycles for e in part.einsums}
     compute_s = {e: cycles[e] * _shares(nest, _exec_fixed(nest, space, preds, e)) / arch.clock_hz
                  for e in group.einsums}
@@ -105,8 +110,8 @@ def group_tasks(binding: Binding, arch: Architecture, group: Group, part: Result
     position = {e.name: i for i, e in enumerate(binding.cascade.einsums)}
     order = sorted(group.einsums, key=position.__getitem__)  # producers before consumers
     consumers = {e: [x for x in order if e in preds[x]] for e in order}
-    read_free = {e: _read_free(nest.chunks, [s for (x, _, d), per in shares.items() if x == e and d == READ
-                                             for _, s in per], buffers) for e in order}
+    reads_of = {e: _read_plan(nest.chunks, channels, {key: per for key, per in shares.items()
+                                                       if key[0] == e and key[2] == READ}, buffers) for e in order}
     handoffs = {e: _handoffs(nest.chunks, e, moved, [compute_s[x] for x in consumers[e]]) for e in order}
     plan = _overlap_plan(group, order, preds, carried, where)
     skew = plan.skew if plan else dict.fromkeys(order, 0)
@@ -120,27 +125,27 @@ def group_tasks(binding: Binding, arch: Architecture, group: Group, part: Result
         compute[e] = [Task(f"{e}[{c}]", unit, source, s, [], {"group": group.name, "einsum": e, "chunk": c,
                                                                "cycles": cycles_c})
                       for c, (s, cycles_c) in enumerate(zip(seconds, cycles_per_chunk, strict=True))]
-    lanes = {(e, d): [(m, moved[(e, m.name, d)].tolist()) for m in (channels if d == READ else channels[::-1])
-                      if (e, m.name, d) in moved] for e in order for d in (READ, WRITE)}
+    writes_of = {e: [(m, moved[(e, m.name, WRITE)].tolist()) for m in channels[::-1] if (e, m.name, WRITE) in moved]
+                 for e in order}
     tasks: list[Task] = []
     barrier = [previous] if previous is not None else []
     steps = chunks + max(skew.values())
     # Per Einsum, what its chunks look up (lists, not arrays: the loop below runs once per task).
-    plans = [(e, skew[e], compute[e], read_free[e].tolist(), lanes[(e, READ)], lanes[(e, WRITE)],
+    plans = [(e, skew[e], compute[e], reads_of[e], writes_of[e],
               [compute[p] for p in preds[e]], [compute[w] for w in (e, *carried[e])],
               {c: i for i, c in enumerate(handoffs[e].tolist())}, handoffs[e].tolist(),
               {}, [compute[x] for x in consumers[e]]) for e in order]
     for step in range(steps):
-        for e, lag, own, frees, reads_at, writes_at, fed_by, carried_from, handed_at, handed, written, fed in plans:
+        for e, lag, own, reads_at, writes_at, fed_by, carried_from, handed_at, handed, written, fed in plans:
             c = step - lag
             if not 0 <= c < chunks:
                 continue
             task = own[c]
             deps = task.deps
-            # Double buffering: e's input buffer takes a tile once e has used the tile `buffers` tiles back.
-            if reads_at:
-                free = frees[c]
-                reads = _transfers(reads_at, group.name, e, c, READ, [own[free]] if free >= 0 else barrier)
+            # Double buffering: e's input buffer of a tensor takes a tile once e has used the tile `buffers` tiles
+            # back (the tensors a chunk frees alike read as one chain).
+            for free, moves in reads_at[c]:
+                reads = _transfers(moves, group.name, e, c, READ, [own[free]] if free >= 0 else barrier)
                 tasks += reads
                 deps += reads[-1:]
             for p in fed_by:
@@ -159,7 +164,8 @@ def group_tasks(binding: Binding, arch: Architecture, group: Group, part: Result
             if not deps:
                 task.deps = list(barrier)
             tasks.append(task)
-            writes = _transfers(writes_at, group.name, e, c, WRITE, [task]) if writes_at else []
+            writes = _transfers([(m, per_chunk[c]) for m, per_chunk in writes_at], group.name, e, c, WRITE,
+                                [task]) if writes_at else []
             written[c] = writes[-1] if writes else task
             tasks += writes
     if plan:
@@ -167,6 +173,31 @@ def group_tasks(binding: Binding, arch: Architecture, group: Group, part: Result
                               binding.rank_sizes)
     tasks.append(Task(f"{group.name} done", None, "", 0.0, list(tasks)))
     return tasks
+
+
+def _read_plan(chunks: int, channels: Sequence[Memory], read_shares: dict[tuple[str, str, str],
+                                                                       list[tuple[_Move, np.ndarray]]],
+               buffers: int) -> list[list[tuple[int, list[tuple[Memory, float]]]]]:
+    """Chunk -> an Einsum's reads there (`read_shares`: its read streams, each move with its share of each chunk):
+    chains of (the chunk whose compute frees their input buffer, -1 if one is free from the start; the bytes per
+    channel, outermost first). Each tensor has its own `buffers` buffers (`_read_free`), so a tensor kept across
+    many chunks (FuseMax's Q, held for a whole head group) is fetched as soon as its own buffer frees, not when the
+    key tile read beside it may be; the tensors that the same chunk frees read as one chain."""
+    position = {m.name: i for i, m in enumerate(channels)}
+    tensors: dict[str, list[tuple[Memory, _Move, np.ndarray]]] = defaultdict(list)
+    for (_, level, _), per_move in read_shares.items():
+        for mv, share in per_move:
+            tensors[mv.tensor].append((channels[position[level]], mv, share))
+    plan: list[dict[int, dict[int, float]]] = [{} for _ in range(chunks)]
+    for moves in tensors.values():
+        free = _read_free(chunks, [share for _, _, share in moves], buffers).tolist()
+        for m, mv, share in moves:
+            level = position[m.name]
+            for c in np.flatnonzero(share > 0).tolist():
+                at = plan[c].setdefault(free[c], {})
+                at[level] = at.get(level, 0.0) + mv.bytes_ * float(share[c])
+    return [[(free, [(channels[level], at[level]) for level in sorted(at)]) for free, at in sorted(chunk.items())]
+            for chunk in plan]
 
 
 def _read_free(chunks: int, read_shares: list[np.ndarray], buffers: int) -> np.ndarray:
@@ -196,13 +227,12 @@ def _handoffs(chunks: int, einsum: str, moved: dict[tuple[str, str, str], np.nda
     return np.flatnonzero(out)
 
 
-def _transfers(lanes: list[tuple[Memory, list[float]]], group: str, einsum: str, chunk: int, direction: str,
+def _transfers(moves: list[tuple[Memory, float]], group: str, einsum: str, chunk: int, direction: str,
                deps: list[Task]) -> list[Task]:
-    """An Einsum's reads (or writes) of one chunk, level by level in the order of `lanes` (each channel with the
-    bytes it moves per chunk), each after the last."""
+    """An Einsum's reads (or writes) of one chunk, level by level in the order of `moves` (each channel with the
+    bytes it moves in the chunk), each after the last."""
     chain: list[Task] = []
-    for m, bytes_per_chunk in lanes:
-        moved_bytes = bytes_per_chunk[chunk]
+    for m, moved_bytes in moves:
         if moved_bytes > 0:
             chain.append(Task(f"{direction} {einsum}[{chunk}]", m.name, f"{m.name} bandwidth",
                                moved_bytes / m.bandwidth_bytes_per_s, chain[-1:] or deps,
@@ -225,18 +255,32 @@ def _group_edges(binding: Binding, group: Group) -> tuple[dict[str, list[str]], 
     return preds, carried
 
 
-def _outer_nest(loops: Sequence[Loop], level_of: dict[str, int], chunks_wanted: int) -> _Nest:
+def _outer_nest(loops: Sequence[Loop], level_of: dict[str, int], chunks_wanted: int, *,
+                even_ranks: frozenset[str]) -> _Nest:
     """The temporal loops of the outermost level (and of the next ones while they give fewer iterations than
     `chunks_wanted`), in loop order, and the chunk bounds over their iterations. Chunks follow the loops: whole
     iterations of the outer loops while their count stays within `chunks_wanted`, then each of those split
     evenly along the next loop, so no chunk straddles two iterations of an outer loop (FFN1's reduction passes
-    over D stay apart: a chunk either hands finished rows on or only accumulates). The parts are `_split`'s."""
-    temporal = [lp for lp in loops if not lp.is_spatial]
-    nest: list[Loop] = []
-    for level in sorted({level_of[lp.level] for lp in temporal}):
-        if nest and math.prod(lp.factor for lp in nest) >= chunks_wanted:
-            break
-        nest += [lp for lp in temporal if level_of[lp.level] == level]
+    over D stay apart: a chunk either hands finished rows on or only accumulates). The parts are `_split`'s.
+
+    The outermost level's loops are the design's tiles and are all unrolled. Below them a loop is unrolled only
+    over a rank in `even_ranks` (every Einsum of the group iterates it and indexes its output by it) or of factor
+    1; the nest ends at the first other loop, fewer chunks rather than unequal shares: split, a reduction loop or
+    a loop some Einsum does not iterate gives that Einsum all its work (or none) in one part of each iteration
+    (FuseMax's head-dim loop E cut in 4: QK in each quarter, LM and SLN in the last, SLD and SLNV in the first,
+    +46 % at 2048 tokens), the stall of uneven steps `_split` avoids."""
+    temporal = sorted((lp for lp in loops if not lp.is_spatial), key=lambda lp: level_of[lp.level])
+    outermost = level_of[temporal[0].level] if temporal else 0
+    taken = 0
+    for i, lp in enumerate(temporal):
+        level = level_of[lp.level]
+        if level != outermost:
+            if level != level_of[temporal[i - 1].level] and math.prod(x.factor for x in temporal[:i]) >= chunks_wanted:
+                break
+            if lp.factor > 1 and lp.rank not in even_ranks:
+                break
+        taken = i + 1
+    nest, inner = temporal[:taken], tuple(temporal[taken:])
     factors = [int(lp.factor) for lp in nest]
     iterations = math.prod(factors)
     count = 1  # whole iterations of the loops taken so far
@@ -245,9 +289,9 @@ def _outer_nest(loops: Sequence[Loop], level_of: dict[str, int], chunks_wanted: 
             sizes = _split(factor, max(1, chunks_wanted // count), count)
             outer = np.arange(count, dtype=np.int64)[:, None] * factor
             starts = (outer + np.cumsum([0, *sizes[:-1]])[None, :]) * math.prod(factors[j + 1:])
-            return _Nest(tuple(nest), np.append(starts.ravel(), iterations))
+            return _Nest(tuple(nest), np.append(starts.ravel(), iterations), inner)
         count *= factor
-    return _Nest(tuple(nest), np.arange(iterations + 1, dtype=np.int64))
+    return _Nest(tuple(nest), np.arange(iterations + 1, dtype=np.int64), inner)
 
 
 def _split(factor: int, limit: int, count: int) -> list[int]:
@@ -286,6 +330,7 @@ class _Move:
 
     einsum: str
     direction: str
+    tensor: str
     tensor_ranks: frozenset[str]
     child: int
     bytes_: float
@@ -308,8 +353,9 @@ def _transfer_streams(binding: Binding, group: Group, part: Result, level_of: di
             kept = [level_of[lv] for lv, ts in group.keep.items() if owner in ts and level_of[lv] > level_of[m.name]]
             child = min(kept, default=len(level_of))
             ranks = frozenset(cascade.tensors[tensor].leaf_ranks)
+            share_bytes = total_bytes / len(roles)
             for e, direction in roles:
-                streams[(e, m.name, direction)].append(_Move(e, direction, ranks, child, total_bytes / len(roles)))
+                streams[(e, m.name, direction)].append(_Move(e, direction, tensor, ranks, child, share_bytes))
     return dict(streams)
 
 
@@ -322,16 +368,20 @@ def _shares(nest: _Nest, fixed: dict[int, int]) -> np.ndarray:
 def _move_fixed(nest: _Nest, space: dict[str, set[str]], preds: dict[str, list[str]], level_of: dict[str, int],
                 move: _Move) -> dict[int, int]:
     """The reuse rule of `archsim.model.reuse` on the unrolled loops: a tile moves when a loop above its level over
-    one of its ranks steps; the loops of the Einsum inside the innermost such loop reuse it (read at their first
-    index, written at their last)."""
+    one of its ranks steps, and again for every iteration of the loops outside the innermost such loop; the loops
+    of the Einsum inside it reuse the tile (read at their first index, written at their last). The innermost
+    indexing loop is sought over the whole nest, the loops left inside the chunks (`nest.inner`) too: a tile
+    re-read per key tile of an inner loop (FLAT's K under the row-block loop) is re-read in every chunk, not held
+    from the first (which read all of a 64K-token run's K, 2.1 GB, in chunk 0)."""
     fixed = _exec_fixed(nest, space, preds, move.einsum)
-    loops = nest.loops
-    own = [j for j, lp in enumerate(loops) if lp.rank in space[move.einsum]]
-    indexing = [j for j in own if loops[j].rank in move.tensor_ranks and level_of[loops[j].level] < move.child]
+    loops = (*nest.loops, *nest.inner)
+    own = space[move.einsum]
+    indexing = [j for j, lp in enumerate(loops) if lp.rank in own and lp.rank in move.tensor_ranks
+                and lp.factor > 1 and level_of[lp.level] < move.child]
     after = indexing[-1] if indexing else -1
-    for j in own:
-        if j > after:
-            fixed[j] = 0 if move.direction == READ else loops[j].factor - 1
+    for j, lp in enumerate(nest.loops):
+        if j > after and lp.rank in own:
+            fixed[j] = 0 if move.direction == READ else lp.factor - 1
     return fixed
 
 
