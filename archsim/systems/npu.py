@@ -4,12 +4,16 @@ Spec from ../shared/reference/pim.md §1.2 (artifact `systolic_ws_128x128_dev.js
 8 vector units of 128 lanes, 1 GHz, FP16, ~128 MiB SRAM used as a double buffer.
 
 GEMM timing (`gemm_time`), out[M, N] = x[M, K] · w[K, N] with the weights stationary:
-- The weight matrix is cut into ceil(K/128)·ceil(N/128) folds, dealt round-robin to the 8 arrays.
+- The weight matrix is cut into ceil(K/128)·ceil(N/128) folds, dealt round-robin to the 8 arrays. An op's
+  independent GEMMs of one shape (`count`: its heads, its experts) are dealt to the arrays together, count x folds
+  of them, as one GEMM's folds are: eight 4-row one-fold GEMMs take one fold time on eight arrays, not eight on one.
 - An array issues a fold every max(M, 128) cycles: M input rows stream through while the next fold's 128 weight
   rows preload behind them (assumption: double-buffered PE weight registers, as in TPU v1), so below M = 128 the
   preload sets the pace. Consecutive folds follow each other's wavefront, so the skew fill and drain
   (S_R + S_C - 2 cycles; SCALE-Sim's weight-stationary fold is 2·S_R + S_C + T - 2, Samajdar et al. 2018) is paid
-  once per GEMM per array, not per fold. `NPUSpec.fold_timing = "scale-sim"` charges SCALE-Sim's fold instead
+  once per GEMM per array, not per fold, and once for independent GEMMs dealt together; a GEMM that reads another's
+  output (an FFN's down projection, an attention's attend after its softmax) starts after that one's drain, so
+  dependent GEMMs pay one each. `NPUSpec.fold_timing = "scale-sim"` charges SCALE-Sim's fold instead
   (preload, fill and drain per fold, nothing overlapped): a modelling alternative for attributing differences from
   the paper, not the default.
 - The NeuPIMs artifact's own GEMM timing (../shared/reference/neupims-artifact.md §1.2-§1.3), named compatibility
@@ -19,7 +23,8 @@ GEMM timing (`gemm_time`), out[M, N] = x[M, K] · w[K, N] with the weights stati
   128 + 16 (M - 1) cycles, the preload hiding all but 112 cycles of the fill; `artifact-serial-preload` (branch
   npu-only, `SystolicWS.cc:345-377`) 16 M + 255, each preload waiting for the previous tile's finish. Weights are
   read from HBM once per GEMM and reused by every batch tile, so only the first batch tile overlaps the weight
-  stream: time = max(first batch tile, weights / bandwidth) + the other batch tiles (§1.2 "Consequence").
+  stream: time = max(first batch tile, weights / bandwidth) + the other batch tiles (§1.2 "Consequence"). The
+  artifact runs one instruction stream, ops one at a time (§1.3), so `count` independent GEMMs take count times one.
 - Weights come from HBM once per GEMM at the external bandwidth, double-buffered in SRAM against the arrays, so a
   GEMM takes max(array time, weight bytes / bandwidth): small-batch GEMMs are memory bound. Activations stay in
   SRAM (a 512 x 28672 FP16 activation is 29 MB of 128 MiB): an assumption no code checks (a batch's activations
@@ -47,6 +52,7 @@ from archsim.arch.spec import ceil_div
 from archsim.errors import check_choice
 
 FOLD_TIMINGS = ("pipelined", "scale-sim", "artifact", "artifact-serial-preload")
+DEALT_FOLD_TIMINGS = ("pipelined", "scale-sim")  # folds dealt to the arrays (the artifact's: one array 8x faster)
 ATTENTION_TIMINGS = ("bandwidth", "artifact-fused-mha")
 GEMV_ISSUE_CYCLES = 8  # npu-only:src/SystolicWS.cc:345-377: a GEMV preload on an empty pipeline starts at now + 8
 
@@ -91,8 +97,9 @@ class NPUSpec:
 
 @dataclass(frozen=True)
 class GemmTime:
-    """One GEMM: array time (fill/drain included), weight-streaming time, useful FLOPs and HBM bytes;
-    `after_stream_s` is the array time that cannot overlap the weight stream (the artifact's later batch tiles)."""
+    """One GEMM, or `count` independent ones: array time (fill/drain included), weight-streaming time, useful FLOPs
+    and HBM bytes; `after_stream_s` is the array time that cannot overlap the weight stream (the artifact's later
+    batch tiles)."""
 
     array_s: float
     memory_s: float
@@ -117,23 +124,35 @@ def array_cycles(npu: NPUSpec, folds: int, rows: int) -> int:
     return folds * max(rows, npu.array_rows) + npu.array_rows + npu.array_cols - 2
 
 
+def dealt_cycles(npu: NPUSpec, folds: int, rows: int) -> int:
+    """Cycles of the busiest array when `folds` folds of `rows` input rows (one GEMM's, or independent GEMMs'
+    together) are dealt round-robin to the arrays: `array_cycles` of ceil(folds / arrays), one fill and drain."""
+    return array_cycles(npu, ceil_div(folds, npu.systolic_arrays), rows)
+
+
+def gemm_folds(npu: NPUSpec, k: int, n: int) -> int:
+    """The 128 x 128 weight folds of one k x n stationary operand."""
+    return ceil_div(k, npu.array_rows) * ceil_div(n, npu.array_cols)
+
+
 def gemm_time(npu: NPUSpec, m: int, k: int, n: int, memory_bytes_per_s: float,
-              streamed_fraction: float = 1.0, word_bytes: int | None = None) -> GemmTime:
-    """x[m, k] · w[k, n] on the arrays with w streamed from HBM; `streamed_fraction` < 1 when part of w is still
-    in SRAM from an earlier GEMM on the same weights; `word_bytes` the bytes of one weight word (the op's; None:
-    the NPU's `element_bytes`), which sets the bytes streamed, not the array time (module docstring)."""
-    if m <= 0:
+              streamed_fraction: float = 1.0, word_bytes: int | None = None, count: int = 1) -> GemmTime:
+    """`count` independent x[m, k] · w[k, n] (an op's heads or experts) on the arrays with each w streamed from
+    HBM, their folds dealt to the arrays together (module docstring); `streamed_fraction` < 1 when part of w is
+    still in SRAM from an earlier GEMM on the same weights; `word_bytes` the bytes of one weight word (the op's;
+    None: the NPU's `element_bytes`), which sets the bytes streamed, not the array time (module docstring)."""
+    if m <= 0 or count <= 0:
         return GemmTime(0.0, 0.0, 0.0, 0.0)
     word_bytes = npu.element_bytes if word_bytes is None else word_bytes
-    weight_bytes = float(k * n * word_bytes) * streamed_fraction
-    if npu.fold_timing in ("artifact", "artifact-serial-preload"):
+    weight_bytes = float(count * k * n * word_bytes) * streamed_fraction
+    flops = 2.0 * count * m * k * n
+    if npu.fold_timing not in DEALT_FOLD_TIMINGS:
         tile_cycles = ceil_div(k, npu.array_rows) * artifact_k_tile_cycles(npu, ceil_div(n, npu.array_cols))
         batch_tiles = ceil_div(m, npu.array_cols)
-        return GemmTime(batch_tiles * tile_cycles / npu.clock_hz, weight_bytes / memory_bytes_per_s, 2.0 * m * k * n,
-                        weight_bytes, (batch_tiles - 1) * tile_cycles / npu.clock_hz)
-    folds = ceil_div(k, npu.array_rows) * ceil_div(n, npu.array_cols)
-    cycles = array_cycles(npu, ceil_div(folds, npu.systolic_arrays), m)
-    return GemmTime(cycles / npu.clock_hz, weight_bytes / memory_bytes_per_s, 2.0 * m * k * n, weight_bytes)
+        return GemmTime(count * batch_tiles * tile_cycles / npu.clock_hz, weight_bytes / memory_bytes_per_s, flops,
+                        weight_bytes, count * (batch_tiles - 1) * tile_cycles / npu.clock_hz)
+    cycles = dealt_cycles(npu, count * gemm_folds(npu, k, n), m)
+    return GemmTime(cycles / npu.clock_hz, weight_bytes / memory_bytes_per_s, flops, weight_bytes)
 
 
 def artifact_k_tile_cycles(npu: NPUSpec, weight_tiles: int) -> int:
