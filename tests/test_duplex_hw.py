@@ -262,11 +262,14 @@ def test_bank_and_bankgroup_pim_are_the_papers_alternatives() -> None:
     assert bankgroup.internal_pj_per_bit == pytest.approx(0.11 + 0.44 + 1.01)  # to the bank-group mux
 
 
-@pytest.mark.parametrize(("preset", "device", "threshold"), [("duplex", "lp", 31.8), ("duplex-bank-pim", "pim", 16.0),
+# duplex itself places by `faster` (each op timed on both units, pim.md §2.5: tests/test_duplex_placement_s51.py);
+# its peaks cross at 31.8 as duplex-bankgroup-pim's, whose stacks have its rates
+@pytest.mark.parametrize(("preset", "device", "threshold"), [("duplex-bank-pim", "pim", 16.0),
                                                              ("duplex-bankgroup-pim", "pim", 31.8)])
 def test_op_per_byte_threshold_is_where_the_pim_stops_being_faster(preset: str, device: str, threshold: float):
     """The PIM takes an op while its roofline beats the xPU's: the 5 stacks' peak FLOPs over the H100's DRAM
-    bandwidth (the xPU memory-bound, the PIM compute-bound), the artifact's fastest-unit choice (pim.md §2.5)."""
+    bandwidth (the xPU memory-bound, the PIM compute-bound), the artifact's fastest-unit choice (pim.md §2.5) at
+    the peaks."""
     system = load_system(preset)
     crossover = STACKS * system.devices[device].spec.peak_flops_per_s / load_gpu("h100-sxm5").dram_bytes_per_s
     assert crossover == pytest.approx(threshold, rel=2e-3)

@@ -17,8 +17,9 @@ CONTEXTS = (1064,) * 64  # the audit's trace: 64 requests of 1,000 + 64 tokens, 
 
 def test_the_logic_pims_moe_is_on_the_logic_pims_track() -> None:
     """Mixtral 8x7B on Duplex (TP 4, 32 layers on one device): 64 decodes send 64 x 2 / 8 = 16 tokens to each
-    expert, below duplex.yaml's 31.8 Op/B crossover, so `moe` runs on the Logic-PIM (`lp`), as does the decode
-    attention; everything else of the layer on the xPU. A Logic-PIM is busy for all of its op's time (its MoE's
+    expert, timed faster on the Logic-PIM than on the xPU (duplex.yaml's `faster` rules), so `moe` runs there
+    (`lp`), as does the decode attention; everything else of the layer on the xPU. A Logic-PIM is busy for all of
+    its op's time (its MoE's
     busy_s['lp'] equals its time_s), so the closed form's `iteration(...).busy_s['lp']` is 32 x (the attention's
     busy_s['lp'] + the MoE's), and the replay's `lp` track, which holds the attention for `mha_s`, must be
     32 x mha_s + (busy_s['lp'] - 32 x the attention's busy_s['lp']); the xPU's track the rest of `pre` + `post`,

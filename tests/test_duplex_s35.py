@@ -52,9 +52,8 @@ def test_the_crossover_is_peak_over_the_holders_bandwidth_where_the_device_strea
 
 
 @pytest.mark.parametrize(("preset", "device", "stack_flops_per_s", "comment"),
-                         [("duplex", "lp", LP_PEAK_FLOPS_PER_S, 31.8),
-                          ("duplex-pe-et", "lp", LP_PEAK_FLOPS_PER_S, 31.8),
-                          ("duplex-bankgroup-pim", "pim", LP_PEAK_FLOPS_PER_S, 31.8),
+                         [("duplex-bankgroup-pim", "pim", LP_PEAK_FLOPS_PER_S, 31.8),  # duplex's peaks, which
+                          # duplex and duplex-pe(-et) weigh by each op's time instead (`faster`, s51)
                           ("duplex-bank-pim", "pim", 10.7264e12, 16.0)])
 def test_the_presets_thresholds_are_the_crossover_of_their_comment(preset, device, stack_flops_per_s, comment) -> None:
     assert load_gpu("h100-sxm5").dram_bytes_per_s == H100_DRAM_BYTES_PER_S
@@ -65,20 +64,32 @@ def test_the_presets_thresholds_are_the_crossover_of_their_comment(preset, devic
                          for r in rules)
 
 
+def _crossing(placement: list) -> list:
+    """Duplex's placement with `crossover` on its Logic-PIM rules (the preset's are `faster` since s51)."""
+    return [{**rule, "op_per_byte_below": "crossover"} if rule["device"] == "lp" else rule for rule in placement]
+
+
 def test_a_slower_logic_pim_moves_the_threshold_of_a_spec_derived_from_duplex(tmp_path) -> None:
-    """/tmp/audit-pim-heldout/slowlp.yaml: the stacks at a quarter of the rate, Duplex's rules inherited. The
-    threshold moves to 5 x 5.3248 / 3.35 = 7.95 Op/B, so the stacks take only what they run faster than the xPU
-    and the iteration is no slower than the GPU's (it was 15.43 ms against 10.68 at the fixed 31.8)."""
-    slow = load_system(_spec(tmp_path, devices={"lp": {"peak_flops_per_s": LP_PEAK_FLOPS_PER_S / 4}}))
-    thresholds = [r.op_per_byte_below for r in slow.placement if r.device == "lp"]
+    """/tmp/audit-pim-heldout/slowlp.yaml: the stacks at a quarter of the rate, Duplex's rules inherited. Given as
+    `crossover`, the threshold moves to 5 x 5.3248 / 3.35 = 7.95 Op/B, so the stacks take only what they run
+    faster than the xPU, and the iteration is no slower than the GPU's (it was 15.43 ms against 10.68 at the fixed
+    31.8); the preset's `faster` rules, timing each op on both units, place it alike."""
+    lp = {"lp": {"peak_flops_per_s": LP_PEAK_FLOPS_PER_S / 4}}
+    slow = load_system(_spec(tmp_path, devices=lp))
+    crossing = load_system(_spec(tmp_path, devices=lp, placement=_crossing(load_system("duplex").data["placement"])))
+    thresholds = [r.op_per_byte_below for r in crossing.placement if r.device == "lp"]
     assert thresholds == [pytest.approx(STACKS * LP_PEAK_FLOPS_PER_S / 4 / H100_DRAM_BYTES_PER_S, rel=1e-12)] * 2
-    assert _iteration_ms(slow) <= _iteration_ms(load_system("duplex-gpu"))
+    assert [r.faster for r in slow.placement if r.device == "lp"] == [True, True]
+    assert _iteration_ms(slow) == _iteration_ms(crossing) <= _iteration_ms(load_system("duplex-gpu"))
 
 
 def test_a_logic_pim_that_no_op_per_byte_separates_from_the_xpu_is_refused(tmp_path) -> None:
-    """5 stacks of 200 TFLOP/s beside the H100's 989: faster at every Op/B, so no crossover."""
+    """5 stacks of 200 TFLOP/s beside the H100's 989: faster at every Op/B, so no crossover (the preset's
+    `faster` rules, which time each op, take them)."""
+    fast = {"lp": {"peak_flops_per_s": 200e12}}
     with pytest.raises(SpecError, match=r"op_per_byte_below: crossover: no Op/B below which lp"):
-        load_system(_spec(tmp_path, devices={"lp": {"peak_flops_per_s": 200e12}}))
+        load_system(_spec(tmp_path, devices=fast, placement=_crossing(load_system("duplex").data["placement"])))
+    assert load_system(_spec(tmp_path, devices=fast)).placement[1].faster
 
 
 def test_a_crossover_on_a_device_without_a_roofline_is_refused(tmp_path) -> None:
@@ -165,6 +176,7 @@ def test_check_prints_each_rules_resolved_threshold() -> None:
 
     result = CliRunner().invoke(main, ["check", "duplex", "duplex-bank-pim"])
     assert result.exit_code == 0, result.output
-    assert "system duplex, placement[0] (attention on lp) below 31.79 Op/B; placement[1] (moe on lp) below 31.79" \
-        in result.output
+    # duplex's rules are `faster` since s51: nothing to resolve, the device weighed against is named
+    assert "system duplex, placement[0] (attention on lp) where faster than xpu; placement[1] (moe on lp) where " \
+        "faster than xpu" in result.output
     assert "placement[0] (attention on pim) below 16.01 Op/B" in result.output

@@ -83,9 +83,12 @@ def _summary(kind: str, spec) -> str:
     if kind == "workload":
         return f"workload {spec.name}, {len(spec.params)} params"
     if kind == "system":
-        thresholds = "; ".join(f"placement[{i}] ({', '.join(rule.ops)} on {rule.device}) below "
-                               f"{rule.op_per_byte_below:.4g} Op/B" for i, rule in enumerate(spec.placement)
-                               if rule.op_per_byte_below is not None)
+        from archsim.systems.system_checks import weight_holder
+
+        thresholds = "; ".join(f"placement[{i}] ({', '.join(rule.ops)} on {rule.device}) "
+                               + (f"where faster than {weight_holder(spec).name}" if rule.faster
+                                  else f"below {rule.op_per_byte_below:.4g} Op/B")
+                               for i, rule in enumerate(spec.placement) if rule.op_per_byte_below is not None)
         return f"system {spec.name}" + (f", {thresholds}" if thresholds else "")
     return f"{kind} {getattr(spec, 'name', '')}".rstrip()
 

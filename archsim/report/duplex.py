@@ -188,8 +188,9 @@ def _write_page(out_dir: Path, records: list[dict], summary: dict, qps: list[dic
                      f"{OPB_CONTEXT}, at batches {', '.join(map(str, OPB_BATCHES))}. The MoE's Op/B is about the "
                      "tokens per expert (batch x top-k / experts), decode attention's about deg_grp (4 for Mixtral), "
                      "the projections' about the batch. Ridge points (<a href='ridges.csv'>ridges.csv</a>), at each "
-                     "unit's peaks, the convention of the placement's crossover: an op below a unit's ridge is "
-                     "memory-bound there; the placement sends decode attention and low-Op/B MoE to the Logic-PIM. "
+                     "unit's peaks (the convention of a `crossover` placement rule): an op below a unit's ridge is "
+                     "memory-bound there; the placement sends decode attention and MoE to the Logic-PIM where the "
+                     "model times them faster there. "
                      "A unit whose model streams below its peak bandwidth (the Logic-PIM: its peak less refresh) "
                      "has its ridge at that rate beside it (streaming_ridge_op_per_byte): an op between the two is "
                      "memory-bound in the model, though above the line."),

@@ -7,7 +7,9 @@ Checks of the whole spec (`check_system`, run by `system_from_dict`: `archsim ch
 and sweeps refuse alike). What the spec alone makes impossible for every workload, or leaves unread, is refused,
 naming the field:
 - placement rules: each is matched first (`System.device_for`) by some op, phase and Op/B (`_first_rules`): one
-  that earlier rules shadow at every Op/B it covers is never read;
+  that earlier rules shadow at every Op/B it covers is never read; a `faster` rule (`op_per_byte_below: faster`,
+  the op where the models time it faster than on the device holding the weights) names another device than that
+  one, which is never faster than itself (`_check_faster_rules`);
 - outside attention offloading decode attention runs where the weights are (`weight_holder`) or on a bank-pim or
   logic-pim device computing in that HBM; under it the rules name the compute device and the pool alone (the
   offload model knows two pools); with `expert_coprocessing` the device decode moe goes to at every Op/B (the xPU
@@ -265,6 +267,7 @@ def check_system(system: System) -> None:
     _check_one_engine(system)
     _check_offloading(system)
     _check_logic_pim_memory(system)  # before _check_decode_attention_host, which takes the holder it finds
+    _check_faster_rules(system)  # after it: a logic-pim holding the weights is the error to name first
     _check_decode_attention_host(system)
     _check_context_parallel(system)
     _check_split_schedule(system)
@@ -387,16 +390,30 @@ def _check_rules_reached(system: System) -> None:
         if i in reached:
             continue
         below = rule.op_per_byte_below
-        covers = "at every Op/B" if below is None else f"below Op/B {below:g}"
+        covers = ("at every Op/B" if below is None else "wherever it runs faster there" if rule.faster
+                  else f"below Op/B {below:g}")
         before = [f"placement[{j}]" for j, earlier in enumerate(system.placement[:i])
                   if set(earlier.ops) & set(rule.ops) and (None in (earlier.phase, rule.phase)
                                                           or earlier.phase == rule.phase)
                   and (earlier.op_per_byte_below is None
-                       or (below is not None and earlier.op_per_byte_below >= below))]
+                       or (below is not None and not earlier.faster and earlier.op_per_byte_below >= below))]
         raise SpecError(system.source, f"placement[{i}]",
                         f"never matched first: the rules before it ({', '.join(before)}) already take each of its ops "
                         f"({', '.join(rule.ops)}) {covers}, so it would be ignored and {rule.device} run nothing "
                         "under it; remove it, or move it before them")
+
+
+def _check_faster_rules(system: System) -> None:
+    """A `faster` rule takes an op where the models time it faster on the rule's device than on the device holding
+    the weights (`weight_holder`, `system_model.placed_device`): one naming that device would never match, and is
+    refused."""
+    holder = weight_holder(system)
+    for i, rule in enumerate(system.placement):
+        if rule.faster and rule.device == holder.name:
+            raise SpecError(system.source, f"placement[{i}].op_per_byte_below",
+                            f"faster compares an op's time on the rule's device with its time on {holder.name}, the "
+                            "device holding the weights, and this rule names that device: it would never match; "
+                            "name the device to weigh against it, or give the threshold as a number or crossover")
 
 
 def _check_decode_attention_host(system: System) -> None:
@@ -885,11 +902,15 @@ def _check_expert_xpu(system: System) -> None:
 def _first_rules(system: System, op: str, phase: str) -> tuple[int, ...]:
     """Indices of the rules `System.device_for` takes first for `op` in `phase` at some Op/B: a matching rule whose
     threshold (None: every Op/B) is above those of the matching rules before it, which take every Op/B below
-    theirs; up to the first without a threshold (the loader made sure one matches)."""
+    theirs, or a `faster` rule (which may take it at any Op/B, and takes none for sure); up to the first without a
+    threshold (the loader made sure one matches)."""
     first: list[int] = []
     taken = 0.0  # the Op/B below which the rules before take the op
     for i, rule in enumerate(system.placement):
         if op not in rule.ops or rule.phase not in (None, phase):
+            continue
+        if rule.faster:  # may take the op at any Op/B, and at none for sure
+            first.append(i)
             continue
         below = math.inf if rule.op_per_byte_below is None else rule.op_per_byte_below
         if below > taken:

@@ -13,8 +13,9 @@ over the model's decoder layers:
   window + sinks; a prefill op to its prompt); FLOPs and bytes are `analyze()` of each bound cascade. A bank-PIM,
   whose placement reads per-request times off per-length tables, is given those keys (`SystemModel.decode_keys`),
   as every other device reads them off the ops.
-- placement: the system's rules, op by op (the dense ops in the decode phase when any request decodes); a rule
-  that reads Op/B can put the decode attention of one batch's requests on two devices (their contexts move it:
+- placement: the system's rules, op by op (the dense ops in the decode phase when any request decodes), a
+  `faster` rule's by timing the op on its device and on the weight holder (`runs_faster`); a rule that reads Op/B
+  or times the op can put the decode attention of one batch's requests on two devices (their contexts move it:
   `decode_groups`), and then each device runs its share as its own call, one after the other, and the batch
   runs `overlapped` under sub-batch interleaving (whose sub-batches alternate one attention device with the host);
 - layer time (`layer_phases`): the ops before the decode attention (`pre`: norm, QKV projection, prompt attention),
@@ -1014,10 +1015,21 @@ def device_of(model: SystemModel, op: Op) -> DeviceModel:
 
 
 def placed_device(model: SystemModel, op: Op) -> DeviceModel:
-    """The device model the first placement rule matching `op` names (`System.device_for`); the op's Op/B (its
-    analysis and tensor bytes) is worked out only when a placement rule reads it."""
+    """The device model the first placement rule matching `op` names (`System.device_for`, a `faster` rule's where
+    `runs_faster`); the op's Op/B (its analysis and tensor bytes) is worked out only when a placement rule reads it."""
     op_per_byte = op.op_per_byte if model._placement_reads_op_per_byte else math.nan
-    return model.devices[model.system.device_for(op.name, op.phase, op_per_byte).name]
+    return model.devices[model.system.device_for(op.name, op.phase, op_per_byte,
+                                                 functools.partial(runs_faster, model, op)).name]
+
+
+def runs_faster(model: SystemModel, op: Op, name: str) -> bool:
+    """Whether `op` alone runs faster on the device `name` than on the device holding the weights
+    (`SystemModel.weight_device`), each unit's time its cost model's (`DeviceModel.cost([op])`, every weight
+    streamed): a `faster` placement rule's test, Duplex's artifact trying an op on each unit and keeping the
+    fastest (pim.md §2.5). It is +PE's comparison (`coprocessing.expert_split` times the units by the same call,
+    on a rank's experts as one MoE op built as `whole_experts` builds it): work leaves the xPU only where its time
+    drops, so a tie keeps it there."""
+    return model.devices[name].cost([op]).time_s < model.weight_device.cost([op]).time_s
 
 
 def _host_softmax_s(model: SystemModel, device: DeviceModel, ops: Sequence[Op]) -> float:

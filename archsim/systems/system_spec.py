@@ -95,8 +95,12 @@ arithmetic intensity (FLOPs per byte, `Op.op_per_byte`) is below it (Duplex's Op
 weights (`system_checks.roofline_crossover`: the device's peak FLOP/s over the holder's operand bandwidth, where it
 has more bandwidth and less peak; refused otherwise, or where either is not a gpu, memory-pool or logic-pim), read
 off their cost models' peaks as the spec loads (`_with_crossovers`), so a derived spec changing either moves it;
-`device` names a device of the spec. Rules are tried in order and the first that matches places the op. At load
-every (op kind, phase) must be matched by a rule with no Op/B threshold, so no op is ever left without a device.
+or `faster`, wherever the models time the op faster on the rule's device than on the device holding the
+weights (each op's cost on both, `system_model.runs_faster`: Duplex's artifact tries an op on each unit and
+keeps the fastest, pim.md §2.5), which a unit's fixed costs and derated rates move off the peaks' crossover
+(refused on a rule naming that device, never faster than itself); `device` names a device of the spec. Rules
+are tried in order and the first that matches places the op. At load every (op kind, phase) must be matched by a
+rule with no Op/B threshold, so no op is ever left without a device.
 Some device must run ops of both phases: every schedule is one engine whose iterations hold prompts and decodes,
 and prefill/decode disaggregation (prefill on some devices, decode on others) is refused, as its two serving
 instances and the KV cache's migration between them are not modelled.
@@ -271,6 +275,7 @@ def names_file(field: str) -> bool:
         (keys[0] == "links" and len(keys) == 2)
 RULE_KEYS = ("op", "phase", "op_per_byte_below", "device")
 CROSSOVER = "crossover"  # op_per_byte_below: the Op/B where the rule's device's roofline meets the weight holder's
+FASTER = "faster"  # op_per_byte_below: where the models time the op faster on the rule's device than on the holder
 ROOFLINE_KINDS = ("gpu", "memory-pool", "logic-pim")  # kinds whose models give a roofline (peak, operand bandwidth)
 SCHEDULE_KINDS = ("blocked", "overlapped", "sub-batch-interleaving", "co-processing", "ping-pong", "staggered",
                   "context-parallel")
@@ -894,9 +899,12 @@ def _rule(data: Any, devices: Mapping[str, Device], source: str, where: str) -> 
     below = data.get("op_per_byte_below")
     if below == CROSSOVER:  # resolved once the devices' models are built (`_with_crossovers`)
         return PlacementRule(tuple(ops), data["device"], phase, math.inf)
+    if below == FASTER:  # decided op by op as the models time it (`system_model.placed_device`)
+        return PlacementRule(tuple(ops), data["device"], phase, math.inf, faster=True)
     return PlacementRule(tuple(ops), data["device"], phase,
                          None if below is None else _positive(below, source, f"{where}.op_per_byte_below",
-                                                              f"an Op/B threshold in FLOPs per byte, or {CROSSOVER}"))
+                                                              "an Op/B threshold in FLOPs per byte, "
+                                                              f"{CROSSOVER} or {FASTER}"))
 
 
 def _schedule(data: Any, source: str) -> Schedule:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -98,12 +98,16 @@ class Parallelism:
 class PlacementRule:
     """One placement rule of a system spec: it puts the op kinds `ops` (of `OP_KINDS`) on the device named `device`,
     in `phase` (prefill or decode; None: both) and, where `op_per_byte_below` is set, only for ops whose arithmetic
-    intensity (FLOPs per byte) is below it. `System.device_for` takes the first rule that `matches`."""
+    intensity (FLOPs per byte) is below it; with `faster` (the spec's `op_per_byte_below: faster`, its threshold
+    then infinite: a finite Op/B may match, none is read as every Op/B) only for ops that run faster on `device`
+    than on the device holding the weights, as the models time them. `System.device_for` takes the first rule that
+    `matches` (and, for a `faster` one, that its caller finds faster)."""
 
     ops: tuple[str, ...]
     device: str
     phase: str | None = None  # None = both phases
     op_per_byte_below: float | None = None  # None = any arithmetic intensity
+    faster: bool = False  # only where `device` runs the op faster than the weight holder (`System.device_for`)
 
     def matches(self, op: str, phase: str, op_per_byte: float) -> bool:
         return (op in self.ops and self.phase in (None, phase)
@@ -156,11 +160,15 @@ class System:
     # them, and a sweep's point key (`archsim.dse.system_points.system_content`, the compared fields) holds them.
     options: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
-    def device_for(self, op: str, phase: str, op_per_byte: float) -> Device:
+    def device_for(self, op: str, phase: str, op_per_byte: float,
+                   faster: Callable[[str], bool] | None = None) -> Device:
         """The device the first matching placement rule names (the loader made sure one matches); an op of
-        `PLACED_AS` as its kind."""
+        `PLACED_AS` as its kind. A `faster` rule matches where `faster(its device's name)` says the op runs faster
+        there than on the device holding the weights (the models time it: `system_model.placed_device`); without
+        `faster`, nowhere (what the spec alone decides, as at an Op/B of infinity: the device at every Op/B)."""
         kind = PLACED_AS.get(op, op)
-        rule = next(r for r in self.placement if r.matches(kind, phase, op_per_byte))
+        rule = next(r for r in self.placement if r.matches(kind, phase, op_per_byte)
+                    and (not r.faster or (faster is not None and faster(r.device))))
         return self.devices[rule.device]
 
     def parallelism_for(self, workload_name: str) -> Parallelism:
