@@ -145,43 +145,6 @@ def test_a_sweep_killed_in_its_probe_keeps_the_points_it_finished(tmp_path, monk
     assert (resumed.new, resumed.reused) == (48 - 3, 3)
 
 
-@pytest.mark.parametrize(("pending", "probe_s", "chunks"), [
-    (400, 10.0, [1, 2, 4, 8, 16, 32, 37]),  # 1, then twice as many, up to a quarter (100); had been [32, 64, 4]
-    (400, 0.0, [1]),  # PROBE_S reached after the first chunk: one point stored, where it had been 32
-])
-def test_probe_chunks_double_from_one_point(monkeypatch, pending, probe_s, chunks) -> None:
-    seen = []
-
-    def counted(spec, base, batch):
-        seen.append(len(batch))
-        return [{"key": key} for key, _ in batch]
-
-    monkeypatch.setattr(dask_run, "evaluate_batch", counted)
-    monkeypatch.setattr(dask_run, "put", lambda conn, batch: None)
-    monkeypatch.setattr(dask_run, "PROBE_S", probe_s)
-    todo = [(str(i), {"target": "t"}) for i in range(pending)]
-    assert dask_run._probe(None, None, todo, None, None)[1] == sum(chunks) and seen == chunks
-
-
-def test_the_python_api_default_batches_grow_from_one_point(tmp_path, monkeypatch) -> None:
-    """`run_sweep(spec, db)` had stored in fixed batches of 32 (the whole of this 48-point sweep's first 32 points
-    lost to a kill at its 6th); by default its batches now start at one point and grow (at most doubling) towards
-    TARGET_BATCH_S of work each, so the points before the running batch are stored."""
-    asked = _killed_after(monkeypatch, 6)
-    db = tmp_path / "k.sqlite"
-    with pytest.raises(KeyboardInterrupt):
-        run_sweep(sweep_from_dict(KILL_SPEC, "k.yaml"), db)
-    assert len(asked) == 7 and _stored(db) == 1 + 2  # batches of 1, 2, then 4 (FuseMax points: ms each, < 1 s)
-
-
-def test_an_explicit_batch_size_is_kept(tmp_path, monkeypatch) -> None:
-    asked = _killed_after(monkeypatch, 6)
-    db = tmp_path / "k.sqlite"
-    with pytest.raises(KeyboardInterrupt):
-        run_sweep(sweep_from_dict(KILL_SPEC, "k.yaml"), db, batch_size=4)
-    assert len(asked) == 8 and _stored(db) == 4
-
-
 @pytest.mark.parametrize(("size", "batch_s", "grown"), [
     (1, 0.001, 2),    # far under the target: at most doubles
     (64, 0.5, 128),   # half the target: doubles
