@@ -39,7 +39,8 @@ load changing from run to run), this script, wall s, three runs each, results eq
 0.52-0.87; npu-only 1.21-1.86 -> 0.81-1.40, 0.57-0.70 -> 0.35-0.65. NeuPIMs at 20/s in a fresh process, after:
 2.3-2.5 s, of which 1.0 s is each new op's first binding, analysis and device cost (1,571 decode contexts, 276
 dense layers, 247 prompts), 1.0-1.1 s the 12,809 iterations (12,498 since the model changed, 12,386 since
-tRRD; about 80 us each, the placement a fifth of it) and 0.3 s the serving loop. Under 3 s in this script every
+tRRD, 12,428 since the NPU's GEMMs share its arrays; about 80 us each, the placement a fifth of it) and 0.3 s
+the serving loop. Under 3 s in this script every
 run here, not yet with the margin issue 17 asks for.
 Fifth round (issue 17: a cascade's tensor and Einsum layout read once, unmasked Einsums counted as products of rank
 sizes and causal masks in closed form, no analysis built for an op read only for its operation counts), alternating
