@@ -13,6 +13,11 @@
    cascade is `minference-vertical-slash-kernel`, not the token-level `minference-vertical-slash`.
 6. A malformed field names the file's line, blank lines counted, and validate's text names the lines of the rows
    it skipped.
+7. (review) Only triton's errors make a case not measured; any other RuntimeError (a sticky CUDA error) ends the
+   run, and a rerun measures a case not measured again, its rows replacing the "n/a" ones.
+8. (review) A calibration fitted on the file validated (its sha256) none of whose fitted_rows is a row of it (an
+   older digest) is refused, not split all held-out.
+9. (review) calibrate's "nothing to fit" counts each timing once, as the fit does.
 """
 
 from __future__ import annotations
@@ -319,3 +324,131 @@ def test_validate_names_the_lines_it_skipped(tmp_path: Path) -> None:
     assert "  1  no model for kernel 'xformers': line 10" in result.output
     _, skipped = read_measurements(path)
     assert skip_reasons(skipped)[0] == ("no measured value ('OOM'): lines 3, 4, 5, 6, 7 and 2 more", 7)
+
+
+# 7. a case not measured is Triton's failure alone, and a rerun tries it again (review s51)
+
+def _flash_fwd_failing(monkeypatch: pytest.MonkeyPatch, error: Exception):
+    """flash_fwd with its causal cases raising `error`; restores the real kernel when called."""
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # the command sets it; this restores it afterwards
+    pytest.importorskip("torch")
+    from archsim.kernels import flash_fwd
+
+    real = flash_fwd.flash_fwd
+
+    def failing(q, k, v, causal=False, **kwargs):
+        if causal:
+            raise error
+        return real(q, k, v, causal=causal, **kwargs)
+
+    monkeypatch.setattr(flash_fwd, "flash_fwd", failing)
+    return lambda: monkeypatch.setattr(flash_fwd, "flash_fwd", real)
+
+
+def _measure_flash_fwd(out: Path):
+    return CliRunner().invoke(main, ["measure", "--interpret", "--kernels", "flash_fwd", "--max-seqlen", "32",
+                                     "--out", str(out)])
+
+
+def _csv_rows(path: Path) -> list[dict]:
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_runtime_error_of_a_triton_kernel_is_not_a_case_skipped(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """/tmp/s51rev/t9.py: a sticky CUDA error (or a runner's bug) is a RuntimeError, not triton's: it had been
+    written "n/a" and the run went on, every later case on a broken context, and a rerun skipped the case for good.
+    It raises (the CLI's internal error, exit 1), as before the not-measured rows, writing no row for the case."""
+    _flash_fwd_failing(monkeypatch, RuntimeError("CUDA error: an illegal memory access was encountered"))
+    out = tmp_path / "m.csv"
+    result = _measure_flash_fwd(out)
+    assert result.exit_code == 1  # the CLI's one line for an error it did not expect
+    assert "(RuntimeError: CUDA error: an illegal memory access was encountered)" in result.output, result.output
+    rows = _csv_rows(out) if out.exists() else []
+    assert not any(r["causal"] == "True" or "not measured" in r["note"] for r in rows), rows
+
+
+def test_a_case_not_measured_is_measured_again_by_a_rerun(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A case written "n/a" (OutOfResources) is no measurement: a rerun into the same --out times it again and
+    its new rows replace the "n/a" ones (one row per configuration, as `validate` requires); the cases measured
+    the first time are kept, not timed again."""
+    errors = pytest.importorskip("triton.runtime.errors")
+    restore = _flash_fwd_failing(monkeypatch, errors.OutOfResources(232448, 101376, "shared memory"))
+    out = tmp_path / "m.csv"
+    assert _measure_flash_fwd(out).exit_code == 0
+    first = _csv_rows(out)
+    causal = [r for r in first if r["causal"] == "True"]
+    assert causal and all(r["value"] == "n/a" for r in causal)
+    restore()
+    result = _measure_flash_fwd(out)
+    assert result.exit_code == 0, (result.output, result.exception)
+    kept = [line for line in result.output.splitlines() if line.endswith(", kept")]
+    assert len(kept) == (len(first) - len(causal)) // 2 and all("causal=False" in line for line in kept)
+    second = _csv_rows(out)
+    keys = [tuple(r[c] for c in ("causal", "batch", "heads", "head_dim", "seqlen", "metric")) for r in second]
+    assert len(keys) == len(set(keys)) == len(first)
+    assert second[:len(first) - len(causal)] == [r for r in first if r["causal"] == "False"]
+    assert all(float(r["value"]) > 0 and not r["note"].startswith("not measured") for r in second)
+
+
+# 8. a calibration fitted before the 12-digit row digest (review s51)
+
+def _digest_before_s51(m) -> str:
+    """`row_digest` as it was before audit s51: the time in s as a float, not to 12 digits."""
+    import hashlib
+    import json
+
+    from archsim.gpu.measurements import configuration
+
+    gpu, kernel, case, metric = configuration(m)
+    fields = [gpu, kernel, case.direction, case.batch, case.heads, case.kv_heads, case.head_dim, case.seqlen,
+              case.causal, case.precision, metric, m.time_s]
+    return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:16]
+
+
+def test_a_calibration_with_digests_of_before_is_refused_not_split_as_held_out(tmp_path: Path) -> None:
+    """Fitted on this very file (its sha256 recorded) yet none of its fitted_rows is a row of it: its digests are
+    of the older form. validate had labelled every fitted row held-out, its held-out MAPE the fit's own error."""
+    from dataclasses import replace
+
+    path = _pair_and_decode(tmp_path)
+    fitted = calibrate(path, ("archsim",), load_calibration("v1"))
+    assert validate(path, fitted).mape("held-out") == {}  # today's digests: every row in the calibration split
+    measurements, _ = read_measurements(path)
+    old = replace(fitted, source=str(tmp_path / "old.yaml"),
+                  measurements={**fitted.measurements, "fitted_rows": [_digest_before_s51(m) for m in measurements
+                                                                      if m.metric == "latency"]})
+    assert not set(old.measurements["fitted_rows"]) & set(fitted.measurements["fitted_rows"])
+    with pytest.raises(SpecError) as error:
+        validate(path, old)
+    assert (error.value.source, error.value.where) == (str(tmp_path / "old.yaml"), "measurements.fitted_rows")
+    assert "older row digest; refit it with archsim calibrate" in error.value.message
+    other = _csv(tmp_path / "other.csv", f"{FWD},latency,0.7,ms")  # another file: held out whole, as before
+    assert [c.split for c in validate(other, old).comparisons] == ["held-out"]
+
+
+def test_the_packaged_calibrations_keep_their_split() -> None:
+    """v1's A100 rows (v2's kept_from too) and v2's own H200 rows match their records' digests: no refusal, and
+    rows in both splits."""
+    from archsim.commands.gpu import reference_csv
+
+    h200 = Path(__file__).resolve().parent.parent / "reports" / "measured" / "measured-NVIDIA-H200.csv"
+    for path, version in ((reference_csv(), "v1"), (reference_csv(), "v2"), (h200, "v2")):
+        splits = {c.split for c in validate(path, load_calibration(version)).comparisons}
+        assert splits == {"calibration", "held-out"}, (path, version)
+
+
+# 9. calibrate's "nothing to fit" counts timings as the fit does (review s51)
+
+def test_nothing_to_fit_counts_each_timing_once(tmp_path: Path) -> None:
+    """The forward pair (lines 2-3) is one timing of archsim's family; it had been counted as 2 rows."""
+    path = _csv(tmp_path / "pair.csv", f"{FWD},latency,0.657088,ms", f"{FWD},throughput,418.327,TFLOPs/s")
+    result = CliRunner().invoke(main, ["calibrate", "--measurements", str(path), "--families", "fa2"])
+    assert result.exit_code == 1
+    assert "the families with rows there: archsim (1)" in result.output, result.output
+    unknown = _csv(tmp_path / "l4.csv", *(f"{FWD.replace('NVIDIA H200', 'NVIDIA L4')},{r}"
+                                          for r in ("latency,0.657088,ms", "throughput,418.327,TFLOPs/s")))
+    result = CliRunner().invoke(main, ["calibrate", "--measurements", str(unknown)])
+    assert result.exit_code == 1
+    assert "; 1 of the split's rows: the GPU label 'NVIDIA L4' matches no preset" in result.output, result.output

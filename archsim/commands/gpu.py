@@ -159,14 +159,16 @@ def calibrate_cmd(measurements: str | None, gpu_maps: tuple[str, ...], out: str 
 def _nothing_to_fit(path: str | Path, calibration, families: tuple[str, ...], gpus) -> str:
     """Why a fit found no row: none of the `families` asked for has a row in the split (saying which families
     do), or none of the file's rows is a kernel time of a modelled kernel and GPU in it (with the commonest reason
-    the split's rows were skipped: a GPU label no preset matches, as `archsim validate` lists them)."""
+    the split's rows were skipped: a GPU label no preset matches, as `archsim validate` lists them). Rows are
+    counted as the fit counts them, one per measured case (`one_per_case`)."""
     from archsim.gpu.cases import resolve
-    from archsim.gpu.measurements import read_measurements, skip_reasons
+    from archsim.gpu.measurements import one_per_case, read_measurements, skip_reasons
     from archsim.gpu.params import split_rule
     from archsim.model.gpu_kernels import family_of
 
     split = f"the calibration split ({split_rule(calibration.calibration_seqlens)})"
-    rows = [m for m in read_measurements(path)[0] if calibration.split_of(m.case.seqlen) == "calibration"]
+    rows = [m for m in one_per_case(read_measurements(path)[0])[0]
+            if calibration.split_of(m.case.seqlen) == "calibration"]
     in_split = Counter(family_of(m.kernel) for m in rows)
     in_split.pop(None, None)
     if families and not any(in_split[f] for f in families):

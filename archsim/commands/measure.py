@@ -11,8 +11,11 @@ Where each row says how it was obtained:
   how_obtained  the timing method, or "interpret (not a timing)" (`archsim validate` skips such rows)
   note          "key=value; ..." with sm_clock_mhz (read with nvidia-smi right after the case ran) and
                 max_sm_clock_mhz, driver, cuda, triton, torch, the shape details (kv_heads) and the FLOP convention;
-                first "not measured: ERROR: message" where the kernel failed to compile or launch (value "n/a";
-                "OOM" out of GPU memory), a case not measured that the run goes past.
+                first "not measured: ERROR: message" where Triton failed to compile or launch the kernel (one of
+                triton's errors, such as OutOfResources; value "n/a"; "OOM" out of GPU memory), a case not measured
+                that the run goes past and a later run into the same `--out` tries again, its rows replacing these.
+                Any other error (a CUDA error such as an illegal memory access, which leaves the GPU unusable)
+                ends the run, the rows of the cases before it kept.
 `--interpret` runs the same pipeline on the CPU under TRITON_INTERPRET=1 at tiny shapes; its values are the
 wall-clock time of one interpreted run and say nothing about any GPU. The kernel modules must not have been
 imported in this process before with the interpreter off; without `--interpret`, a TRITON_INTERPRET that turns the
@@ -89,13 +92,24 @@ def _row_key(row: dict) -> tuple[str, ...]:
     return tuple(str(row[c]).strip() for c in KEY_COLUMNS)
 
 
-def _measured(path: Path) -> set[tuple[str, ...]]:
-    """The rows `path` holds already, by `_row_key`: a case whose rows are all there is not measured again (a
-    second row of one configuration makes the file unreadable to `validate`, and a killed run resumes)."""
+def _not_measured(row: dict) -> bool:
+    """A row written for a case Triton could not compile or launch (`NOT_MEASURED`): a later run tries it again."""
+    return str(row.get("note") or "").startswith(NOT_MEASURED)
+
+
+def _file_rows(path: Path) -> list[dict]:
+    """The rows of the CSV at `path` by column ([] for a missing or empty file)."""
     if not path.exists() or not path.stat().st_size:
-        return set()
+        return []
     header, *rows = read_csv_rows(path, f"the columns {','.join(COLUMNS)}")
-    return {_row_key(dict(zip(header, row, strict=False))) for row in rows}
+    return [dict(zip(header, row, strict=False)) for row in rows]
+
+
+def _measured(path: Path) -> set[tuple[str, ...]]:
+    """The rows `path` holds already, by `_row_key`, but those of a case not measured (`_not_measured`): a case
+    whose rows are all there is not measured again (a second row of one configuration makes the file unreadable to
+    `validate`, and a killed run resumes)."""
+    return {_row_key(row) for row in _file_rows(path) if not _not_measured(row)}
 
 
 @contextlib.contextmanager
@@ -121,13 +135,23 @@ def _locked(path: Path) -> Iterator[None]:
 
 def _append(path: Path, rows: list[dict]) -> None:
     """Add `rows` to the CSV atomically (the old rows and the new ones are written to a temporary file that then
-    replaces it), so a run killed mid-write leaves the rows of the cases already done, each row whole."""
+    replaces it), so a run killed mid-write leaves the rows of the cases already done, each row whole. The old rows
+    of `rows`' configurations written as not measured (`_not_measured`: a case tried again) are dropped, so that
+    each configuration keeps one row; the other old rows are written back as they were (their text unchanged where
+    nothing is dropped)."""
     old = path.read_text(encoding="utf-8") if path.exists() else ""
+    keys = {_row_key(r) for r in rows}
+    old_rows = _file_rows(path)
+    kept = [r for r in old_rows if not (_not_measured(r) and _row_key(r) in keys)]
     with atomic_file(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
-        f.write(old)
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        if not old:
+        if len(kept) < len(old_rows):
             writer.writeheader()
+            writer.writerows(kept)
+        else:
+            f.write(old)
+            if not old:
+                writer.writeheader()
         writer.writerows(rows)
 
 
@@ -288,10 +312,12 @@ def _rows(case: Case, time_ms: float | None, base: dict, note: str, missing: str
 def _measure_case(case: Case, out: Path, device: str, interpret: bool, base: dict, prefix: str,
                   clock: Callable[[], str]) -> list[dict] | None:
     """Time `case` and append its rows to `out` (the caller holds `_locked(out)`); None, measuring nothing, where
-    `out` holds its rows already. A case out of GPU memory is written "OOM"; a Triton kernel that fails to compile
-    or launch (triton's errors, such as OutOfResources for a tile the GPU's shared memory cannot hold, or a CUDA
-    launch's RuntimeError) is a case not measured: its rows "n/a", the reason first in their note
-    (`NOT_MEASURED`), and the run goes on. A PyTorch path that cannot run here exits 2."""
+    `out` holds its rows already (rows written as not measured do not count: the case is tried again). A case out of
+    GPU memory is written "OOM"; a Triton kernel that fails to compile or launch (one of triton's errors,
+    `TritonError`, such as OutOfResources for a tile the GPU's shared memory cannot hold) is a case not measured:
+    its rows "n/a", the reason first in their note (`NOT_MEASURED`), and the run goes on. Any other RuntimeError
+    of a Triton kernel (a CUDA error, which leaves the context unusable for the cases after it, or a bug) raises,
+    writing nothing for the case. A PyTorch path that cannot run here exits 2."""
     import torch
     from triton.errors import TritonError
 
@@ -302,14 +328,15 @@ def _measure_case(case: Case, out: Path, device: str, interpret: bool, base: dic
         time_ms = _time_ms(_runner(case, device), interpret)
     except torch.cuda.OutOfMemoryError:
         time_ms = None
-    except (TritonError, RuntimeError) as exc:  # PyTorch's flash backend refuses a GPU, dtype or head_dim it has no
-        if case.kernel in TORCH_KERNELS:  # kernel for
-            click.echo(f"error: --kernels {case.kernel}: PyTorch cannot run it here ({case.direction}, {case.dtype}, "
-                       f"head_dim {case.head_dim}): {_first_line(exc)}; the rows measured so far are in {out}",
-                       err=True)
-            sys.exit(2)
+    except TritonError as exc:
         time_ms, missing = None, "n/a"
         note = f"{NOT_MEASURED} {type(exc).__name__}: {_first_line(exc)}; {prefix}; {clock()}"
+    except RuntimeError as exc:  # PyTorch's flash backend refuses a GPU, dtype or head_dim it has no kernel for
+        if case.kernel not in TORCH_KERNELS:
+            raise
+        click.echo(f"error: --kernels {case.kernel}: PyTorch cannot run it here ({case.direction}, {case.dtype}, "
+                   f"head_dim {case.head_dim}): {_first_line(exc)}; the rows measured so far are in {out}", err=True)
+        sys.exit(2)
     rows = _rows(case, time_ms, base, note, missing)
     _append(out, rows)
     if not interpret:

@@ -14,7 +14,10 @@ is one the calibration fitted its family on: its configuration and measured time
 (`Calibration.fitted_on`), in whatever file and unit it comes (a copy with other line endings, files concatenated,
 657.088 us for 0.657088 ms). Every other row is held out, so the rows of a file the
 calibration was not fitted on are held out whole. A family whose rows the calibration does not record (a
-hand-written file with no `measurements`) is split by sequence length alone.
+hand-written file with no `measurements`) is split by sequence length alone. A calibration whose record (or the
+base's record it keeps, `kept_from`) names this very file (its `sha256`) but none of whose `fitted_rows` is a row of
+it was written with an older `row_digest` (before the time was read to 12 digits): its rows would all be labelled
+held-out, so it is refused (`check_digests`), to be refitted.
 
 Leave-one-GPU-out (`leave_one_gpu_out`): for each GPU preset the file's rows resolve to, every family is fitted
 (`archsim.gpu.calibrate.fit_families`, all sequence lengths) on the rows of the other GPUs only and the rows of that
@@ -28,6 +31,7 @@ with rows on more than one GPU: the rows predicted by a fit carried from other G
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -36,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from archsim.arch.gpu import GPU
+from archsim.errors import SpecError
 from archsim.gpu.calibrate import at_bound, calibration_limit, fit_families
 from archsim.gpu.cases import ModelledRow, WorkLimit, check_labels, distinct, predict_row, resolve
 from archsim.gpu.measurements import Measurement, Skipped, one_per_case, read_measurements, row_digest
@@ -182,6 +187,7 @@ def validate(path: str | Path, calibration: Calibration, leave_one_gpu_out: bool
     labels to GPUs ahead of the presets (`archsim.gpu.cases.resolve`); a label no row has is a SpecError."""
     measurements, skipped = read_measurements(path)
     check_labels(gpus or {}, measurements, skipped, str(path))
+    check_digests(calibration, path, measurements)
     measurements, twins = one_per_case(measurements)
     rows, unmodelled = resolve(measurements, WorkLimit(str(path), "the modelled rows", "ARCHSIM_MAX_VALIDATION_CTAS",
                                                        MAX_VALIDATION_CTAS), gpus)
@@ -192,6 +198,22 @@ def validate(path: str | Path, calibration: Calibration, leave_one_gpu_out: bool
     skipped_all = sorted([*skipped, *twins, *(replace(s, line=line_of[s.row]) for s in unmodelled)],
                          key=lambda s: s.row)
     return Validation(str(path), calibration, tuple(comparisons), tuple(skipped_all), folds)
+
+
+def check_digests(calibration: Calibration, path: str | Path, measurements: Iterable[Measurement]) -> None:
+    """A SpecError naming the calibration file and the record's `fitted_rows` where a record (the calibration's, or a
+    base's it keeps, `kept_from`) names the file at `path` by its sha256 but none of its fitted rows' digests is one
+    of `measurements`' (`row_digest`): it was fitted on this file with an older digest, and `row_split` would label
+    every row it was fitted on held-out."""
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    in_file = {row_digest(m) for m in measurements}
+    record, where = calibration.measurements, "measurements"
+    while record:
+        if record.get("sha256") == digest and record.get("fitted_rows") and in_file.isdisjoint(record["fitted_rows"]):
+            raise SpecError(calibration.source, f"{where}.fitted_rows",
+                            f"fitted on {path} (its sha256 recorded) but no row of it has one of these digests: "
+                            "written with an older row digest; refit it with archsim calibrate")
+        record, where = record.get("kept_from", {}), f"{where}.kept_from"
 
 
 def row_split(calibration: Calibration, row: ModelledRow) -> str:
