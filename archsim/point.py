@@ -29,14 +29,14 @@ workload (`window`) is refused by an attention cascade without a window, which w
 its cascade is `attention-sliding-window`. A linear-attention workload (`attention: linear`) is refused by a softmax
 attention cascade (one whose Einsums take an exp). A decoder workload (one naming its `block`: its prefill is
 causal) is refused by an attention cascade without a causal mask, which would count the keys after each query
-(`check_causal_form`: decided by the cascade's structure, two tokens of `seq_len` in an Einsum and no mask ordering
-them, so cross-attention over another length passes); a workload without `block` runs unmasked. A
-mixture-of-experts workload (`experts` above 1) is refused by a dense FFN cascade (one of `ffn_dim` without
-`experts`), which would count one expert per token instead of `top_k`, unless it is the width of the model's dense
-layers (`moe_every` above 1): its cascade is
-`moe-experts`. A norm or dense FFN cascade of another decoder block than the workload's is refused
-(`check_block_form`). `bound`, `archsim analyze` and `execute` apply the same checks and, with a workload, refuse a
-tiling or algorithm parameter left at its test default (`refuse_test_defaults`).
+(`check_causal_form`: an Einsum over a query and a key of `seq_len`'s tokens whose mask keeps a key after its query,
+by the mask's values at the cascade's test sizes, so cross-attention over another length passes); a workload without
+`block` runs unmasked. A mixture-of-experts workload (`experts` above 1) is refused by a dense FFN cascade (one of
+`ffn_dim` without `experts`), which would count one expert per token instead of `top_k`, unless it is the width of
+the model's dense layers (`moe_every` above 1): its cascade is `moe-experts`. A norm or dense FFN cascade of another
+decoder block than the workload's is refused (`check_block_form`). `bound`, `archsim analyze` and `execute` apply
+the same checks and, with a workload, refuse a tiling or algorithm parameter left at its test default
+(`refuse_test_defaults`).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, TypeVar
 from archsim import library
 from archsim.arch.spec import Architecture
 from archsim.cascade import syntax as S
-from archsim.cascade.analysis import Analysis, analyze, takes_exp
+from archsim.cascade.analysis import Analysis, analyze, attends_every_key, takes_exp, token_ranks
 from archsim.cascade.bind import (
     FFN_WORDS,
     Binding,
@@ -66,7 +66,7 @@ from archsim.cascade.bind import (
     params_masked_by,
     ranks_sized_by,
 )
-from archsim.cascade.ir import Cascade, Value, Var
+from archsim.cascade.ir import Cascade
 from archsim.cascade.references import CAUSAL_FORMS
 from archsim.errors import SpecError
 from archsim.limits import limits_key
@@ -374,16 +374,17 @@ def check_attention_form(cascade: Cascade, workload: Workload | None, sets: dict
 def check_causal_form(cascade: Cascade, workload: Workload | None, mapping_name: str | None = None,
                       advice: Callable[[str], str] | None = None) -> None:
     """Refuse a decoder workload (one naming its `block`: its prefill attention is causal) on a cascade that attends
-    every query to every key of its own sequence (`_attends_every_key`), which would count the keys after each query
-    that the mask drops (twice a causal softmax attention's work), naming the library's causal version of the
-    cascade (`_causal_version`) or, for a cascade of the user's, the mask to add. A workload without `block` (an
-    encoder, or a decoder's shapes run unmasked on purpose), a decode step's cascade (one query, every cached key)
-    and cross-attention (keys sized by another parameter than `seq_len`) pass. `mapping_name`: the mapping running
-    the cascade, None for a cascade bound without one; `advice`: how the caller's input names the causal version
-    (the command line's `--cascade` by default; a sweep's YAML fields, `archsim.dse.spec`)."""
+    each query to the keys after it in its own sequence (`archsim.cascade.analysis.attends_every_key`), which would
+    count the keys after each query that the mask drops (twice a causal softmax attention's work), naming the
+    library's causal version of the cascade (`_causal_version`) or, for a cascade of the user's, the mask to add. A
+    workload without `block` (an encoder, or a decoder's shapes run unmasked on purpose), a decode step's cascade
+    (one query, every cached key) and cross-attention (keys sized by another parameter than `seq_len`) pass.
+    `mapping_name`: the mapping running the cascade, None for a cascade bound without one; `advice`: how the
+    caller's input names the causal version (the command line's `--cascade` by default; a sweep's YAML fields,
+    `archsim.dse.spec`)."""
     if workload is None or workload.block is None:
         return
-    unmasked = _attends_every_key(cascade)
+    unmasked = attends_every_key(cascade)
     if unmasked is None:
         return
     what = f"cascade {cascade.name}" + (f" (mapping {mapping_name})" if mapping_name else "")
@@ -403,63 +404,11 @@ def check_causal_form(cascade: Cascade, workload: Workload | None, mapping_name:
                                             f"for unmasked attention on its shapes, a workload file without block")
 
 
-_TOKENS = "seq_len"  # the workload's sequence length: a rank it sizes alone is a rank of the sequence's tokens
-_ORDER = ("<", "<=", ">", ">=")
-
-
-def _attends_every_key(cascade: Cascade) -> str | None:
-    """Why `cascade` attends every query token to every key token of one sequence (what a decoder's causal prefill
-    must not count), or None. Decided by structure: its token ranks are those sized by `seq_len` alone (with their
-    parts and aliases); it returns tokens (an output has a token rank: no decode step, whose one query has no rank)
-    and an Einsum iterates two tokens (two token ranks, P and M, or two index variables over one, q and k over N:
-    query and key) while no such Einsum's mask orders one token against the other (a comparison <, <=, >, >= whose
-    two sides together read both: `m <= p`, `m1 * M0 <= p`, `p - m < window`; a ring's routing `t == (d - s) % D`
-    orders nothing). Cross-attention, its keys sized by another parameter (kv_len), iterates one token rank and
-    passes. Where no Einsum iterates two tokens (linear attention sums K V over every key before any query reads
-    it: no structure shows the pair), a reference with a causal form (`CAUSAL_FORMS`) on a cascade with two token
-    ranks says so; a cascade of the user's of that shape without such a reference passes unseen."""
-    if not any(_token_leaves(cascade, [t.var for t in einsum.output.terms if t.var is not None])
-               for einsum in cascade.einsums if einsum.name in cascade.outputs):
-        return None
-    pairs = [einsum for einsum in cascade.einsums if _two_tokens(cascade, einsum.space)]
-    if not pairs:
-        return "" if cascade.reference in CAUSAL_FORMS and _two_tokens(cascade, list(cascade.var_ranks)) else None
-    if any(einsum.mask is not None and _orders_tokens(cascade, einsum.mask.predicate) for einsum in pairs):
-        return None
-    names = ", ".join(einsum.name for einsum in pairs[:3]) + (", ..." if len(pairs) > 3 else "")
-    return f"no mask of its Einsums over a query and a key, {names}, orders the two"
-
-
-def _root(cascade: Cascade, rank: str) -> str:
-    """The rank a partition part belongs to (itself if it is no part)."""
-    return next((root for root, parts in cascade.partitions.items() if rank in parts), rank)
-
-
-def _token_leaves(cascade: Cascade, leaves: Iterable[str]) -> list[str]:
-    """The leaf index variables among `leaves` over a token rank (a rank sized by `seq_len` alone, or its part)."""
-    return [v for v in leaves if cascade.rank_sizes.get(_root(cascade, cascade.var_ranks[v])) == S.Name(_TOKENS)]
-
-
-def _two_tokens(cascade: Cascade, variables: Iterable[str]) -> bool:
-    """Whether index variables (each taken as its leaves) address two tokens: leaves over two token ranks (p and
-    m1), or two leaves over one leaf rank (d and t over N's part D)."""
-    leaves = set(_token_leaves(cascade, {leaf for v in variables for leaf in cascade.var_leaves[v]}))
-    ranks = [cascade.var_ranks[v] for v in leaves]
-    return len({_root(cascade, rank) for rank in ranks}) > 1 or len(ranks) > len(set(ranks))
-
-
-def _orders_tokens(cascade: Cascade, predicate: Value) -> bool:
-    """Whether a mask predicate holds an order comparison whose sides together read two tokens (`_two_tokens`)."""
-    return any(isinstance(node, S.BinOp) and node.op in _ORDER and _two_tokens(
-        cascade, [var.name for var in S.walk(node) if isinstance(var, Var)]) for node in S.walk(predicate))
-
-
 def _causal_example(cascade: Cascade) -> str:
     """A causal mask in the cascade's own index names: its output's token rank is the query's, another token rank
     the key's (m <= p); `key <= query` where one rank holds both."""
     outputs = [cascade.tensors[name] for name in cascade.outputs]
-    tokens = [rank for rank, size in cascade.rank_sizes.items()
-              if size == S.Name(_TOKENS) and _root(cascade, rank) == rank]
+    tokens = token_ranks(cascade)
     query = next((rank for rank in tokens for decl in outputs if rank in decl.ranks), None)
     key = next((rank for rank in tokens if rank != query), None)
     return f"{key.lower()} <= {query.lower()}" if query and key else "key <= query"

@@ -12,6 +12,9 @@
 4. The decoder guard is decided by structure: an unmasked self-attention cascade that names no reference
    (Gemma-2's soft cap) ran on a decoder workload silently, while cross-attention (keys sized by kv_len) was
    refused because it names the reference `attention`.
+5. The decoder guard is decided by the mask's values: it took any comparison reading both tokens for a causal mask,
+   so `p - m < 4` (a window without the causal bound), `m < p + 1000000` and `m >= p` ran a decoder counting the keys
+   after each query; an Einsum over a query and a key now passes where its mask keeps no key after its query.
 """
 
 from __future__ import annotations
@@ -21,9 +24,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from archsim import library
+from archsim import library, point
+from archsim.cascade.analysis import TOKENS, token_ranks
+from archsim.cascade.ir import Cascade
 from archsim.cascade.load import cascade_from_dict
 from archsim.cascade.references import CAUSAL_FORMS
+from archsim.dse.spec import GPU_ROLE_SIZES
 from archsim.errors import SpecError
 from archsim.point import check_causal_form
 from archsim.spec_files import parse_yaml
@@ -311,3 +317,63 @@ def test_the_library_refusals_are_its_unmasked_cascades() -> None:
         except SpecError:
             refused = True
         assert refused == (cascade.reference in CAUSAL_FORMS), name
+
+
+# ---------------------------------------------------------------- 5. the decoder guard, by the mask's values
+
+
+def _masked(predicate: str, **params: float) -> Cascade:
+    """BASE (three-pass attention, P the query rank its output keeps, M the key rank GM reduces) with every Einsum
+    over a query and a key (each of its six) masked by `predicate`, as a user writes a causal cascade."""
+    data = _cascade(BASE, masks={"mask": predicate})
+    data["params"] = {**data["params"], **params}
+    data["einsums"] = "".join(line + " where mask" + (" else -inf" if line.startswith("QK") else "") + "\n"
+                              for line in data["einsums"].splitlines())
+    return cascade_from_dict(data, "c.yaml")
+
+
+@pytest.mark.parametrize("predicate", ["p - m < 4", "m < p + 1000000", "m >= p", "p - m < 4 or m == p + 1"])
+def test_a_mask_that_keeps_a_later_key_is_refused_on_a_decoder(predicate: str) -> None:
+    """Each mask compares a key with its query but keeps a key after it (at the test sizes, seq_len 8): `p - m < 4`
+    (a window without the causal bound) keeps (p 0, m 1), since 0 - 1 < 4; `m < p + 1000000` keeps every pair;
+    `m >= p` (anti-causal) keeps (0, 1); the last keeps (0, 1) by its second term. Each passed the structural guard
+    (a comparison reading both tokens), so a decoder counted the keys after each query."""
+    cascade = _masked(predicate)
+    with pytest.raises(SpecError) as caught:
+        check_causal_form(cascade, library.load_workload_spec(GPT3))
+    assert (f"attends to every key (its Einsums over a query and a key, QK, GM, SN, ..., keep keys after their "
+            f"query where {predicate}): ") in caught.value.message, caught.value.message
+    assert "mask its scores (where m <= p; --cascade FILE)" in caught.value.message, caught.value.message
+
+
+@pytest.mark.parametrize("predicate", ["m <= p", "m <= p and p - m < window", "p - m >= 0 and p - m < window",
+                                       "m < p + 1", "not (m > p)", "m <= p and (p - m < window or m < 2)"])
+def test_a_mask_that_drops_every_later_key_runs_on_a_decoder(predicate: str) -> None:
+    """Causal masks, sliding-window ones among them (window 3 of seq_len 8), however written: none keeps an (p, m)
+    with m > p, so the decoder guard passes them."""
+    window = {"window": 3} if "window" in predicate else {}
+    check_causal_form(_masked(predicate, **window), library.load_workload_spec(GPT3))  # no refusal
+
+
+def test_the_token_ranks_are_one_statement() -> None:
+    """Self-attention's two token ranks, P (queries) and M (keys), are both sized by seq_len: `token_ranks` reads
+    the cascade's ranks so for the decoder guard, and the GPU points' roles P and M read the same parameter."""
+    assert token_ranks(library.load_cascade_spec("attention-1pass")) == ("P", "M")
+    assert token_ranks(library.load_cascade_spec("ring-attention")) == ("N",)  # N partitioned [D, C]: its parts no
+    assert token_ranks(library.load_cascade_spec("attention-decode-gqa")) == ("M",)  # one query, no rank
+    assert GPU_ROLE_SIZES["P"] == GPU_ROLE_SIZES["M"] == TOKENS == "seq_len"
+    assert not hasattr(point, "_root") and not hasattr(point, "_TOKENS")  # one statement, in archsim.cascade
+
+
+def test_a_named_reference_passes_later_keys_only_where_the_cascade_computes_it() -> None:
+    """Block-sparse attention keeps the next key block after each query on purpose (BigBird's band, reference
+    `attention_block_sparse`, outside `CAUSAL_FORMS`), and runs on a decoder as it did; a cascade naming the causal
+    reference whose mask keeps later keys (`p - m < 4`) does not compute it at its test sizes, and is refused."""
+    workload = library.load_workload_spec(GPT3)
+    check_causal_form(library.load_cascade_spec("attention-block-sparse"), workload)  # no refusal
+    data = _cascade(BASE, masks={"mask": "p - m < 4"}, reference="attention_causal")
+    data["einsums"] = "".join(line + " where mask" + (" else -inf" if line.startswith("QK") else "") + "\n"
+                              for line in data["einsums"].splitlines())
+    with pytest.raises(SpecError, match="keep keys after their query where p - m < 4"):
+        check_causal_form(cascade_from_dict(data, "c.yaml"), workload)
+    check_causal_form(_masked("m <= p"), workload)  # the causal mask: no refusal

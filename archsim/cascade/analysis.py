@@ -18,16 +18,20 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, replace
 
 import networkx as nx
 
 from archsim.cascade import syntax as S
-from archsim.cascade.bind import Binding, eval_size
+from archsim.cascade.bind import Binding, bind, eval_size
 from archsim.cascade.ir import Cascade, Einsum, Value, Var
-from archsim.cascade.mask_count import count_true
+from archsim.cascade.mask_count import count_true, static_conjuncts
 from archsim.cascade.ops import BINARY_CALLS, BINARY_OP_TYPES, COMPARE_OP_TYPE, DEFAULT_UNARY_OPS, REDUCE_OP_TYPES
 from archsim.cascade.passes import PassAnalysis, pass_analysis, refs_of
+from archsim.cascade.reference_check import CHECK_TOLERANCE, error_at_test_sizes
+from archsim.cascade.references import CAUSAL_FORMS
+from archsim.errors import SpecError
 from archsim.memo import per_object
 
 
@@ -158,6 +162,150 @@ def causal_points(predicate: Value, dims: dict[str, int]) -> int | None:
                 return cols * (cols + 1) // 2
             return rows * (rows + 1) // 2 + (cols - rows) * rows
     return None
+
+
+TOKENS = "seq_len"  # self-attention's sequence length: it sizes both its token ranks, the queries' and the keys'
+_ORDER = ("<", "<=", ">", ">=")
+
+
+def token_ranks(cascade: Cascade) -> tuple[str, ...]:
+    """The ranks of one sequence's tokens: the root ranks sized by `TOKENS` alone (self-attention's P and M, a
+    sequence-parallel cascade's N, a decode step's M; their parts and aliases address the same tokens). Keys of
+    another length (cross-attention's, sized by kv_len) are none."""
+    return tuple(rank for rank, size in cascade.rank_sizes.items()
+                 if size == S.Name(TOKENS) and cascade.root_of(rank) == rank)
+
+
+@per_object(maxsize=1024)
+def attends_every_key(cascade: Cascade) -> str | None:
+    """Why `cascade` attends each query token to the keys after it in its own sequence (what a decoder's causal prefill
+    drops), or None. Only a cascade returning tokens is asked (an output over a token rank, `token_ranks`: a decode
+    step's one query has no rank). A position is an index variable over a token rank whose leaves all lie in an
+    Einsum's space (p; m over m1 and m0; k over N's parts); the query is a position over an output's token rank, a
+    key another position (P and M: p the query, m the key; q and k over one rank N: the key is the one an Einsum
+    over both reduces, the softmax's max over keys, else either). An Einsum over a query and a key keeps a later key
+    where its mask (the conjuncts that read no tensor; none: every point) holds at some point whose key comes after
+    its query, at the cascade's test sizes (`count_true`, exact at those sizes): `p - m < window` keeps (p 0, m 1),
+    `m <= p and p - m < window` keeps none. The cascade counts the keys after each query where every such Einsum
+    keeps one: one that keeps none masks the scores causally (the first, QK, may carry the mask that the Einsums
+    reading its -inf scores need not repeat). Einsums over two tokens where no key is a whole position (a ring's key
+    t*C + j, its t routed by the mask `t == (d - s) % D`) pass where some such Einsum's mask orders one token
+    against the other (a comparison <, <=, >, >= whose two sides together read both). Where no Einsum iterates two
+    tokens (linear attention sums K V over every key before any query reads it), a reference with a causal form
+    (`CAUSAL_FORMS`) on a cascade with two token ranks says so; a cascade of the user's of that shape without one
+    passes unseen."""
+    tokens = token_ranks(cascade)
+    queries = {cascade.root_of(rank) for name in cascade.outputs
+               for rank in cascade.tensors[name].leaf_ranks}.intersection(tokens)
+    if not queries:
+        return None
+    pairs = [einsum for einsum in cascade.einsums if _two_tokens(cascade, tokens, einsum.space)]
+    if not pairs:
+        return "" if cascade.reference in CAUSAL_FORMS and _two_tokens(cascade, tokens, cascade.var_ranks) else None
+    scores = {einsum: found for einsum in pairs if (found := _query_keys(cascade, tokens, queries, einsum))}
+    if not scores:
+        if any(einsum.mask is not None and _orders_tokens(cascade, tokens, einsum.mask.predicate) for einsum in pairs):
+            return None
+        return f"no mask of its Einsums over a query and a key, {_names(pairs)}, orders the two"
+    if all(einsum.mask is None for einsum in scores):
+        return f"no mask of its Einsums over a query and a key, {_names(list(scores))}, orders the two"
+    binding = bind(cascade)
+    if not all(any(all(_keeps_later_key(binding, einsum, query, key) for query, key in ways) for ways in found)
+               for einsum, found in scores.items()):
+        return None
+    if cascade.reference is not None and cascade.reference not in CAUSAL_FORMS and _computes_reference(cascade):
+        return None
+    masks = " or ".join(dict.fromkeys(einsum.mask.text for einsum in scores if einsum.mask is not None))
+    return f"its Einsums over a query and a key, {_names(list(scores))}, keep keys after their query where {masks}"
+
+
+def _computes_reference(cascade: Cascade) -> bool:
+    """Whether `cascade` computes its reference at its test sizes (`error_at_test_sizes`, as `archsim execute
+    --check` shows it); sizes the reference refuses show nothing."""
+    try:
+        return error_at_test_sizes(cascade) < CHECK_TOLERANCE
+    except SpecError:
+        return False
+
+
+def _names(einsums: list[Einsum]) -> str:
+    """The first three Einsums' names, then `...` if there are more."""
+    return ", ".join(einsum.name for einsum in einsums[:3]) + (", ..." if len(einsums) > 3 else "")
+
+
+def _token_leaves(cascade: Cascade, tokens: Iterable[str], leaves: Iterable[str]) -> list[str]:
+    """The leaf index variables among `leaves` over a token rank or its part."""
+    return [v for v in leaves if cascade.root_of(cascade.var_ranks[v]) in tokens]
+
+
+def _two_tokens(cascade: Cascade, tokens: tuple[str, ...], variables: Iterable[str]) -> bool:
+    """Whether index variables (each taken as its leaves) address two tokens: leaves over two token ranks (p and
+    m1), or two leaves over one leaf rank (d and t over N's part D)."""
+    leaves = set(_token_leaves(cascade, tokens, {leaf for v in variables for leaf in cascade.var_leaves[v]}))
+    ranks = [cascade.var_ranks[v] for v in leaves]
+    return len({cascade.root_of(rank) for rank in ranks}) > 1 or len(ranks) > len(set(ranks))
+
+
+def _orders_tokens(cascade: Cascade, tokens: tuple[str, ...], predicate: Value) -> bool:
+    """Whether a mask predicate holds an order comparison whose sides together read two tokens (`_two_tokens`)."""
+    return any(isinstance(node, S.BinOp) and node.op in _ORDER and _two_tokens(
+        cascade, tokens, [var.name for var in S.walk(node) if isinstance(var, Var)]) for node in S.walk(predicate))
+
+
+def _query_keys(cascade: Cascade, tokens: tuple[str, ...], queries: set[str],
+                einsum: Einsum) -> list[list[tuple[str, str]]]:
+    """The (query, key) positions of an Einsum (`attends_every_key`), per pair of positions the ways it may be read:
+    one where the ranks or a reduction tell the query from the key, both where nothing does."""
+    space = set(einsum.space)
+    positions = list({cascade.var_leaves[v]: v for v, rank in reversed(cascade.var_ranks.items())
+                      if rank in tokens and set(cascade.var_leaves[v]) <= space}.values())
+    found = []
+    for i, a in enumerate(positions):
+        for b in positions[i + 1:]:
+            ways = [(q, k) for q, k in ((a, b), (b, a)) if cascade.var_ranks[q] in queries]
+            told = [(q, k) for q, k in ways if cascade.var_ranks[k] not in queries or _reduces(cascade, k, q)]
+            if ways:
+                found.append(told if len(told) == 1 else ways)
+    return found
+
+
+def _reduces(cascade: Cascade, key: str, query: str) -> bool:
+    """Whether an Einsum over both positions reduces some leaf of `key` and none of `query` (max or sum over keys)."""
+    key_leaves, query_leaves = set(cascade.var_leaves[key]), set(cascade.var_leaves[query])
+    return any(key_leaves & set(e.reduce_vars) and not query_leaves & set(e.reduce_vars)
+               and key_leaves | query_leaves <= set(e.space) for e in cascade.einsums)
+
+
+def _keeps_later_key(binding: Binding, einsum: Einsum, query: str, key: str) -> bool:
+    """Whether the Einsum's mask holds at a point of its space whose key position comes after its query position,
+    every index variable read as its leaves (m as m1 * M0 + m0), at the binding's sizes."""
+    cascade = binding.cascade
+
+    def position(var: str) -> Value:
+        leaves = cascade.var_leaves[var]
+        value: Value = Var(leaves[0])
+        for leaf in leaves[1:]:
+            value = S.BinOp("+", S.BinOp("*", value, S.Num(binding.var_size(leaf))), Var(leaf))
+        return value
+
+    def in_leaves(node: Value) -> Value:
+        match node:
+            case Var(name=name):
+                return position(name)
+            case S.BinOp(lhs=lhs, rhs=rhs):
+                return replace(node, lhs=in_leaves(lhs), rhs=in_leaves(rhs))
+            case S.Call(args=args):
+                return replace(node, args=tuple(in_leaves(arg) for arg in args))
+            case S.Neg(arg=arg) | S.Not(arg=arg):
+                return replace(node, arg=in_leaves(arg))
+        return node
+
+    test: Value = S.BinOp(">", position(key), position(query))
+    kept = static_conjuncts(einsum.mask.predicate) if einsum.mask is not None else None
+    if kept is not None:
+        test = S.BinOp("and", in_leaves(kept), test)
+    leaves = sorted({node.name for node in S.walk(test) if isinstance(node, Var)})
+    return count_true(test, {v: binding.var_size(v) for v in leaves}, binding.predicate_values) > 0
 
 
 def dependency_dag(cascade: Cascade) -> nx.DiGraph:

@@ -74,7 +74,7 @@ from archsim import library
 from archsim.arch.gpu import GPU
 from archsim.arch.spec import Architecture
 from archsim.cascade import syntax as S
-from archsim.cascade.analysis import takes_exp
+from archsim.cascade.analysis import TOKENS, takes_exp
 from archsim.cascade.bind import cascade_sizes, eval_size, how_to_set, ranks_sized_by
 from archsim.cascade.ir import Cascade
 from archsim.cascade.reference_check import CHECK_TOLERANCE, error_at_test_sizes
@@ -329,8 +329,9 @@ def point_count(spec: SweepSpec) -> int:
 # The workload sizes a GPU point's attention call reads (`archsim.dse.points._gpu_call`): its shape and word width.
 GPU_SIZES = CASE_SIZES
 # Each role of a kernel reference's layout (`archsim.cascade.references`: Q[B,H,P,E] K[B,G,M,E] V[B,G,M,F]) -> the
-# parameter the GPU call reads for it: one seq_len for queries and keys, one head_dim for keys and values
-GPU_ROLE_SIZES = {"B": "batch", "H": "heads", "G": "kv_heads", "P": "seq_len", "M": "seq_len", "E": "head_dim",
+# parameter the GPU call reads for it: one seq_len for queries and keys (`TOKENS`, self-attention's token ranks), one
+# head_dim for keys and values
+GPU_ROLE_SIZES = {"B": "batch", "H": "heads", "G": "kv_heads", "P": TOKENS, "M": TOKENS, "E": "head_dim",
                   "F": "head_dim"}
 
 
