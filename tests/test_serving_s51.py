@@ -178,3 +178,30 @@ def test_the_size_limit_is_named_where_it_is_the_lower(tmp_path: Path, monkeypat
         assert refused.value.where == f"line 2: {where}"
         assert refused.value.message.startswith("expected an integer >= 1 and at most 64 (the limit on sizes; ")
         assert "ARCHSIM_MAX_SIZE" in refused.value.message
+
+
+@dataclass
+class FreeDecodes:
+    """A prefill iteration takes 1 s, an iteration of decodes alone none (the reviewer's t3.py)."""
+
+    name: str = "free-decodes"
+    kv_bytes_per_token: float = 1.0
+    static_w: float = 0.0
+    kv_capacity_bytes: float = 16.0 * BIG
+
+    def iteration(self, batch: Batch) -> IterationCost:
+        took_s = 1.0 if batch.prefill_tokens else 0.0
+        return IterationCost(took_s, energy_j=1.0, busy_s={"npu": took_s})
+
+
+def test_a_request_whose_decodes_take_no_time_still_turns_the_window_over() -> None:
+    """r0 (10 + 2 tokens) prefills 0 -> 1 s and decodes in no time, finishing at its first token (1 s); r1 (10 + 2)
+    arrives at 5 s and prefills 5 -> 6 s: the last first token at 6 s. r0 decoded a token and left by then, so the
+    window turned over: 4 tokens / 6 s (r0's 2, r1's 2, its decode an iteration of no time at the window's end,
+    which counts: `_Engine.engine`), as over the makespan. `first_token_s < finish_s` had stood for "decoded", so
+    r0 counted as a one-token request and the window read NaN."""
+    result = simulate_serving(FreeDecodes(), [Request(0, 0.0, 10, 2), Request(1, 5.0, 10, 2)])
+    assert [(r.first_token_s, r.finish_s) for r in result.requests] == [(1.0, 1.0), (6.0, 6.0)]
+    assert result.steady_end_s == 6.0
+    assert result.steady_throughput_tok_s == pytest.approx(4 / 6, rel=1e-12)
+    assert result.throughput_tok_s == 4 / 6

@@ -1,5 +1,6 @@
 """Audit s51 (sweeps): GPU points beside a cascade whose ranks the GPU call does not read, a sweep killed in its
-first batch, and a parallel sweep's axis value on a scheme that ignores it."""
+first batch, a parallel sweep's axis value on a scheme that ignores it, and an in-process sweep's batches after a
+probe of cheap points."""
 
 from __future__ import annotations
 
@@ -132,13 +133,14 @@ KILL_SPEC = {"name": "kill", "mapping": "fusemax", "workload": "bert-base",
 def test_a_sweep_killed_in_its_probe_keeps_the_points_it_finished(tmp_path, monkeypatch) -> None:
     """The probe starts at one point and doubles (1, 2, 4, ...), each chunk stored as it finishes: killed while
     asking for its 6th point (inside the chunk of 4, points 4-7), the sweep has stored the chunks of 1 and 2. At
-    most about PROBE_S of finished work (and the chunk running) is lost; PROBE_S is raised here so the probe's
-    clock does not end it first on a slow machine."""
+    most about PROBE_S of finished work (and the chunk running) is lost; PROBE_S and the batch target (a chunk
+    doubles while it took under half of it, `next_batch_size`) are raised here so the probe's clock does not end
+    it or slow its growth first on a slow machine."""
     monkeypatch.setattr(dask_run, "PROBE_S", 60.0)
     asked = _killed_after(monkeypatch, 6)
     db = tmp_path / "k.sqlite"
     with pytest.raises(KeyboardInterrupt):
-        run_sweep_dask(sweep_from_dict(KILL_SPEC, "k.yaml"), db, executor="in-process")
+        run_sweep_dask(sweep_from_dict(KILL_SPEC, "k.yaml"), db, executor="in-process", target_batch_s=120.0)
     assert len(asked) == 7 and _stored(db) == 1 + 2
     monkeypatch.setattr(sweep_module, "evaluate_points", evaluate_points)
     resumed = run_sweep_dask(sweep_from_dict(KILL_SPEC, "k.yaml"), db, executor="in-process")
@@ -203,3 +205,33 @@ def test_a_lasp_point_stores_no_kernel_axis_value() -> None:
                             "objectives": ["latency_s", "memory_bytes"]}, "k.yaml")
     kernels = [p["parallel.kernel"] for p in expand(spec)]
     assert kernels[:2] == ["FlashAttention-2", "PyTorch eager attention"] and all(map(math.isnan, kernels[2:]))
+
+
+# ---------------------------------------------------------------- 4. the in-process sweep grows its batches
+
+
+def test_an_in_process_sweep_whose_probe_was_cheap_keeps_its_batches_near_a_second(monkeypatch) -> None:
+    """400 pending points, the first 100 at 1/1024 s each, the rest at 1/8 s (a fake clock: costs in powers of two
+    add exactly). The probe stops at a quarter of the sweep: chunks 1, 2, 4, 8, 16, 32, 37 (100 points, 0.1 s).
+    Its batches had then been `batch_size_for(1/1024 s, 300, 1)` = min(1024, ceil(300 / 4)) = 75 points each,
+    9.4 s of work lost to a kill. They grow as `run_sweep`'s do (`next_batch_size`): one point (1/8 s), doubling
+    to 8 (1 s = TARGET_BATCH_S at 1/8 s a point), then 8 each: 1 + 2 + 4 + 36 x 8 + 5 = 300, none over 1 s."""
+    clock = [0.0]
+    sizes: list[int] = []
+
+    def timed(spec, base, batch):
+        sizes.append(len(batch))
+        clock[0] += sum(1 / 1024 if int(key) < 100 else 1 / 8 for key, _ in batch)
+        return [{"key": key} for key, _ in batch]
+
+    fake_time = type("FakeTime", (), {"perf_counter": staticmethod(lambda: clock[0])})
+    for module in (dask_run, sweep_module):
+        monkeypatch.setattr(module, "evaluate_batch", timed)
+        monkeypatch.setattr(module, "put", lambda conn, batch: None)
+        monkeypatch.setattr(module, "time", fake_time)
+    todo = [(str(i), {"target": "t"}) for i in range(400)]
+    chosen = dask_run._evaluate(None, None, todo, None, None, None, None, 1.0, ("in-process", "as asked"), None,
+                                lambda line: None, 0, 400)
+    assert chosen == "in-process"
+    assert sizes[:7] == [1, 2, 4, 8, 16, 32, 37]
+    assert sizes[7:] == [1, 2, 4] + [8] * 36 + [5]

@@ -183,9 +183,12 @@ def test_an_a100_at_a_third_of_its_memory_refuses_llama3_8b():
 
 def test_a_memory_pool_runs_decode_attention_only(tmp_path) -> None:
     """A vllm-h100 whose GPUs were made `memory-pool` served every op on them, as a GPU would (found by fuzzing
-    serving on unseen systems); the README says a memory pool runs decode attention only."""
+    serving on unseen systems); the README says a memory pool runs decode attention only, under attention
+    offloading alone, which a blocked schedule is not: the kind is refused, with that reason, before the rules."""
     path = tmp_path / "mp.yaml"
     path.write_text("base: vllm-h100\nname: mp\ndevices: {gpu: {kind: memory-pool}}\n")
     with pytest.raises(SpecError) as error:
         load_system(str(path))
-    assert error.value.where == "placement[0]" and "runs decode attention only" in error.value.message
+    assert error.value.where == "devices.gpu.kind"
+    assert "runs decode attention under attention offloading, which needs a ping-pong or staggered schedule; this " \
+        "one is blocked" in error.value.message

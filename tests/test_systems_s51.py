@@ -1,6 +1,7 @@
 """Audit s51 (helper F): an attention pool runs decode attention only, whatever its kind; a device's price counts
 as many of it as the model runs (a Logic-PIM's `count` stacks per xPU); an error on a key a derived spec inherits
-says it came from the base and how to drop it."""
+says it came from the base and how to drop it; outside attention offloading a memory pool is refused by its kind
+before any rule placing ops on it; a `faster` rule on offloaded decode attention is told why in its own words."""
 
 from __future__ import annotations
 
@@ -124,14 +125,14 @@ def test_dropping_the_inherited_keys_with_null_loads(tmp_path) -> None:
 
 
 def test_an_inherited_value_refused_by_the_derived_specs_change_names_the_base(tmp_path) -> None:
-    """vllm-h100's GPUs made a memory pool: its placement, inherited whole, is refused; the error says the list came
-    from the base and is replaced by writing it here."""
-    path = write(tmp_path, "mp", {"base": "vllm-h100", "devices": {"gpu": {"kind": "memory-pool"}}})
+    """lamina's compute GPUs made a memory pool: its placement, inherited whole, puts every op on a pool, which runs
+    decode attention only; the error says the list came from the base and is replaced by writing it here."""
+    path = write(tmp_path, "mp", {"base": "lamina", "devices": {"compute": {"kind": "memory-pool"}}})
     with pytest.raises(SpecError) as error:
         load_system(path)
-    assert error.value.where == "placement[0]"
-    assert "runs decode attention only" in error.value.message
-    assert "it comes from base vllm-h100, not this file: give placement here to replace the base's" in \
+    assert error.value.where == "placement[1]"
+    assert "on memory-pool compute, the attention pool, which runs decode attention only" in error.value.message
+    assert "it comes from base lamina, not this file: give placement here to replace the base's" in \
         error.value.message
 
 
@@ -141,3 +142,50 @@ def test_an_error_on_a_key_the_derived_spec_writes_has_no_note(tmp_path) -> None
         load_system(path)
     assert error.value.where == "schedule.sub_batch"
     assert "base" not in error.value.message
+
+
+# ---- 4. outside attention offloading a memory pool is refused by its kind first ---------------------------------
+
+NEEDS_OFFLOADING = ("a memory-pool holds the KV cache and runs decode attention under attention offloading, which "
+                    "needs a ping-pong or staggered schedule; this one is blocked")
+
+
+@pytest.mark.parametrize("ops", [["attention", "qkv"], "attention"])
+def test_a_memory_pool_outside_offloading_is_refused_by_its_kind_whatever_its_rule(tmp_path, ops) -> None:
+    """The reviewer's t8.py: a gpu system (blocked) given an H20 memory pool running decode attention and qkv had
+    been told placement[0] (the pool runs decode attention only); the rule fixed to decode attention alone, it was
+    then told the pool's kind is refused outside offloading, the error it meets either way. Both say the kind."""
+    pool = {"kind": "memory-pool", "count": 4, "preset": "h20", "attention_kernel": "Flash-Decoding (16-row tiles)"}
+    path = write(tmp_path, "pool-blocked", {"base": "gpu", "devices": {"memory": pool}, "placement": [
+        {"op": ops, "phase": "decode", "device": "memory"}, {"op": DENSE, "device": "gpu"}]})
+    with pytest.raises(SpecError) as error:
+        load_system(path)
+    assert error.value.where == "devices.memory.kind"
+    assert error.value.message.startswith(NEEDS_OFFLOADING)
+
+
+def test_a_presets_gpus_made_a_memory_pool_are_refused_by_their_kind(tmp_path) -> None:
+    """vllm-h100 (blocked) with its GPUs made a memory pool: the kind is the error, with why (offloading alone reads
+    a memory pool), not the inherited placement that puts every op on it."""
+    path = write(tmp_path, "mp", {"base": "vllm-h100", "devices": {"gpu": {"kind": "memory-pool"}}})
+    with pytest.raises(SpecError) as error:
+        load_system(path)
+    assert error.value.where == "devices.gpu.kind"
+    assert error.value.message.startswith(NEEDS_OFFLOADING) and "use kind gpu, or offload attention" in \
+        error.value.message
+
+
+def test_a_faster_rule_on_offloaded_decode_attention_is_refused_in_its_own_words(tmp_path) -> None:
+    """lamina's decode-attention rule given `op_per_byte_below: faster`: the pool is chosen once per model
+    (`_check_pool_rules`), so the per-op comparison `faster` asks for is never made; the error had said "the Op/B of
+    each request's attention is not read", which is a threshold's reason, not this rule's."""
+    rules = [{"op": "attention", "phase": "decode", "device": "memory", "op_per_byte_below": "faster"},
+             {"op": DENSE, "device": "compute"}]
+    path = write(tmp_path, "pool-faster", {"base": "lamina", "placement": rules})
+    with pytest.raises(SpecError) as error:
+        load_system(path)
+    assert error.value.where == "placement[0].op_per_byte_below"
+    message = error.value.message
+    assert "once per model, not per op" in message and "Op/B" not in message, message
+    assert "its time on memory is not compared with its time on compute, which holds the weights" in message
+    assert message.endswith("remove `op_per_byte_below: faster`")

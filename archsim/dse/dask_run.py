@@ -9,10 +9,13 @@ shipping the specs) and on few cores cannot win that back; a scheduler or a work
 in-process path Dask is never imported (about 1 s).
 
 Workers only evaluate (`evaluate_batch` is pure); the store is written by this process alone, so SQLite sees one
-writer. A batch is sized for about `target_batch_s` of work (timed on the first points, evaluated here), so the
-per-task scheduling cost (~1 ms) stays small next to the evaluation, but capped so every worker gets several
+writer. A Dask batch is sized for about `target_batch_s` of work (timed on the first points, evaluated here), so
+the per-task scheduling cost (~1 ms) stays small next to the evaluation, but capped so every worker gets several
 batches to balance; the points binding the same sizes are next to each other (`archsim.dse.sweep.plan`), so a
-batch shares the mapper's work among many.
+batch shares the mapper's work among many. In this process the batches after the probe grow again from one point
+(`archsim.dse.sweep.next_batch_size`: about `target_batch_s` of work at the last batch's pace, at most twice its
+size), as `run_sweep`'s do, so a kill loses about that much finished work even where the probe's points were
+cheap and the later ones are slow (one batch of a quarter of the sweep had been sized on the probe's pace).
 
 The sweep's spec and base reach the workers as the result of a task (`_shared`), not scattered: Dask recomputes a
 task's result when the worker holding it dies, so a killed worker is restarted by its nanny and the sweep finishes,
@@ -56,7 +59,7 @@ import pandas as pd
 from archsim.dse.points import Base, computing_version, with_constraints
 from archsim.dse.spec import SweepSpec
 from archsim.dse.store import put, records
-from archsim.dse.sweep import TARGET_BATCH_S, Keyed, Progress, evaluate_batch, evaluate_serial, started
+from archsim.dse.sweep import TARGET_BATCH_S, Keyed, Progress, evaluate_batch, evaluate_serial, next_batch_size, started
 from archsim.errors import SpecError
 from archsim.limits import LIMIT_PREFIX
 
@@ -74,12 +77,13 @@ IN_PROCESS_BELOW_S = 5.0
 # points 8.4 s vs 5.5 s; 100,000 points 38.9-83.7 s vs 21-40 s, the spread being other users' load).
 DASK_FROM_CORES = 3
 BATCHES_PER_WORKER = 4  # at least this many batches per worker, for balance
-# The first points are timed here (`_probe`): PROBE_POINTS, then twice as many each time, until PROBE_S of work or a
-# quarter of the sweep, each chunk stored as it finishes. Points binding the same sizes share the mapper's work
-# (`archsim.dse.points.evaluate_points`), so the first points, which pay for it, overstate a point's cost: the
-# estimate is the last chunk's. One point first: a chunk is about as much work as those before it, so a sweep killed
-# in its probe loses at most about PROBE_S of finished work, however slow its points (a first chunk of 32 serving
-# points, or a quarter of a 96-point sweep, had been 13 s and more of work stored only at its end).
+# The first points are timed here (`_probe`): PROBE_POINTS, then twice as many each time (`next_batch_size`, a chunk
+# being under PROBE_S of work), until PROBE_S of work or a quarter of the sweep, each chunk stored as it finishes.
+# Points binding the same sizes share the mapper's work (`archsim.dse.points.evaluate_points`), so the first points,
+# which pay for it, overstate a point's cost: the estimate is the last chunk's. One point first: a chunk is about as
+# much work as those before it, so a sweep killed in its probe loses at most about PROBE_S of finished work, however
+# slow its points (a first chunk of 32 serving points, or a quarter of a 96-point sweep, had been 13 s and more of
+# work stored only at its end).
 PROBE_POINTS = 1
 PROBE_S = 0.5
 CONNECT_TIMEOUT_S = 3.0
@@ -328,7 +332,7 @@ def _evaluate(spec: SweepSpec, base: Base, todo: list[Keyed], conn, scheduler: s
         client = _client(stack, scheduler, workers) if executor == "dask" else None  # fails before any work
         point_s = None
         if executor is None or batch_size is None:  # time the first points here (keeping their records)
-            point_s, probed = _probe(spec, base, todo, conn, batch_size)
+            point_s, probed = _probe(spec, base, todo, conn, batch_size, target_batch_s)
             todo, done_before = todo[probed:], done_before + probed
         if executor is None:
             executor, why = choose_executor(point_s, len(todo), os.cpu_count() or 1,
@@ -339,8 +343,7 @@ def _evaluate(spec: SweepSpec, base: Base, todo: list[Keyed], conn, scheduler: s
         if point_s is not None and progress:
             progress(done_before, total, 1 / point_s, point_s * len(todo))
         if client is None:
-            evaluate_serial(spec, base, todo, conn, batch_size or batch_size_for(point_s, len(todo), 1, target_batch_s),
-                            progress, done_before, total)
+            evaluate_serial(spec, base, todo, conn, batch_size, progress, done_before, total, target_batch_s)
             return executor
         if scheduler:
             _wait_for_a_worker(client, scheduler)
@@ -446,21 +449,24 @@ def _remedy(theirs: Version, mine: Version) -> str:
     return "install the same archsim on the workers" + ("" if limits == my_limits else f", with {same_limits}")
 
 
-def _probe(spec: SweepSpec, base: Base, todo: list[Keyed], conn, batch_size: int | None) -> tuple[float, int]:
+def _probe(spec: SweepSpec, base: Base, todo: list[Keyed], conn, batch_size: int | None,
+           target_batch_s: float = TARGET_BATCH_S) -> tuple[float, int]:
     """Evaluate and store the first points here, timed: one batch of `batch_size` if given, else chunks of
-    PROBE_POINTS, then twice as many each time, until PROBE_S of work or a quarter of the sweep is done. Returns the
-    seconds per point of the last chunk (the first ones pay for plans the rest reuse) and the points done."""
+    PROBE_POINTS, then of `next_batch_size` (twice as many each time: a chunk run before PROBE_S of work is done took
+    less than PROBE_S, half the default `target_batch_s`), until PROBE_S of work or a quarter of the sweep is done.
+    Returns the seconds per point of the last chunk (the first ones pay for plans the rest reuse) and the points
+    done."""
     limit = min(batch_size, len(todo)) if batch_size else max(1, len(todo) // 4)
     done, size, start = 0, batch_size or PROBE_POINTS, time.perf_counter()
     while True:
         chunk = todo[done:done + min(size, limit - done)]
         chunk_start = time.perf_counter()
         put(conn, evaluate_batch(spec, base, chunk))
-        point_s = (time.perf_counter() - chunk_start) / len(chunk)
+        chunk_s = time.perf_counter() - chunk_start
         done += len(chunk)
         if done >= limit or time.perf_counter() - start >= PROBE_S:
-            return point_s, done
-        size *= 2
+            return chunk_s / len(chunk), done
+        size = next_batch_size(size, chunk_s, target_batch_s)
 
 
 def _client(stack: contextlib.ExitStack, scheduler: str | None, workers: int | None):

@@ -70,9 +70,10 @@ paged KV cache and preemption. The assumptions, all in one place:
   request finishes alone; steady throughput = the tokens the iterations emitted up to the last first token (the
   last request's admission: the queue runs dry after it), over the window from the first arrival to it
   (`steady_end_s`; an open-loop run that keeps up ends it at the last arrival plus that request's TTFT), the
-  drain left out; NaN (no steady window) where no request that decoded (finished after its first token) finished by
-  then, the end included: no decode slot was freed, so the window held only the batch's fill (an offline batch
-  admitted at once, one request, a burst that ends while its first requests still decode). A request of one output
+  drain left out; NaN (no steady window) where no request of more than one output token (one that decoded, at
+  its first token's time too where its decodes took none) finished by then, the end included: no decode slot was
+  freed, so the window held only the batch's fill (an offline batch admitted at once, one request, a burst that
+  ends while its first requests still decode). A request of one output
   token finishes at its own first token, having decoded nothing: it turns no window over, so a burst with one among
   it has none either, and a run of such requests alone has none (its throughput is the makespan's);
   utilization of a unit = its summed `busy_s` / makespan; energy = summed iteration energy plus
@@ -847,8 +848,9 @@ def simulate_serving(model: IterationModel, requests: Iterable[Request], config:
     first_arrival_s = min((r.arrival_s for r in records), default=0.0)
     makespan_s = max((r.finish_s for r in records), default=0.0) - first_arrival_s
     steady_s = engine.last_first_token_s - first_arrival_s
-    # a request that decoded and left by the window's end freed a decode slot: else the window is the fill alone
-    turned_over = any(r.first_token_s < r.finish_s <= engine.last_first_token_s for r in records)
+    # a request of more than one output token (it decoded) that left by the window's end freed a decode slot: else
+    # the window is the fill alone. Its finish may be its first token's time, where its decodes took none
+    turned_over = any(r.output_tokens > 1 and r.finish_s <= engine.last_first_token_s for r in records)
     ttft_s = [r.ttft_s for r in records]
     # the devices draw their static power between iterations too, while requests are in the system or on their way
     energy_j = engine.energy_j + model.static_w * max(0.0, makespan_s - engine.iteration_s)

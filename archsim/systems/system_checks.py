@@ -26,10 +26,10 @@ naming the field:
   it), and its count x `capacity_bytes` is at most the `dram_bytes` of the gpu holding them;
 - attention offloading (ping-pong, staggered) needs `attention_pool`, the link named attention, and a memory-pool
   or chip device of attention_pool devices for decode attention, placed there by rules without `op_per_byte_below`
-  (the pool is chosen once per model, not per op); the pool, and a memory-pool device under any schedule, runs
-  decode attention only: a rule giving it another op, or attention in every phase, is refused (`_check_pool_ops`);
-  no other schedule reads `attention_pool`, a memory-pool device or the links named attention and attention_pool
-  (the memory devices' NICs), so each is refused under one;
+  (the pool is chosen once per model, not per op); the pool, and every memory-pool device, runs decode attention
+  only: a rule giving it another op, or attention in every phase, is refused (`_check_pool_ops`); no other schedule
+  reads `attention_pool`, a memory-pool device or the links named attention and attention_pool (the memory
+  devices' NICs), so each is refused under one (a memory-pool device by its kind, whatever the rules put on it);
 - a gpu or memory-pool device a rule puts attention on names its `attention_kernel` (`system_spec._placement`),
   and one that names it is given attention;
 - some device runs ops of both phases (no prefill/decode disaggregation);
@@ -694,7 +694,6 @@ def _check_offloading(system: System) -> None:
             raise SpecError(system.source, "parallelism.attention_pool",
                             f"read only by attention offloading ({', '.join(OFFLOAD_SCHEDULES)}), which a {kind} "
                             "schedule is not: it would be ignored; remove it or offload attention")
-        _check_pool_ops(system)
         for device in system.devices.values():
             if device.kind == "memory-pool":
                 raise SpecError(system.source, f"devices.{device.name}.kind",
@@ -720,14 +719,13 @@ def _check_offloading(system: System) -> None:
 
 
 def _check_pool_ops(system: System) -> None:
-    """An attention pool runs decode attention only: a memory-pool device, whatever the schedule (its kernel has a
-    decode path alone; outside offloading `_check_offloading` refuses the device itself), and under attention
-    offloading the memory-pool or chip device decode attention is placed on. The offload model costs decode
-    attention alone on the pool (`archsim.systems.offload`: prefill attention runs on the compute devices), so a
-    rule putting any other op, or attention in every phase, there is refused: AttAcc's PIM given the residuals had
-    run them inside the GPUs' time, free of the link named attention and of the pool's time."""
-    offloading = system.schedule.kind in OFFLOAD_SCHEDULES
-    pool = _decided(system, "attention", "decode") if offloading else None
+    """Under attention offloading an attention pool runs decode attention only: every memory-pool device (its kernel
+    has a decode path alone) and the memory-pool or chip device decode attention is placed on. The offload model
+    costs decode attention alone on the pool (`archsim.systems.offload`: prefill attention runs on the compute
+    devices), so a rule putting any other op, or attention in every phase, there is refused: AttAcc's PIM given the
+    residuals had run them inside the GPUs' time, free of the link named attention and of the pool's time. Outside
+    offloading a memory-pool device is refused by its kind first (`_check_offloading`)."""
+    pool = _decided(system, "attention", "decode")
     pools = {d.name for d in system.devices.values() if d.kind == "memory-pool"}
     if pool is not None and pool.kind in POOL_KINDS:
         pools.add(pool.name)
@@ -735,12 +733,12 @@ def _check_pool_ops(system: System) -> None:
         if rule.device not in pools or (rule.ops == ("attention",) and rule.phase == "decode"):
             continue
         device = system.devices[rule.device]
-        why = (f": under a {system.schedule.kind} schedule the offload model costs decode attention alone there, and "
-               "another op would be timed free of the link named attention and of the pool" if offloading else "")
         raise SpecError(system.source, f"placement[{i}]",
                         f"puts {', '.join(rule.ops)} {'in ' + rule.phase if rule.phase else 'in every phase'} on "
                         f"{device.kind} {device.name}, the attention pool, which runs decode attention only (op: "
-                        f"attention, phase: decode){why}")
+                        f"attention, phase: decode): under a {system.schedule.kind} schedule the offload model costs "
+                        "decode attention alone there, and another op would be timed free of the link named "
+                        "attention and of the pool")
 
 
 def _check_two_pools(system: System, memory: Device) -> None:
@@ -803,15 +801,21 @@ def _check_context_parallel(system: System) -> None:
 def _check_pool_rules(system: System) -> None:
     """An offloading schedule chooses the device of decode attention once per model (`archsim.systems.offload`),
     not per op, so an Op/B threshold on a rule that can place decode attention could not be read at each op's
-    Op/B: it is refused."""
+    Op/B, nor a `faster` rule's comparison of each op's time on its device and on the weight holder's: each is
+    refused."""
     for i, rule in enumerate(system.placement):
         if "attention" not in rule.ops or rule.phase not in (None, "decode"):
             continue
         if rule.op_per_byte_below is None:
             return
+        if rule.faster:
+            why = (f"its time on {rule.device} is not compared with its time on {weight_holder(system).name}, which "
+                   "holds the weights): remove `op_per_byte_below: faster`")
+        else:
+            why = "the Op/B of each request's attention is not read): remove the threshold"
         raise SpecError(system.source, f"placement[{i}].op_per_byte_below",
                         f"a {system.schedule.kind} schedule places decode attention on its pool once per model, not "
-                        "per op (the Op/B of each request's attention is not read): remove the threshold")
+                        f"per op ({why}")
 
 
 def check_pool(system: System, memory: Device) -> None:
