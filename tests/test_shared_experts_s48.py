@@ -110,13 +110,16 @@ def test_dense_layers_of_a_mixed_model_hold_no_shared_experts():
 
 
 def test_shared_experts_are_placed_as_a_dense_ffn():
-    """Duplex puts a low-Op/B MoE op on its Logic-PIM and every dense FFN on the xPU: the shared experts, which every
-    token runs through, follow the FFN's rule."""
+    """Duplex puts a MoE op on its Logic-PIM where the model times it faster there (its `faster` rule) and every
+    dense FFN on the xPU: the shared experts, which every token runs through, follow the FFN's rule, however the
+    timing comes out."""
     duplex = load_system("duplex")
-    assert duplex.device_for("moe", "decode", 0.0).name != duplex.device_for("ffn", "decode", 0.0).name
-    for op_per_byte in (0.0, 1e4):
-        assert (duplex.device_for("shared_experts", "decode", op_per_byte).name
-                == duplex.device_for("ffn", "decode", op_per_byte).name)
+    for faster in (lambda device: True, lambda device: False):
+        moe = duplex.device_for("moe", "decode", 0.0, faster).name
+        assert moe == ("lp" if faster("lp") else "xpu")
+        for op_per_byte in (0.0, 1e4):
+            assert (duplex.device_for("shared_experts", "decode", op_per_byte, faster).name
+                    == duplex.device_for("ffn", "decode", op_per_byte, faster).name == "xpu")
 
 
 def test_shared_experts_without_experts_are_refused(cli, tmp_path):
