@@ -6,7 +6,8 @@ at most that many bytes plus one are read, by `read_capped`), bytes that are not
 MAX_YAML_DEPTH (an alias counts at the height of what it names; an alias inside what it names is refused), a key
 written twice in one mapping, a number YAML 1.1 reads otherwise than a number option does (octal `010000`, hex,
 binary, base 60: `_other_reading`), a word YAML 1.1 reads as a boolean where a name goes (`outputs: [NO]`, an input
-`NO:`: `_boolean_name`), and malformed YAML; an integer beyond the largest float reads as +-inf.
+`NO:`, `masks: {true: ...}`, `name: off`: `_boolean_name`), and malformed YAML; an integer beyond the largest
+float reads as +-inf.
 Paths: `is_spec_path` tells a path from a library name, `beside` takes a relative path written inside a spec file
 from that file's folder (`spec_beside` a spec's name, leaving a library name as it is), `moved_beside` moves a
 path of a base spec to the spec deriving from it, and `is_file` turns an OSError on a path into a SpecError.
@@ -216,30 +217,32 @@ class _BoundedLoader(yaml.SafeLoader):
         self._check_numbers(node, "", set())
         return super().construct_document(node)
 
-    def _check_numbers(self, node, where: str, seen: set[int], name_goes: bool = False) -> None:
+    def _check_numbers(self, node, where: str, seen: set[int], name_goes: str = "") -> None:
         """Refuse a number YAML 1.1 reads otherwise than a number option does (`_other_reading`), naming its field
         (`params.seq_len`, `axes.seq_len[1]`; the line of a document that is a scalar alone), and where a name goes
-        (`name_goes`: a mapping's key, a list's item) a word YAML 1.1 reads as a boolean (`_boolean_name`). Each
+        (`name_goes`: "item" for a list's item or a `name` field's value, "name" for a mapping's key) a word YAML 1.1
+        reads as a boolean (`_boolean_name`). Each
         node is seen once: an alias is checked where its anchor is, and a document of aliases stays linear to
         walk."""
         if id(node) in seen:
             return
         seen.add(id(node))
         if isinstance(node, yaml.ScalarNode):
-            problem = _other_reading(self, node) or (_boolean_name(node) if name_goes else "")
+            problem = _other_reading(self, node) or (_boolean_name(node, name_goes == "name") if name_goes else "")
             if problem:
                 raise _Refused(where or f"line {node.start_mark.line + 1}", problem)
         elif isinstance(node, yaml.SequenceNode):
             for i, item in enumerate(node.value):
-                self._check_numbers(item, f"{where}[{i}]", seen, name_goes=True)
+                self._check_numbers(item, f"{where}[{i}]", seen, name_goes="item")
         elif isinstance(node, yaml.MappingNode):
             for key, value in node.value:
                 if key.tag == "tag:yaml.org,2002:merge":  # what `<<` brings in: fields of this mapping
                     self._check_numbers(value, where, seen)
                     continue
                 inner = field_path(where, key.value if isinstance(key, yaml.ScalarNode) else "?")
-                self._check_numbers(key, inner, seen, name_goes=True)
-                self._check_numbers(value, inner, seen)
+                self._check_numbers(key, inner, seen, name_goes="name")
+                is_name = isinstance(key, yaml.ScalarNode) and key.value == "name"  # a `name` field expects a string
+                self._check_numbers(value, inner, seen, name_goes="item" if is_name else "")
 
     def construct_mapping(self, node, deep=False):
         if isinstance(node, yaml.MappingNode):
@@ -327,15 +330,16 @@ def _other_reading(loader: _BoundedLoader, node: yaml.ScalarNode) -> str:
     return f"expected a decimal {kind}, got {shown} (YAML 1.1 reads it as {form}{value})"
 
 
-def _boolean_name(node: yaml.ScalarNode) -> str:
+def _boolean_name(node: yaml.ScalarNode, every_word: bool) -> str:
     """Why a name is refused, else "": a plain word YAML 1.1 reads as a boolean and YAML 1.2 as a string (yes, no,
-    on, off in PyYAML's spellings), where a name goes: a mapping's key (an input `NO:` became a tensor named False)
-    or a list's item (`outputs: [NO]`, a binding's `[QK, on]`). A list of true and false stays a list of booleans,
-    and a mapping's value may be a boolean however it is spelled."""
-    if node.tag != _BOOL or node.style is not None or not _BOOLEAN_WORDS.fullmatch(node.value):
+    on, off in PyYAML's spellings), where a name goes: a mapping's key (an input `NO:` became a tensor named False),
+    a list's item (`outputs: [NO]`, a binding's `[QK, on]`) or a `name` field's value (`name: off`). A key is
+    always a name (`every_word`): true and false are refused there too (`masks: {true: ...}`). A list of true and
+    false stays a list of booleans, and `name: true` is left to the loader's "expected a string"."""
+    if node.tag != _BOOL or node.style is not None or not (every_word or _BOOLEAN_WORDS.fullmatch(node.value)):
         return ""
-    return (f"{node.value} was read by YAML 1.1 as {'true' if node.value.lower() in ('yes', 'on') else 'false'}; "
-            f"quote it ('{node.value}')")
+    value = "true" if node.value.lower() in ("yes", "on", "true") else "false"
+    return f"{node.value} was read by YAML 1.1 as {value}; quote it ('{node.value}')"
 
 
 def number(value: Any, source: str, where: str, expected: str = "a number (or inf, -inf)") -> float:

@@ -377,3 +377,50 @@ def test_a_named_reference_passes_later_keys_only_where_the_cascade_computes_it(
     with pytest.raises(SpecError, match="keep keys after their query where p - m < 4"):
         check_causal_form(cascade_from_dict(data, "c.yaml"), workload)
     check_causal_form(_masked("m <= p"), workload)  # the causal mask: no refusal
+
+
+def test_a_mask_named_true_is_explained() -> None:
+    """`masks: {true: "m <= p"}` then `where true` said "unknown name 'true' ... did you mean 'True'?": the key was
+    the boolean True. A mapping's key is a name, so true and false get the hint yes/no/on/off get there."""
+    with pytest.raises(SpecError) as caught:
+        parse_yaml(b"masks: {true: 'm <= p'}\n", Path("c.yaml"))
+    assert (caught.value.where, caught.value.message) == (
+        "masks.true", "true was read by YAML 1.1 as true; quote it ('true')")
+    assert parse_yaml(b"masks: {'true': 'm <= p'}\nflags: [true, false]\n", Path("c.yaml")) == {
+        "masks": {"true": "m <= p"}, "flags": [True, False]}  # quoted, a name; a list's item, still a boolean
+
+
+@pytest.mark.parametrize(("text", "where", "word", "value"), [
+    (b"name: off\n", "name", "off", "false"),
+    (b"groups:\n  - name: on\n", "groups[0].name", "on", "true"),
+    (b"name: YES\n", "name", "YES", "true")])
+def test_a_name_field_given_a_boolean_is_explained(text: bytes, where: str, word: str, value: str) -> None:
+    """`name: off` said "expected the cascade's name as a string, got bool False" (a cascade, a workload, a
+    mapping's group alike): a `name` field expects a string, so its value gets the hint a list's item gets."""
+    with pytest.raises(SpecError) as caught:
+        parse_yaml(text, Path("c.yaml"))
+    assert (caught.value.where, caught.value.message) == (
+        where, f"{word} was read by YAML 1.1 as {value}; quote it ('{word}')")
+
+
+def test_a_workload_named_off_is_explained(cli, folder: Path) -> None:
+    """The auditor's workload: gpt3-7b renamed `off`, checked from the command line."""
+    text = library.find("workloads", GPT3).read_text()
+    (folder / "w.yaml").write_text(text.replace(f"name: {GPT3}", "name: off", 1))
+    out = _one_line(cli("check", "w.yaml", expect=2))
+    assert out == "error: w.yaml: name: off was read by YAML 1.1 as false; quote it ('off')", out
+
+
+# ---------------------------------------------------------------- 5. a limit its variable sets is named so
+
+
+def test_an_event_task_limit_set_by_its_variable_is_named(cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ARCHSIM_MAX_EVENT_TASKS=1 archsim run ... --model event` said "4000 tasks, beyond the limit of 1 ... raise
+    it with the environment variable": the user gave no max_tasks (4000 is simulate's default) and set the limit
+    themselves, so the message names the variable as what set it. The default limit keeps the advice to raise it."""
+    monkeypatch.setenv("ARCHSIM_MAX_EVENT_TASKS", "1")
+    out = _one_line(cli("run", "-m", "fusemax", "-w", "bert-base", "--set", "seq_len=1024", "--model", "event",
+                        expect=2))
+    assert out == ("error: <python>: simulate.max_tasks: 4000 tasks, beyond the limit of 1 set by the environment "
+                   "variable ARCHSIM_MAX_EVENT_TASKS (about 1 KB and 5 events a task, up to twice max_tasks of "
+                   "them; raise it there)"), out

@@ -188,9 +188,11 @@ def _check_count(argument: str, value: object) -> int:
     if argument == "max_tasks":
         limit = env_limit(MAX_TASKS_ENV, MAX_TASKS)
         if value > limit:
-            raise LimitError("<python>", f"simulate.{argument}",
-                             f"{value} tasks, beyond the limit of {limit} (about 1 KB and 5 events a task, up to "
-                             f"twice max_tasks of them; raise it with the environment variable {MAX_TASKS_ENV})")
+            why = "about 1 KB and 5 events a task, up to twice max_tasks of them"
+            shown = (f"{limit} set by the environment variable {MAX_TASKS_ENV} ({why}; raise it there)"
+                     if limit != MAX_TASKS else  # the user set the limit, and may not have given max_tasks
+                     f"{limit} ({why}; raise it with the environment variable {MAX_TASKS_ENV})")
+            raise LimitError("<python>", f"simulate.{argument}", f"{value} tasks, beyond the limit of {shown}")
     return int(value)
 
 
