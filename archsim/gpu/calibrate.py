@@ -32,7 +32,6 @@ measurements file (and its SHA-256), the digest of each row fitted on (`archsim.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -43,7 +42,7 @@ import yaml
 from archsim.arch.gpu import GPU
 from archsim.gpu.cases import ModelledRow, WorkLimit, check_labels, distinct, predict_row, resolve
 from archsim.gpu.load import gpu_reference
-from archsim.gpu.measurements import one_per_case, read_measurements, row_digest
+from archsim.gpu.measurements import file_sha256, one_per_case, read_measurements, row_digest
 from archsim.gpu.params import Calibration, split_rule
 from archsim.model.gpu_kernels import FAMILIES, default_params, family_of
 
@@ -245,7 +244,7 @@ def calibrate(path: str | Path, families: tuple[str, ...] = (), base: Calibratio
                       [m for m in measurements if in_calibration_split(m.case.seqlen)],
                       calibration_limit(str(path), "the calibration split"), gpus)
     params, fitted, fit = fit_families(rows, base)
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    digest = file_sha256(path)
     record = {"file": Path(path).name, "sha256": digest, "rows": rows_in_file,
               "calibration_rows": len(rows),
               **({"gpus": {label: gpu_reference(gpu) for label, gpu in gpus.items()}} if gpus else {}),

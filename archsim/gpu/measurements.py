@@ -228,6 +228,11 @@ def row_digest(m: Measurement) -> str:
     return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:ROW_DIGEST_HEX]
 
 
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a measurements file's bytes, as a calibration records the file it was fitted on."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def _parse(row: int, c: dict[str, str], source: str, line: int) -> Measurement | Skipped:
     def bad(field: str, message: str) -> SpecError:
         return SpecError(source, f"line {line}, field '{field}'", message)

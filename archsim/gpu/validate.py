@@ -31,7 +31,6 @@ with rows on more than one GPU: the rows predicted by a fit carried from other G
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -43,7 +42,7 @@ from archsim.arch.gpu import GPU
 from archsim.errors import SpecError
 from archsim.gpu.calibrate import at_bound, calibration_limit, fit_families
 from archsim.gpu.cases import ModelledRow, WorkLimit, check_labels, distinct, predict_row, resolve
-from archsim.gpu.measurements import Measurement, Skipped, one_per_case, read_measurements, row_digest
+from archsim.gpu.measurements import Measurement, Skipped, file_sha256, one_per_case, read_measurements, row_digest
 from archsim.gpu.params import Calibration
 from archsim.gpu.roofline import roofline_time_s
 from archsim.model.gpu import GpuResult
@@ -205,7 +204,7 @@ def check_digests(calibration: Calibration, path: str | Path, measurements: Iter
     base's it keeps, `kept_from`) names the file at `path` by its sha256 but none of its fitted rows' digests is one
     of `measurements`' (`row_digest`): it was fitted on this file with an older digest, and `row_split` would label
     every row it was fitted on held-out."""
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    digest = file_sha256(path)
     in_file = {row_digest(m) for m in measurements}
     record, where = calibration.measurements, "measurements"
     while record:

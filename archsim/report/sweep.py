@@ -68,7 +68,8 @@ METRIC_LABELS = {"latency_s": "latency (s)", "energy_pj": "energy (pJ)", "area_u
                  "max_context_tokens": "max context (tokens)"}
 # What a generic column holds for a kind of record where it is not what its name says (`dse.system_points`: a
 # serving run's latency_s is its p99 time between tokens, its energy_pj the energy per output token).
-KIND_METRIC_LABELS = {"system": {"latency_s": "TBT p99 (s)", "energy_pj": "energy per output token (pJ)",
+KIND_METRIC_LABELS = {"system": {"latency_s": METRIC_LABELS[SYSTEM_HEATMAP_METRIC],
+                                 "energy_pj": "energy per output token (pJ)",
                                  "edp": "TBT p99 x energy per output token (pJ s)"}}
 _BINARY = ((2**40, "Ti"), (2**30, "Gi"), (2**20, "Mi"), (2**10, "Ki"))
 _DECIMAL = ((12, "T"), (9, "G"), (6, "M"), (3, "k"))  # powers of ten

@@ -99,12 +99,13 @@ from archsim.systems.device import OpCost
 from archsim.systems.gemms import einsum_density, op_gemms, writer_of
 from archsim.systems.step import (
     ACTIVATIONS_OUT,
-    DECODE_SUMS,
     INTERMEDIATE,
     WEIGHTS,
     DecodeOps,
     Op,
     UnrunnableOp,
+    decode_total,
+    decode_values,
     flops_of,
     tensor_roles_of,
 )
@@ -523,14 +524,14 @@ class GpuDevice:
         mean)."""
         if self.timing == ROOFLINE:
             if keys is None:
-                keys = sum(_decode_keys(group))
+                keys = sum(decode_values(group, "keys"))
             case = self._attention_case(op, len(group), math.ceil(keys / len(group)))
-            flops, moved = float(_summed(group, "flops")), float(_summed(group, "moved_bytes"))
+            flops, moved = float(decode_total(group, "flops")), float(decode_total(group, "moved_bytes"))
             return (max(flops / self.spec.tensor_peak_flops_per_s(case.precision), moved / self.spec.dram_bytes_per_s),
                     self._case_peak_s(case), moved)
         p = op.binding.params
         decode = op.phase == "decode"
-        seqlens = tuple(map(math.ceil, _decode_keys(group))) if decode else ()
+        seqlens = tuple(map(math.ceil, decode_values(group, "keys"))) if decode else ()
         longest = max(seqlens) if decode else math.ceil(p["seq_len"])
         # what the call's AttentionCase and lengths hold: the kernel model reads them alone
         lengths = np.array(seqlens, dtype=np.int64).tobytes() if decode else longest  # a compact key
@@ -590,18 +591,6 @@ def action_power_w(energy: ActionEnergy, gpu: GPU, timing: str = CALIBRATED) -> 
         params = gemm_launch_params(gpu, load_calibration().family_params(GEMM_FAMILY))
         tensor, dram = params["gemm_efficiency"], params["hbm_efficiency"]
     return energy.static_w + energy.energy_j(gpu.dram_bytes_per_s * dram, gpu.tensor_peak_flops_per_s("fp16") * tensor)
-
-
-def _decode_keys(ops: Sequence[Op]) -> list[float]:
-    """Each decode op's keys (its `seq_len`), in order: a `DecodeOps`' off its per-context table (one look-up a
-    request), another sequence's op by op."""
-    return ops.values("keys") if isinstance(ops, DecodeOps) else [o.binding.params["seq_len"] for o in ops]
-
-
-def _summed(ops: Sequence[Op], name: str) -> float:
-    """`DECODE_SUMS[name]` of `ops` added in order: a `DecodeOps`' off its per-context tables, another sequence's op
-    by op."""
-    return ops.total(name) if isinstance(ops, DecodeOps) else sum(DECODE_SUMS[name](o) for o in ops)
 
 
 def _runs_batched(op: Op) -> bool:

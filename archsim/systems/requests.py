@@ -340,8 +340,9 @@ def read_trace(path: str | Path) -> tuple[Request, ...]:
     ARCHSIM_MAX_CSV_BYTES, UTF-8; its CSV: `csv_records`)."""
     source = str(path)
     text = read_text_file(path, "trace files", f"a request trace ({TRACE_FORMATS})")
+    most_output_tokens = env_limit(MAX_OUTPUT_TOKENS_ENV, MAX_OUTPUT_TOKENS)
     if is_json_lines(text):
-        return _read_json_lines(text, source)
+        return _read_json_lines(text, source, most_output_tokens)
     records = csv_records(text, source, f"a request trace: {TRACE_FORMATS}")
     check_request_count(len(records) - 1, source)
     header = [name.strip() for name in records[0][1]]
@@ -352,7 +353,7 @@ def read_trace(path: str | Path) -> tuple[Request, ...]:
                                           f"{','.join(header)}")
     names = AZURE_COLUMNS if azure else TRACE_COLUMNS
     column = {field: header.index(name) for field, name in zip(TRACE_COLUMNS, names, strict=True)}
-    limit, most_output_tokens = max_size(), env_limit(MAX_OUTPUT_TOKENS_ENV, MAX_OUTPUT_TOKENS)
+    limit = max_size()
     prompt_expected, output_expected = _tokens_expected(limit), _output_tokens_expected(limit, most_output_tokens)
     requests: list[Request] = []
     stamped: list[tuple[int, int, int, int]] = []  # Azure's (line, nanoseconds, prompt tokens, output tokens)
@@ -374,7 +375,7 @@ def read_trace(path: str | Path) -> tuple[Request, ...]:
         _check_request(request, source, f"line {line}", most_output_tokens)
         requests.append(request)
     if azure:
-        return _from_the_earliest(stamped, 10**9, AZURE_COLUMNS, source)
+        return _from_the_earliest(stamped, 10**9, AZURE_COLUMNS, source, most_output_tokens)
     if not requests:
         raise SpecError(source, "", "the trace holds no requests")
     return tuple(requests)
@@ -387,15 +388,15 @@ def is_json_lines(text: str) -> bool:
     return text.lstrip().startswith("{")
 
 
-def _read_json_lines(text: str, source: str) -> tuple[Request, ...]:
+def _read_json_lines(text: str, source: str, most_output_tokens: int) -> tuple[Request, ...]:
     """Requests from the text of a Mooncake JSON Lines trace read from `source` (module docstring): one JSON object
     a non-blank line, its `MOONCAKE_KEYS` read (each missing one or bad value a SpecError naming the line and the
-    key), others ignored."""
+    key), others ignored; output lengths at most `most_output_tokens`."""
     lines = [(number, written) for number, written in enumerate(text.split("\n"), 1) if written.strip()]
     check_request_count(len(lines), source)
     limit = max_size()
     prompt_expected = _tokens_expected(limit)
-    output_expected = _output_tokens_expected(limit, env_limit(MAX_OUTPUT_TOKENS_ENV, MAX_OUTPUT_TOKENS))
+    output_expected = _output_tokens_expected(limit, most_output_tokens)
     expected = (f"expected a JSON object with the keys {', '.join(MOONCAKE_KEYS)} (others, such as hash_ids, are "
                 f"ignored)")
     stamped: list[tuple[int, int | Fraction, int, int]] = []
@@ -418,7 +419,7 @@ def _read_json_lines(text: str, source: str) -> tuple[Request, ...]:
         stamped.append((line, _json_milliseconds(timestamp, source, f"line {line}: timestamp"),
                         _json_tokens(prompt, source, f"line {line}: input_length", limit, prompt_expected),
                         _json_tokens(output, source, f"line {line}: output_length", limit, output_expected)))
-    return _from_the_earliest(stamped, 1000, MOONCAKE_KEYS, source)
+    return _from_the_earliest(stamped, 1000, MOONCAKE_KEYS, source, most_output_tokens)
 
 
 def _no_constant(name: str) -> None:
@@ -444,15 +445,14 @@ def _once_each(pairs: list[tuple[str, object]]) -> dict[str, object]:
 
 
 def _from_the_earliest(stamped: list[tuple[int, int | Fraction, int, int]], ticks_per_s: int,
-                       names: tuple[str, ...], source: str) -> tuple[Request, ...]:
+                       names: tuple[str, ...], source: str, most_output_tokens: int) -> tuple[Request, ...]:
     """Requests from (line, time in ticks of 1 / `ticks_per_s` s, prompt tokens, output tokens) rows, in row order,
     each arriving at its seconds since the earliest row's time (a difference of ticks, whole ones or fractions,
     exact, then one rounding to the nearest float), each checked (`_check_request`) naming its line and the file's
-    field (`names`, as `TRACE_COLUMNS`)."""
+    field (`names`, as `TRACE_COLUMNS`) and its output at most `most_output_tokens`."""
     if not stamped:
         raise SpecError(source, "", "the trace holds no requests")
     earliest = min(ticks for _, ticks, _, _ in stamped)
-    most_output_tokens = env_limit(MAX_OUTPUT_TOKENS_ENV, MAX_OUTPUT_TOKENS)
     requests = tuple(Request(i, float((ticks - earliest) / ticks_per_s), prompt, output)
                      for i, (_, ticks, prompt, output) in enumerate(stamped))
     for (line, *_), request in zip(stamped, requests, strict=True):

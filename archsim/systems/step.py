@@ -553,6 +553,18 @@ class DecodeOps(tuple):
         return float(total) if total < 2**53 else sum([DECODE_SUMS[name](op) for op in self])
 
 
+def decode_values(ops: Sequence[Op], name: str) -> list[float]:
+    """`DECODE_SUMS[name]` of each decode op, in order: a `DecodeOps`' off its per-context tables (one look-up a
+    request), another sequence's op by op."""
+    return ops.values(name) if isinstance(ops, DecodeOps) else [DECODE_SUMS[name](o) for o in ops]
+
+
+def decode_total(ops: Sequence[Op], name: str) -> float:
+    """`DECODE_SUMS[name]` of `ops` added in order: a `DecodeOps`' off its per-context tables (`DecodeOps.total`),
+    another sequence's op by op."""
+    return ops.total(name) if isinstance(ops, DecodeOps) else sum(DECODE_SUMS[name](o) for o in ops)
+
+
 def tensor_roles_of(name: str, cascade: Cascade) -> dict[str, str]:
     """Each tensor's role in library cascade `name` (`cascade`, loaded): `ROLES`, else an input is an activation in,
     an output an activation out, anything else an intermediate."""

@@ -441,7 +441,9 @@ class SystemModel:
         return {}
 
     @functools.cached_property
-    def _placement_reads_op_per_byte(self) -> bool:
+    def _placement_varies_by_op(self) -> bool:
+        """Whether a rule may place two ops of one kind apart: one with an Op/B threshold (a `faster` rule's is
+        infinite, so it counts: the models' timing decides it per op)."""
         return any(rule.op_per_byte_below is not None for rule in self.system.placement)
 
     @functools.cached_property
@@ -888,7 +890,7 @@ def decode_groups(model: SystemModel, contexts: Sequence[int],
     requests may then go to two devices, and each device's share is its own call."""
     if not decode_ops:
         return []
-    if not model._placement_reads_op_per_byte:  # the rules put every decode attention op on one device
+    if not model._placement_varies_by_op:  # the rules put every decode attention op on one device
         return [(device_of(model, decode_ops[0]), contexts, decode_ops)]
     by_device = ops_by_device(model, decode_ops)
     if len(by_device) == 1:
@@ -1017,7 +1019,7 @@ def device_of(model: SystemModel, op: Op) -> DeviceModel:
 def placed_device(model: SystemModel, op: Op) -> DeviceModel:
     """The device model the first placement rule matching `op` names (`System.device_for`, a `faster` rule's where
     `runs_faster`); the op's Op/B (its analysis and tensor bytes) is worked out only when a placement rule reads it."""
-    op_per_byte = op.op_per_byte if model._placement_reads_op_per_byte else math.nan
+    op_per_byte = op.op_per_byte if model._placement_varies_by_op else math.nan
     return model.devices[model.system.device_for(op.name, op.phase, op_per_byte,
                                                  functools.partial(runs_faster, model, op)).name]
 
