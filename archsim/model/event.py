@@ -31,10 +31,16 @@ Work
   64K-token run's 2.1 GB there); a read at the first index of the unrolled loops inside that innermost loop (a
   stationary tile, reused), a write at their last. A tensor's bytes at a level are split evenly among
   the roles the group's Einsums take on it (reading it, writing it, or a tensor written over it in place): a read
-  moves before its reader computes, a write after its writer.
-- Dependencies: the cascade's producer -> consumer edges (`dependency_dag`) within a chunk. Across chunks, an
-  Einsum runs its chunks in loop order, and a loop-carried read (recurrence state) waits for the writer's previous
-  chunk.
+  moves before its reader computes, a write after its writer. A tensor that an Einsum of the group writes to the
+  level (an intermediate spilled there, or written over in place) is read there after it is written: the shares
+  match in order, the reads through chunk c waiting for the producer's write that brings the written share up to
+  theirs (the same tile), and a read that the rule above puts in an earlier chunk than that write (read at the
+  first index of a loop the chunks cut, written at its last: flat-offchip's QK tile, staged in the global buffer
+  over 4 row tiles) moves to the write's chunk (`event_tasks._reads_after_writes`). The cascade's inputs are there
+  from the start.
+- Dependencies: the cascade's producer -> consumer edges (`dependency_dag`) within a chunk, and a read of an
+  intermediate after its producer's write of the same share to that level. Across chunks, an Einsum runs its
+  chunks in loop order, and a loop-carried read (recurrence state) waits for the writer's previous chunk.
 - Double buffering, as the analytical model assumes for every tile (the mapping's `double_buffered` only sets
   what counts twice against capacity there), counted in the tiles the loops move, not in chunks: each Einsum has
   `buffers` input buffers per tensor it reads and `buffers` output buffers. A tile read at chunk r_k is in use

@@ -19,6 +19,7 @@ from archsim.arch.spec import Architecture, Memory
 from archsim.cascade import syntax as S
 from archsim.cascade.analysis import dependency_dag
 from archsim.cascade.bind import Binding
+from archsim.cascade.ir import Cascade
 from archsim.cascade.passes import refs_of
 from archsim.errors import SpecError
 from archsim.mapping.resolve import group_ranks, resolve_group
@@ -107,11 +108,12 @@ def group_tasks(binding: Binding, arch: Architecture, group: Group, part: Result
     shares = {key: [(mv, _shares(nest, _move_fixed(nest, space, preds, level_of, mv))) for mv in moves]
               for key, moves in streams.items()}
     moved = {key: sum(mv.bytes_ * share for mv, share in per_move) for key, per_move in shares.items()}
+    after_writes = _reads_after_writes(shares, preds)
     position = {e.name: i for i, e in enumerate(binding.cascade.einsums)}
     order = sorted(group.einsums, key=position.__getitem__)  # producers before consumers
     consumers = {e: [x for x in order if e in preds[x]] for e in order}
-    reads_of = {e: _read_plan(nest.chunks, channels, {key: per for key, per in shares.items()
-                                                       if key[0] == e and key[2] == READ}, buffers) for e in order}
+    reads_of = {e: _read_plan(nest.chunks, channels, {key: per for key, per in after_writes.items() if key[0] == e},
+                              buffers) for e in order}
     handoffs = {e: _handoffs(nest.chunks, e, moved, [compute_s[x] for x in consumers[e]]) for e in order}
     plan = _overlap_plan(group, order, preds, carried, where)
     skew = plan.skew if plan else dict.fromkeys(order, 0)
@@ -128,24 +130,28 @@ def group_tasks(binding: Binding, arch: Architecture, group: Group, part: Result
     writes_of = {e: [(m, moved[(e, m.name, WRITE)].tolist()) for m in channels[::-1] if (e, m.name, WRITE) in moved]
                  for e in order}
     tasks: list[Task] = []
+    written_to: dict[str, dict[int, dict[str, Task]]] = {e: {} for e in order}  # Einsum -> chunk -> level -> write
     barrier = [previous] if previous is not None else []
     steps = chunks + max(skew.values())
     # Per Einsum, what its chunks look up (lists, not arrays: the loop below runs once per task).
     plans = [(e, skew[e], compute[e], reads_of[e], writes_of[e],
               [compute[p] for p in preds[e]], [compute[w] for w in (e, *carried[e])],
               {c: i for i, c in enumerate(handoffs[e].tolist())}, handoffs[e].tolist(),
-              {}, [compute[x] for x in consumers[e]]) for e in order]
+              {}, [compute[x] for x in consumers[e]], written_to[e]) for e in order]
     for step in range(steps):
-        for e, lag, own, reads_at, writes_at, fed_by, carried_from, handed_at, handed, written, fed in plans:
+        for e, lag, own, reads_at, writes_at, fed_by, carried_from, handed_at, handed, written, fed, out in plans:
             c = step - lag
             if not 0 <= c < chunks:
                 continue
             task = own[c]
             deps = task.deps
             # Double buffering: e's input buffer of a tensor takes a tile once e has used the tile `buffers` tiles
-            # back (the tensors a chunk frees alike read as one chain).
-            for free, moves in reads_at[c]:
+            # back (the tensors a chunk frees alike read as one chain); a tile of a tensor the group writes is read
+            # once its producer has written it there.
+            for free, moves, waits in reads_at[c]:
                 reads = _transfers(moves, group.name, e, c, READ, [own[free]] if free >= 0 else barrier)
+                if waits:
+                    _wait_for_writes(reads, waits, written_to)
                 tasks += reads
                 deps += reads[-1:]
             for p in fed_by:
@@ -167,6 +173,8 @@ def group_tasks(binding: Binding, arch: Architecture, group: Group, part: Result
             writes = _transfers([(m, per_chunk[c]) for m, per_chunk in writes_at], group.name, e, c, WRITE,
                                 [task]) if writes_at else []
             written[c] = writes[-1] if writes else task
+            if writes:
+                out[c] = {w.resource: w for w in writes}
             tasks += writes
     if plan:
         tasks += _order_steps(plan, group, compute, compute_s, nest.chunks, steps, arch.clock_hz, previous,
@@ -175,29 +183,104 @@ def group_tasks(binding: Binding, arch: Architecture, group: Group, part: Result
     return tasks
 
 
-def _read_plan(chunks: int, channels: Sequence[Memory], read_shares: dict[tuple[str, str, str],
-                                                                       list[tuple[_Move, np.ndarray]]],
-               buffers: int) -> list[list[tuple[int, list[tuple[Memory, float]]]]]:
-    """Chunk -> an Einsum's reads there (`read_shares`: its read streams, each move with its share of each chunk):
-    chains of (the chunk whose compute frees their input buffer, -1 if one is free from the start; the bytes per
-    channel, outermost first). Each tensor has its own `buffers` buffers (`_read_free`), so a tensor kept across
-    many chunks (FuseMax's Q, held for a whole head group) is fetched as soon as its own buffer frees, not when the
-    key tile read beside it may be; the tensors that the same chunk frees read as one chain."""
+def _read_plan(chunks: int, channels: Sequence[Memory],
+               read_shares: dict[tuple[str, str, str], list[tuple[_Move, np.ndarray, dict[str, np.ndarray]]]],
+               buffers: int) -> list[list[tuple[int, list[tuple[Memory, float]], list[tuple[str, str, int]]]]]:
+    """Chunk -> an Einsum's reads there (`read_shares`: its read streams, each move with its share of each chunk
+    and the writes it waits for, `_reads_after_writes`): chains of (the chunk whose compute frees their input
+    buffer, -1 if one is free from the start; the bytes per channel, outermost first; the writes the chain waits
+    for, (level, producer, chunk)). Each tensor has its own `buffers` buffers (`_read_free`), so a tensor kept
+    across many chunks (FuseMax's Q, held for a whole head group) is fetched as soon as its own buffer frees, not
+    when the key tile read beside it may be; the tensors that the same chunk frees and that wait for the same
+    writes (none, for the cascade's inputs) read as one chain."""
     position = {m.name: i for i, m in enumerate(channels)}
-    tensors: dict[str, list[tuple[Memory, _Move, np.ndarray]]] = defaultdict(list)
+    tensors: dict[str, list[tuple[Memory, _Move, np.ndarray, dict[str, np.ndarray]]]] = defaultdict(list)
     for (_, level, _), per_move in read_shares.items():
-        for mv, share in per_move:
-            tensors[mv.tensor].append((channels[position[level]], mv, share))
-    plan: list[dict[int, dict[int, float]]] = [{} for _ in range(chunks)]
+        for mv, share, waits in per_move:
+            tensors[mv.tensor].append((channels[position[level]], mv, share, waits))
+    plan: list[dict[tuple[int, tuple[tuple[str, str, int], ...]], dict[int, float]]] = [{} for _ in range(chunks)]
     for moves in tensors.values():
-        free = _read_free(chunks, [share for _, _, share in moves], buffers).tolist()
-        for m, mv, share in moves:
+        free = _read_free(chunks, [share for _, _, share, _ in moves], buffers).tolist()
+        waits_at: list[set[tuple[str, str, int]]] = [set() for _ in range(chunks)]
+        for m, _, _, waits in moves:
+            for producer, chunk in waits.items():
+                for c in np.flatnonzero(chunk >= 0).tolist():
+                    waits_at[c].add((m.name, producer, int(chunk[c])))
+        for m, mv, share, _ in moves:
             level = position[m.name]
             for c in np.flatnonzero(share > 0).tolist():
-                at = plan[c].setdefault(free[c], {})
+                at = plan[c].setdefault((free[c], tuple(sorted(waits_at[c]))), {})
                 at[level] = at.get(level, 0.0) + mv.bytes_ * float(share[c])
-    return [[(free, [(channels[level], at[level]) for level in sorted(at)]) for free, at in sorted(chunk.items())]
-            for chunk in plan]
+    return [[(free, [(channels[level], at[level]) for level in sorted(at)], list(waits))
+             for (free, waits), at in sorted(chunk.items())] for chunk in plan]
+
+
+def _reads_after_writes(shares: dict[tuple[str, str, str], list[tuple[_Move, np.ndarray]]],
+                        preds: dict[str, list[str]]
+                        ) -> dict[tuple[str, str, str], list[tuple[_Move, np.ndarray, dict[str, np.ndarray]]]]:
+    """The read streams of `shares`, each move with its share of each chunk and, per producer in the group of the
+    tensor it reads there, chunk -> the chunk of that producer's write of the tensor to that level that the read
+    waits for (-1: none). A tensor the group's Einsums write (an intermediate spilled, or written over in place,
+    at a level with a bandwidth) is read after it is written: the shares match in order (`_matched_writes`), and
+    a read that the reuse rule puts in a chunk before the write of its share (read at the first index of a loop
+    the chunks cut, written at the last: flat-offchip's QK tile, staged in the global buffer over 4 row tiles)
+    moves to that write's chunk (`_read_after`). The cascade's inputs, and tensors only a previous group writes,
+    wait for nothing here (the group's start waits for the previous group's end)."""
+    after: dict[tuple[str, str, str], list[tuple[_Move, np.ndarray, dict[str, np.ndarray]]]] = {}
+    for (e, level, direction), per_move in shares.items():
+        if direction != READ:
+            continue
+        moves = []
+        for mv, share in per_move:
+            matched = {}
+            for producer in mv.written_by:
+                written = [s for w, s in shares.get((producer, level, WRITE), ()) if w.tensor == mv.tensor]
+                if producer in preds[e] and written and written[0].sum() > 0:
+                    matched[producer] = _matched_writes(share, written[0])
+            moves.append((mv, *_read_after(share, matched)))
+        after[(e, level, direction)] = moves
+    return after
+
+
+def _matched_writes(read_share: np.ndarray, write_share: np.ndarray) -> np.ndarray:
+    """Chunk -> the chunk whose write completes what the reads there need, -1 where nothing is read: the reads up
+    to the end of chunk c need the same fraction of the tensor written (the k-th tile read after the k-th tile
+    written), so the first chunk where the writes' running share reaches the reads' (1e-9 absorbs the rounding of
+    the shares)."""
+    written = np.cumsum(write_share)
+    needed = np.minimum(np.cumsum(read_share), written[-1]) - 1e-9
+    chunk = np.minimum(np.searchsorted(written, needed, side="left"), len(write_share) - 1)
+    return np.where(read_share > 0, chunk, -1)
+
+
+def _read_after(read_share: np.ndarray, matched: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """A read's shares moved to no chunk before the writes they need (`matched`: producer -> chunk -> its write's
+    chunk, -1 where nothing is read), and per producer, chunk -> the chunk of its write the read there waits for
+    (the latest of those moved there; -1: none). Without producers the shares stay as they are."""
+    if not matched:
+        return read_share, {}
+    reading = np.flatnonzero(read_share > 0)
+    lands = reading.copy()
+    for chunk in matched.values():
+        lands = np.maximum(lands, chunk[reading])
+    moved = np.zeros_like(read_share)
+    np.add.at(moved, lands, read_share[reading])
+    waits = {}
+    for producer, chunk in matched.items():
+        waits[producer] = np.full(len(read_share), -1, dtype=np.int64)
+        np.maximum.at(waits[producer], lands, chunk[reading])
+    return moved, waits
+
+
+def _wait_for_writes(reads: list[Task], waits: list[tuple[str, str, int]],
+                     written_to: dict[str, dict[int, dict[str, Task]]]) -> None:
+    """Make each read of the chain (`reads`, one per level) wait for the writes to its level in `waits` (level,
+    producer, chunk; `written_to`: producer -> chunk -> level -> its write task there)."""
+    at = {task.resource: task for task in reads}
+    for level, producer, chunk in waits:
+        write = written_to[producer].get(chunk, {}).get(level)
+        if write is not None and level in at:
+            at[level].deps = [*at[level].deps, write]  # a new list: the first read's deps may be the group barrier
 
 
 def _read_free(chunks: int, read_shares: list[np.ndarray], buffers: int) -> np.ndarray:
@@ -334,6 +417,7 @@ class _Move:
     tensor_ranks: frozenset[str]
     child: int
     bytes_: float
+    written_by: tuple[str, ...] = ()  # a read's: the group's other Einsums that write what it reads of the tensor
 
 
 def _transfer_streams(binding: Binding, group: Group, part: Result, level_of: dict[str, int],
@@ -355,8 +439,17 @@ def _transfer_streams(binding: Binding, group: Group, part: Result, level_of: di
             ranks = frozenset(cascade.tensors[tensor].leaf_ranks)
             share_bytes = total_bytes / len(roles)
             for e, direction in roles:
-                streams[(e, m.name, direction)].append(_Move(e, direction, tensor, ranks, child, share_bytes))
+                writers = _writers_read(cascade, group, storage, e) if direction == READ else ()
+                streams[(e, m.name, direction)].append(_Move(e, direction, tensor, ranks, child, share_bytes,
+                                                             writers))
     return dict(streams)
+
+
+def _writers_read(cascade: Cascade, group: Group, storage: set[str], reader: str) -> tuple[str, ...]:
+    """The group's Einsums other than `reader` whose output, stored in `storage` (a tensor and those written over
+    it in place), `reader` reads: FLAT's in-place score block is QK's for GM and SN, SN's for SD and A."""
+    read = storage & {r.tensor for r in refs_of(cascade.einsum(reader))}
+    return tuple(e for e in group.einsums if e != reader and cascade.einsum(e).output.tensor in read)
 
 
 def _shares(nest: _Nest, fixed: dict[int, int]) -> np.ndarray:
