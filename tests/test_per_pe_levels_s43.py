@@ -64,11 +64,12 @@ def test_a_per_pe_register_file_holds_one_pes_tile(tmp_path: Path) -> None:
 
 
 def test_a_tile_spilled_from_a_per_pe_level_goes_to_the_shared_level_above(tmp_path: Path) -> None:
-    """T kept only in the 1-D array's RF1D and spilled: its overflow lives in GB, not in the 2-D array's RF."""
+    """T kept only in the 1-D array's RF1D and spilled: its overflow lives in GB, not in the 2-D array's RF (a lane's
+    tile of T is 16 B, its M split spread by both units: 12 B overflows)."""
     out = _run(tmp_path, "T[m,n] = sum(k: A[m,k] * B[k,n])\nZ[m,n] = T[m,n] + C[m,n]",
                {"A": ["M", "K"], "B": ["K", "N"], "C": ["M", "N"]},
                {"GB": _memory(4096, 10), "RF": _memory(8, 1, per_pe_of="arr"),
-                "RF1D": _memory(40, 3, per_pe_of="arr1")},
+                "RF1D": _memory(12, 3, per_pe_of="arr1")},
                {"arr": _unit([4, 4]), "arr1": _unit([4])},
                {"binding": {"arr": ["T"], "arr1": ["Z"]},
                 "loops": [*LOOPS, {"spatial": "arr1", "ranks": {"M": 4}}],

@@ -40,6 +40,7 @@ name stays a library name.
 from __future__ import annotations
 
 import functools
+from numbers import Integral
 from typing import Any
 
 from archsim.cascade.syntax import Expr, ParseError, parse_expr
@@ -163,7 +164,8 @@ def _loops(raw: Any, source: str, where: str) -> list[Loop]:
 
 def check_factor(factor: Any, spatial: bool, source: str, at: str) -> None:
     """A loop's factor as written: a positive integer, the residual (`~`, None in Python), `search` or an expression
-    that parses; a `spatial` loop's is fixed (an integer or an expression). The loader's check, which
+    that parses; a `spatial` loop's is fixed (an integer or an expression). An integer is any `numbers.Integral`
+    but a bool (a Python caller's numpy integer counts as the number it is). The loader's check, which
     `archsim.mapping.resolve` runs again on a group changed in Python (`dataclasses.replace`)."""
     expected = "expected a positive integer, ~ (None in Python: the residual), search or an expression"
     if isinstance(factor, str) and factor.strip() == "~":
@@ -174,7 +176,7 @@ def check_factor(factor: Any, spatial: bool, source: str, at: str) -> None:
             parse_factor(factor)
         except ParseError as exc:
             raise SpecError(source, at, f"not a factor expression: {exc}") from None
-    elif factor is not None and factor != SEARCH and (isinstance(factor, bool) or not isinstance(factor, int)
+    elif factor is not None and factor != SEARCH and (isinstance(factor, bool) or not isinstance(factor, Integral)
                                                        or factor < 1):
         raise SpecError(source, at, f"{expected}, got {factor!r}")
     if spatial and (factor is None or factor == SEARCH):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Sequence
 from dataclasses import replace
+from numbers import Integral
 
 from archsim.arch.spec import Architecture
 from archsim.cascade.analysis import point_ops
@@ -111,6 +112,10 @@ def _check_expression(node: Expr, names: set[str], arch: Architecture, source: s
 
 
 def _check_bound(cascade: Cascade, mapping: Mapping) -> None:
+    """Each group's Einsums are the cascade's (`_check_einsums`), every Einsum of the cascade is bound, the groups'
+    order runs (`_check_group_order`, on the Einsums each group lists), and, the loader's checks for a mapping
+    changed in Python, each group's Einsums are its binding's keys (`_check_binding_keys`) and no Einsum is bound
+    by two groups (`_check_bound_once`)."""
     for i, group in enumerate(mapping.groups):
         _check_einsums(cascade, group, mapping.source, f"groups[{i}]")
     bound = {e for group in mapping.groups for e in group.einsums}
@@ -119,6 +124,23 @@ def _check_bound(cascade: Cascade, mapping: Mapping) -> None:
         raise SpecError(mapping.source, "groups", f"{', '.join(unbound)} of {cascade.name} bound by no "
                                                   "group (each Einsum of the cascade runs in exactly one group)")
     _check_group_order(cascade, mapping)
+    for i, group in enumerate(mapping.groups):
+        _check_binding_keys(group, mapping.source, f"groups[{i}]")
+    _check_bound_once(mapping)
+
+
+def _check_bound_once(mapping: Mapping) -> None:
+    """No Einsum is bound by two groups (the loader's check, again for groups changed in Python): it would run
+    twice."""
+    bound_by: dict[str, int] = {}
+    for i, group in enumerate(mapping.groups):
+        for e in group.einsums:
+            if e in bound_by:
+                first = bound_by[e]
+                raise SpecError(mapping.source, f"groups[{i}].binding.{group.binding[e]}",
+                                f"Einsum {e} is already bound by groups[{first}] ({mapping.groups[first].name}); "
+                                "each Einsum runs in exactly one group")
+            bound_by[e] = i
 
 
 def _check_group_order(cascade: Cascade, mapping: Mapping) -> None:
@@ -139,11 +161,33 @@ def _check_group_order(cascade: Cascade, mapping: Mapping) -> None:
 
 
 def _check_einsums(cascade: Cascade, group: Group, source: str, where: str) -> None:
+    """The Einsums the group lists are the cascade's."""
     known = [e.name for e in cascade.einsums]
     for e in group.einsums:
         if e not in known:
-            raise SpecError(source, f"{where}.binding.{group.binding[e]}",
+            at = f"{where}.binding.{group.binding[e]}" if e in group.binding else f"{where}.binding"
+            raise SpecError(source, at,
                             f"'{e}' is not an Einsum of {cascade.name} (known: {', '.join(known)})")
+
+
+def _check_binding_keys(group: Group, source: str, where: str) -> None:
+    """A group's `einsums` are its `binding`'s keys, each listed once, as the loader builds them: a group changed
+    in Python (`dataclasses.replace`) may list an Einsum twice, or one its binding gives no unit, or bind one it does
+    not list (which would run nowhere)."""
+    seen: set[str] = set()
+    for e in group.einsums:
+        if e not in group.binding:
+            raise SpecError(source, f"{where}.binding", f"Einsum {e} is one of the group's einsums but its binding "
+                                                        "gives it no unit: expected the einsums to be the binding's "
+                                                        "keys")
+        if e in seen:
+            raise SpecError(source, f"{where}.binding.{group.binding[e]}", f"Einsum {e} is bound twice")
+        seen.add(e)
+    extra = [e for e in group.binding if e not in seen]
+    if extra:
+        raise SpecError(source, f"{where}.binding.{group.binding[extra[0]]}",
+                        f"Einsum {extra[0]} is bound but not one of the group's einsums "
+                        f"({', '.join(group.einsums)}): expected the einsums to be the binding's keys")
 
 
 def check_group(binding: Binding, arch: Architecture, group: Group, source: str, where: str) -> None:
@@ -165,13 +209,17 @@ def _word_fields(cascade: Cascade) -> str:
 
 
 def check_group_names(cascade: Cascade, arch: Architecture, group: Group, source: str, where: str) -> None:
-    """`check_group` without sizes: the names of units (with the ops of the Einsums bound to them), levels,
-    tensors and ranks; each factor as the loader checks it (`archsim.mapping.load.check_factor`, again for a group
-    changed in Python); the temporal loops outermost level first (`_check_level_order`); the overlap naming each of
-    the group's Einsums once (`check_overlap`, after the Einsums are found in the cascade, so that a binding's
-    mistake is blamed on the binding) and the rank sizes of its delay terms."""
+    """`check_group` without sizes: its Einsums its binding's keys (`_check_binding_keys`), the names of units (with
+    the ops of the Einsums bound to them), levels, tensors and ranks; what a per-PE level keeps
+    (`_check_per_pe_keep`) and what is written in place (`_check_in_place`); each loop temporal or spatial, not
+    both, and its factor as the loader checks it (`archsim.mapping.load.check_factor`, again for a group changed
+    in Python); the temporal loops outermost level first (`_check_level_order`); each spatial loop on a unit
+    running an Einsum of the group over its rank (`_check_spreading_units`); the overlap naming each of the
+    group's Einsums once (`check_overlap`, after the Einsums are found in the cascade, so that a binding's mistake
+    is blamed on the binding) and the rank sizes of its delay terms."""
     levels = [m.name for m in arch.memories]
     units = {u.name: u for u in arch.units}
+    _check_binding_keys(group, source, where)
     _check_einsums(cascade, group, source, where)
     for e in group.einsums:
         unit_name = group.binding[e]
@@ -196,12 +244,17 @@ def check_group_names(cascade: Cascade, arch: Architecture, group: Group, source
     for t in group.spill:
         if not any(t in ts for ts in group.keep.values()):
             raise SpecError(source, f"{where}.spill", f"'{t}' is not kept at any level, so it cannot spill")
+    _check_per_pe_keep(cascade, arch, group, source, where)
+    _check_in_place(cascade, levels, group, source, where)
     for e in group.pipelined:
         if e not in group.einsums:
             raise SpecError(source, f"{where}.pipelined", f"'{e}' is not an Einsum of this group")
     leaf_ranks = set(cascade.rank_sizes)  # a binding's rank sizes have these keys
     for i, loop in enumerate(group.loops):
         at = _loop_at(where, group.loops, i)
+        if loop.level is not None and loop.spatial is not None:  # the loader's {level: ...} or {spatial: ...}
+            raise SpecError(source, at, f"a loop sits at a memory level (temporal) or spreads over a unit's PEs "
+                                        f"(spatial), not both: got level {loop.level} and spatial {loop.spatial}")
         check_factor(loop.factor, loop.is_spatial, source, at)  # the loader's check, for a group changed in Python
         if loop.rank not in leaf_ranks:
             raise SpecError(source, at, f"unknown rank '{loop.rank}' (leaf ranks: {', '.join(sorted(leaf_ranks))})")
@@ -212,11 +265,124 @@ def check_group_names(cascade: Cascade, arch: Architecture, group: Group, source
             raise SpecError(source, _loop_key_at(where, group.loops, i, "level"),
                             f"unknown level '{loop.level}' (levels: {', '.join(levels)})")
     _check_level_order(group.loops, levels, source, where)
+    _check_spreading_units(cascade, group, source, where)
     check_overlap(group.overlap, group.einsums, source, f"{where}.overlap")  # the loader checked its syntax only
     unknown = sorted(delay_names(group.overlap, group.einsums) - leaf_ranks)
     if unknown:
         raise SpecError(source, f"{where}.overlap", f"'{unknown[0]}' in a delay term is neither an Einsum of "
                                                     f"this group nor a rank (ranks: {', '.join(sorted(leaf_ranks))})")
+
+
+def _check_spreading_units(cascade: Cascade, group: Group, source: str, where: str) -> None:
+    """A spatial loop spreads a rank over the PEs of a unit that runs an Einsum of the group iterating that rank:
+    those PEs run its points along the rank. A unit running no Einsum of the group, or none iterating the rank,
+    runs nothing along it, yet its factor had counted as a view of the rank's split (the largest view sizes the
+    tiles: `reuse.tile_elems`), so it had inflated every tile over the rank (Unfused's QK group with the 1-D array
+    spreading P at 256 beside a 128-wide 2-D array: QK's DRAM traffic 51.54 -> 77.31 GB). Refused, naming the
+    loop."""
+    ranks_on: dict[str, set[str]] = {}
+    for e, ranks in _einsum_ranks(cascade, group).items():
+        ranks_on.setdefault(group.binding[e], set()).update(ranks)
+    for i, loop in enumerate(group.loops):
+        if not loop.is_spatial:
+            continue
+        unit, at = loop.spatial, _loop_at(where, group.loops, i)
+        if unit not in ranks_on:
+            raise SpecError(source, at, f"unit {unit} runs no Einsum of this group, so it spreads nothing: expected "
+                                        f"a spatial loop on a unit the group binds ({', '.join(ranks_on)})")
+        if loop.rank not in ranks_on[unit]:
+            mine = ", ".join(e for e in group.einsums if group.binding[e] == unit)
+            raise SpecError(source, at, f"unit {unit} spreads rank {loop.rank}, which none of its Einsums here "
+                                        f"({mine}) iterates: expected one of their ranks "
+                                        f"({', '.join(sorted(ranks_on[unit]))})")
+
+
+def _check_per_pe_keep(cascade: Cascade, arch: Architecture, group: Group, source: str, where: str) -> None:
+    """A level with one instance per PE of a unit (`per_pe_of`) feeds that unit's PEs alone, so it keeps only a
+    tensor that an Einsum of the group on that unit reads or writes: one touched on other units only would add fills
+    and reads on a path that does not exist."""
+    for level, tensors in group.keep.items():
+        unit = arch.memory(level).per_pe_of
+        if unit is None:
+            continue
+        for t in tensors:
+            touching = [e for e in group.einsums if _touches(cascade, e, t)]
+            if not any(group.binding[e] == unit for e in touching):
+                users = ", ".join(f"{e} on {group.binding[e]}" for e in touching) or "no Einsum of this group"
+                raise SpecError(source, f"{where}.keep.{level}",
+                                f"{level} has one instance per PE of unit {unit} (per_pe_of), but no Einsum of this "
+                                f"group on {unit} reads or writes {t} (touched by {users}): expected a tensor of "
+                                f"{unit}'s Einsums here, or a level shared by the units that touch it")
+
+
+def _touches(cascade: Cascade, einsum: str, tensor: str) -> bool:
+    """Whether `einsum` reads (in its body or mask) or writes `tensor`."""
+    e = cascade.einsum(einsum)
+    return e.output.tensor == tensor or any(r.tensor == tensor for r in e.refs)
+
+
+def _check_in_place(cascade: Cascade, levels: Sequence[str], group: Group, source: str, where: str) -> None:
+    """`in_place: {OWNER: [T, ...]}`: each T is written over OWNER's storage on chip (FLAT's numerator and A over the
+    score block), so takes no room and moves no tile of its own: the plan counts each of its accesses as one to
+    OWNER's storage (`archsim.model.plan.storage_accesses`) and no traffic, footprint or energy for T itself. That
+    is the group's storage only where the group owns it whole: OWNER and each T are intermediates an Einsum of
+    the group writes and only the group's Einsums read (an input, an output, or a tensor written or read by
+    another group lives in the outermost level and crosses the group's boundary there: its traffic had vanished),
+    OWNER is kept on chip (keep: at a level inside the outermost, and not in it: else there is no storage to write
+    over), and each T has OWNER's shape (its leaf ranks and recurrence rank), is neither OWNER nor an owner itself,
+    is written over one storage once, and is not kept or double-buffered on its own. Refused otherwise, naming
+    `in_place.OWNER`."""
+    placed: dict[str, str] = {}  # tensor -> the owner it is written over
+    for owner, tensors in group.in_place.items():
+        at = f"{where}.in_place.{owner}"
+        expected = (f"expected in_place: {{{owner}: [...]}} to name on-chip storage the group owns: intermediates "
+                    "of the group's own, of the owner's shape")
+        problem = _not_owned(cascade, group, owner, levels[0])
+        if problem:
+            raise SpecError(source, at, f"{problem}; {expected}")
+        kept = [lv for lv, ts in group.keep.items() if owner in ts]
+        if not kept or levels[0] in kept:
+            raise SpecError(source, at, f"{owner} is kept {f'in {levels[0]}' if kept else 'at no level'}, so it "
+                                        f"has no storage on chip to write over; expected {owner} kept at a level "
+                                        f"inside {levels[0]} (keep:)")
+        for t in tensors:
+            problem = (f"{t} is the owner itself" if t == owner
+                       else f"{t} is already written over {placed[t]}'s storage" if t in placed
+                       else f"{t} owns storage of its own here (in_place.{t})" if t in group.in_place
+                       else _not_owned(cascade, group, t, levels[0]) or _not_shaped_as(cascade, t, owner))
+            if problem:
+                raise SpecError(source, at, f"{problem}; {expected}")
+            if t in group.double_buffered or any(t in ts for ts in group.keep.values()):
+                raise SpecError(source, at, f"{t} is written over {owner}'s storage, so it has no tiles of its own "
+                                            f"to keep or double-buffer: expected those keys to name {owner}")
+            placed[t] = owner
+
+
+def _not_owned(cascade: Cascade, group: Group, tensor: str, home: str) -> str:
+    """Why the group does not own `tensor`'s storage whole (`_check_in_place`), or "": it is an intermediate an
+    Einsum of the group writes and no Einsum of another group reads (`home`: the outermost level, where the others
+    live)."""
+    kind = cascade.tensors[tensor].kind
+    if kind != "intermediate":
+        return f"{tensor} is an {kind} of {cascade.name}, which lives in {home}"
+    writer = next((e.name for e in cascade.einsums if e.output.tensor == tensor), None)
+    if writer not in group.einsums:
+        return f"{tensor} is written by Einsum {writer}, of another group"
+    reader = next((e.name for e in cascade.einsums if e.name not in group.einsums
+                   and any(r.tensor == tensor for r in e.refs)), None)
+    if reader is not None:
+        return f"{tensor} is read by Einsum {reader}, of another group (it crosses groups through {home})"
+    return ""
+
+
+def _not_shaped_as(cascade: Cascade, tensor: str, owner: str) -> str:
+    """Why `tensor` does not fit `owner`'s storage element for element, or "": the same leaf ranks and recurrence
+    rank."""
+    mine, theirs = cascade.tensors[tensor], cascade.tensors[owner]
+    if set(mine.leaf_ranks) != set(theirs.leaf_ranks) or mine.iterative != theirs.iterative:
+        return (f"{tensor} [{', '.join(mine.leaf_ranks)}] does not have the shape of {owner} "
+                f"[{', '.join(theirs.leaf_ranks)}]")
+    return ""
 
 
 def _check_level_order(loops: Sequence[Loop], levels: Sequence[str], source: str, where: str) -> None:
@@ -260,7 +426,8 @@ def concrete_factors(binding: Binding, arch: Architecture, group: Group, source:
     `divisor_at_most(n, k)`, the largest divisor of the whole number n that is at most k >= 1 (1 when n is a prime
     above k; the linear layers' spatial tiles: the largest that fits the array's side and tiles the rank); `//` rounds
     down, `/` does not: a factor that is not a whole number is refused, never rounded). Each evaluated loop keeps its
-    expression as `rule`, for messages. `search` and residuals stay as they are."""
+    expression as `rule`, for messages; a numpy integer factor becomes the int it is. `search` and residuals stay as
+    they are."""
     names = {**binding.params, **binding.rank_sizes}
     loops = []
     for i, loop in enumerate(group.loops):
@@ -275,6 +442,8 @@ def concrete_factors(binding: Binding, arch: Architecture, group: Group, source:
                 raise SpecError(source, at, f"'{loop.factor}' gives {value:g}, expected a positive integer{hint}"
                                             + (f" (with {values})" if values else ""))
             loop = replace(loop, factor=int(value), rule=loop.factor)
+        elif isinstance(loop.factor, Integral) and type(loop.factor) is not int:  # a numpy integer: its value
+            loop = replace(loop, factor=int(loop.factor))
         loops.append(loop)
     return replace(group, loops=tuple(loops))
 

@@ -31,7 +31,8 @@ A mapping is a list of fusion groups run one after another. Each group has
 - `double_buffered`: tensors whose resident tiles count twice against capacity (one filling while one is used),
   e.g. score tiles handed from the 2-D to the 1-D array through the global buffer.
 - `in_place`: tensor -> tensors written over its storage (FLAT's softmax overwrites the score block with the
-  numerator, then with A), so they take no room of their own.
+  numerator, then with A), so they take no room of their own. The owner and the tensors over it are intermediates
+  of the group, of one shape, read by no other group, the owner kept on chip (`resolve._check_in_place`).
 - `spill`: tensors kept at a level whose tiles may overflow it: the part that does not fit lives in the level
   above, and every access to it goes there (see `archsim.model.analytical`). Without `spill`, overflow makes
   the point infeasible.

@@ -35,7 +35,7 @@ from archsim.mapping.resolve import group_ranks
 from archsim.mapping.spec import Group, Loop
 from archsim.mapping.spec import Mapping as MappingSpec
 from archsim.memo import identity_cache
-from archsim.model.reuse import live_tiles, masked_refetches, refetches, tile_elems
+from archsim.model.reuse import instance_loops, live_tiles, masked_refetches, refetches, tile_elems
 
 EinsumIO = tuple[frozenset[str], str]  # (the tensors an Einsum reads, the tensor it writes)
 Action = tuple[tuple[str, str], int, str, float]  # ((level, "read" or "write"), level index, the same action, bits)
@@ -135,8 +135,9 @@ def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple
     """The plan of resolved `group` on an architecture whose memory levels are `levels` (outermost first) and
     whose units have `unit_dims` (name, number of dimensions of its shape). `per_pe`: for each level, the unit it
     has one instance per PE of (`per_pe_of`), None for a shared level. A per-PE
-    level's footprint is one instance's: its tile less the spatial loops of its unit, whose PEs each hold their own
-    (Timeloop's per-instance tile; a shared level holds the union of its PEs' tiles); a tile spilled from a per-PE
+    level's footprint is one instance's: its tile and hand-off room less every spatial loop over a rank its unit
+    spreads, any unit's view of that split (`reuse.instance_loops`: each PE holds its own share; Timeloop's
+    per-instance tile; a shared level holds the union of its PEs' tiles); a tile spilled from a per-PE
     level that is the first to keep it goes to the shared level above it, not to a sibling per-PE level listed
     before it."""
     cascade = binding.cascade
@@ -162,11 +163,11 @@ def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple
     moves: dict[tuple[int, str], tuple[int, int]] = {}  # (level, tensor) -> elements (read, written) below it
 
     def tile(child: int, ranks: tuple[str, ...], iterative: str | None, instance: bool = False) -> int:
-        """The tile at level `child`; `instance`: one instance's (a per-PE level's: its unit's spatial loops out)."""
+        """The tile at level `child`; `instance`: one instance's (a per-PE level's: `reuse.instance_loops`)."""
         unit = per_pe[child] if instance and child < compute_level else None
         key = (child, ranks, iterative, unit)
         if key not in tiles:
-            loops = group.loops if unit is None else tuple(lp for lp in group.loops if lp.spatial != unit)
+            loops = group.loops if unit is None else instance_loops(group.loops, unit)
             tiles[key] = tile_elems(loops, level_of, child, ranks, iterative)
         return tiles[key]
 
@@ -200,7 +201,7 @@ def plan_group(binding: Binding, analysis: Analysis, group: Group, levels: tuple
                 spillable[levels[c]] += tile_bytes
                 spill_above[c, t] = chain[i - 1] if i else _shared_above(per_pe, c)
         if chain[-1] > 0:
-            footprint[levels[chain[-1]]] += _handoff_elems(binding, group, t, io) * word
+            footprint[levels[chain[-1]]] += _handoff_elems(binding, group, t, io, per_pe[chain[-1]]) * word
         unread = all(_fill_unread(cascade, a) for a in (t, *group.in_place.get(t, ())))  # its storage's tensors
         for parent, child in zip(chain, [*chain[1:], compute_level], strict=True):
             resident = child < compute_level and _stays_at(binding, analysis, space, io, group, level_of, t, child)
@@ -309,10 +310,15 @@ def _stays_at(binding: Binding, analysis: Analysis, space: Mapping[str, set[str]
                       *_lifetime(binding, analysis, space, io, group, tensor))[0] == 1
 
 
-def _handoff_elems(binding: Binding, group: Group, owner: str, io: Mapping[str, EinsumIO]) -> int:
+def _handoff_elems(binding: Binding, group: Group, owner: str, io: Mapping[str, EinsumIO],
+                   instance_of: str | None = None) -> int:
     """Room for tiles handed between units through the level that keeps `owner` (or a tensor written over it):
     one tile of the larger of the two units' spatial extents per hand-off, which the consumer works on while the
-    producer fills the next (FLAT's QK tile from the 2-D to the 1-D array and its A tile back)."""
+    producer fills the next (FLAT's QK tile from the 2-D to the 1-D array and its A tile back). At a level with one
+    instance per PE of unit `instance_of`, one instance's share: the extents as its PE sees them
+    (`reuse.instance_loops`; FuseMax's running max kept in a 1-D lane's registers hands over one word, not the
+    256 of the whole array's query rows)."""
+    loops = group.loops if instance_of is None else instance_loops(group.loops, instance_of)
     total = 0
     for t in (owner, *group.in_place.get(owner, ())):
         producers = [e for e in group.einsums if io[e][1] == t]
@@ -322,13 +328,14 @@ def _handoff_elems(binding: Binding, group: Group, owner: str, io: Mapping[str, 
         ranks = binding.cascade.tensors[t].leaf_ranks
         for e in group.einsums:
             if t in io[e][0] and group.binding[e] != unit:
-                total += max(_spatial_tile(group, unit, ranks), _spatial_tile(group, group.binding[e], ranks))
+                total += max(_spatial_tile(loops, unit, ranks), _spatial_tile(loops, group.binding[e], ranks))
                 break
     return total
 
 
-def _spatial_tile(group: Group, unit: str, ranks: tuple[str, ...]) -> int:
-    return math.prod(lp.factor for lp in group.loops if lp.spatial == unit and lp.rank in ranks)
+def _spatial_tile(loops: tuple[Loop, ...], unit: str, ranks: tuple[str, ...]) -> int:
+    """The elements of a tile over `ranks` that `unit`'s spatial loops (of `loops`) spread."""
+    return math.prod(lp.factor for lp in loops if lp.spatial == unit and lp.rank in ranks)
 
 
 def storage_accesses(analysis: Analysis, group: Group, owner: str, io: Mapping[str, EinsumIO]) -> tuple[int, int]:

@@ -5,6 +5,8 @@ inside L; spatial loops sit inside every level.
 
 - The tile of tensor T held at level c spans, along each of T's ranks, the product of the factors of the loops
   at c and inside it (spatial loops of different units over one rank are views of one split: the largest counts).
+  A level with one instance per PE of a unit holds one instance's tile: every view of a split that unit spreads
+  is out (`instance_loops`).
 - Moving T into level c from outside repeats once per iteration of the loops above c (at levels < c) that
   belong to the accessing Einsum's iteration space, *up to the innermost one that indexes T*: loops inside it
   that do not index T reuse the resident tile (stationarity). Loops over ranks the Einsum does not iterate
@@ -56,6 +58,17 @@ def tile_elems(loops: Iterable[Loop], level_of: Mapping[str, int], child: int, r
         extent = temporal * max(spatial_by_unit.values(), default=1)
         total *= 1 if rank == iterative and extent == 1 else extent
     return total
+
+
+def instance_loops(loops: Iterable[Loop], unit: str) -> tuple[Loop, ...]:
+    """The loop nest as one PE of `unit` sees it, for a level with one instance per PE of `unit` (`per_pe_of`):
+    every spatial loop over a rank that `unit` spreads is out, that unit's and every other unit's view of the same
+    split alike (each PE holds its own share of the rank, the 1-D array's lane one query row however wide the 2-D
+    array's view of those rows); a rank only another unit spreads stays, as `unit` walks it temporally, innermost
+    (`archsim.mapping.resolve._spatial_extent`), so its instance holds the whole spread."""
+    loops = tuple(loops)
+    spread = {lp.rank for lp in loops if lp.spatial == unit}
+    return tuple(lp for lp in loops if not (lp.is_spatial and lp.rank in spread))
 
 
 def live_tiles(loops: Iterable[Loop], level_of: Mapping[str, int], child: int, tensor_ranks: Iterable[str],
