@@ -4,6 +4,11 @@
   minutes of work. Raises a `SpecError` naming the option and the path. A folder output is never /, the current
   folder or one of its parents, however the path is written (`$PWD`, `../here`). A file written in place (a sweep
   store: `written_in_place`) must itself be writable where it exists; others are renamed over it.
+- A file output replaces only an earlier output of its own kind (`check_writable`'s `kind`, an `OutputKind`: a
+  Chrome/Perfetto trace, `CHROME_TRACE`; a calibration): an existing non-empty regular file (a link's target) that
+  is no such output is refused, since it may be a spec file the run reads without the command line naming it (a
+  system's base or link file, a mapping's architecture, a GPU's host link), which the output would destroy. A
+  command's inputs named on its command line are refused whatever their content (`inputs`).
 - `atomic_file(path)`: yields a temporary name beside `path` (same folder and suffix, so matplotlib and pandas
   infer the format); on success it is renamed over `path` (`os.replace`, atomic on POSIX), on failure removed. A
   link is followed: its target is replaced and the link stays. An existing path that is no regular file (/dev/null,
@@ -34,11 +39,13 @@ import contextlib
 import ctypes
 import ctypes.util
 import errno
+import json
 import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from archsim.errors import SpecError
@@ -47,25 +54,54 @@ MANIFEST = ".archsim-manifest"  # the files a report folder's writer produced, o
 _RENAME_EXCHANGE = 2  # linux/fs.h
 
 
+@dataclass(frozen=True)
+class OutputKind:
+    """What a file output writes, for `check_writable`'s `kind`: `what` names it in a refusal ("a Chrome/Perfetto
+    trace: JSON with traceEvents"), `is_one(path)` tells an existing file of that kind by its content (False for a
+    file it cannot read or parse)."""
+
+    what: str
+    is_one: Callable[[Path], bool]
+
+
+def is_chrome_trace(path: Path) -> bool:
+    """`path` holds a Chrome/Perfetto trace as archsim writes one (`archsim.model.trace.chrome_trace`): a JSON
+    object with `traceEvents`. A file that cannot be read or parsed as JSON is none."""
+    try:
+        with open(path, "rb") as f:
+            data = json.load(f)
+    except (OSError, ValueError, RecursionError):  # ValueError: not UTF-8, not JSON; RecursionError: nested too deep
+        return False
+    return isinstance(data, dict) and "traceEvents" in data
+
+
+CHROME_TRACE = OutputKind("a Chrome/Perfetto trace: JSON with traceEvents", is_chrome_trace)
+
+
 def check_writable(path: str | Path, option: str, *, directory: bool = False,
-                   inputs: Sequence[str | Path | None] = (), written_in_place: str | None = None) -> Path:
+                   inputs: Sequence[str | Path | None] = (), written_in_place: str | None = None,
+                   kind: OutputKind | None = None) -> Path:
     """The output `path` can be created: its nearest existing ancestor is a writable folder, `path` itself, if it
     exists, is a folder (`directory`) or a file (otherwise), writable where it is written in place (a file that
     `written_in_place` names, as the message says it: "a sweep store"; an output written whole is renamed over the
     old file, which need not be writable), and it is none of the command's `inputs` (writing the output would
-    destroy them: `archsim results STORE --csv STORE`). A file path may not end in a separator, `.` or `..` (a
-    folder's name: `Path` would drop the separator or the `.` and write a file of that name)."""
+    destroy them: `archsim results STORE --csv STORE`). Where `kind` is given, an existing regular file there (a
+    link's target) is empty or an earlier output of that kind (`kind.is_one`): any other file may be one the run
+    reads that no option names (a system's base or link file, a mapping's architecture), so it is refused, not
+    replaced; a file that is no regular one (/dev/null, a named pipe) is written through as before. A file path may
+    not end in a separator, `.` or `..` (a folder's name: `Path` would drop the separator or the `.` and write a
+    file of that name)."""
     if not directory and (str(path).endswith(("/", os.sep)) or os.path.basename(str(path)) in (".", "..")):
         raise SpecError(option, str(path), "expected a file path, got a folder path (it ends in a separator, . or ..)")
     path = Path(path)
     try:
-        return _check_writable(path, option, directory, inputs, written_in_place)
+        return _check_writable(path, option, directory, inputs, written_in_place, kind)
     except (OSError, RuntimeError) as exc:  # a name the OS refuses (too long); a loop of links (pathlib.resolve)
         raise SpecError(option, str(path), f"cannot use this path ({getattr(exc, 'strerror', None) or exc})") from None
 
 
 def _check_writable(path: Path, option: str, directory: bool, inputs: Sequence[str | Path | None],
-                    written_in_place: str | None) -> Path:
+                    written_in_place: str | None, kind: OutputKind | None) -> Path:
     if directory and str(path) == "-":
         raise SpecError(option, "-", "expected a folder path: a report folder cannot go to stdout ('-')")
     if directory and (path.name in ("", ".", "..") or _holds_cwd(path)):
@@ -78,6 +114,11 @@ def _check_writable(path: Path, option: str, directory: bool, inputs: Sequence[s
     if path.exists() and path.is_dir() != directory:
         raise SpecError(option, str(path), f"expected {'a folder' if directory else 'a file'} path, "
                                            f"got an existing {'folder' if path.is_dir() else 'file'}")
+    if kind is not None and not directory and not _replaceable(path, kind):
+        raise SpecError(option, str(path), f"exists and is not a previous output of this command ({kind.what}): it "
+                                           "may be a file the run reads without naming it here (a spec's base, link "
+                                           "or architecture), which the output would destroy; name a new file or "
+                                           "remove this one")
     if written_in_place and path.exists() and not os.access(path, os.W_OK):
         raise SpecError(option, str(path), f"is not writable ({written_in_place} is written in place)")
     if not directory and _written_through(path):
@@ -97,6 +138,12 @@ def _check_writable(path: Path, option: str, directory: bool, inputs: Sequence[s
         raise SpecError(option, str(path), f"cannot write here: {ancestor} refuses a new entry "
                                            f"({exc.strerror or exc})") from None
     return path
+
+
+def _replaceable(path: Path, kind: OutputKind) -> bool:
+    """An output of `kind` may go to `path`: nothing is there, or no regular file (written through), or an empty
+    file (nothing to lose), or an earlier output of `kind` (`kind.is_one`)."""
+    return not path.is_file() or path.stat().st_size == 0 or kind.is_one(path)
 
 
 def _holds_cwd(path: Path) -> bool:

@@ -36,11 +36,12 @@ def test_run_trace_of_an_infeasible_point_writes_nothing(tmp_path) -> None:
     --event` writes no trace.json for a point it does not draw), says so on stderr in one line with the reason,
     and exits 0 (the infeasible record is a result)."""
     trace = tmp_path / "trace.json"
-    trace.write_text("earlier")
+    earlier = '{"traceEvents": []}'  # an earlier trace: a file of another kind is refused (test_outputs_s52)
+    trace.write_text(earlier)
     result = CliRunner().invoke(main, ["run", "-m", "fusemax", "-w", "bert-base", "--set", "M0=1048576", "--set",
                                        "seq_len=1048576", "--model", "event", "--trace", str(trace)])
     assert result.exit_code == 0, (result.output, result.exception)
-    assert trace.read_text() == "earlier"
+    assert trace.read_text() == earlier
     assert "INFEASIBLE" in result.stdout
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and "no trace written" in lines[0] and "infeasible" in lines[0]

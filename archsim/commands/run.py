@@ -11,7 +11,7 @@ from archsim.commands.options import SET, WORKLOAD, nan_as_null, nonempty, parse
 from archsim.errors import SpecError
 from archsim.mapping.choice import choice_lines, searched_entries
 from archsim.mapping.spec import Mapping
-from archsim.outputs import check_writable
+from archsim.outputs import CHROME_TRACE, check_writable
 from archsim.workload import PARAMS
 
 
@@ -68,7 +68,7 @@ def _run(mapping: str | Mapping, cascade: str | None, arch: str | None, workload
         raise click.UsageError("--trace needs --model event (the analytical model has no timeline)")
     if trace_path:
         source = mapping.source if isinstance(mapping, Mapping) else mapping
-        check_writable(trace_path, "--trace", inputs=(source, cascade, arch, workload))
+        check_writable(trace_path, "--trace", inputs=(source, cascade, arch, workload), kind=CHROME_TRACE)
     options = {"cascade": cascade, "arch": arch, "workload": workload, "sets": parse_sets(sets),
                "sets_source": "--set"}
     spec = mapping if isinstance(mapping, Mapping) else library.load_mapping_spec(mapping)

@@ -21,7 +21,7 @@ from archsim.commands.options import RealRange, Size, WholeRange, nan_as_null, n
 from archsim.dse.system_points import with_link
 from archsim.errors import SpecError
 from archsim.model.trace import write_chrome_trace
-from archsim.outputs import check_writable, write_text
+from archsim.outputs import CHROME_TRACE, check_writable, write_text
 from archsim.systems import neupims
 from archsim.systems.offload import OffloadModel, peak_batch_link_feasibility
 from archsim.systems.offload_events import SPANS_NOTE
@@ -126,9 +126,9 @@ def simulate_cmd(ctx: click.Context, system_name: str, workload: str, trace_path
     if not trace_path and (rate is None or n_requests is None):
         raise click.UsageError("give either --trace FILE or both --rate R and --requests N")
     if trace_out:
-        check_writable(trace_out, "--trace-out", inputs=(trace_path, system_name, workload))
+        check_writable(trace_out, "--trace-out", inputs=(trace_path, system_name, workload), kind=CHROME_TRACE)
     if layer_trace:
-        check_writable(layer_trace, "--layer-trace", inputs=(trace_path, system_name, workload))
+        check_writable(layer_trace, "--layer-trace", inputs=(trace_path, system_name, workload), kind=CHROME_TRACE)
         if trace_out and Path(trace_out).resolve() == Path(layer_trace).resolve():
             raise SpecError("--layer-trace", layer_trace, "is --trace-out's file too: name another")
     if n_requests is not None:

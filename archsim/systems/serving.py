@@ -183,7 +183,8 @@ class RequestRecord:
 @dataclass(frozen=True)
 class IterationRecord:
     """One iteration: its span, how many requests prefilled (and their prompt tokens) and decoded (and the tokens of
-    KV they read, their contexts summed), and the KV pages in use while it ran."""
+    KV they read, their contexts summed), the KV pages in use while it ran, and those in use at its end, after the
+    requests it finished freed theirs (`pages_after`; None where not recorded)."""
 
     start_s: float
     end_s: float
@@ -192,6 +193,7 @@ class IterationRecord:
     prefill_tokens: int
     pages_used: int
     decode_kv_tokens: int = 0
+    pages_after: int | None = None
 
 
 @dataclass(frozen=True)
@@ -710,15 +712,16 @@ class _Engine:
             self.energy_j += cost.energy_j
             for unit, busy_s in cost.busy_s.items():
                 self.busy_s[unit] = self.busy_s.get(unit, 0.0) + busy_s
-            if self.trace:
-                self.timeline.append(IterationRecord(start_s, now_s, len(prefills), len(contexts),
-                                                     sum(prefill_lengths), pages_used, sum(contexts)))
+            record = IterationRecord(start_s, now_s, len(prefills), len(contexts), sum(prefill_lengths), pages_used,
+                                     sum(contexts)) if self.trace else None
             self.emitted_tokens += len(prefills) + len(contexts)  # now: `_join` appends to `contexts`
             joining = self._emit_prefills(prefills, prefill_lengths, now_s) if prefills else []
             if decoding:
                 self._emit_decodes(contexts, now_s)
             if joining:
                 self._join(joining, now_s)
+            if record is not None:  # its finished requests have freed their pages
+                self.timeline.append(replace(record, pages_after=self._used_pages()))
             if self.last_first_token_s == now_s:  # a first token now, or an iteration of no time after one
                 self.steady_tokens, self.steady_steps = self.emitted_tokens, self.steps
 
@@ -913,12 +916,29 @@ def _checked_requests(requests: object) -> list[Request]:
 
 def chrome_trace(result: ServingResult) -> dict:
     """The iteration timeline (needs `trace=True`) as Chrome trace events (`archsim.model.trace`): one complete
-    event per iteration on the resource "iterations", plus a counter of KV pages in use."""
+    event per iteration on the resource "iterations", plus a counter of KV pages in use (`kv_pages_samples`)."""
     spans = [Span("iterations", f"{it.n_prefill} prefill + {it.n_decode} decode", it.start_s, it.end_s,
                   {"iteration": i, "n_prefill": it.n_prefill, "n_decode": it.n_decode,
                    "prefill_tokens": it.prefill_tokens, "pages_used": it.pages_used})
              for i, it in enumerate(result.timeline)]
     trace = trace_events(spans, {"system": result.system, "capacity_pages": result.capacity_pages})
-    trace["traceEvents"] += [{"name": "kv_pages_used", "ph": "C", "pid": DEVICE_PID, "ts": it.start_s * US_PER_S,
-                              "args": {"pages": it.pages_used}} for it in result.timeline]
+    trace["traceEvents"] += [{"name": "kv_pages_used", "ph": "C", "pid": DEVICE_PID, "ts": time_s * US_PER_S,
+                              "args": {"pages": pages}} for time_s, pages in kv_pages_samples(result.timeline)]
     return trace
+
+
+def kv_pages_samples(timeline: Sequence[IterationRecord]) -> list[tuple[float, int]]:
+    """The KV pages in use over `timeline` as a counter's samples (time_s, pages), each holding until the next, as
+    a trace viewer draws a counter: one at each iteration's start (the pages it runs with) and, where the cache then
+    waits (the next iteration starts later, or none does) holding other pages than it ran with, one at its end (the
+    pages left once its finished requests freed theirs: 0 when the cache empties, as at the run's end). Of samples
+    at one time (an iteration followed at once by the next, one of no time) only the last is kept, the value that
+    holds from then on, so no two share a time."""
+    samples = []
+    for it, after in zip(timeline, [*timeline[1:], None], strict=True):
+        samples.append((it.start_s, it.pages_used))
+        waits = after is None or after.start_s > it.end_s
+        if waits and it.pages_after is not None and it.pages_after != it.pages_used:
+            samples.append((it.end_s, it.pages_after))
+    return [sample for sample, later in zip(samples, [*samples[1:], None], strict=True)
+            if later is None or later[0] != sample[0]]
