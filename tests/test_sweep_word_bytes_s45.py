@@ -21,6 +21,7 @@ from archsim import library
 from archsim.dse.points import evaluate_point, load_base
 from archsim.dse.spec import sweep_from_dict
 from archsim.dse.store import read_records
+from archsim.errors import SpecError
 
 GPU = "h100-sxm5"
 PARALLEL = {"seq_len": 65536, "topology": "hgx-h100-8"}
@@ -106,13 +107,14 @@ def test_a_parallel_sweep_over_a_workload_archsim_parallel_refuses_is_refused_at
     assert message in _refused(invoke, write_yaml, tmp_path, sweep, workload)
 
 
-def test_a_parallel_sweep_checks_memory_only_where_every_point_models_it(tmp_path):
-    """fwd+bwd at tp 2 has no memory model (`seqpar_spec.memory_modelled`), so its point needs no word_bytes there:
-    a tp axis of 1 and 2 leaves the tp-1 point's refusal to its record."""
+def test_a_parallel_sweep_needs_word_bytes_where_no_point_models_memory(tmp_path):
+    """fwd+bwd at tp 2 has no memory model (`seqpar_spec.memory_modelled`), but its K/V hops are priced at the
+    workload's word_bytes, so a workload without one is refused at load (s52: it had been priced at 2 bytes)."""
     workload = _workload(tmp_path, "llama3-8b", None)
     block = {"workload": str(workload), "direction": "fwd+bwd", "scheme": "ring", "devices": 2, **PARALLEL}
-    sweep_from_dict({"name": "s", "parallel": block, "axes": {"parallel.tp": [1, 2]},
-                     "objectives": ["latency_s", "efficiency"]}, str(tmp_path / "s.yaml"))
+    with pytest.raises(SpecError, match=r"params\.word_bytes: missing"):
+        sweep_from_dict({"name": "s", "parallel": block, "axes": {"parallel.tp": [1, 2]},
+                         "objectives": ["latency_s", "efficiency"]}, str(tmp_path / "s.yaml"))
 
 
 @pytest.mark.parametrize("word_bytes, message", [

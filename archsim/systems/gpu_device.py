@@ -70,7 +70,10 @@ Energy, by `energy`:
   above (GEMM operands and outputs, elementwise passes, the attention kernel's own traffic) x 8 x
   `hbm_pj_per_bit` + x `sram_pj_per_byte` (assumption: each byte to or from DRAM passes once through the on-chip
   caches, L2 and L1; reuse within shared memory and registers is not priced) + the ops' FLOPs (`Op.flops`: a MAC
-  is two, as the Logic-PIM counts them) x `pj_per_flop`; and `static_w`, the power the device draws busy or idle
+  is two, as the Logic-PIM counts them) x `pj_per_flop`, a price at 16-bit operands that a FLOP pays x its width
+  in bytes / 2 (`archsim.systems.arithmetic_energy`, the rule of every device priced per FLOP): an fp8 op on fp8
+  tensor cores half of it, an op of 1-byte words on a GPU without them (run at the fp16 rate, `word_problem`) all
+  of it (`arithmetic_word_bytes`); and `static_w`, the power the device draws busy or idle
   (leakage, clocks, idle HBM), which an op's cost leaves out: the systems layer charges it over every iteration's
   wall time on every rank (`archsim.systems.system_model`, `archsim.systems.offload`), since a device idle within
   an iteration (Duplex's xPU while its Logic-PIM runs attention) still draws it. The Logic-PIM's energy is dynamic
@@ -95,6 +98,7 @@ from archsim.limits import limits_key
 from archsim.memo import identity_cache, kept, trim
 from archsim.model.gpu import WORD_PRECISIONS, AttentionCase, GemmLaunch, GpuResult, copy_fraction, gemm_launch_time
 from archsim.outputs import capacity_text
+from archsim.systems.arithmetic_energy import PRICED_WORD_BYTES, flops_at_16_bit
 from archsim.systems.device import OpCost
 from archsim.systems.gemms import einsum_density, op_gemms, writer_of
 from archsim.systems.step import (
@@ -132,15 +136,27 @@ PROBE_CASES = (("decode", False), ("fwd", True))
 @dataclass(frozen=True)
 class ActionEnergy:
     """Prices of a GPU's actions (module docstring): DRAM access per bit, on-chip SRAM per DRAM byte, and per
-    FLOP; and its static power, which `energy_j` leaves out (charged per iteration by the systems layer)."""
+    16-bit FLOP (`arithmetic_energy`); and its static power, which `energy_j` leaves out (charged per iteration by
+    the systems layer)."""
 
     hbm_pj_per_bit: float
     pj_per_flop: float
     sram_pj_per_byte: float
     static_w: float
 
-    def energy_j(self, dram_bytes: float, flops: float) -> float:
-        return (dram_bytes * (8 * self.hbm_pj_per_bit + self.sram_pj_per_byte) + flops * self.pj_per_flop) * 1e-12
+    def energy_j(self, dram_bytes: float, flops_16_bit: float) -> float:
+        """The dynamic energy of moving `dram_bytes` and computing `flops_16_bit`, FLOPs counted at 16-bit operands
+        (`arithmetic_energy.flops_at_16_bit`)."""
+        return (dram_bytes * (8 * self.hbm_pj_per_bit + self.sram_pj_per_byte)
+                + flops_16_bit * self.pj_per_flop) * 1e-12
+
+
+def arithmetic_word_bytes(gpu: GPU, word_bytes: int) -> int:
+    """The operand width `gpu`'s tensor cores compute `word_bytes`-byte words at, what their FLOPs are priced at
+    (`arithmetic_energy`): their own, but 2 (fp16) for 1-byte words on a GPU without fp8 tensor cores, which runs
+    them on its fp16 path (`GPU.has_rate`; a100-80gb-sxm4.yaml: "fp8 inputs run on the fp16 path")."""
+    fp16_path = WORD_PRECISIONS.get(word_bytes) == "fp8" and not gpu.has_native("fp8")
+    return PRICED_WORD_BYTES if fp16_path else word_bytes
 
 
 def word_problem(gpu: GPU, word_bytes: int) -> str | None:
@@ -256,15 +272,15 @@ class GpuDevice:
             # one decode call, its keys and FLOPs already summed (the loop below, without visiting each op)
             keys = ops.total("keys") if self.timing == ROOFLINE else None  # the calibrated call reads each op's
             time_s, peak_s, dram_bytes = self._decode_call(ops, keys)
-            energy_j = (self.energy.energy_j(dram_bytes, float(ops.total("flops"))) if self.energy is not None
-                        else self.spec.power_w * time_s)
+            energy_j = (self.energy.energy_j(dram_bytes, self._flops_16_bit(ops[0], float(ops.total("flops"))))
+                        if self.energy is not None else self.spec.power_w * time_s)
             return OpCost(time_s, 0.0, energy_j, {self.name: peak_s})
         decodes, terms, priced = [], self._terms, self.energy is not None
         calls = self._prompt_calls(ops) if self._varlen else None
-        flops = keys = 0  # the ops' FLOPs (per-action energy) and the decode ops' keys, summed in op order
+        flops = keys = 0  # the ops' 16-bit FLOPs (per-action energy) and the decode ops' keys, summed in op order
         for i, op in enumerate(ops):
             if priced:
-                flops += op.flops
+                flops += self._flops_16_bit(op, op.flops)
             kernel = op.cascade in KERNEL_CASCADES
             if op.phase == "decode" and _runs_batched(op):
                 decodes.append(op)
@@ -287,6 +303,10 @@ class GpuDevice:
             time_s, peak_s, dram_bytes = time_s + t, peak_s + p, dram_bytes + b
         energy_j = self.energy.energy_j(dram_bytes, float(flops)) if priced else self.spec.power_w * time_s
         return OpCost(time_s, 0.0, energy_j, {self.name: peak_s})
+
+    def _flops_16_bit(self, op: Op, flops: float) -> float:
+        """`flops` of ops of `op`'s words as the 16-bit FLOPs their arithmetic costs (`arithmetic_word_bytes`)."""
+        return flops_at_16_bit(flops, arithmetic_word_bytes(self.spec, op.binding.word_bytes))
 
     def _decode_call(self, ops: Sequence[Op], keys: float | None) -> tuple[float, float, float]:
         """(time, tensor-core time at peak, DRAM bytes) of a batch's decode attention ops (one cascade) as one
@@ -581,8 +601,11 @@ def action_power_w(energy: ActionEnergy, gpu: GPU, timing: str = CALIBRATED) -> 
     kernel above the GEMM's share of the peak (FlashAttention-2's forward on an A100, mma.sync at the full rate,
     reaches 0.74 of it at 128K tokens, above the 0.7 prior, with under 1 % of the bandwidth: it draws more only
     where a DRAM byte costs less than about 4 FLOPs, 14 at the kernel's MMA efficiency of 0.83; the shipped prices'
-    is 101; on Hopper it runs at half rate); and fp8 words, at the fp8 peak for the same pJ per FLOP
-    (`ActionEnergy` prices a FLOP whatever its width): the bound is 2-byte words'."""
+    is 101; on Hopper it runs at half rate). fp16 stays the binding width (`word_problem`'s widths): an fp8 FLOP
+    costs half an fp16 one (`arithmetic_energy`), so fp8 tensor cores draw the fp16 arithmetic power x fp8 peak / (2
+    x fp16 peak), 1 where a sheet doubles the rate (B200, H100 PCIe, H20) and at most 1.00014 on the other shipped
+    presets but L40S (733 / 724.1 = 1.012: its fp8 GEMM's arithmetic 1.2 % above this bound's, the bound not
+    raised for it); 1-byte words on a GPU without fp8 run at the fp16 rate and price."""
     from archsim.gpu.params import load_calibration
 
     if timing == ROOFLINE:

@@ -16,7 +16,11 @@ its Logic-PIM (pim.md §2.5, [DX-sim] `LOGIC`: op latency = max(compute, memory)
 Ops of one call run one after another: times add. Busy unit `<name>`: FLOPs / peak. `memory_s`: bytes / internal
 bandwidth less the time the stacks refresh (`streaming_bytes_per_s`; the stacks' own interface: the xPU reads other
 bank bundles at the same time, pim.md §2.2).
-Energy: FLOPs x `pj_per_flop` + bytes x 8 x `internal_pj_per_bit` (buffer-die access energy, pim.md §5).
+Energy: FLOPs x `pj_per_flop` x the op's word bytes / 2 + bytes x 8 x `internal_pj_per_bit` (buffer-die access
+energy, pim.md §5). `pj_per_flop` is a price at 16-bit operands (the stack's GEMM modules are 512 FP16 MACs,
+pim.md §2.2; the presets' 0.32 pJ is §5's FP16 ALU), and an op of other words pays it x their width / 2
+(`archsim.systems.arithmetic_energy`, every per-FLOP price's rule): the modules are assumed to compute the op's
+words at their width, at the FP16 rate (`peak_flops_per_s` whatever the width).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from dataclasses import dataclass, field
 
 from archsim.arch.logic_pim import LogicPIMSpec
 from archsim.memo import remembered
+from archsim.systems.arithmetic_energy import flops_at_16_bit
 from archsim.systems.device import OpCost
 from archsim.systems.step import Op
 
@@ -86,5 +91,6 @@ class LogicPimDevice:
         """One op's (time, memory time, energy, busy time): the roofline and prices of the module docstring."""
         flops, moved = op.flops, op.moved_bytes(streamed_fraction)
         compute_s, memory_s = flops / self.peak_flops_per_s, moved / self.streaming_bytes_per_s
-        energy_j = (flops * self.spec.pj_per_flop + moved * 8 * self.spec.internal_pj_per_bit) * 1e-12
+        arithmetic_pj = flops_at_16_bit(flops, op.binding.word_bytes) * self.spec.pj_per_flop
+        energy_j = (arithmetic_pj + moved * 8 * self.spec.internal_pj_per_bit) * 1e-12
         return max(compute_s, memory_s), memory_s, energy_j, compute_s

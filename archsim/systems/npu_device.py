@@ -33,7 +33,11 @@ Busy units: `<name>` the arrays' useful MAC time (GEMM FLOPs / peak, so its util
 transfer time.
 Energy (pim.md §5, "ALU 0.32 pJ per op"): every arithmetic op at `op_energy_pj`, a MAC two, on the arrays and on
 the vector units alike (a decode GEMV's MACs, a fused MHA's softmax, a norm's ops), so a MAC costs the same on every
-unit and path (a bank-PIM's too, `archsim.systems.pim_device`); HBM traffic at the memory's off-chip access energy.
+unit and path; x the op's word bytes / 2: `op_energy_pj` is a price at 16-bit operands (the NPU is FP16, pim.md §1.2
+and §5, and so is the AttAcc ALU the price comes from) and an op of other words pays it x their width / 2
+(`archsim.systems.arithmetic_energy`, every per-FLOP price's rule; the arrays are assumed to compute an op's words
+at their width, at the FP16 rate). A bank-PIM's MACs cost two host ops at 16 bits whatever their words
+(`archsim.systems.pim_device`), the same as here at 2 bytes. HBM traffic at the memory's off-chip access energy.
 SRAM and static energy are not modelled.
 """
 
@@ -48,6 +52,7 @@ from types import MappingProxyType
 from archsim.arch.pim import PIMSpec
 from archsim.systems import npu as npu_model
 from archsim.systems import pim as pim_model
+from archsim.systems.arithmetic_energy import flops_at_16_bit
 from archsim.systems.device import OpCost
 from archsim.systems.gemms import op_gemms
 from archsim.systems.npu import NPUSpec
@@ -96,24 +101,28 @@ def _cost(device: NpuDevice, ops: tuple[Op, ...], streamed_fraction: float) -> O
     remembered too (`_terms`) and summed in the ops' order, as they were found. Every caller gets the one OpCost,
     so its `busy_s` is read-only (a caller's edit would change every later cost of these ops)."""
     npu, bw = device.spec, device.bandwidth_bytes_per_s
-    gemm_s = gemm_memory_s = mac_s = array_s = vector_ops = vector_flops = other_bytes = kv_memory_s = 0.0
+    gemm_s = gemm_memory_s = mac_s = array_s = vector_ops = other_bytes = kv_memory_s = 0.0
     kv_folds: dict[tuple[tuple[str, ...], int], int] = {}  # (einsums, rows) -> the call's decode K/V folds
+    by_width: dict[int, list[float]] = {}  # word bytes -> [MAC time, vector FLOPs] of the ops of those words
     known = device._op_terms
     for op in ops:
         terms = known.get((op, streamed_fraction))
         if terms is None:
             terms = known[(op, streamed_fraction)] = _terms(device, op, streamed_fraction)
         gemms, kv_products, op_vector_ops, op_vector_flops, op_other_bytes = terms
+        arithmetic = by_width.setdefault(op.binding.word_bytes, [0.0, 0.0])
         for time_s, memory_s, op_array_s, op_mac_s in gemms:
             gemm_s += time_s
             gemm_memory_s += memory_s
             array_s += op_array_s
             mac_s += op_mac_s
+            arithmetic[0] += op_mac_s
         for key, folds, memory_s, op_mac_s in kv_products:
             kv_folds[key] = kv_folds.get(key, 0) + folds
             kv_memory_s += memory_s
             mac_s += op_mac_s
-        vector_flops += op_vector_flops
+            arithmetic[0] += op_mac_s
+        arithmetic[1] += op_vector_flops
         if op_other_bytes is not None:
             vector_ops += op_vector_ops
             other_bytes += op_other_bytes
@@ -123,8 +132,9 @@ def _cost(device: NpuDevice, ops: tuple[Op, ...], streamed_fraction: float) -> O
     memory_s = gemm_memory_s + other_s
     vector_s = npu_model.vector_time_s(npu, vector_ops)
     time_s = gemm_s + max(vector_s, kv_array_s, other_s)
-    energy_pj = ((mac_s * npu.peak_flops_per_s + vector_flops) * npu.op_energy_pj
-                 + memory_s * bw * 8 * device.memory.offchip_pj_per_bit)
+    flops_16_bit = sum(flops_at_16_bit(width_mac_s * npu.peak_flops_per_s + width_vector_flops, word_bytes)
+                       for word_bytes, (width_mac_s, width_vector_flops) in by_width.items())
+    energy_pj = flops_16_bit * npu.op_energy_pj + memory_s * bw * 8 * device.memory.offchip_pj_per_bit
     busy = {device.name: mac_s, f"{device.name}_array": array_s, f"{device.name}_vector": vector_s,
             f"{device.name}_hbm": memory_s}  # every unit under its device's name: a device named hbm stays apart
     return OpCost(time_s, memory_s, energy_pj * 1e-12, MappingProxyType(busy))

@@ -90,11 +90,10 @@ from archsim.systems.sharding import shard as tp_shard
 from archsim.systems.step import Op, Step, lm_head_op, non_attention_kinds
 from archsim.systems.system_checks import uncut_size
 from archsim.systems.system_types import Parallelism
-from archsim.systems.topology import ArrayDevice
+from archsim.systems.topology import WORD_BYTES, ArrayDevice  # WORD_BYTES: bf16, every block's and send's words
 from archsim.workload import Workload
 
 PRECISION = "bf16"
-WORD_BYTES = 2  # bf16
 STATE_BYTES = 4  # fp32: a linear-attention state, as LASP's code keeps it
 DECODE_KERNEL = "Flash-Decoding"  # FlashAttention-2's split-KV decode
 LINEAR_KERNEL = "archsim Lightning Attention-2 (Triton)"  # kernels/lightning.py, the linear-attention chunk

@@ -165,10 +165,11 @@ class ParallelSpec:
 def check_workload(workload: Workload, memory: bool = True, layer: bool = False,
                    gpu: GPU | ArrayDevice | None = None) -> None:
     """Refuse a workload no scheme, P or N can run (`archsim parallel` checks it once, before its grid): a missing
-    size, an attention the GPU kernels do not time (MLA's latent KV, a sliding window), a word size other than the
-    bf16 the attention kernels and the blocks and states the schemes send are costed in
-    (`seqpar_compute.WORD_BYTES`), with `memory` (every direction but fwd+bwd at tp > 1, `seqpar._memory`) what the
-    memory model cannot expand (`seqpar_memory.check_workload_sizes`), with `layer` (scope layer) a workload
+    size, an attention the GPU kernels do not time (MLA's latent KV, a sliding window), a word size missing or
+    other than the bf16 the attention kernels and the blocks and states the schemes send are costed in
+    (`seqpar_compute.WORD_BYTES`; in every direction and scope: one left out is not taken as 2), with `memory`
+    (every direction but fwd+bwd at tp > 1, `seqpar._memory`) what the memory model cannot expand
+    (`seqpar_memory.check_workload_sizes`), with `layer` (scope layer) a workload
     whose layer's other ops cannot be built (its block and word size), and with `gpu` a GPU an `ffn_word_bytes` its
     tensor cores do not compute (`gpu_device.refuse_workload_words`: 1-byte words at fp8, 2-byte at fp16), in every
     scope and direction: scope layer runs the FFN's GEMMs at it, the memory holds its weights at it, and a width no
@@ -184,8 +185,10 @@ def check_workload(workload: Workload, memory: bool = True, layer: bool = False,
         mem.check_workload_sizes(workload)
     if layer:
         block_of(workload, "the layer's other ops come from its block's cascades")
-        if "word_bytes" not in params:
-            raise SpecError(workload.path, "params.word_bytes", "missing: the layer's other ops are costed in it")
+    if "word_bytes" not in params:
+        raise SpecError(workload.path, "params.word_bytes", f"missing: expected {WORD_BYTES} (bf16), the words the "
+                                                            "attention kernels, the blocks and states the schemes "
+                                                            "send and the layer's other ops are costed in")
     refuse_other_word_bytes(params, workload.path, WORD_BYTES,
                             "(bf16, the papers' runs): the attention kernels and the blocks and states the schemes "
                             "send are costed in 16-bit words here, so {word_bytes:g}-byte times would be bf16's beside "

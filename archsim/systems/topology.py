@@ -26,7 +26,9 @@ per query head, or `attention_gqa`: attention-1pass-gqa, grouped-query, which al
 query-head groups of one), which costs every full block; `causal_mapping`, optional, a causal one
 (`attention_causal` or `attention_causal_gqa`: attention-1pass-causal-gqa), which costs the causal diagonal blocks
 (without it a causal block is refused naming `device.causal_mapping`). A grouped-query block on a mapping of an MHA
-cascade is refused naming the field (`seqpar_compute.ArrayCompute`). Each mapping's cascade takes a block's sizes
+cascade is refused naming the field (`seqpar_compute.ArrayCompute`). The architecture holds 2-byte words
+(`WORD_BYTES`, the bf16 blocks every scheme binds and sends): one of other words could run no block, and is refused
+at load (`archsim check` too), naming its `word_bytes`. Each mapping's cascade takes a block's sizes
 only (`BLOCK_PARAMS`). One of `gpu` and `device` is given. The devices of a topology are in `Topology.gpu`, a GPU
 or an ArrayDevice.
 
@@ -80,6 +82,9 @@ FULL_REFERENCES = ("attention", "attention_gqa")
 CAUSAL_REFERENCES = ("attention_causal", "attention_causal_gqa")
 # the parameters an array block binds (`seqpar_compute.ArrayCompute`): a mapping's cascade takes no others
 BLOCK_PARAMS = ("batch", "heads", "kv_heads", "seq_len", "head_dim", "tile_kv", "word_bytes")
+# bf16: the words every block of the sequence-parallel schemes is bound at and sends (`seqpar_compute`), so the
+# architecture of a topology's arrays holds them (`_array`)
+WORD_BYTES = 2
 MAX_DEVICES = 2**20
 
 
@@ -287,7 +292,8 @@ def _array(data: Any, source: str) -> ArrayDevice:
     """The `device` entry (module docstring): each mapping a library mapping or file, the architecture the
     mapping's own unless named; a SpecError naming `device.<key>` for an unknown key, a missing `mapping`, a
     mapping of another cascade than its kind's (`FULL_REFERENCES`, `CAUSAL_REFERENCES`) or whose cascade takes a
-    parameter a block does not set (`BLOCK_PARAMS`), and two mappings of different architectures."""
+    parameter a block does not set (`BLOCK_PARAMS`), two mappings of different architectures, and an architecture
+    whose words are not the blocks' (`block_word_problem`)."""
     if not isinstance(data, dict) or "mapping" not in data:
         raise SpecError(source, "device", f"expected {{mapping, causal_mapping, architecture}} (mapping required), "
                                           f"got {data!r}")
@@ -301,7 +307,21 @@ def _array(data: Any, source: str) -> ArrayDevice:
                                                          "architecture both run on")
     arch = _loaded("architecture", library.load_architecture_spec, data.get("architecture", mapping.architecture),
                    source, "device.architecture")
+    problem = block_word_problem(arch)
+    if problem:
+        raise SpecError(source, "device.architecture", problem)
     return ArrayDevice(arch, mapping, causal, source)
+
+
+def block_word_problem(arch: Architecture) -> str | None:
+    """Why the sequence-parallel schemes cannot run their blocks on `arch`, or None where they can: it holds words
+    of other than `WORD_BYTES` bytes, the width every block is bound at (the analytical model refuses a binding of
+    other words than its architecture's), and no workload or option sets another."""
+    if arch.word_bytes == WORD_BYTES:
+        return None
+    return (f"{arch.source}: word_bytes: {arch.name} holds {arch.word_bytes}-byte words, but the sequence-parallel "
+            f"schemes run {WORD_BYTES}-byte (bf16) attention blocks on arrays (the words they bind, send and a "
+            f"workload must have): expected {WORD_BYTES}")
 
 
 def _mapping(name: Any, source: str, where: str, references: tuple[str, ...]) -> Mapping:
