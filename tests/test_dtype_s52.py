@@ -207,3 +207,16 @@ def test_a_parallel_sweep_refuses_a_workload_without_word_bytes(tmp_path, write_
         load_sweep(path)
     assert (refused.value.source, refused.value.where) == (str(workload), "params.word_bytes")
     assert refused.value.message.startswith("missing")
+
+
+
+@pytest.mark.parametrize("word_bytes", [1, 2, 4])
+def test_the_bank_pim_prices_its_arithmetic_by_operand_width(tmp_path, word_bytes) -> None:
+    """NeuPIMs' bank-PIM on decode attention with its access prices zeroed: its MACs (two host ops) and softmax ops
+    at the host's `op_energy_pj` x word_bytes / 2, as the NPU's (s52: the 16-bit price at every width)."""
+    pim = _device("neupims", "pim")
+    pim = dataclasses.replace(pim, spec=dataclasses.replace(pim.spec, bank_pim_pj_per_bit=0.0,
+                                                             offchip_pj_per_bit=0.0))
+    attention = _op(tmp_path, "attention", DECODE, "neupims", word_bytes=word_bytes)
+    expected_j = attention.flops * pim.host.op_energy_pj * 1e-12 * word_bytes / 2
+    assert pim.cost([attention]).energy_j == pytest.approx(expected_j, rel=1e-12)

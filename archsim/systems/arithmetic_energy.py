@@ -1,6 +1,6 @@
 """Arithmetic energy by operand width: the one rule of every device priced per FLOP or per arithmetic op (a gpu's
 or chip's `pj_per_flop`, `gpu_device.ActionEnergy`; an npu's `op_energy_pj`, `npu_device`; a Logic-PIM's
-`pj_per_flop`, `logic_pim_device`).
+`pj_per_flop`, `logic_pim_device`; a bank-PIM's MACs and softmax at its host's `op_energy_pj`, `pim_device`).
 
 Rule: a device's price per FLOP is its price at 2-byte (16-bit) operands, and a FLOP on w-byte operands costs it
 x w / 2: linear in the operand width, as a bank-PIM's MACs already read their words at `bank_pim_pj_per_bit` per

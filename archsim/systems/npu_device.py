@@ -36,8 +36,8 @@ the vector units alike (a decode GEMV's MACs, a fused MHA's softmax, a norm's op
 unit and path; x the op's word bytes / 2: `op_energy_pj` is a price at 16-bit operands (the NPU is FP16, pim.md §1.2
 and §5, and so is the AttAcc ALU the price comes from) and an op of other words pays it x their width / 2
 (`archsim.systems.arithmetic_energy`, every per-FLOP price's rule; the arrays are assumed to compute an op's words
-at their width, at the FP16 rate). A bank-PIM's MACs cost two host ops at 16 bits whatever their words
-(`archsim.systems.pim_device`), the same as here at 2 bytes. HBM traffic at the memory's off-chip access energy.
+at their width, at the FP16 rate). A bank-PIM's MACs cost two host ops by the same rule
+(`archsim.systems.pim_device`), the same as here at every width. HBM traffic at the memory's off-chip access energy.
 SRAM and static energy are not modelled.
 """
 

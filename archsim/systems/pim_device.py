@@ -27,7 +27,8 @@ this module places a batch's decode attention on the channels:
 Busy unit `<name>`: the channels' command time averaged over channels (its utilization is the fraction of time a
 channel executes GEMV commands). Energy (pim.md §5): every MAC reads one K/V element inside its bank at the
 bank-PIM access energy and costs two ops at the host's op energy (a PIM MAC is assumed to cost an NPU MAC); the
-host's softmax ops cost one op each, as on the NPU's vector units (`archsim.systems.npu_device`); and the vectors
+host's softmax ops cost one op each, as on the NPU's vector units (`archsim.systems.npu_device`), each op priced
+at 16 bits and scaled to the words' width (`archsim.systems.arithmetic_energy`); and the vectors
 crossing the HBM bus (`bus_words`: q and the probabilities GWRITten in, the logits and the outputs READRES out, as
 `archsim.systems.pim` times them) cost the off-chip access energy, as the NPU's HBM stream does. The words are the
 command model's layout whatever `PIMSpec.gemv_timing` times them by.
@@ -63,6 +64,7 @@ from archsim.errors import SpecError
 from archsim.memo import kept
 from archsim.outputs import beyond_text, capacity_text
 from archsim.systems import pim as pim_model
+from archsim.systems.arithmetic_energy import flops_at_16_bit
 from archsim.systems.device import OpCost
 from archsim.systems.npu import NPUSpec
 from archsim.systems.step import DecodeOps, Op, UnrunnableOp
@@ -285,9 +287,10 @@ class BankPimDevice:
             macs, flops = ops.total("macs"), ops.total("flops")
         else:
             macs, flops = sum([op.ops.get("mac", 0) for op in ops]), sum([op.flops for op in ops])
-        word_bits = 8 * ops[0].binding.word_bytes if ops else 0
-        energy_pj = (macs * (word_bits * self.spec.bank_pim_pj_per_bit + 2 * self.host.op_energy_pj)
-                     + (flops - 2 * macs) * self.host.op_energy_pj  # `host_ops`: a flop is an op, a MAC two
+        word_bytes = ops[0].binding.word_bytes if ops else 0
+        op_pj = self.host.op_energy_pj  # a 16-bit op's: `arithmetic_energy` scales it to the words' width
+        energy_pj = (macs * (8 * word_bytes * self.spec.bank_pim_pj_per_bit + flops_at_16_bit(2, word_bytes) * op_pj)
+                     + flops_at_16_bit(flops - 2 * macs, word_bytes) * op_pj  # `host_ops`: a flop is an op, a MAC two
                      + self.bus_bytes(ops) * 8 * self.spec.offchip_pj_per_bit)
         return OpCost(slowest_s, 0.0, energy_pj * 1e-12, {self.name: mean_s})
 
