@@ -27,6 +27,14 @@ from dataclasses import dataclass, replace
 from archsim.errors import SpecError
 
 PRECISIONS = ("fp16", "bf16", "tf32", "fp8")
+# Shared memory CUDA reserves for the system per resident thread block from compute capability 8.0 on
+# (cudaDevAttrReservedSharedMemoryPerBlock; CUDA C++ Programming Guide, compute capability 8.x and 9.0 sections: "the
+# 1 KB of shared memory not made available to a thread block is reserved for system use"; quoted from memory, not in
+# ../shared/reference): a block gets at most the SM's less 1 KB (163 KB of 164 on 8.0, 99 of 100 on 8.6 and 8.9, 227
+# of 228 on 9.0), and each resident block takes 1 KB more than it asks for. Before 8.0 (Volta, Turing) a block may
+# take the whole SM and none is reserved; AMD's LDS reserves none either.
+SMEM_RESERVED_BYTES_PER_BLOCK = 1024
+SMEM_RESERVE_FROM_MAJOR = 8
 MIN_HELD_FRACTION = 0.1  # of clock_hz: a held clock below it is taken for a unit slip (MHz for Hz), not a clock
 
 
@@ -69,6 +77,16 @@ class GPU:
         raise SpecError(self.source, "tensor_flops_per_s",
                         f"no tensor-core rate for {precision} (known: {', '.join(self.tensor_flops_per_s)})")
 
+    def rate_problem(self, precision: str) -> str:
+        """Why no attention kernel runs `precision` on this GPU ("" when one may: `has_rate`): its
+        `tensor_flops_per_s` has no rate for it (a V100's or T4's bf16). Every kernel's plan is refused with it
+        (`archsim.model.gpu_kernels.plans`), and a measurements row skipped (`archsim.gpu.cases`), where
+        `tensor_peak_flops_per_s` would raise from inside planning."""
+        if self.has_rate(precision):
+            return ""
+        return (f"{self.name} has no tensor-core rate for {precision} (its tensor_flops_per_s: "
+                f"{', '.join(self.tensor_flops_per_s)})")
+
     def has_native(self, precision: str) -> bool:
         return precision in self.tensor_flops_per_s
 
@@ -83,6 +101,25 @@ class GPU:
             return None
         major, _, minor = self.compute_capability.partition(".")
         return int(major), int(minor)
+
+    @property
+    def smem_reserved_bytes_per_block(self) -> int:
+        """Shared memory the system reserves per resident CTA (`SMEM_RESERVED_BYTES_PER_BLOCK`: an NVIDIA GPU of
+        compute capability 8.0 and later); 0 before 8.0 and on an AMD GPU."""
+        capability = self.capability
+        return SMEM_RESERVED_BYTES_PER_BLOCK if capability and capability[0] >= SMEM_RESERVE_FROM_MAJOR else 0
+
+    @property
+    def smem_bytes_per_block(self) -> int:
+        """The most shared memory one CTA may use (cudaDevAttrMaxSharedMemoryPerBlockOptin): the SM's less the
+        per-block reserve (`smem_reserved_bytes_per_block`), as CUDA documents it for every capability from 8.0; none
+        on an SM smaller than the reserve."""
+        return max(0, self.smem_bytes_per_sm - self.smem_reserved_bytes_per_block)
+
+    def smem_ctas_per_sm(self, cta_smem_bytes: int) -> int:
+        """The CTAs of `cta_smem_bytes` each that one SM's shared memory holds: each takes its own and the per-block
+        reserve (`smem_reserved_bytes_per_block`), so none above `smem_bytes_per_block` fits (0)."""
+        return self.smem_bytes_per_sm // (cta_smem_bytes + self.smem_reserved_bytes_per_block)
 
     @property
     def exp_per_s(self) -> float:

@@ -17,6 +17,8 @@ normal equations' sums are correctly rounded and the step is solved in Python fl
 gives the same digits whichever BLAS kernel the CPU selects).
 Parameters not marked fitted, parameters no calibration row depends on (reported as not identifiable) and every
 parameter of a family with no calibration rows keep their priors (or the values they share from another family).
+So do a family's forward and backward efficiencies when no row depends on one alone (`apart_problem`: fwd+bwd
+timings fix their joint effect only; reported as not identifiable too): the fit holds them and fits the rest.
 A fit of some families on a base calibration (`calibrate(path, families, base)`) keeps what its rows cannot tell
 from the base instead: a parameter not identifiable from them that the base fitted keeps the base's value (listed
 under `kept_from_base` in the fit statistics, and still among the family's `fitted`: it was fitted, on the base's
@@ -33,7 +35,7 @@ measurements file (and its SHA-256), the digest of each row fitted on (`archsim.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +43,7 @@ import yaml
 
 from archsim.arch.gpu import GPU
 from archsim.gpu.cases import ModelledRow, WorkLimit, check_labels, distinct, predict_row, resolve
-from archsim.gpu.load import gpu_reference
+from archsim.gpu.load import content_reference, gpu_reference
 from archsim.gpu.measurements import file_sha256, one_per_case, read_measurements, row_digest
 from archsim.gpu.params import Calibration, split_rule
 from archsim.model.gpu_kernels import FAMILIES, default_params, family_of
@@ -54,6 +56,9 @@ MAX_ITERATIONS = 60
 JACOBIAN_STEP = 1e-4  # in log(parameter)
 ROBUST_SCALE = 0.1  # log error where the loss turns from quadratic to linear (about 10 %)
 IDENTIFIABLE = 1e-3  # a parameter whose 1 % change moves no row's log error by 1e-5 is not identifiable
+# A family's forward and backward parameters (`apart_problem`): a fwd+bwd timing depends on both, so rows that all do
+# fix their joint effect only; a row depending on one alone (a forward's, a backward's) tells them apart.
+DIRECTION_PAIRS = (("mma_efficiency_fwd", "mma_efficiency_bwd"),)
 MAX_CALIBRATION_CTAS = 2_000_000  # about 15 s of fitting on one core
 FLOOR = 1e-12  # the fit moves log(parameter): a parameter whose lower bound is 0 stops here
 
@@ -114,10 +119,41 @@ def solve_damped(normal: list[list[float]], gradient: list[float], damping: floa
     return delta
 
 
-def fit_family(family: str, rows: list[ModelledRow], shared: Mapping[str, float] | None = None
-               ) -> tuple[dict[str, float], dict]:
+def jacobian_at(residuals: Callable[[np.ndarray], np.ndarray], x: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """d(residuals)/d(x) at `x` (whose residuals are `r`) by forward differences of `JACOBIAN_STEP`: rows x
+    parameters."""
+    jacobian = np.empty((len(r), len(x)))
+    for j in range(len(x)):
+        step = np.array(x)
+        step[j] += JACOBIAN_STEP
+        jacobian[:, j] = (residuals(step) - r) / JACOBIAN_STEP
+    return jacobian
+
+
+def apart_problem(names: list[str], jacobian: np.ndarray) -> list[str]:
+    """The parameters of `names` that the rows cannot tell apart: both of a `DIRECTION_PAIRS` pair that some row
+    depends on (a log-time change of at least `IDENTIFIABLE` per unit of the log parameter, the Jacobian's column)
+    when no row depends on either alone. FlashAttention-2's fwd+bwd rows, each its forward's time plus its
+    backward's, fix a blend of the two efficiencies (a fit on the A100's, relabelled, had put the forward's at its
+    bound 1: H200 forward MAPE 18.79 %, the base's 4.94 %); one forward row, or one backward row, pins its own
+    efficiency and the joint rows then the other."""
+    depends = np.abs(jacobian) >= IDENTIFIABLE  # rows x parameters
+    together = []
+    for pair in DIRECTION_PAIRS:
+        if not set(pair) <= set(names):
+            continue
+        first, second = (depends[:, names.index(name)] for name in pair)
+        if (first | second).any() and not (first & ~second).any() and not (second & ~first).any():
+            together.extend(pair)
+    return together
+
+
+def fit_family(family: str, rows: list[ModelledRow], shared: Mapping[str, float] | None = None,
+               held: Mapping[str, float] | None = None) -> tuple[dict[str, float], dict]:
     """(parameters, fit statistics) of one family on its calibration rows; `shared` overrides priors of
-    parameters taken from another family's fit."""
+    parameters taken from another family's fit. Parameters the rows cannot tell apart (`apart_problem`) are not
+    fitted: they take their values in `held` (a base calibration's) where it has them, else keep their start values,
+    the others are fitted around them, and all are listed as not identifiable."""
     params = {**default_params(family), **(shared or {})}
     names = [n for n, p in FAMILIES[family].params.items() if p.fitted]
     if not rows:
@@ -135,14 +171,19 @@ def fit_family(family: str, rows: list[ModelledRow], shared: Mapping[str, float]
         return times[case_of_row] - measured
 
     r = residuals(x)
+    jacobian = jacobian_at(residuals, x, r)
+    together = apart_problem(names, jacobian)
+    if together:
+        params.update({n: (held or {}).get(n, params[n]) for n in together})
+        kept = [i for i, n in enumerate(names) if n not in together]
+        names, low, high, x = [names[i] for i in kept], low[kept], high[kept], x[kept]
+        r = residuals(x)
+        jacobian = jacobian_at(residuals, x, r)
     cost, damping = robust_cost(r), 1e-3
     sensitivity = np.zeros(len(x))
-    for _ in range(MAX_ITERATIONS):
-        jacobian = np.empty((len(r), len(x)))
-        for j in range(len(x)):
-            step = np.array(x)
-            step[j] += JACOBIAN_STEP
-            jacobian[:, j] = (residuals(step) - r) / JACOBIAN_STEP
+    for _ in range(MAX_ITERATIONS if names else 0):
+        if jacobian is None:
+            jacobian = jacobian_at(residuals, x, r)
         sensitivity = np.maximum(sensitivity, np.abs(jacobian).max(axis=0))
         weights = 1 / np.sqrt(1 + (r / ROBUST_SCALE) ** 2)  # IRLS weights of the soft-L1 loss
         normal, gradient = normal_equations(jacobian, weights, r)
@@ -158,20 +199,22 @@ def fit_family(family: str, rows: list[ModelledRow], shared: Mapping[str, float]
             damping *= 4
         if not improved:
             break
-    unidentified = [n for n, s in zip(names, sensitivity, strict=True) if s < IDENTIFIABLE]
+        jacobian = None
+    unidentified = [n for n in FAMILIES[family].params if n in together or
+                    (n in names and sensitivity[names.index(n)] < IDENTIFIABLE)]
     fitted = {**params, **{n: float(v) for n, v in zip(names, map(math.exp, x), strict=True) if n not in unidentified}}
     time_errors = np.abs([math.expm1(v) for v in r])  # |predicted / measured time - 1|
     stats = {"rows": len(rows), "gpus": fitted_gpus(rows), "time_mape_pct": float(100 * time_errors.mean()),
              "max_abs_time_error_pct": float(100 * time_errors.max()), "log_rmse": float(np.sqrt(np.mean(r**2)))}
     if unidentified:
-        stats["not_identifiable"] = unidentified  # no calibration row depends on them: priors kept
+        stats["not_identifiable"] = unidentified  # no calibration row depends on them, or none on one alone
     return fitted, stats
 
 
 def fitted_gpus(rows: list[ModelledRow]) -> list[str]:
-    """The GPUs the rows ran on, sorted, each as a calibration names it (`gpu_reference`: a packaged preset's name,
-    else its file)."""
-    return sorted({gpu_reference(gpu) for gpu in {r.gpu.name: r.gpu for r in rows}.values()})
+    """The GPUs the rows ran on, sorted, each as a calibration names it (`content_reference`: a packaged preset's
+    name, else its file and its content's digest, which `archsim.gpu.provenance` compares by)."""
+    return sorted({content_reference(gpu) for gpu in {r.gpu.name: r.gpu for r in rows}.values()})
 
 
 def fit_families(rows: list[ModelledRow], base: Calibration | None = None) -> tuple[dict, dict, dict]:
@@ -185,7 +228,9 @@ def fit_families(rows: list[ModelledRow], base: Calibration | None = None) -> tu
                   else base.family_params(p.shared_from)[n]
                   for n, p in spec.params.items()
                   if p.shared_from and (fit.get(p.shared_from, {}).get("rows") or base is not None)}
-        params[family], fit[family] = fit_family(family, [r for r in rows if r.family == family], shared)
+        held = ({n: base.family_params(family)[n] for n in base.fitted.get(family, ())} if base is not None
+                else None)
+        params[family], fit[family] = fit_family(family, [r for r in rows if r.family == family], shared, held)
         if base is not None:
             params[family], fit[family] = keep_from_base(family, params[family], fit[family], base)
         kept = fit[family].get("kept_from_base", ())
@@ -198,8 +243,9 @@ def keep_from_base(family: str, params: dict[str, float], stats: dict, base: Cal
     """(parameters, fit statistics) of a family fitted on rows that could not identify some parameters: those the
     `base` calibration fitted (its `fitted`) take the base's values and are listed as `kept_from_base`. Assumes
     what `fit_family` checked: a not-identifiable parameter barely moves any row's prediction (`IDENTIFIABLE`),
-    so the other values and the statistics hold at the base's value too. The others (the base had them at their
-    priors too) are unchanged."""
+    or is one the rows cannot tell apart from another (`apart_problem`), which the fit held at the base's value
+    already, so the other values and the statistics hold at the base's value too. The others (the base had them at
+    their priors too) are unchanged."""
     kept = [n for n in stats.get("not_identifiable", ()) if n in base.fitted.get(family, ())]
     if not kept:
         return params, stats

@@ -130,11 +130,11 @@ def preset_for(label: str) -> GPU | str:
 
 def _runnable(m: Measurement, gpu: GPU) -> tuple[Plan, ...] | str:
     """The plans of a row that can run on `gpu` (in its DRAM and on its SMs), or why none can (a precision the
-    GPU's `tensor_flops_per_s` lacks, as a V100's bf16: fp8 alone falls back to the fp16 rate)."""
-    precision = m.case.precision
-    if not gpu.has_rate(precision):
-        return (f"{gpu.name} has no tensor-core rate for {precision} (its tensor_flops_per_s: "
-                f"{', '.join(gpu.tensor_flops_per_s)})")
+    GPU's `tensor_flops_per_s` lacks, as a V100's bf16, said before the kernel's own reasons: `GPU.rate_problem`;
+    fp8 alone falls back to the fp16 rate)."""
+    rate_problem = gpu.rate_problem(m.case.precision)
+    if rate_problem:
+        return rate_problem
     found = plans(m.kernel, m.case, gpu)
     return found if isinstance(found, str) else runnable_plans(m.case, gpu, found)
 

@@ -66,6 +66,9 @@ file, the field and what was expected.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -201,9 +204,50 @@ def gpu_names() -> list[str]:
     return library.names("GPU presets", PRESETS_PACKAGE)
 
 
+SPEC_DIGEST_HEX = 16  # hex digits of a GPU's `spec_digest` (64 bits: no two GPU files of one user collide)
+SPEC_REFERENCE = re.compile(rf"\(spec ([0-9a-f]{{{SPEC_DIGEST_HEX}}})\)$")  # a `content_reference`'s digest
+
+
+def spec_digest(gpu: GPU) -> str:
+    """A GPU by its content: the first `SPEC_DIGEST_HEX` hex digits of the SHA-256 of every field of the loaded spec
+    (its numbers, names and texts, a derived file's base laid under it, a held clock applied) but `source`, the path
+    it was named by, with a `host_link` file's path made absolute. The same file by any path, from any folder, gives
+    one digest; a file of other content at the same path another."""
+    fields = {f.name: getattr(gpu, f.name) for f in dataclasses.fields(gpu) if f.name != "source"}
+    fields["tensor_flops_per_s"] = dict(gpu.tensor_flops_per_s)
+    if gpu.host_link is not None and is_spec_path(gpu.host_link):
+        fields["host_link"] = str(Path(gpu.host_link).resolve())
+    text = json.dumps(fields, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:SPEC_DIGEST_HEX]
+
+
 def gpu_reference(gpu: GPU) -> str:
     """How to name `gpu` again: its preset name when it is the packaged preset of that name, else its file."""
     return gpu.name if gpu.name in gpu_names() and load_gpu(gpu.name) == gpu else gpu.source
+
+
+def content_reference(gpu: GPU) -> str:
+    """How a calibration names a GPU its rows ran on (a family's `fit.gpus`, `archsim.gpu.provenance`): its preset
+    name when its content is the packaged preset's of that name (`spec_digest`), else its file as named, then its
+    content's digest, "specs/l4.yaml (spec" and 16 hex digits ")": `reference_identity` compares GPUs by the digest, not
+    by the path typed, which names another file from another folder (and the same file by another path)."""
+    if gpu.name in gpu_names() and spec_digest(load_gpu(gpu.name)) == spec_digest(gpu):
+        return gpu.name
+    return f"{gpu.source} (spec {spec_digest(gpu)})"
+
+
+def reference_identity(reference: str) -> str:
+    """What a `content_reference` names a GPU by: its content's digest where it carries one, else the text itself (a
+    packaged preset's name; a file's path, as a calibration written before the digests recorded it:
+    `recorded_by_path`)."""
+    found = SPEC_REFERENCE.search(reference)
+    return found.group(1) if found else reference
+
+
+def recorded_by_path(reference: str) -> bool:
+    """Whether a calibration's `reference` names a GPU file by its path alone (written before `content_reference`
+    added the content's digest): no packaged preset's name and no digest, so which GPU it was cannot be told now."""
+    return reference_identity(reference) == reference and reference not in gpu_names()
 
 
 def gpu_for(label: str, source: str = "<label>", where: str = "gpu") -> GPU:

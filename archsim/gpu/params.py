@@ -26,10 +26,12 @@ parameter of the family) and `fit`, and `measurements`, are notes, but typed, wi
 writes (`FIT_KEYS`, `RECORD_KEYS`): `Calibration.fitted_on` reads the record's `fitted_rows` (the digest of each
 row the fit read, `archsim.gpu.measurements.row_digest`), its `families` (the families a fit of some families
 refitted; absent: all) and `kept_from` (the base's record, for the others, with the base's `calibration` version)
-to tell the rows each family was fitted on; a family's `fit.gpus` names the GPUs its rows ran on (absent in a file
-written before archsim recorded them: `archsim.gpu.provenance` then says they are not recorded). A record naming its
-file's `sha256` must give the rows too (a calibration written before archsim recorded them is refused, to be
-refitted). Every error is a `SpecError` naming the file and the field.
+to tell the rows each family was fitted on; a family's `fit.gpus` names the GPUs its rows ran on, a packaged preset
+by its name and any other by its file and content's digest (`archsim.gpu.load.content_reference`; absent in a file
+written before archsim recorded them: `archsim.gpu.provenance` then says they are not recorded; a file by its path
+alone in one written before the digests, which provenance reads and says cannot be told from the GPU at hand). A
+record naming its file's `sha256` must give the rows too (a calibration written before archsim recorded them is
+refused, to be refitted). Every error is a `SpecError` naming the file and the field.
 """
 
 from __future__ import annotations
@@ -248,7 +250,7 @@ def _notes(value: Any, keys: Mapping[str, str], source: str, where: str, family:
 def _note(value: Any, kind: str, source: str, where: str, family: str = "") -> Any:
     """`value` if it is of `kind` (text; a count, a whole number >= 0; a number, finite and >= 0; names, a list of
     parameter names of `family`; families, a non-empty list of kernel families; gpus, a non-empty list of the GPUs
-    a family's rows ran on (`archsim.gpu.load.gpu_reference`); labels, a mapping GPU label -> the
+    a family's rows ran on (`archsim.gpu.load.content_reference`); labels, a mapping GPU label -> the
     preset or file it was mapped to; digests, a list of row digests), else a SpecError naming `where` and what was
     expected."""
     params = FAMILIES[family].params if family else {}

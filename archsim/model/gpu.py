@@ -7,9 +7,10 @@ A **tiled launch** is a grid of CTAs (thread blocks). Each CTA runs a main loop 
 of the cascade `attention-1pass`; `Segment`s give how many tiles of each kind each CTA runs, in launch order).
 Assumptions, following the FlashAttention-2 paper's work partitioning (Dao 2023, §3) and the FlashAttention-3
 paper's account of what stalls it (Shah et al. 2024, §2-3):
-- Occupancy: CTAs per SM = min over shared memory, registers (an estimate: a base of `REG_BASE_PER_THREAD` plus
-  the CTA's accumulator words spread over its threads, capped at 255) and resident threads; at most
-  `MAX_CTAS_PER_SM`. A CTA that does not fit makes the case infeasible.
+- Occupancy: CTAs per SM = min over shared memory (each CTA's plus the 1 KB CUDA reserves per block from compute
+  capability 8.0, `GPU.smem_ctas_per_sm`; so no CTA above the SM's less 1 KB runs), registers (an estimate: a base
+  of `REG_BASE_PER_THREAD` plus the CTA's accumulator words spread over its threads, capped at 255) and resident
+  threads; at most `MAX_CTAS_PER_SM`. A CTA that does not fit makes the case infeasible.
 - One tile with the SM to itself: an MMA phase, tensor time = MMA FLOPs / (per-SM tensor peak x
   `mma_efficiency` [x the GPU's `sync_mma_fraction` when the kernel issues warp-level mma.sync]) overlapping the
   tile's shared-memory traffic (bounded by the SMEM bandwidth); then a softmax phase, in which the SFU (exp) and
@@ -19,9 +20,15 @@ paper's account of what stalls it (Shah et al. 2024, §2-3):
   add their SMEM time to the tensor time instead of overlapping it, and a CTA keeping no tile in flight
   (`in_flight_tiles` 0) waits a whole DRAM latency every step.
 - CTAs resident on one SM share its pipes (a grid smaller than the slots is spread one CTA per SM first): with
-  k per SM a CTA's tile step takes k x MMA phase + its softmax phase (the other CTAs' MMAs run while it does its
-  softmax), at least k x softmax phase, and never less than the DRAM latency divided by the tiles the CTA keeps
-  in flight (Little's law: a lone CTA cannot stream faster). A kernel that overlaps the softmax with the MMAs
+  k per SM a CTA's tile step takes k x MMA phase + one softmax phase, at least k x softmax phase, and never less
+  than the DRAM latency divided by the tiles the CTA keeps in flight (Little's law: a lone CTA cannot stream
+  faster). This is an empirical middle, not a derived schedule: if the other CTAs' MMAs hid a CTA's whole softmax
+  the step would be max(k x MMA, MMA + softmax, k x softmax), and if co-resident warps ran in step (all MMA, then
+  all softmax) it would be k x (MMA + softmax); the formula assumes the tensor pipe idles for one softmax phase per
+  step, which the fitted rows favour over both (session 52, each refitted on the same rows: FlashAttention-2's
+  forward on the H200 from the A100 fit, 4.9 % held-out against 6.4 % and 5.8 %, its d64-to-d128 error trend the
+  flattest; the in-phase variant drove FA2's forward efficiency to 0.96 and a CTA overhead to its bound).
+  A kernel that overlaps the softmax with the MMAs
   inside the CTA (`softmax_overlap`: FlashAttention-3's ping-pong of two consumer warpgroups and its intra-
   warpgroup pipelining, FA3 §3.1-3.2) takes the longer of k x MMA phase and k x softmax phase instead.
 - A CTA's time = its tiles' time + its overhead: one DRAM latency (pipeline fill), its prologue and epilogue
@@ -436,8 +443,9 @@ def ctas_per_sm(launch: TiledLaunch, gpu: GPU) -> int:
 
 
 def _ctas_by_resource(launch: TiledLaunch, gpu: GPU) -> tuple[int, int, int]:
-    """The CTAs an SM's shared memory, registers and threads each hold."""
-    return (gpu.smem_bytes_per_sm // launch.smem_bytes, gpu.regfile_bytes_per_sm // _register_bytes(launch),
+    """The CTAs an SM's shared memory (each CTA's own and the 1 KB CUDA reserves per block from compute capability
+    8.0: `GPU.smem_ctas_per_sm`), registers and threads each hold."""
+    return (gpu.smem_ctas_per_sm(launch.smem_bytes), gpu.regfile_bytes_per_sm // _register_bytes(launch),
             gpu.max_threads_per_sm // launch.threads)
 
 
@@ -462,7 +470,8 @@ def tile_times_s(tile: Tile, launch: TiledLaunch, gpu: GPU, efficiency: float) -
 
 def step_time_s(tile: Tile, launch: TiledLaunch, gpu: GPU, efficiency: float, resident: int) -> float:
     """One tile step of a CTA sharing its SM with `resident` - 1 others: the tensor cores (and SMEM) and the
-    softmax pipes are each shared, and a CTA's softmax follows its own MMAs; never faster than the DRAM latency
+    softmax pipes are each shared, and a CTA's softmax follows its own MMAs, not hidden by the others' (module
+    docstring: the fitted rows favour this over full hiding); never faster than the DRAM latency
     over the tiles it keeps in flight, and a CTA that keeps none (`in_flight_tiles` 0: a one-stage pipeline) waits
     one latency every step. A launch with `softmax_overlap` hides the softmax under the MMAs (or the
     reverse): the busier of the two pipes sets the step."""
@@ -705,8 +714,9 @@ def copy_fraction(gpu: GPU) -> float:
 def dram_efficiency(gpu: GPU) -> float:
     """The share of DRAM peak a kernel's streams reach on `gpu`: `DRAM_EFFICIENCY`, measured on H100 and H200, scaled
     by the GPU's copy fraction over theirs (MI300X's 0.81: 0.81 x 0.90 / 0.896; a GPU without a measured fraction
-    takes the H100/H200 value, so 0.90)."""
-    return DRAM_EFFICIENCY * (copy_fraction(gpu) / TRANSFERRED_COPY_FRACTION)
+    takes the H100/H200 value, so 0.90), and never above 1: no kernel streams faster than the DRAM's peak, whatever a
+    file's measured copy fraction (one above 0.896 had scaled 0.90 past it: 1.0045 at a fraction of 1)."""
+    return min(1.0, DRAM_EFFICIENCY * (copy_fraction(gpu) / TRANSFERRED_COPY_FRACTION))
 
 
 def stream_launch_time(launch: StreamLaunch, gpu: GPU, params: Mapping[str, float]) -> LaunchResult:
@@ -740,12 +750,22 @@ def plan_feasibility(plan: Plan, gpu: GPU) -> str:
     """Why a plan cannot run on `gpu` ("" when it can)."""
     for launch in plan.launches:
         if isinstance(launch, TiledLaunch) and ctas_per_sm(launch, gpu) == 0:
-            needs = (f"{launch.smem_bytes} B of shared memory; {gpu.name} has {gpu.smem_bytes_per_sm} B per SM",
+            needs = (f"{launch.smem_bytes} B of shared memory; {_smem_limit_text(gpu)}",
                      f"{_register_bytes(launch)} B of registers; {gpu.name} has {gpu.regfile_bytes_per_sm} B per SM",
                      f"{launch.threads} threads; {gpu.name} has {gpu.max_threads_per_sm} per SM")
             short = [need for fits, need in zip(_ctas_by_resource(launch, gpu), needs, strict=True) if not fits]
             return f"{launch.name}: a CTA needs {', and '.join(short)}"
     return ""
+
+
+def _smem_limit_text(gpu: GPU) -> str:
+    """What shared memory `gpu` gives a CTA, for a refusal: its per-block maximum and why, where CUDA reserves some
+    per block (`GPU.smem_bytes_per_block`), else its per-SM size."""
+    reserved = gpu.smem_reserved_bytes_per_block
+    per_sm = f"{gpu.name} has {gpu.smem_bytes_per_sm} B per SM"
+    if not reserved:
+        return per_sm
+    return f"{per_sm}, at most {gpu.smem_bytes_per_block} B a block (CUDA reserves {reserved} B per block)"
 
 
 def plan_memory_problem(plan: Plan, case: AttentionCase, gpu: GPU, room: tuple[float, str] | None = None,

@@ -10,7 +10,8 @@ Families and the kernels (names as in `attention_measured.csv`) they cover:
   (off-diagonal blocks unmasked, then the diagonal band; where such a CTA does not fit, as at head_dim 256 on A100
   or Ada, the first configuration of its autotune space that does, `tutorial_fwd_configs`), backward one program
   per 128 keys computing dK/dV over 32-row query steps (16 on the diagonal) and then dQ for 128 queries over
-  32-key steps (16 on the diagonal), one configuration (its CTA fits no A100, Ada or MI300X SM at head_dim 256).
+  32-key steps (16 on the diagonal), one configuration (its CTA fits no A100, Ada or MI300X SM at head_dim 256),
+  only at lengths that are a multiple of 128 (it asserts N_CTX % 128 == 0: another length has no backward plan).
   Its benchmark casts to fp8 for the forward only: fp8 backward rows run in fp16. Triton emits the GPU's native
   MMA (wgmma on Hopper).
 - `archsim`: archsim's own Triton kernels (`kernels/`, timed by `archsim measure`), from their launchers: the
@@ -77,6 +78,8 @@ TUT_FWD_STAGES_HIP = (1,)
 TUT_FWD_WARPS = (4, 8)
 TUT_BWD = (32, 128, 128, 32, 4, 5)  # BLOCK_M1, BLOCK_N1, BLOCK_M2, BLOCK_N2, warps, stages
 TUT_SLICE = 2  # BLK_SLICE_FACTOR: diagonal steps are half as wide
+# The backward's `PRE_BLOCK`: `_attention.backward` asserts N_CTX % PRE_BLOCK == 0 (its forward asserts no length)
+TUT_BWD_PRE_BLOCK = 128
 
 
 def _tutorial_bwd(case: AttentionCase, gpu: GPU) -> tuple:
@@ -89,7 +92,7 @@ def _tutorial_bwd(case: AttentionCase, gpu: GPU) -> tuple:
     start = np.arange(programs) * n1
     if case.causal:
         dkdv_masked = np.full(programs, n1 // (m1 // TUT_SLICE))
-        dkdv = np.maximum(0, n - start - n1) // m1
+        dkdv = ceil_div(np.maximum(0, n - start - n1), m1)  # rounded up, as below: every row under the diagonal
         dq_masked = np.full(programs, m2 // (n2 // TUT_SLICE))
         dq = start // n2
     else:
@@ -136,12 +139,16 @@ def _tutorial_fwd(case: AttentionCase, gpu: GPU) -> TiledLaunch:
 
 def tutorial_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
     """The Plans of Triton's tutorial fused attention for `case` (module docstring; `variant` unused), or why it
-    cannot run: a head_dim other than 16, 32, 64, 128 or 256, or grouped-query attention (its Q, K and V are one
-    (Z, H, N_CTX, HEAD_DIM) shape: `per_query_head_kv`)."""
+    cannot run: a head_dim other than 16, 32, 64, 128 or 256, grouped-query attention (its Q, K and V are one
+    (Z, H, N_CTX, HEAD_DIM) shape: `per_query_head_kv`), or a backward (fwd+bwd included) at a length that is not a
+    multiple of `TUT_BWD_PRE_BLOCK` (the tutorial asserts it; its forward runs any length)."""
     if case.head_dim not in (16, 32, 64, 128, 256):
         return f"the Triton tutorial needs head_dim in 16, 32, 64, 128, 256 (got {case.head_dim})"
     if problem := per_query_head_kv("the Triton tutorial", case):
         return problem
+    if case.direction != "fwd" and case.seqlen % TUT_BWD_PRE_BLOCK:
+        return (f"the Triton tutorial's backward needs a sequence length that is a multiple of {TUT_BWD_PRE_BLOCK} "
+                f"(its `_attention.backward` asserts N_CTX % {TUT_BWD_PRE_BLOCK} == 0; got {case.seqlen})")
     fwd = _tutorial_fwd(case, gpu)
     launches = {"fwd": lambda: (fwd,), "bwd": lambda: _tutorial_bwd(case, gpu),
                 "fwd+bwd": lambda: (fwd, *_tutorial_bwd(case, gpu))}[case.direction]()
@@ -288,7 +295,9 @@ def _naive_held(case: AttentionCase) -> tuple[tuple[str, float], ...]:
 def _archsim_decode(case: AttentionCase, gpu: GPU) -> tuple:
     """kernels/decode.py: the group's query heads packed as the rows of one tile (padded to max(16, next power of
     two)), splits for about `programs per SM` programs per SM (`default_num_splits`), never an empty split, the
-    merge kernel always run."""
+    merge kernel always run. Its stages are Triton's default, or the deepest pipeline a block holds where they do
+    not fit (`deepest_fitting`, as the Lightning kernel's: three stages at head_dim 128 take 100 KB, above sm86's
+    and sm89's 99 KB a block)."""
     block_n, warps, stages, per_sm = ARCHSIM_DECODE
     block_h = max(16, 1 << (case.group - 1).bit_length())
 
@@ -296,8 +305,19 @@ def _archsim_decode(case: AttentionCase, gpu: GPU) -> tuple:
         wanted = max(1, ceil_div(per_sm * gpu.sm_count, case.batch * case.kv_heads))
         return ceil_div(key_blocks, ceil_div(key_blocks, min(wanted, key_blocks)))
 
-    return split_decode_launches(case, gpu, block_h, block_n, warps, stages, "native", uniform_splits(splits_of), True,
-                                 True)
+    return deepest_fitting([split_decode_launches(case, gpu, block_h, block_n, warps, depth, "native",
+                                                  uniform_splits(splits_of), True, True)
+                            for depth in range(stages, 0, -1)], gpu)
+
+
+def deepest_fitting(pipelines: list[tuple], gpu: GPU) -> tuple:
+    """The first of `pipelines` (a Triton kernel's launches at its default `num_stages`, then at each fewer) whose
+    CTAs a block of `gpu` holds (`GPU.smem_bytes_per_block`), else the last, which the caller's plan refuses with its
+    reason. An assumption (ours, as for the Lightning kernel): Triton's pipeliner is taken to compile fewer stages
+    rather than fail where the default's buffers exceed the block's shared memory."""
+    return next((launches for launches in pipelines
+                 if all(launch.smem_bytes <= gpu.smem_bytes_per_block for launch in launches
+                        if isinstance(launch, TiledLaunch))), pipelines[-1])
 
 
 def _archsim_lightning(case: AttentionCase, gpu: GPU, stages: int) -> TiledLaunch:
@@ -332,12 +352,11 @@ def archsim_plans(variant: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ..
                     f"runs) and 256 (extrapolated), got {case.head_dim}")
         if not case.causal or case.kv_heads != case.heads:
             return "archsim's Lightning Attention-2 kernel is causal, with a K and V per query head"
-        # the kernel leaves num_stages at Triton's default (3); a GPU whose SM cannot hold three stages of
-        # buffers runs the deepest pipeline it holds (an assumption: Triton's pipeliner is taken to fall back
-        # rather than fail)
-        launches = [_archsim_lightning(case, gpu, stages) for stages in range(ARCHSIM_LIGHTNING[2], 0, -1)]
-        launch = next((launch for launch in launches if launch.smem_bytes <= gpu.smem_bytes_per_sm), launches[-1])
-        return (Plan("archsim lightning", (launch,)),)
+        # the kernel leaves num_stages at Triton's default (3); a GPU whose block cannot hold three stages of
+        # buffers runs the deepest pipeline it holds (`deepest_fitting`)
+        launches = deepest_fitting([(_archsim_lightning(case, gpu, stages),)
+                                    for stages in range(ARCHSIM_LIGHTNING[2], 0, -1)], gpu)
+        return (Plan("archsim lightning", launches),)
     if case.head_dim not in ARCHSIM_HEAD_DIMS:
         return f"archsim's kernels take head_dim 16, 32, 64 or 128 (got {case.head_dim})"
     if variant == "decode":

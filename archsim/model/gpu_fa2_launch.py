@@ -5,10 +5,11 @@ forward, backward, varlen forward and decode variants).
 Source: FlashAttention-2's `csrc/flash_attn/src/flash_fwd_launch_template.h` and `flash_bwd_launch_template.h`
 (v2.x, dropout off, as every case archsim times), quoted from memory, not re-read, and not in ../shared/reference.
 The launcher reads the GPU's compute capability (`is_sm8x`: major 8, minor above 0, sm86 and sm89, Ada's presets)
-and its shared memory per block (cudaDevAttrMaxSharedMemoryPerBlockOptin) and per SM. The model takes both to be the
-preset's `smem_bytes_per_sm`, as `archsim.model.gpu.ctas_per_sm` does (the 1 KB CUDA reserves per block is not
-modelled; no threshold below lies within 1 KB of a preset's 64, 100, 164 or 228 KB). Shared memory counts fp16
-elements (2 B), as the launcher's thresholds do.
+and its shared memory per block (cudaDevAttrMaxSharedMemoryPerBlockOptin) and per SM. The model reads them as
+`GPU.smem_bytes_per_block` (the SM's less the 1 KB CUDA reserves per block from compute capability 8.0) and
+`GPU.smem_bytes_per_sm`: every threshold below is per block but the 256 forward's two-CTA test, which the launcher
+makes against the SM's (no threshold lies within 1 KB of a preset's 64, 100, 164 or 228 KB, so the reserve picks
+no other tile on a preset). Shared memory counts fp16 elements (2 B), as the launcher's thresholds do.
 
 Forward, `fa2_fwd_tile` (block_m x block_n, warps):
 - head_dim 32, 64: 128 x 128, 4.
@@ -98,8 +99,9 @@ def bwd_smem_bytes(block_m: int, block_n: int, head_dim: int, qdo_blocks: int, v
 
 
 def fa2_fwd_tile(head_dim: int, causal: bool, gpu: GPU) -> Fa2Tile:
-    """The forward tile FA2's launcher picks at compiled `head_dim` (module docstring)."""
-    smem = gpu.smem_bytes_per_sm
+    """The forward tile FA2's launcher picks at compiled `head_dim` (module docstring): its thresholds per block,
+    the 256 two-CTA test per SM."""
+    smem = gpu.smem_bytes_per_block
     square = Fa2Tile(64, 64, 4)
     if head_dim <= 64:
         return Fa2Tile(128, 128, 4)
@@ -118,14 +120,14 @@ def fa2_fwd_tile(head_dim: int, causal: bool, gpu: GPU) -> Fa2Tile:
         return wide
     if head_dim <= 224:
         return wide if smem >= fwd_smem_bytes(128, 64, head_dim) else square
-    two_squares_fit = smem >= 2 * fwd_smem_bytes(64, 64, head_dim)
+    two_squares_fit = gpu.smem_bytes_per_sm >= 2 * fwd_smem_bytes(64, 64, head_dim)
     return wide if smem >= fwd_smem_bytes(128, 64, head_dim) and not two_squares_fit else square
 
 
 def fa2_bwd_tile(head_dim: int, gpu: GPU) -> Fa2BwdTile:
     """The backward tile FA2's launcher picks at compiled `head_dim` (module docstring); each shared-memory
-    threshold is that of the tile it gates."""
-    smem = gpu.smem_bytes_per_sm
+    threshold is that of the tile it gates, against the shared memory a block may take."""
+    smem = gpu.smem_bytes_per_block
 
     def fits(tile: Fa2BwdTile, dim: int) -> bool:
         return smem >= bwd_smem_bytes(tile.block_m, tile.block_n, dim, tile.qdo_blocks, tile.v_in_registers)

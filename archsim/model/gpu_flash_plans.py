@@ -654,14 +654,26 @@ FA1_HEAD_DIMS = (32, 64, 128)  # the fmha kernels' compiled head dims (fmha_fwd_
 FA1_HEAD_DIM_MULTIPLE = 8  # fmha_api.cpp: head_size % 8 == 0
 
 
+def fa1_fwd_smem_bytes(key_block: int, head_dim: int, element_bytes: int) -> int:
+    """Shared memory of FA1's forward CTA at compiled `head_dim`: a key block's K and V and its warps' fp32 partial
+    outputs (the split-K reduction); its 16-row Q tile is not counted. Not read from FA1's kernel traits (not in
+    ../shared/reference): an estimate held to what is known of the kernel. Its head_dim-128 forward ran on sm86 and
+    sm89 (its API, from memory, refused only the backward above 64 off sm80 and sm90), within CUDA's 99 KB a block
+    there, and the published A100 rows fit two CTAs an SM at 64 and one at 128 (fa1's calibration MAPE 3.7 %; 6.4 %
+    refitted with one at 64). The sum with the Q tile, 84 KB at 64 and 100 KB at 128, met both only while the 1 KB CUDA
+    reserves per block went uncounted (s52): without it every preset's occupancy is what it was."""
+    return 2 * key_block * head_dim * element_bytes + FA1_WARPS * FA1_STEP_ROWS * head_dim * ACC_BYTES
+
+
 def _fa1_fwd(case: AttentionCase, gpu: GPU, head_dim: int) -> TiledLaunch:
     """FA1's forward of `case` run at its compiled `head_dim` (what it computes and stages on chip; what it reads and
     writes, the fp32 output accumulator included, at the case's head_dim)."""
     e, d, n, bh = case.element_bytes, case.head_dim, case.seqlen, case.batch * case.heads
     key_block = 256 if head_dim <= 64 else 128
     key_blocks = ceil_div(n, key_block)
-    probe_smem = (FA1_STEP_ROWS + 2 * key_block) * head_dim * e + FA1_WARPS * FA1_STEP_ROWS * head_dim * ACC_BYTES
-    slots = gpu.sm_count * max(1, min(gpu.smem_bytes_per_sm // probe_smem, gpu.max_threads_per_sm // 128))
+    probe_smem = fa1_fwd_smem_bytes(key_block, head_dim, e)
+    # its launcher sizes the splits by the occupancy CUDA reports, the 1 KB reserved per block counted
+    slots = gpu.sm_count * max(1, min(gpu.smem_ctas_per_sm(probe_smem), gpu.max_threads_per_sm // 128))
     splits = 1 if bh >= slots else min(ceil_div(slots, bh), ceil_div(n, 128))
     rows_per_cta = ceil_div(ceil_div(n, splits), FA1_STEP_ROWS) * FA1_STEP_ROWS
     steps = rows_per_cta // FA1_STEP_ROWS

@@ -310,12 +310,15 @@ def params_problem(family: str, params: Mapping[str, float]) -> tuple[str, str]:
 def plans(kernel: str, case: AttentionCase, gpu: GPU) -> tuple[Plan, ...] | str:
     """The launch plans of `kernel` for `case` on `gpu`, or why it cannot be modelled. A case with sizes no kernel
     takes (`AttentionCase.size_problem`) is a SpecError: callers reading a file check it first, naming the field."""
-    return _refusal(kernel, case) or FAMILIES[KERNELS[kernel][0]].plans(KERNELS[kernel][1], case, gpu)
+    return _refusal(kernel, case, gpu) or FAMILIES[KERNELS[kernel][0]].plans(KERNELS[kernel][1], case, gpu)
 
 
-def _refusal(kernel: str, case: AttentionCase) -> str:
-    """Why `kernel` has no plan for `case` before its family looks at the GPU ("" when its family may have one):
-    `plans`' reasons but the family's own; a SpecError for sizes no kernel takes."""
+def _refusal(kernel: str, case: AttentionCase, gpu: GPU) -> str:
+    """Why `kernel` has no plan for `case` on `gpu` before its family builds one ("" when its family may have one):
+    `plans`' reasons but the family's own; a SpecError for sizes no kernel takes. After the kernel's own reasons, a
+    GPU without a tensor-core rate for the case's precision (`GPU.rate_problem`) runs no kernel of it, whatever the
+    kernel: eager decode's GEMVs included, where the others had raised that SpecError from inside planning
+    (`GPU.tensor_peak_flops_per_s`)."""
     field, problem = case.size_problem()
     if problem:
         raise SpecError("<python>", f"AttentionCase.{field}", problem)
@@ -330,7 +333,8 @@ def _refusal(kernel: str, case: AttentionCase) -> str:
         return wrong_direction
     if case.attention != kernel_attention(kernel):
         return f"{kernel} computes {kernel_attention(kernel)} attention, not {case.attention} attention"
-    return causal_name_problem(kernel, case.causal, case.direction) or precision_problem(kernel, case.precision)
+    return (causal_name_problem(kernel, case.causal, case.direction) or precision_problem(kernel, case.precision)
+            or gpu.rate_problem(case.precision))
 
 
 def causal_name_problem(kernel: str, causal: bool, direction: str) -> str:
@@ -449,7 +453,7 @@ def _decode_plans(kernel: str, case: AttentionCase, seqlens: Sequence[int], gpu:
     variant = KERNELS.get(kernel, ("", ""))[1]
     mean = replace(case, seqlen=-(-sum(seqlens) // len(seqlens)))
     if variant in DECODE_VARLEN_VARIANTS:
-        return _refusal(kernel, mean) or fa2_plans(variant, case, gpu, seqlens)
+        return _refusal(kernel, mean, gpu) or fa2_plans(variant, case, gpu, seqlens)
     if variant in DECODE_RAGGED_VARIANTS:
         return plans(kernel, mean, gpu)
     found = plans(kernel, case, gpu)
