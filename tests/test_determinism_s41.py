@@ -29,7 +29,7 @@ ROWS = "ARCHSIM_MAX_GPU_ROWS"
 # the first GPU point and refuses the second
 GPU_SWEEP = {"name": "rows", "mapping": "fusemax", "workload": "bert-base",
              "axes": {"workload.seq_len": [1024, 4096]}, "gpus": {"presets": ["h100-sxm5"]}}
-BEYOND = ("batch x heads x seqlen = 64 x 12 x 4096 = 3.15e+06 query rows, beyond the limit of 1000000 on one "
+BEYOND = ("batch x heads x seqlen = 64 x 12 x 4096 = 3145728 query rows, beyond the limit of 1000000 on one "
           "modelled attention call (raise it with the environment variable ARCHSIM_MAX_GPU_ROWS)")
 
 def _sweep(invoke, write_yaml, folder: Path, data: dict, *options: str) -> tuple[int, str, Path]:

@@ -91,10 +91,10 @@ def test_a_decode_beyond_the_limit_names_its_rows_or_its_keys(monkeypatch) -> No
     assert case.size_problem() == ("", "")
     monkeypatch.setenv("ARCHSIM_MAX_GPU_ROWS", str(2**16 - 1))
     field, problem = case.size_problem()
-    assert field == "batch" and problem.startswith("batch x heads x 16 = 64 x 64 x 16 = 6.55e+04 query rows")
+    assert field == "batch" and problem.startswith("batch x heads x 16 = 64 x 64 x 16 = 65536 query rows")
     monkeypatch.setenv("ARCHSIM_MAX_GPU_ROWS", str(2**24))
     field, problem = case.size_problem()
-    assert field == "seqlen" and problem.startswith("batch x kv_heads x seqlen = 64 x 1 x 524288 = 3.36e+07 keys")
+    assert field == "seqlen" and problem.startswith("batch x kv_heads x seqlen = 64 x 1 x 524288 = 33554432 keys")
 
 
 def test_the_roofline_times_decode_where_the_prefill_is_beyond_the_limit() -> None:
@@ -106,7 +106,7 @@ def test_the_roofline_times_decode_where_the_prefill_is_beyond_the_limit() -> No
     assert [p.label for p in points] == ["decode Flash-Decoding", "decode FA v2.0.9"]
     reasons = dict(infeasible)
     for label in ("prefill fwd FA2", "prefill fwd FA3", "prefill fwd+bwd FA2", "prefill fwd PyTorch"):
-        assert reasons[label].startswith("batch x heads x seqlen = 16 x 64 x 2000000 = 2.05e+09 query rows")
+        assert reasons[label].startswith("batch x heads x seqlen = 16 x 64 x 2000000 = 2048000000 query rows")
     assert "repeat_kv's expanded K and V" in reasons["decode PyTorch eager"]
 
 

@@ -83,7 +83,7 @@ def test_roofline_caps_the_query_rows_of_one_call(cli, tmp_path: Path, monkeypat
     """llama3-8b at its 4096 tokens is 16 x 32 x 4096 = 2.1 M query rows: over a limit of 1000."""
     monkeypatch.setenv("ARCHSIM_MAX_GPU_ROWS", "1000")
     result = cli("gpu-roofline", "--out", str(tmp_path / "r"), expect=2)
-    _error_line(result, "llama3-8b.yaml", "params.seq_len", "2.1e+06 query rows", "ARCHSIM_MAX_GPU_ROWS")
+    _error_line(result, "llama3-8b.yaml", "params.seq_len", "2097152 query rows", "ARCHSIM_MAX_GPU_ROWS")
 
 
 def test_roofline_unknown_gpu_and_unwritable_out(cli, tmp_path: Path) -> None:

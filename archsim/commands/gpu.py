@@ -61,6 +61,15 @@ def is_calibration(path: Path) -> bool:
 CALIBRATION = OutputKind("a calibration YAML: version and families", is_calibration)  # what `calibrate --out` writes
 
 
+def _by_reason(infeasible: list[tuple[str, str]]) -> str:
+    """Each reason once, after the kernels it stops ('prefill fwd FA2, prefill fwd FA3: ...; decode ...: ...'), in
+    the order first met: a limit that stops the prefill kernels beside memory that stops the decode ones shows both."""
+    labels: dict[str, list[str]] = {}
+    for label, reason in infeasible:
+        labels.setdefault(reason, []).append(label)
+    return "; ".join(f"{', '.join(names)}: {reason}" for reason, names in labels.items())
+
+
 def reference_csv() -> Path:
     """The packaged GPU attention measurements (`archsim/gpu/reference/attention_measured.csv`), the default
     `--measurements` of calibrate and validate."""
@@ -391,7 +400,7 @@ def gpu_roofline_cmd(gpu_name: str, workload: str, seq_len: int | None, calibrat
                                              causal=causal is not False)
         if not points:
             raise SpecError(spec.path, "params", f"no attention kernel of the roofline runs this workload on "
-                                                 f"{gpu.name}: {infeasible[0][0]}: {infeasible[0][1]}")
+                                                 f"{gpu.name}: {_by_reason(infeasible)}")
         if causal is None and spec.block is None:  # after the workload's own checks, which come first
             raise SpecError("--causal", "", f"{spec.name} names no decoder block, so whether its prefill is causal "
                                             "is not known: give --causal (a decoder) or --no-causal (an encoder)")

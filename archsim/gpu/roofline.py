@@ -121,7 +121,7 @@ def workload_points(workload: Mapping[str, float], gpu: GPU, params_of, source: 
             points.append(roofline_point(label, result, gpu))
         else:
             infeasible.append((label, result.reason))
-    if beyond_limit and not points:
+    if beyond_limit and not points and len(beyond_limit) == len(infeasible):  # the limit alone stopped every kernel
         field, too_large = beyond_limit[0]
         raise SpecError(source, blame(_workload_size(field)), too_large)
     return points, infeasible

@@ -247,7 +247,7 @@ class AttentionCase:
                 tile = f" x {tile_rows}" if tile_rows > 1 else ""
                 largest = max((name for name in LIMIT_NAMING_ORDER if name in names), key=lambda n: getattr(self, n))
                 shown = " x ".join(shown_number(size, "d") for size in sizes)
-                return largest, (f"{' x '.join(names)}{tile} = {shown}{tile} = {shown_number(count, '.3g')} "
+                return largest, (f"{' x '.join(names)}{tile} = {shown}{tile} = {shown_number(count, 'd')} "
                                  f"{what}, beyond the limit of {limit} on one modelled attention call (raise it with "
                                  f"the environment variable {MAX_QUERY_ROWS_ENV})")
         problem = size_limit_problem(self.head_dim, max_size())
