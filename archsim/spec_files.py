@@ -16,8 +16,8 @@ Derived specs: `laid_over` is the rule by which a spec with a `base` (a system s
 the data of its base.
 Data files (GPU measurements, request traces): `read_text_file` refuses a path that is not a regular file, a file
 it cannot read, one larger than ARCHSIM_MAX_CSV_BYTES (default MAX_CSV_BYTES; at most that many bytes plus one are
-read) and bytes that are not UTF-8, and drops a UTF-8 byte-order mark; `csv_records` splits such text into CSV rows
-with the line each starts on (`read_csv_records`, both).
+read) and bytes that are not UTF-8, and drops a UTF-8 byte-order mark; `csv_rows` splits such text into CSV rows
+with the line each starts on, one at a time (`csv_records` all of them; `read_csv_records`, both).
 
 Every error is a `SpecError` naming the file (or the source given) and, where there is one, the line or field.
 """
@@ -31,7 +31,7 @@ import math
 import re
 import stat
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -389,19 +389,24 @@ def read_csv_records(path: str | Path, expected: str) -> list[tuple[int, list[st
 
 
 def csv_records(text: str, source: str, expected: str) -> list[tuple[int, list[str]]]:
-    """(the line it starts on, its cells) of each row of CSV text read from `source` (header first). Every failure
-    is a SpecError naming `source`: malformed CSV (with the line), or empty (`expected` says what the header should
-    be)."""
+    """Every row of `csv_rows`, as a list (header first)."""
+    return list(csv_rows(text, source, expected))
+
+
+def csv_rows(text: str, source: str, expected: str) -> Iterator[tuple[int, list[str]]]:
+    """(the line it starts on, its cells) of each row of CSV text read from `source` (header first), one at a time:
+    a caller that stops early (a trace past the request limit, `archsim.systems.requests.read_trace`) reads no
+    further. Every failure is a SpecError naming `source`: malformed CSV (with the line; met when the reader gets
+    there), or empty (`expected` says what the header should be), refused before any row is yielded."""
     reader = csv.reader(io.StringIO(text, newline=""))
-    records, ended = [], 0
+    ended = 0
     try:
         for cells in reader:  # a row starts on the line after the one the row before it ended on
-            records.append((ended + 1, cells))
+            if not ended and not any(cell.strip() for cell in cells):
+                raise SpecError(source, "line 1", f"empty header (expected {expected})")
+            yield ended + 1, cells
             ended = reader.line_num
     except csv.Error as exc:
         raise SpecError(source, f"line {reader.line_num}", f"malformed CSV ({exc})") from None
-    if not records:
+    if not ended:
         raise SpecError(source, "line 1", f"empty file (expected {expected})")
-    if not any(cell.strip() for cell in records[0][1]):
-        raise SpecError(source, "line 1", f"empty header (expected {expected})")
-    return records

@@ -279,11 +279,12 @@ def shown_number(value: int | float, spec: str = "g") -> str:
 
 def size_limit_problem(value: int | float, limit: int, spec: str = "g") -> str:
     """Why `value` is not a size from -`limit` to `limit` (the size limit, `max_size`), else "": inf too; an int
-    beyond a float is compared exactly. `value` is shown in `shown_number`'s format `spec` ("d": an option's whole
-    number as given)."""
+    beyond a float is compared exactly. An int is shown whole, exactly (`shown_number`'s "d": in %g 16777217 would
+    read as the limit 16777216), a float in `shown_number`'s format `spec` (as written: 2e+07)."""
     if -limit <= value <= limit:
         return ""
-    return (f"{shown_number(value, spec)} is beyond the limit of {limit} on sizes (raise it with the environment "
+    shown = shown_number(value, "d" if isinstance(value, int) else spec)
+    return (f"{shown} is beyond the limit of {limit} on sizes (raise it with the environment "
             "variable ARCHSIM_MAX_SIZE)")
 
 

@@ -77,12 +77,19 @@ class Binding:
         return {**self.rank_sizes, **self.params}
 
 
-def nearest_multiples(size: int, factor: int) -> str:
+def nearest_multiples(size: int, factor: int, limit: int | None = None) -> str:
     """What a size that a tiling does not divide could be instead: the multiples of `factor` around it (the
-    models need whole tiles; a padded length is the user's choice, never made for them)."""
+    models need whole tiles; a padded length is the user's choice, never made for them). One past the size limit
+    (`limit`, by default `max_size()`: ARCHSIM_MAX_SIZE) is not offered as a length to give: the advice says it is
+    beyond the limit, and that giving it takes raising ARCHSIM_MAX_SIZE."""
+    limit = max_size() if limit is None else limit
     below, above = size // factor * factor, -(-size // factor) * factor
-    return (f"the nearest multiples are {below} and {above} (to model a padded sequence, give one of them)"
-            if below else f"the smallest multiple is {above} (to model a padded sequence, give it)")
+    if above <= limit:
+        return (f"the nearest multiples are {below} and {above} (to model a padded sequence, give one of them)"
+                if below else f"the smallest multiple is {above} (to model a padded sequence, give it)")
+    beyond = f"{above}, is beyond the limit of {limit} on sizes: raise ARCHSIM_MAX_SIZE to give it"
+    return (f"the nearest multiple within the size limit is {below} (to model a padded sequence, give it); the next, "
+            f"{beyond}" if below else f"the smallest multiple, {beyond}")
 
 
 def nearest_divisors(size: int, near: int) -> str:

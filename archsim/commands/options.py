@@ -156,14 +156,24 @@ WORKLOAD = click.option("--workload", "-w", metavar="W", callback=nonempty,
                         help="Workload name or YAML path binding the params.")
 
 
-def parse_sets(values: tuple[str, ...]) -> dict[str, float]:
-    """`NAME=NUMBER` pairs, each name once; a number (`option_number`'s) must be finite (the binding checks its
-    range)."""
+def set_number(text: str) -> int | float:
+    """The number a `--set` value writes (`option_number`'s digits): a whole number (`4096`, `4_096`) as an int,
+    exactly, so that the size limit sees the value given (a float rounds 2^53 + 1 to 2^53, within a raised limit);
+    any other (`0.25`, `1e3`) as a float, for a fractional parameter (a density)."""
+    try:
+        return option_number("--set", text, whole=True)
+    except SpecError:
+        return option_number("--set", text)
+
+
+def parse_sets(values: tuple[str, ...]) -> dict[str, int | float]:
+    """`NAME=NUMBER` pairs, each name once; a number (`set_number`'s: a whole one an int) must be finite (the
+    binding checks its range)."""
     out = {}
     for item in values:
         name, sep, value = item.partition("=")
         try:
-            number = option_number("--set", value)
+            number = set_number(value)
         except SpecError:
             sep = ""
         if not sep or not name.strip():
@@ -171,7 +181,9 @@ def parse_sets(values: tuple[str, ...]) -> dict[str, float]:
         if number != number or number in (float("inf"), float("-inf")):
             raise SpecError("--set", item, "expected a finite number")
         if name.strip() in out:
-            raise SpecError("--set", item, f"{name.strip()} is set twice (also {name.strip()}={out[name.strip()]:g}); "
+            earlier = out[name.strip()]
+            shown = earlier if isinstance(earlier, int) else f"{earlier:g}"  # a whole number exactly
+            raise SpecError("--set", item, f"{name.strip()} is set twice (also {name.strip()}={shown}); "
                                            "give each name once")
         out[name.strip()] = number
     return out

@@ -45,19 +45,21 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import itertools
 import json
 import math
 import random
 import re
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TypeVar
 
 from archsim.errors import LimitError, SpecError, check_choice
 from archsim.limits import env_limit
-from archsim.spec_files import csv_records, read_text_file
+from archsim.spec_files import csv_rows, read_text_file
 from archsim.workload import max_size
 
 TRACE_COLUMNS = ("arrival_s", "prompt_tokens", "output_tokens")
@@ -74,6 +76,7 @@ _MS_CONTEXT = decimal.Context(prec=16 + EXACT_MS_PLACES + 4)
 # An Azure TIMESTAMP: a date and a time of day, with up to 9 fractional digits (Azure writes 7), no time zone
 AZURE_TIME_TEXT = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})[ T]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?")
 AZURE_TIME_EXAMPLE = "2023-11-16 18:15:46.6805900"
+T = TypeVar("T")  # a trace's row, as `_within_request_limit` takes them
 MAX_REQUESTS = 100_000
 MAX_REQUESTS_ENV = "ARCHSIM_MAX_REQUESTS"
 MAX_OUTPUT_TOKENS = 2**20  # a request's decode iterations: about two minutes of CPU at ~8,000 iterations a second
@@ -318,15 +321,33 @@ def _json_milliseconds(value: object, source: str, where: str) -> int | Fraction
     return Fraction(value)
 
 
-def check_request_count(n: int, source: str, where: str = "") -> None:
+def check_request_count(n: int, source: str, where: str = "", at_least: bool = False) -> None:
     """Refuse a count that is not a whole number >= 0, or more than `MAX_REQUESTS` requests (ARCHSIM_MAX_REQUESTS),
-    before any is made or simulated."""
+    before any is made or simulated. `at_least`: `n` is what was counted before counting stopped (a trace read up
+    to its first request past the limit, `_within_request_limit`), and the message says so."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise SpecError(source, where, f"expected a request count, a whole number >= 0, got {n!r}")
     limit = env_limit(MAX_REQUESTS_ENV, MAX_REQUESTS)
     if n > limit:
-        raise LimitError(source, where, f"{n} requests, beyond the limit of {limit} per run (about 5 ms of CPU "
+        counted = f"at least {n}" if at_least else str(n)
+        raise LimitError(source, where, f"{counted} requests, beyond the limit of {limit} per run (about 5 ms of CPU "
                                         f"each; raise it with the environment variable {MAX_REQUESTS_ENV})")
+
+
+def _within_request_limit(rows: Iterable[T], source: str) -> list[T]:
+    """The rows a trace's requests are read from (one request a row), taken as they stream and refused
+    (`check_request_count`, "at least limit + 1") at the first one past ARCHSIM_MAX_REQUESTS: a trace of millions
+    of rows is refused after limit + 1 of them are read, before any is parsed, not after all are."""
+    limit = env_limit(MAX_REQUESTS_ENV, MAX_REQUESTS)
+    taken = list(itertools.islice(rows, limit + 1))
+    check_request_count(len(taken), source, at_least=len(taken) > limit)
+    return taken
+
+
+def _is_blank_row(cells: Sequence[str]) -> bool:
+    """Whether a CSV trace's row is a blank line (nothing but spaces: at most one cell, blank), which is no request
+    and is skipped; a row of empty cells (`,,`) is a row, refused as one."""
+    return len(cells) <= 1 and not "".join(cells).strip()
 
 
 def read_trace(path: str | Path) -> tuple[Request, ...]:
@@ -337,15 +358,15 @@ def read_trace(path: str | Path) -> tuple[Request, ...]:
     blank lines (nothing but spaces) are skipped, a row of empty cells is not. Each row is checked as
     `check_requests` checks a request. Errors name the file, the line the row starts on and the column (or key, as
     the file names it), and what was expected (the file itself: `read_text_file`, a regular file within
-    ARCHSIM_MAX_CSV_BYTES, UTF-8; its CSV: `csv_records`)."""
+    ARCHSIM_MAX_CSV_BYTES, UTF-8; its CSV: `csv_rows`, read up to the first row past the request limit,
+    `_within_request_limit`)."""
     source = str(path)
     text = read_text_file(path, "trace files", f"a request trace ({TRACE_FORMATS})")
     most_output_tokens = env_limit(MAX_OUTPUT_TOKENS_ENV, MAX_OUTPUT_TOKENS)
     if is_json_lines(text):
         return _read_json_lines(text, source, most_output_tokens)
-    records = csv_records(text, source, f"a request trace: {TRACE_FORMATS}")
-    check_request_count(len(records) - 1, source)
-    header = [name.strip() for name in records[0][1]]
+    rows = csv_rows(text, source, f"a request trace: {TRACE_FORMATS}")
+    header = [name.strip() for name in next(rows)[1]]
     azure = sorted(header) == sorted(AZURE_COLUMNS)
     if sorted(header) != sorted(TRACE_COLUMNS) and not azure:
         raise SpecError(source, "line 1", f"expected the header {','.join(TRACE_COLUMNS)} (or Azure's "
@@ -357,9 +378,7 @@ def read_trace(path: str | Path) -> tuple[Request, ...]:
     prompt_expected, output_expected = _tokens_expected(limit), _output_tokens_expected(limit, most_output_tokens)
     requests: list[Request] = []
     stamped: list[tuple[int, int, int, int]] = []  # Azure's (line, nanoseconds, prompt tokens, output tokens)
-    for line, row in records[1:]:
-        if len(row) <= 1 and not "".join(row).strip():
-            continue
+    for line, row in _within_request_limit(((line, row) for line, row in rows if not _is_blank_row(row)), source):
         if len(row) != len(header):
             raise SpecError(source, f"line {line}", f"expected {len(header)} fields, got {len(row)}")
         at = {field: (row[column[field]], source, f"line {line}: {name}")
@@ -392,8 +411,8 @@ def _read_json_lines(text: str, source: str, most_output_tokens: int) -> tuple[R
     """Requests from the text of a Mooncake JSON Lines trace read from `source` (module docstring): one JSON object
     a non-blank line, its `MOONCAKE_KEYS` read (each missing one or bad value a SpecError naming the line and the
     key), others ignored; output lengths at most `most_output_tokens`."""
-    lines = [(number, written) for number, written in enumerate(text.split("\n"), 1) if written.strip()]
-    check_request_count(len(lines), source)
+    lines = _within_request_limit(((number, written) for number, written in enumerate(text.split("\n"), 1)
+                                   if written.strip()), source)
     limit = max_size()
     prompt_expected = _tokens_expected(limit)
     output_expected = _output_tokens_expected(limit, most_output_tokens)

@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 
 from archsim.arch.gpu import GPU
@@ -236,10 +237,10 @@ def parallel_time(spec: ParallelSpec, reference: bool = True) -> ParallelResult:
             ideal = _timing(one, _compute(one, check_memory=False)).time_s / (spec.devices * spec.tp)
     except SpecError as error:  # the P-fold call is beyond what one prediction models: no ideal, the point stands
         ideal, note = math.nan, f"no one-device reference, so no efficiency: {error.message}"
-    memory, max_context = _memory(spec)
+    memory, max_context, call_limit = _memory(spec)
     if ideal > timing.time_s * (1 + 1e-9):
         note = _above_one_note(spec, one)
-    note = "; ".join(text for text in (note, _capped_context_note(spec, max_context)) if text)
+    note = "; ".join(text for text in (note, _capped_context_note(spec, max_context, call_limit)) if text)
     return ParallelResult(spec, timing.time_s, timing.compute_s, timing.comm_s, timing.wait_s, ideal,
                           memory.total_bytes, max_context, memory.weights_bytes, note,
                           _energy_j(spec, timing.time_s, compute), timing.recompute_s, refusal)
@@ -401,8 +402,9 @@ def _compute(spec: ParallelSpec, check_memory: bool = True) -> DeviceCompute | A
 # --- memory ------------------------------------------------------------------------------------------------------
 
 
-def _memory(spec: ParallelSpec) -> tuple[mem.DeviceMemory, float]:
-    """One device's memory and the largest context (`seqpar_memory`): fwd as inference prefill, decode as the
+def _memory(spec: ParallelSpec) -> tuple[mem.DeviceMemory, float, str]:
+    """One device's memory, the largest context (`seqpar_memory`) and why a limit on one modelled attention call
+    stopped its search, if one did (`_call_limit_stop`): fwd as inference prefill, decode as the
     weights and KV cache the prefill left (module docstring), fwd+bwd as training (FSDP over the group) with
     `checkpointing` ("layer": each layer's input kept and one layer recomputed, as the Ring Attention paper trains;
     "none": every layer's activations kept, no recomputation) and `training_precision` ("fp32": the Ring Attention
@@ -414,11 +416,12 @@ def _memory(spec: ParallelSpec) -> tuple[mem.DeviceMemory, float]:
     outermost memory is unbounded: `ArrayDevice.dram_bytes` NaN): NaN bytes and a NaN context (not
     0, which a sweep maximising it would take for an answer). The largest context is searched over the lengths the
     scheme takes (`_context_multiple`) up to its size limit (`_context_limit_tokens`: P x ARCHSIM_MAX_SIZE for a
-    ring scheme); a value the limit stopped is a floor, which the point's note says (`_capped_context_note`)."""
+    ring scheme) and as far as one prediction models each attention call (`_held_bytes`: ARCHSIM_MAX_GPU_ROWS); a
+    value either limit stopped is a floor, which the point's note says (`_capped_context_note`)."""
     scheme = mem.memory_scheme(spec.scheme)  # allgather: ring's, `_transient_bytes` adding the gathered K, V
     ulysses = spec.ulysses if spec.scheme == "usp" else None
     if not memory_modelled(spec.direction, spec.tp, spec.gpu):
-        return mem.DeviceMemory(*[math.nan] * 5), math.nan
+        return mem.DeviceMemory(*[math.nan] * 5), math.nan, ""
     if spec.direction in ("fwd", "decode"):
         def modelled_of(n: int):
             return mem.inference_memory(spec.workload, scheme, spec.devices, n, spec.batch, tp=spec.tp,
@@ -435,9 +438,39 @@ def _memory(spec: ParallelSpec) -> tuple[mem.DeviceMemory, float]:
     def memory_of(n: int) -> mem.DeviceMemory:
         held = modelled_of(n)
         return replace(held, activations_bytes=held.activations_bytes + _transient_bytes(spec, compute, n))
-    return memory_of(spec.seq_len), mem.max_context_tokens(memory_of, float(spec.gpu.dram_bytes),
-                                                           _context_multiple(spec),
-                                                           limit_tokens=_context_limit_tokens(spec))
+
+    def least_memory_of(n: int) -> mem.DeviceMemory:  # without the kernel's buffers, which a call too large lacks
+        held = modelled_of(n)
+        return replace(held, activations_bytes=held.activations_bytes + _gathered_bytes(spec, compute, n))
+    largest = mem.max_context_tokens(memory_of, float(spec.gpu.dram_bytes), _context_multiple(spec),
+                                     limit_tokens=_context_limit_tokens(spec))
+    return memory_of(spec.seq_len), largest, _call_limit_stop(spec, compute, least_memory_of, largest)
+
+
+def _call_limit_stop(spec: ParallelSpec, compute: DeviceCompute,
+                     least_memory_of: Callable[[int], mem.DeviceMemory], largest: int) -> str:
+    """Why the largest context's search stopped at `largest` tokens at a limit on one modelled attention call, not
+    at the GPU's memory, else "": the next length searched (`_context_multiple` more, within the size limit) has a
+    call beyond what one prediction models (`_call_problem`: ARCHSIM_MAX_GPU_ROWS on its query rows or keys), which
+    fits no GPU (`_held_bytes`), while its memory without the kernel's buffers (`least_memory_of`, a lower bound)
+    fits: the memory did not decide, so `largest` is a floor. 0 (nothing fits) is no such value."""
+    following = largest + _context_multiple(spec)
+    if not largest > 0 or following > _context_limit_tokens(spec):
+        return ""
+    problem = _call_problem(spec, compute, following)
+    if not problem or least_memory_of(following).total_bytes > spec.gpu.dram_bytes:
+        return ""
+    return problem
+
+
+def _call_problem(spec: ParallelSpec, compute: DeviceCompute, seq_len: int) -> str:
+    """Why one of the device's attention calls at `seq_len` tokens (`_attention_calls`) is beyond what one
+    prediction models (`AttentionCase.size_problem`, naming the limit's variable), else "" (the first such call, in
+    their order)."""
+    for call in sorted(_attention_calls(spec, compute, seq_len)):
+        if problem := compute.attention_case(*call)[0].size_problem()[1]:
+            return problem
+    return ""
 
 
 def _context_multiple(spec: ParallelSpec) -> int:
@@ -455,11 +488,16 @@ def _context_limit_tokens(spec: ParallelSpec) -> int:
     return mem.size_limit_tokens(spec.scheme, spec.devices)
 
 
-def _capped_context_note(spec: ParallelSpec, max_context: float) -> str:
-    """'' unless the largest context is the last multiple within the search's limit (`_context_limit_tokens`): then
-    the search stopped there, not at the GPU's memory, and the value is a floor, which the note says (a sweep
-    maximising the largest context would otherwise take the limit for the answer). NaN (memory not modelled) and 0
-    (nothing fits) are no such value."""
+def _capped_context_note(spec: ParallelSpec, max_context: float, call_limit: str = "") -> str:
+    """'' unless the largest context is the last multiple within the search's limit (`_context_limit_tokens`), or
+    the search stopped at a limit on one modelled attention call (`call_limit`, `_call_limit_stop`'s reason): then
+    the search stopped there, not at the GPU's memory, and the value is a floor, which the note says, naming the
+    limit's variable (a sweep maximising the largest context would otherwise take the limit for the answer, and
+    its store reuse the record after the limit is raised: `archsim.limits.advises_limit`). NaN (memory not
+    modelled) and 0 (nothing fits) are no such value."""
+    if call_limit:
+        return (f"the largest context is searched as far as one modelled attention call goes, and at least "
+                f"{max_context:.0f} tokens fit: at {max_context + _context_multiple(spec):.0f} tokens {call_limit}")
     limit = _context_limit_tokens(spec)
     if not (max_context > 0 and max_context + _context_multiple(spec) > limit):
         return ""
@@ -476,8 +514,13 @@ def _transient_bytes(spec: ParallelSpec, compute: DeviceCompute, seq_len: int) -
     nothing: the one-device run's memory), and the most any of its attention calls holds besides its operands
     (`_kernel_buffer_bytes`). Assumption: both are added to the layer's peak working set, as if live with its
     largest op (an upper bound when that op is not the attention, or, for lasp2h, a linear layer's)."""
-    gathered = kv_bytes(seq_len, compute) if mem.gathers_kv(spec.scheme) and spec.devices > 1 else 0.0
-    return gathered + _kernel_buffer_bytes(spec, compute, seq_len)
+    return _gathered_bytes(spec, compute, seq_len) + _kernel_buffer_bytes(spec, compute, seq_len)
+
+
+def _gathered_bytes(spec: ParallelSpec, compute: DeviceCompute, seq_len: int) -> float:
+    """`allgather`'s (and `lasp2h`'s softmax layers') one layer's gathered K and V of all `seq_len` tokens; nothing
+    on one device, or for a scheme that gathers none."""
+    return kv_bytes(seq_len, compute) if mem.gathers_kv(spec.scheme) and spec.devices > 1 else 0.0
 
 
 def _kernel_buffer_bytes(spec: ParallelSpec, compute: DeviceCompute, seq_len: int) -> float:
