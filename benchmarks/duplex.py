@@ -28,6 +28,8 @@ binds and analyses about 40,000 ops (a dense layer per token count, a decode op 
 (experts, tokens)), costs each on its devices and asks the GPU kernel model once per (decode batch, mean context).
 The QPS capacities with the GPU devices at their roofline (`capacity_qps(as_artifact=True)`, which the reasons
 quote) are timed since they joined run_all.
+Each part's CPU time is printed as a multiple of `reference.py`'s workload too, timed first in the same process:
+the figure that compares across sittings.
 Run: .venv/bin/python benchmarks/duplex.py (pin to one core with `taskset -c 0` where the machine has several).
 """
 
@@ -35,6 +37,8 @@ from __future__ import annotations
 
 import functools
 import time
+
+from reference import Reference
 
 from archsim.systems import duplex_reproduce
 
@@ -46,17 +50,20 @@ def main() -> None:
              duplex_reproduce.bank_pim_comparison), ("QPS sweep", duplex_reproduce.qps_sweep),
              ("QPS capacities", duplex_reproduce.capacity_qps),
              ("... at the roofline", functools.partial(duplex_reproduce.capacity_qps, as_artifact=True)))
+    reference = Reference.measure()
+    print(reference.line())
     total_s, total_cpu_s, models = 0.0, 0.0, {}  # the parts share their models, as run_all has them do
     for name, run in parts:
         start, start_cpu = time.perf_counter(), time.process_time()
         run(models=models)
         elapsed_s, cpu_s = time.perf_counter() - start, time.process_time() - start_cpu
         total_s, total_cpu_s = total_s + elapsed_s, total_cpu_s + cpu_s
-        print(f"{name:<20} {elapsed_s:6.1f} s wall {cpu_s:6.1f} s CPU")
+        print(f"{name:<20} {elapsed_s:6.1f} s wall {cpu_s:6.1f} s CPU  {reference.cpu(cpu_s)}")
     # the work is one thread: its CPU time is the wall time it takes on an idle core (a shared machine's wall time
     # counts the other jobs' turns too)
     print(f"{'reproduce duplex':<20} {total_s:6.1f} s wall {total_cpu_s:6.1f} s CPU "
-          f"({'within' if total_cpu_s < LIMIT_S else 'over'} the issue's {LIMIT_S:.0f} s on one core)")
+          f"({'within' if total_cpu_s < LIMIT_S else 'over'} the issue's {LIMIT_S:.0f} s on one core)  "
+          f"{reference.cpu(total_cpu_s)}")
 
 
 if __name__ == "__main__":

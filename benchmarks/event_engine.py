@@ -18,6 +18,8 @@ alternating with the previous one, four runs each (2026-12-03): 41-69 ms per poi
 engine: median ~97 ms); 288,000-482,000 events/s of simulate (previous 201,000-333,000), built in 14-28 ms, run in
 15-23 ms (860,000-1,320,000 events/s of the run alone). Same 19,970 events, same latency to the bit (466.060 ms,
 analytical 465.166 ms).
+The time per point is printed as a multiple of `reference.py`'s workload too (timed first in this process), the
+figure that compares across sittings.
 Run: .venv/bin/python benchmarks/event_engine.py
 """
 
@@ -25,6 +27,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+
+from reference import Reference
 
 from archsim.model.analytical import evaluate
 from archsim.model.event import run_tasks, simulate, without_cyclic_gc
@@ -44,6 +48,8 @@ def _best_s(call: Callable[[], object]) -> float:
 
 
 def main() -> None:
+    reference = Reference.measure()
+    print(reference.line())
     point = prepare("fusemax", workload="bert-base", sets={"seq_len": 16384})
     binding, analysis, arch, mapping = point.binding, point.analysis, point.arch, point.mapping
     analytical = evaluate(binding, analysis, arch, mapping)
@@ -62,7 +68,7 @@ def main() -> None:
     run = simulate(binding, analysis, arch, mapping)
     total_s = _best_s(lambda: simulate(binding, analysis, arch, mapping))
     print(f"event model, FuseMax BERT-base 16K: {total_s * 1e3:.0f} ms per point (CPU, best of {REPEATS}): "
-          f"tasks built in {build_s * 1e3:.0f} ms, run in {run_s * 1e3:.0f} ms")
+          f"tasks built in {build_s * 1e3:.0f} ms, run in {run_s * 1e3:.0f} ms; {reference.cpu(total_s)}")
     print(f"  {run.events:,} events (as SimPy counts them): {run.events / total_s:,.0f} events/s of simulate, "
           f"{run.events / run_s:,.0f} events/s of the run alone")
     print(f"  {len(run.timeline):,} tile tasks (spans): {len(run.timeline) / total_s:,.0f} tiles/s")

@@ -6,6 +6,9 @@ running minimum (`archsim.dse.pareto._front_2d`). Three objectives: n points on 
 sphere, scanned against the front (`_front_scan`, O(n x front size)). The audit measured the earlier scan (an
 np.vstack per front point) at 2.39 s for 10,000 two-objective points and 38.8 s for 40,000.
 
+Each time is printed in CPU seconds too, and as a multiple of `reference.py`'s workload (timed first in this
+process), the figure that compares across sittings.
+
 Run: .venv/bin/python benchmarks/pareto_worst_case.py
 """
 
@@ -15,6 +18,7 @@ import time
 
 import numpy as np
 import pandas as pd
+from reference import Reference
 
 from archsim.dse.pareto import pareto_mask
 
@@ -32,14 +36,17 @@ def all_on_front(n: int, objectives: int, rng: np.random.Generator) -> pd.DataFr
 
 
 def main() -> None:
+    reference = Reference.measure()
+    print(reference.line())
     rng = np.random.default_rng(0)
     for objectives in (2, 3):
         for n in SIZES:
             df = all_on_front(n, objectives, rng)
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             front = int(pareto_mask(df, list(df.columns)).sum())
-            print(f"{objectives} objectives, {n:,} points, {front:,} on the front: "
-                  f"{time.perf_counter() - start:.3f} s")
+            took_s, cpu_s = time.perf_counter() - start, time.process_time() - start_cpu
+            print(f"{objectives} objectives, {n:,} points, {front:,} on the front: {took_s:.3f} s  "
+                  f"({cpu_s:.3f} s CPU, {reference.cpu(cpu_s)})")
 
 
 if __name__ == "__main__":

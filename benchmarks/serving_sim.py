@@ -47,6 +47,8 @@ sizes and causal masks in closed form, no analysis built for an op read only for
 with the code before, `taskset -c 1`, results equal to the bit: neupims at 20/s 1.90-3.41 -> 1.60-2.72 s in nine
 pairs, then 1.89, 1.78 and 1.62 s in three runs at the stop; 17 % fewer instructions in its simulation (callgrind).
 Every mode is under 3 s.
+Each run's CPU time is printed too, and as a multiple of `reference.py`'s workload (timed first in this process),
+the figure that compares across sittings.
 Run: .venv/bin/python benchmarks/serving_sim.py
 """
 
@@ -54,26 +56,31 @@ from __future__ import annotations
 
 import time
 
+from reference import Reference
+
 from archsim.systems import neupims
 from archsim.systems.requests import poisson_requests
 from archsim.systems.serving import ServingConfig, simulate_serving
 
 
 def main() -> None:
+    reference = Reference.measure()
+    print(reference.line())
     config = ServingConfig(max_batch=256)
     for mode in ("neupims", "npu+pim", "npu-only"):
         model = neupims.system(mode, "gpt3-7b")
         for rate_per_s in (20.0, 1000.0):
             requests = poisson_requests(rate_per_s=rate_per_s, n=1000, lengths="sharegpt", seed=0)
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             result = simulate_serving(model, requests, config)
-            wall_s = time.perf_counter() - start
+            wall_s, cpu_s = time.perf_counter() - start, time.process_time() - start_cpu
             print(f"{mode:<8} 1,000 ShareGPT requests at {rate_per_s:g}/s: {wall_s:.2f} s wall, "
                   f"{result.iterations:,} iterations ({result.iterations / wall_s:,.0f} /s); simulated "
                   f"{result.throughput_tok_s:,.0f} tok/s, TTFT p50/p99 {result.ttft_p50_s * 1e3:.1f}/"
                   f"{result.ttft_p99_s * 1e3:.1f} ms, TBT p50/p99 {result.tbt_p50_s * 1e3:.2f}/"
                   f"{result.tbt_p99_s * 1e3:.2f} ms, {result.preemptions} preemptions, "
-                  + ", ".join(f"{u} {v:.0%}" for u, v in result.utilization.items()))
+                  + ", ".join(f"{u} {v:.0%}" for u, v in result.utilization.items())
+                  + f"; {cpu_s:.2f} s CPU, {reference.cpu(cpu_s)}")
 
 
 if __name__ == "__main__":

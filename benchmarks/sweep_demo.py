@@ -12,6 +12,9 @@ a fresh process, grouped as a sweep's batch now evaluates them (`evaluate_batch`
 share the mapper's candidates and plans, `archsim.dse.grouped`) and each alone as it did before
 (`evaluate_point`: `prepare`, the mapper and `evaluate` per point).
 
+Each wall time is printed as a multiple of `reference.py`'s workload too (timed first in this process), the figure
+that compares across sittings.
+
 Run: .venv/bin/python benchmarks/sweep_demo.py [--repeat N]
 """
 
@@ -24,6 +27,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from reference import Reference
 
 
 def timed(args: list[str], repeat: int) -> tuple[float, str]:
@@ -73,19 +78,22 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs per figure (the best is printed)")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
+    reference = Reference.measure()
+    print(reference.line())
     print(f"archsim sweep demo (160 points), a fresh process and store per run; {cores} cores, load average "
           f"{os.getloadavg()[0]:.2f} at start; best of {args.repeat}")
     floor_s, _ = timed(["sweep", "--help"], args.repeat)
     print(f"archsim sweep --help (interpreter and imports): {floor_s:.2f} s")
     auto_s, line = timed(["sweep", "demo", "--db", "STORE"], args.repeat)
-    print(f"chosen by the command: {auto_s:.2f} s wall  [{line}]")
+    print(f"chosen by the command: {auto_s:.2f} s wall  [{line}]  {reference.wall(auto_s)}")
     grouped_s, alone_s = work_s("grouped", args.repeat), work_s("alone", args.repeat)
     print(f"evaluating the 160 points in a fresh process: {grouped_s:.2f} s CPU grouped as a batch now, "
           f"{alone_s:.2f} s each alone as before ({alone_s / grouped_s:.1f}x)")
     dask_s = {}
     for workers in range(1, cores + 1):
         dask_s[workers], line = timed(["sweep", "demo", "--db", "STORE", "--workers", str(workers)], args.repeat)
-        print(f"Dask forced, --workers {workers}: {dask_s[workers]:.2f} s wall  [{line}]")
+        print(f"Dask forced, --workers {workers}: {dask_s[workers]:.2f} s wall  [{line}]  "
+              f"{reference.wall(dask_s[workers])}")
     best = min(dask_s, key=dask_s.get)
     print(f"best Dask ({best} worker(s)) / chosen: {dask_s[best] / auto_s:.2f}x the wall time")
 

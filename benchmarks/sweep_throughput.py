@@ -14,7 +14,8 @@ runs.
 buffer x DRAM bandwidth x seq_len x batch, run as `archsim sweep` runs it (`run_sweep_dask`: planning, the
 executor it chooses, or `--workers W` / `--local`, and a batch committed per transaction) into a fresh temporary
 store, then resumed from that store (nothing left to evaluate). Printed: the executor line, wall time, points/s
-and the resume's wall time. Issue 17 asks for 100,000 points in under 60 s on 2 cores.
+and the resume's wall time, each also as a multiple of `reference.py`'s workload (timed first in this process), the
+figure that compares across sittings. Issue 17 asks for 100,000 points in under 60 s on 2 cores.
 
 Run: .venv/bin/python benchmarks/sweep_throughput.py [--quick | --points 100000 [--workers W | --local]]
 """
@@ -27,6 +28,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from reference import Reference
 
 from archsim.dse.dask_run import batch_size_for, evaluate_on, run_sweep_dask
 from archsim.dse.points import load_base
@@ -76,6 +79,8 @@ def five_axis_data(points: int) -> dict:
 
 def run_points(points: int, workers: int | None, local: bool) -> None:
     sweep = five_axis_spec(points)
+    reference = Reference.measure()
+    print(reference.line())
     print(f"{points} points (FuseMax: array size x buffer x DRAM bandwidth x seq_len x batch = "
           f"{' x '.join(map(str, GRIDS[points]))}); {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -87,10 +92,12 @@ def run_points(points: int, workers: int | None, local: bool) -> None:
         wall_s = time.perf_counter() - start
         print(f"{lines[0] if lines else 'executor: none'}")
         print(f"into the store: {run.new} points in {wall_s:.1f} s wall, {run.new / wall_s:,.0f} points/s "
-              f"({len(run.records)} records read back)")
+              f"({len(run.records)} records read back); {reference.wall(wall_s)}")
         start = time.perf_counter()
         again = run_sweep_dask(sweep, db)
-        print(f"resumed from the store: {again.new} new, {again.reused} reused in {time.perf_counter() - start:.1f} s")
+        resume_s = time.perf_counter() - start
+        print(f"resumed from the store: {again.new} new, {again.reused} reused in {resume_s:.1f} s; "
+              f"{reference.wall(resume_s)}")
 
 
 def run_dask(quick: bool, sample: int) -> None:

@@ -154,13 +154,20 @@ def _report_run(mapping: str, cascade: str | None, arch: str | None, workload: s
     from archsim.report.point import write_point_report
 
     timeline = None
-    if use_event:
-        prepared, run = simulate_point(mapping, cascade=cascade, arch=arch, workload=workload,
-                                       sets=parse_sets(sets), sets_source="--set")
-        point, timeline = labelled.labelled(prepared, run.result), run.timeline
-    else:
-        point = labelled.from_run(mapping, cascade=cascade, arch=arch, workload=workload, sets=parse_sets(sets),
-                                  sets_source="--set")
+    try:
+        if use_event:
+            prepared, run = simulate_point(mapping, cascade=cascade, arch=arch, workload=workload,
+                                           sets=parse_sets(sets), sets_source="--set")
+            point, timeline = labelled.labelled(prepared, run.result), run.timeline
+        else:
+            point = labelled.from_run(mapping, cascade=cascade, arch=arch, workload=workload, sets=parse_sets(sets),
+                                      sets_source="--set")
+    except SpecError as error:  # at the cascade's test sizes, a mapping sized for a model fails: say so, as run does
+        if workload is not None or set(parse_sets(sets)) & set(PARAMS):
+            raise
+        from archsim.commands.run import _at_test_sizes
+
+        raise _at_test_sizes(error, library.load_mapping_spec(mapping).source) from error
     result = point.result
     title = (f"{result.mapping}: {result.cascade} on {result.architecture}"
              + (f", workload {workload}" if workload else "") + "".join(f", {s}" for s in sets))
