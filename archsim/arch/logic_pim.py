@@ -52,8 +52,9 @@ class LogicPIMSpec:
     # __post_init__, so a stack given another external bandwidth keeps the 4x rule rather than the H100's figure
     internal_bytes_per_s: float | None = None
     external_bytes_per_s: float = HBM3_STACK_BYTES_PER_S  # §5 HBM3 stack: what the xPU reads over the interposer
-    # §2.4 "16 GB per stack, 8-Hi"; §2.5 [DX-sim] H100 80 GiB over 5 stacks. Beside a gpu a system spec that leaves
-    # it unset gives the stacks that gpu's DRAM instead (`archsim.systems.system_spec`: they are its HBM)
+    # §2.4 "16 GB per stack, 8-Hi"; §2.5 [DX-sim] H100 80 GiB over 5 stacks. Beside a gpu or chip a system spec that
+    # leaves it unset gives the stacks that device's HBM capacity instead (`archsim.systems.system_spec`: they are
+    # its HBM)
     capacity_bytes: float = STACK_CAPACITY_BYTES
     # §5 buffer-die PIM access energy [AA-repo]: ACT, cell read, column-to-BG mux, BG-to-GIO, TSV (0.11 + 0.44 + 1.01
     # + 1.23 + 0.5 pJ/bit), the FGDRAM energies (O'Connor et al., MICRO'17) Duplex also prices HBM with (§2.4)

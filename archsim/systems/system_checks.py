@@ -9,7 +9,8 @@ naming the field:
 - placement rules: each is matched first (`System.device_for`) by some op, phase and Op/B (`_first_rules`): one
   that earlier rules shadow at every Op/B it covers is never read; a `faster` rule (`op_per_byte_below: faster`,
   the op where the models time it faster than on the device holding the weights) names another device than that
-  one, which is never faster than itself (`_check_faster_rules`);
+  one, which is never faster than itself, and no bank-pim, where one op alone is one request on one channel while
+  a batch runs on every channel (`_check_faster_rules`);
 - outside attention offloading decode attention runs where the weights are (`weight_holder`) or on a bank-pim or
   logic-pim device computing in that HBM; under it the rules name the compute device and the pool alone (the
   offload model knows two pools); with `expert_coprocessing` the device decode moe goes to at every Op/B (the xPU
@@ -21,9 +22,10 @@ naming the field:
   as the bank-PIM's cost model refuses it) and has its npu's `count` (one PIM HBM per NPU); outside attention
   offloading and context parallelism a gpu, npu or chip has the weight holder's `count` (a rank holds one device of
   every kind, a logic-pim's `count` stacks: `rank_devices`, what a rank's price counts);
-- a logic-pim's count x `external_bytes_per_s` covers the DRAM bandwidth of the gpu whose HBM its stacks are, and
-  is not given without a gpu; a logic-pim does not hold the weights (its stacks are the HBM of the device beside
-  it), and its count x `capacity_bytes` is at most the `dram_bytes` of the gpu holding them;
+- a logic-pim's count x `external_bytes_per_s` covers the HBM bandwidth of the gpu or chip whose HBM its stacks
+  are (`HBM_FIELDS`), and is not given beside neither (an interface to nothing: give `internal_bytes_per_s`); a
+  logic-pim does not hold the weights (its stacks are the HBM of the device beside it), and its count x
+  `capacity_bytes` is at most the HBM capacity of the gpu or chip holding them;
 - attention offloading (ping-pong, staggered) needs `attention_pool`, the link named attention, and a memory-pool
   or chip device of attention_pool devices for decode attention, placed there by rules without `op_per_byte_below`
   (the pool is chosen once per model, not per op); the pool, and every memory-pool device, runs decode attention
@@ -103,6 +105,24 @@ BLOCKED_EXPERT_KEYS = ("expert_tp",)  # of those, the ones the blocked schedule 
 # no op is placed on it); a bank-PIM runs its softmax on the NPU's vector units (`archsim.systems.devices`)
 COMPANIONS = {"npu": ("bank-pim", "streams from an HBM"),
               "bank-pim": ("npu", "runs its softmax on an NPU's vector units")}
+# kind -> its preset's (capacity, bandwidth) fields of the HBM a logic-pim's stacks can be (pim.md §2.4: Duplex's
+# xPU's HBM): a gpu's DRAM, a chip's memory
+HBM_FIELDS = {"gpu": ("dram_bytes", "dram_bytes_per_s"), "chip": ("memory_bytes", "memory_bytes_per_s")}
+
+
+def hbm_devices(devices: Iterable[Device]) -> list[Device]:
+    """The devices whose HBM a logic-pim's stacks are (`HBM_FIELDS`: every gpu and chip of a spec), in order."""
+    return [device for device in devices if device.kind in HBM_FIELDS]
+
+
+def hbm_bytes(device: Device) -> float:
+    """The capacity of an `hbm_devices` device's HBM, its preset's `HBM_FIELDS` capacity field, in bytes."""
+    return float(getattr(device.spec, HBM_FIELDS[device.kind][0]))
+
+
+def hbm_bytes_per_s(device: Device) -> float:
+    """The bandwidth of an `hbm_devices` device's HBM, its preset's `HBM_FIELDS` bandwidth field, in bytes/s."""
+    return float(getattr(device.spec, HBM_FIELDS[device.kind][1]))
 
 
 def tp_cuts_kv_heads(kv_heads: int, tp: int) -> bool:
@@ -405,15 +425,32 @@ def _check_rules_reached(system: System) -> None:
 
 def _check_faster_rules(system: System) -> None:
     """A `faster` rule takes an op where the models time it faster on the rule's device than on the device holding
-    the weights (`weight_holder`, `system_model.placed_device`): one naming that device would never match, and is
-    refused."""
+    the weights (`weight_holder`, `system_model.runs_faster`, each op timed alone), so it is refused:
+    - naming that device, which would never match;
+    - naming a bank-pim: one op there is one request's attention on one of its channels (pinned by its
+      `channel_policy`) while the batch's other requests run on the others at once, and the holder reads it over
+      the whole HBM, so the op alone compares one channel with the whole memory: neupims given `faster` kept GPT-3
+      7B's 256 x 1024 decodes on its NPU, 40.0 ms an iteration, where the PIM runs them in 7.4 ms. A comparison at
+      the batch's level would place a batch, not an op, which the per-op placement does not model (a Logic-PIM's
+      stacks all work on each op, so one op alone is how it runs)."""
     holder = weight_holder(system)
     for i, rule in enumerate(system.placement):
-        if rule.faster and rule.device == holder.name:
-            raise SpecError(system.source, f"placement[{i}].op_per_byte_below",
+        if not rule.faster:
+            continue
+        where = f"placement[{i}].op_per_byte_below"
+        if rule.device == holder.name:
+            raise SpecError(system.source, where,
                             f"faster compares an op's time on the rule's device with its time on {holder.name}, the "
                             "device holding the weights, and this rule names that device: it would never match; "
                             "name the device to weigh against it, or give the threshold as a number or crossover")
+        device = system.devices[rule.device]
+        if device.kind == "bank-pim":
+            raise SpecError(system.source, where,
+                            f"faster times one op alone on each unit, and on bank-pim {device.name} one op is one "
+                            f"request's attention on one of its {device.spec.channels} channels, while {holder.name} "
+                            "reads it over the whole HBM and the batch's other requests run on the other channels at "
+                            "once, so one op alone is not how a batch runs there (neupims given it kept its decode "
+                            "attention on the NPU, 5.4x slower); give the threshold as a number, or drop it")
 
 
 def _check_decode_attention_host(system: System) -> None:
@@ -537,26 +574,30 @@ def _check_device_counts(system: System) -> None:
 
 
 def _check_logic_pim_interface(system: System) -> None:
-    """A logic-pim's stacks are the HBM of the gpu beside it (Duplex's xPU, pim.md §2.4), which streams at its own
-    preset's `dram_bytes_per_s`: `external_bytes_per_s` times count, what the stacks give the xPU over the
-    interposer, must cover it. That is all that reads the field (the xPU's timing is its preset's), so it is refused
-    where no gpu streams from the stacks."""
-    gpus = [d for d in system.devices.values() if d.kind == "gpu"]
+    """A logic-pim's stacks are the HBM of the gpu or chip beside it (`hbm_devices`: Duplex's xPU, pim.md §2.4),
+    which streams at its own preset's bandwidth (`HBM_FIELDS`): count x `external_bytes_per_s`, what the stacks
+    give it over the interposer (an HBM3 stack's unset, `LogicPIMSpec`), must cover it, beside a chip as beside a
+    gpu. Beside neither the field is an interface to nothing: it would set only `internal_bytes_per_s` (4x,
+    `LogicPIMSpec`), which is then to be given itself, so it is refused."""
+    hbms = hbm_devices(system.devices.values())
     for device in system.devices.values():
         if device.kind != "logic-pim":
             continue
         where = f"devices.{device.name}.external_bytes_per_s"
-        if not gpus and "external_bytes_per_s" in system.data["devices"][device.name]:
-            raise SpecError(system.source, where, "read only as the interface of a gpu device's HBM, and the "
-                                                  "system has no gpu: remove it")
+        if not hbms and "external_bytes_per_s" in system.data["devices"][device.name]:
+            raise SpecError(system.source, where, "the stacks' interface to the gpu or chip whose HBM they are, and "
+                                                  "the system has no gpu or chip: remove it, and give "
+                                                  "internal_bytes_per_s, the bandwidth the logic die reads, where it "
+                                                  "is not 4x an HBM3 stack's")
         supplied = device.count * device.spec.external_bytes_per_s
-        for gpu in gpus:
-            if supplied < gpu.spec.dram_bytes_per_s:
+        for hbm in hbms:
+            needed = hbm_bytes_per_s(hbm)
+            if supplied < needed:
                 raise SpecError(system.source, where,
-                                f"expected count x external_bytes_per_s at least {gpu.name}'s dram_bytes_per_s "
-                                f"({gpu.spec.dram_bytes_per_s:g}): the stacks are its HBM, and it streams at its "
-                                f"preset's bandwidth (change the preset to model a slower xPU), got {device.count} x "
-                                f"{device.spec.external_bytes_per_s:g}")
+                                f"expected count x external_bytes_per_s at least {hbm.name}'s "
+                                f"{HBM_FIELDS[hbm.kind][1]} ({needed:g}): the stacks are its HBM, and it streams at "
+                                f"its preset's bandwidth (change the preset to model a slower {hbm.kind}), got "
+                                f"{device.count} x {device.spec.external_bytes_per_s:g}")
 
 
 def _check_logic_pim_memory(system: System) -> None:
@@ -567,28 +608,30 @@ def _check_logic_pim_memory(system: System) -> None:
       by `op_per_byte_below` may send small batches there): its `count` would be read both as the stacks of a rank
       (their capacity, compute and price) and as the devices of a node bounding tp (`check_tp_group`), so 32 stacks
       at tp 32 held 1024 stacks' memory priced as 32 devices;
-    - beside a gpu holding the weights its stacks hold at most that gpu's `dram_bytes` (count x capacity_bytes: the
-      model takes the smaller, so a larger capacity would not be read)."""
+    - beside a gpu or chip holding the weights its stacks hold at most that device's HBM (`HBM_FIELDS`: a gpu's
+      `dram_bytes`, a chip's `memory_bytes`; count x capacity_bytes: the model takes the smaller, so a larger
+      capacity would not be read)."""
     holder = weight_holder(system)
     if holder.kind == "logic-pim":
         i = _first_rules(system, "qkv", "decode")[-1]
-        beside = "the gpu whose HBM they are" if any(d.kind == "gpu" for d in system.devices.values()) else (
-            "a gpu device, whose HBM they are (the system has none)")
+        hbms = hbm_devices(system.devices.values())
+        beside = f"the {hbms[0].kind} whose HBM they are" if hbms else (
+            "a gpu device or a chip, whose HBM they are (the system has neither)")
         raise SpecError(system.source, f"placement[{i}].device",
                         f"puts the decode qkv at every Op/B on logic-pim {holder.name}, making it the device that "
                         f"holds the weights: a logic-pim's stacks are the HBM of the device beside it (pim.md §2.4), "
                         f"and its count is stacks per rank, not devices per node; expected {beside}, with "
                         "op_per_byte_below on a rule sending small batches' qkv to the logic-pim")
-    if holder.kind != "gpu":
+    if holder.kind not in HBM_FIELDS:
         return
-    dram_bytes = holder.spec.dram_bytes
+    held_bytes = hbm_bytes(holder)
     for device in system.devices.values():
         stacks_bytes = device.count * device.spec.capacity_bytes if device.kind == "logic-pim" else 0.0
-        # isclose: an unset capacity is dram_bytes / count, which times count may round above dram_bytes
-        if stacks_bytes > dram_bytes and not math.isclose(stacks_bytes, dram_bytes):
+        # isclose: an unset capacity is the HBM's over count, which times count may round above it
+        if stacks_bytes > held_bytes and not math.isclose(stacks_bytes, held_bytes):
             raise SpecError(system.source, f"devices.{device.name}.capacity_bytes",
-                            f"expected count x capacity_bytes at most {holder.name}'s dram_bytes "
-                            f"({capacity_text(dram_bytes)}, its preset's memory): the stacks are its HBM, and the "
+                            f"expected count x capacity_bytes at most {holder.name}'s {HBM_FIELDS[holder.kind][0]} "
+                            f"({capacity_text(held_bytes)}, its preset's memory): the stacks are its HBM, and the "
                             f"model holds no more than it, got {device.count} x "
                             f"{capacity_text(device.spec.capacity_bytes)} = {capacity_text(stacks_bytes)}")
 

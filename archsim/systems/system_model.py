@@ -755,7 +755,7 @@ def held_memory_bytes(model: SystemModel) -> tuple[float, float]:
     `capacity_bytes` (its own activation buffer already left out) with none; no more than a Logic-PIM's stacks hold
     when the system has one (its stacks are the HBM of the device beside it, Duplex's xPU: pim.md §2.4, 5 x 16 GiB =
     the H100's 80 GiB), the reserve kept out of whichever memory binds. The spec's checks make the stacks no larger
-    than a gpu holder's DRAM and never the holder themselves (`system_checks._check_logic_pim_memory`)."""
+    than a gpu or chip holder's HBM and never the holder themselves (`system_checks._check_logic_pim_memory`)."""
     holder = model.weight_device
     held, reserve = ((holder.engine_bytes, ACTIVATION_RESERVE_BYTES) if isinstance(holder, GpuDevice)
                      else (holder.capacity_bytes, 0.0))
@@ -1030,7 +1030,9 @@ def runs_faster(model: SystemModel, op: Op, name: str) -> bool:
     streamed): a `faster` placement rule's test, Duplex's artifact trying an op on each unit and keeping the
     fastest (pim.md §2.5). It is +PE's comparison (`coprocessing.expert_split` times the units by the same call,
     on a rank's experts as one MoE op built as `whole_experts` builds it): work leaves the xPU only where its time
-    drops, so a tie keeps it there."""
+    drops, so a tie keeps it there. One op alone is how a Logic-PIM runs it (every stack works on each op); a
+    bank-PIM runs one request on one channel beside the batch's others, so a `faster` rule naming one is refused
+    (`system_checks._check_faster_rules`)."""
     return model.devices[name].cost([op]).time_s < model.weight_device.cost([op]).time_s
 
 

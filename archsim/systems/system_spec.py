@@ -25,8 +25,10 @@ the schedules that compose op costs into an iteration read the `System` it retur
 Devices. `kind` is one of `DEVICE_KINDS`; the other keys are the kind's fields:
 - `npu`: any field of `archsim.systems.npu.NPUSpec` (unset fields keep the NeuPIMs NPU's, pim.md §1.2) but
   `element_bytes`, which no op reads (a GEMM streams the workload's `word_bytes`): it is refused;
-- `bank-pim`: any field of `archsim.arch.pim.PIMSpec`, and `channel_policy` (`rr` round-robin, `greedy` NeuPIMs'
-  Algorithm 2: how requests are pinned to channels; required where attention is placed on the device);
+- `bank-pim`: any field of `archsim.arch.pim.PIMSpec` but `tCCD_S_cycles`, `tRTP_cycles` and `tRRD_L_cycles`,
+  which only the command-level channel reads (refused: `UNREAD_FIELDS`), with `banks_per_activation` at a bank
+  group's 4 (the GEMV model times no other: `FIXED_FIELDS`), and `channel_policy` (`rr` round-robin, `greedy`
+  NeuPIMs' Algorithm 2: how requests are pinned to channels; required where attention is placed on the device);
   `row_buffers` is read only under `sub-batch-interleaving` (with one buffer a stage's NPU HBM reads and PIM
   commands serialise); `overlapped` requires 2 (`system_checks._check_split_schedule`), and `blocked`, where
   nothing overlaps, leaves it unread;
@@ -45,11 +47,13 @@ Devices. `kind` is one of `DEVICE_KINDS`; the other keys are the kind's fields:
 - `architecture`: `preset`, a library architecture name or file, and `mapping`, a library mapping name or file;
 - `logic-pim`: any field of `archsim.arch.logic_pim.LogicPIMSpec` (one HBM3 stack with Duplex's GEMM units on its
   logic die; unset fields keep Duplex's, pim.md §2.2, but `internal_bytes_per_s`, 4x `external_bytes_per_s`, and,
-  beside a gpu, `capacity_bytes`, the gpu's `dram_bytes` over `count` stacks; `pj_per_flop` has no default and is
-  required); `area_mm2` is refused: no model or record of a system reads an area. Its stacks are the HBM of the
-  device beside it (pim.md §2.4), so it does not hold the weights (a rule giving it the decode qkv at every Op/B is
-  refused) and beside a gpu holding them count x `capacity_bytes` is at most that gpu's `dram_bytes`
-  (`system_checks._check_logic_pim_memory`);
+  beside a gpu or chip, `capacity_bytes`, its HBM's capacity over `count` stacks (a gpu's `dram_bytes`, a chip's
+  `memory_bytes`: `_logic_pim_stacks`); `pj_per_flop` has no default and is required); `area_mm2` is refused: no
+  model or record of a system reads an area. Its stacks are the HBM of the device beside it (pim.md §2.4), so it
+  does not hold the weights (a rule giving it the decode qkv at every Op/B is refused), beside a gpu or chip
+  holding them count x `capacity_bytes` is at most that HBM's capacity (`system_checks._check_logic_pim_memory`),
+  and count x `external_bytes_per_s` at least the bandwidth of every gpu or chip beside it, which it is refused
+  without (`system_checks._check_logic_pim_interface`: give `internal_bytes_per_s` there);
 - `chip` (an accelerator without a microarchitectural model, e.g. a TPU, costed as a roofline by
   `archsim.systems.chip_device`): `preset`, a chip preset name or file (`archsim.systems.chip.load_chip`), and
   `matmul_efficiency` and `memory_efficiency`, the fractions of its matrix peak and HBM bandwidth an op reaches,
@@ -98,7 +102,9 @@ off their cost models' peaks as the spec loads (`_with_crossovers`), so a derive
 or `faster`, wherever the models time the op faster on the rule's device than on the device holding the
 weights (each op's cost on both, `system_model.runs_faster`: Duplex's artifact tries an op on each unit and
 keeps the fastest, pim.md §2.5), which a unit's fixed costs and derated rates move off the peaks' crossover
-(refused on a rule naming that device, never faster than itself); `device` names a device of the spec. Rules
+(refused on a rule naming that device, never faster than itself, and on one naming a bank-pim, where one op alone
+is one request on one channel while a batch's requests run on every channel: `system_checks._check_faster_rules`);
+`device` names a device of the spec. Rules
 are tried in order and the first that matches places the op. At load every (op kind, phase) must be matched by a
 rule with no Op/B threshold, so no op is ever left without a device.
 Some device must run ops of both phases: every schedule is one engine whose iterations hold prompts and decodes,
@@ -151,8 +157,9 @@ base's key, any other value replaces it; `name` must be given (a derived spec ne
 `description` and `source` are inherited when left out. The base is loaded and validated on its own first, so an
 error in it names its file; one on a value the merged spec holds from the base, refused beside this file's changes
 (neupims' `min_batch` under a derived `schedule: {kind: blocked}`), names this file and the path, and says the
-value comes from the base and how to drop it (`min_batch: null` under schedule; a list, replaced whole, written
-here: `_from_base`); a cycle of bases is refused. A relative path in the base (a device's `preset` or
+value comes from the base and how to drop it (`min_batch: null` under schedule, offered only where the spec
+without the key is not refused at it, `_removal_error`: a device's `count` is only to be set; a list, replaced
+whole, written here: `_from_base`); a cycle of bases is refused. A relative path in the base (a device's `preset` or
 `mapping`, a link, a `by_workload` key) is read from the base's folder, one in the derived spec from its own. The
 merged spec, the base's paths put as the derived file would write them, is what `System.data` holds (what sweeps
 hash and `with_fields` changes). A spec is remembered per file content (`archsim.library`), its base's file and
@@ -206,7 +213,14 @@ from archsim.systems.chip import load_chip
 from archsim.systems.links import Link, link_from_dict, link_to_dict, load_gpu_with_host_link, load_link
 from archsim.systems.npu import NPUSpec
 from archsim.systems.step import PHASES
-from archsim.systems.system_checks import ATTENTION_POOL_LINK, check_system, roofline_crossover, weight_holder
+from archsim.systems.system_checks import (
+    ATTENTION_POOL_LINK,
+    check_system,
+    hbm_bytes,
+    hbm_devices,
+    roofline_crossover,
+    weight_holder,
+)
 from archsim.systems.system_types import (
     ATTENTION_LINK,
     CONTEXT_PARALLEL_SCHEMES,
@@ -255,7 +269,17 @@ UNREAD_FIELDS = {
     "bank-pim": {name: "not read by a system: only the command-level channel (archsim.model.dram) spaces ordinary "
                        "reads by it, where a system's PIM GEMVs take tRRD_S between G_ACTs and tCCD_L between COMPs "
                        "(archsim.systems.pim); remove it"
-                 for name in ("tCCD_S_cycles", "tRTP_cycles")},
+                 for name in ("tCCD_S_cycles", "tRTP_cycles", "tRRD_L_cycles")},
+}
+# kind -> spec-class fields a system spec may give only at one value, (that value, why): the system's model times
+# no other
+FIXED_FIELDS = {
+    "bank-pim": {"banks_per_activation": (4, "a G_ACT opens one bank group's 4 banks (pim.md §1.3), and a system's "
+                                             "PIM GEMVs space every G_ACT of a tile tRRD_S apart "
+                                             "(archsim.systems.pim.tile_cycles), right only where consecutive "
+                                             "G_ACTs open different bank groups: fewer banks put two in one group "
+                                             "(tRRD_L apart), more open several groups in one command, and neither "
+                                             "is timed")},
 }
 ENERGY_PRICES = ("hbm_pj_per_bit", "pj_per_flop", "sram_pj_per_byte", "static_w")  # required by per-action
 ENERGY_FIELDS = ("energy_model", *ENERGY_PRICES)  # a gpu's, memory pool's or chip's energy model (`_energy`)
@@ -320,7 +344,7 @@ def _validated(data: Any, source: str) -> System:
     devices = {name: _device(name, value, source) for name, value in _named(data["devices"], source, "devices")}
     if not devices:
         raise SpecError(source, "devices", "expected at least one device")
-    devices = _logic_pim_capacities(devices, data["devices"], source)
+    devices = _logic_pim_stacks(devices, data["devices"], source)
     links = {name: _link(value, source, f"links.{name}") for name, value in _named(data.get("links", {}), source,
                                                                                       "links")}
     for name in links:
@@ -366,13 +390,31 @@ def _from_base(error: SpecError, named: Any, base: Mapping[str, Any], over: Mapp
         keys = [key for key, _ in parts]
         parent = ".".join(keys[:-1])
         drop = f"`{keys[-1]}: null`" + (f" under {parent}" if parent else "")
+        removed = None if type(error) is UnknownField else _removal_error(keys, base, over, source)
         advice = (f"remove it here with {drop}" if type(error) is UnknownField else
-                  f"set it here, or remove it with {drop}")
+                  f"set it here, or remove it with {drop}" if removed is None else
+                  f"set it here (removed, it is refused too: {removed.message})")
         others = [key for key in _kept_keys(keys[:-1], base, over) if key != keys[-1]]
         if type(error) is UnknownField and parent and others:
             advice += f" (the base's {parent} also gives {', '.join(others)})"
     return type(error)(error.source, error.where, f"{error.message}; it comes from base {named}, not this file: "
                                                   f"{advice}")
+
+
+def _removal_error(keys: list[str], base: Mapping[str, Any], over: Mapping[str, Any],
+                   source: str) -> SpecError | None:
+    """The error at the YAML path `keys` (a key the merged spec holds from its `base`) once the derived spec's own
+    keys `over` remove it with `null`, None where there is none: `null` is advice (`_from_base`) only then. A
+    required key's removal is refused as missing (a device's `count`), an optional one's where its default is
+    refused as the base's value was (a Logic-PIM stack's bandwidth beside a faster xPU)."""
+    removal: Any = None
+    for key in reversed(keys):
+        removal = {key: removal}
+    try:
+        _validated(laid_over(laid_over(base, over), removal), source)
+    except SpecError as error:
+        return error if error.where == ".".join(keys) else None
+    return None
 
 
 def _inherited_from(parts: list[tuple[str, str]], base: Any, over: Any) -> int | None:
@@ -589,7 +631,9 @@ def _device(name: str, data: Any, source: str) -> Device:
     price = (None if "price_per_hour" not in data else
              _positive(data["price_per_hour"], source, f"{where}.price_per_hour", "a price in USD per device-hour"))
     if kind in SPEC_CLASSES:
-        return Device(name, kind, count, _dataclass_spec(kind, data, source, where),
+        spec = _dataclass_spec(kind, data, source, where)
+        _refuse_other_values(spec, FIXED_FIELDS.get(kind, {}), source, where)
+        return Device(name, kind, count, spec,
                       channel_policy=_channel_policy(data, source, where) if kind == "bank-pim" else None,
                       price_per_hour=price)
     if kind in PRESET_KINDS:
@@ -605,21 +649,24 @@ def _device(name: str, data: Any, source: str) -> Device:
     return Device(name, kind, count, None, price_per_hour=price)
 
 
-def _logic_pim_capacities(devices: dict[str, Device], data: Mapping, source: str) -> dict[str, Device]:
-    """`devices` with the capacity of each logic-pim that leaves `capacity_bytes` unset beside a gpu: its stacks are
-    that gpu's HBM (Duplex's xPU, pim.md §2.4), so each holds the gpu preset's `dram_bytes` over `count` stacks (the
-    H100's 80 GiB over 5 is Duplex's 16 GiB per stack, `LogicPIMSpec`'s default, kept where no gpu is beside it).
-    Beside gpus of different DRAM the stacks' capacity is not known and must be given."""
-    drams = {d.name: d.spec.dram_bytes for d in devices.values() if d.kind == "gpu"}
+def _logic_pim_stacks(devices: dict[str, Device], data: Mapping, source: str) -> dict[str, Device]:
+    """`devices` with the capacity of each logic-pim that leaves `capacity_bytes` unset beside gpu or chip devices
+    (`system_checks.hbm_devices`): its stacks are their HBM (Duplex's xPU, pim.md §2.4), so each holds its capacity
+    (a gpu's `dram_bytes`, a chip's `memory_bytes`) over `count` stacks (the H100's 80 GiB over 5 is Duplex's 16 GiB
+    per stack, `LogicPIMSpec`'s default, kept beside neither). Beside devices whose HBM differs a stack's capacity
+    is not known and must be given. A stack's bandwidth is not derived: `external_bytes_per_s` is the stack's own
+    (an HBM3 stack's unset), and count x it must carry the HBM's bandwidth (`system_checks`)."""
+    hbms = hbm_devices(devices.values())
     for name, device in devices.items():
-        if device.kind != "logic-pim" or "capacity_bytes" in data[name] or not drams:
+        if device.kind != "logic-pim" or "capacity_bytes" in data[name] or not hbms:
             continue
-        if len(set(drams.values())) > 1:
-            sizes = ", ".join(f"{gpu} {dram:g} B" for gpu, dram in drams.items())
+        sizes = {hbm.name: hbm_bytes(hbm) for hbm in hbms}
+        if len(set(sizes.values())) > 1:
+            listed = ", ".join(f"{hbm} {size:g} B" for hbm, size in sizes.items())
             raise SpecError(source, f"devices.{name}.capacity_bytes",
-                            f"missing: beside gpus of different DRAM ({sizes}) a stack's capacity is not known "
-                            "from theirs: give it")
-        per_stack = next(iter(drams.values())) / device.count
+                            f"missing: beside gpu or chip devices of different DRAM ({listed}) a stack's capacity is "
+                            "not known from theirs: give it")
+        per_stack = next(iter(sizes.values())) / device.count
         devices[name] = dataclasses.replace(device, spec=dataclasses.replace(device.spec, capacity_bytes=per_stack))
     return devices
 
@@ -668,6 +715,15 @@ def _dataclass_spec(kind: str, data: Mapping, source: str, where: str) -> Any:
     except SpecError as error:  # a value the spec class refuses, blamed on e.g. "NPUSpec.fold_timing"
         field = error.where.rpartition(".")[2]
         raise SpecError(source, f"{where}.{field}", error.message) from None
+
+
+def _refuse_other_values(spec: Any, fixed: Mapping[str, tuple[Any, str]], source: str, where: str) -> None:
+    """Refuse the first field of `spec` that `fixed` names (field -> (the one value a system reads, why)) holding
+    another value, naming the field, the value expected and why."""
+    for name, (expected, why) in fixed.items():
+        value = getattr(spec, name)
+        if value != expected:
+            raise SpecError(source, f"{where}.{name}", f"expected {expected}: {why}; got {value}")
 
 
 def _gpu_fields(data: Mapping, gpu: Any, source: str, where: str) -> dict[str, Any]:
