@@ -250,7 +250,8 @@ class _Loader:
             capacity_bytes=None if capacity is None else self.integer(
                 capacity, f"{where}.capacity_bytes", "a capacity in bytes, or null for unbounded"),
             bandwidth_bytes_per_s=None if bandwidth is None else self.number(
-                bandwidth, f"{where}.bandwidth_bytes_per_s", True, "bytes per second, or null for no limit"),
+                bandwidth, f"{where}.bandwidth_bytes_per_s", True,
+                "bytes per second, or null for no limit in an architecture file, not on a sweep axis"),
             access_bits=self.integer(d["access_bits"], f"{where}.access_bits", "bits per access"),
             energy=energy,
             energy_access_bits=self.integer(d.get("energy_access_bits", d["access_bits"]),

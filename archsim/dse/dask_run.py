@@ -56,10 +56,19 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from archsim.dse.points import Base, computing_version, with_constraints
+from archsim.dse.points import Base, computing_version
 from archsim.dse.spec import SweepSpec
-from archsim.dse.store import put, records
-from archsim.dse.sweep import TARGET_BATCH_S, Keyed, Progress, evaluate_batch, evaluate_serial, next_batch_size, started
+from archsim.dse.store import put
+from archsim.dse.sweep import (
+    TARGET_BATCH_S,
+    Keyed,
+    Progress,
+    evaluate_batch,
+    evaluate_serial,
+    next_batch_size,
+    started,
+    sweep_records,
+)
 from archsim.errors import SpecError
 from archsim.limits import LIMIT_PREFIX
 
@@ -104,7 +113,7 @@ class SweepRun:
     it evaluated them."""
 
     records: pd.DataFrame  # the sweep's stored records (this run's and earlier runs'), one per distinct point,
-    # constraint_ok judged by this sweep's constraints
+    # constraint_ok judged by this sweep's constraints (`sweep.sweep_records`, as `run_sweep` returns them)
     new: int  # rows this run stored (a point a sweep in another process stored first is not one, even where this
     # run gave it the values of axes that sweep lacked)
     reused: int  # the sweep's other points: in the store already, or stored meanwhile by another process
@@ -319,9 +328,8 @@ def run_sweep_dask(spec: SweepSpec, db_path: str | Path, scheduler: str | None =
                                (executor, why), progress, status or (lambda line: None), len(keys) - len(todo),
                                len(keys))
         new = conn.inserted_rows  # a key stored meanwhile is not inserted (`store.put`)
-        df = records(conn)
-    mine = df[df["key"].isin(set(keys))].reset_index(drop=True) if len(df) else df
-    return SweepRun(with_constraints(mine, spec.constraints), new, len(keys) - new, chosen)
+        mine = sweep_records(conn, spec, base, keys)
+    return SweepRun(mine, new, len(keys) - new, chosen)
 
 
 def _evaluate(spec: SweepSpec, base: Base, todo: list[Keyed], conn, scheduler: str | None, workers: int | None,

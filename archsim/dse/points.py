@@ -1,8 +1,8 @@
 """Design points of a sweep: drawing them from the axes, keying them, and evaluating them (pure).
 
 A point is `{"target": name, axis path: value, ...}`: the target is the sweep's architecture (whose `arch.` and
-`workload.` axes the point sets), one of its GPU presets (which takes only the `workload.` axes and the linked axes
-setting a `workload.` field), the sweep's system (its `system.` and `serving.` axes; `archsim.dse.system_points`),
+`workload.` axes the point sets), one of its GPU presets (which takes only the axes, plain or linked, setting a size
+its call reads: `spec.gpu_axes`), the sweep's system (its `system.` and `serving.` axes; `archsim.dse.system_points`),
 multi-device attention (its `parallel.` axes; `archsim.dse.parallel_spec`), or a sparse-attention method on a GPU
 (its `sparse.` axes, the target named by the point's method, workload and GPU; `archsim.dse.sparse_spec`). Its key
 is the sha256 of the canonical JSON of the fully resolved configuration (the archsim version, then the mapping's
@@ -70,7 +70,7 @@ from archsim.dse.sparse_spec import (
     sparse_record,
     sparse_target,
 )
-from archsim.dse.spec import UNMODELLED, Constraint, SweepSpec, gpu_axes, gpu_preset, target_name
+from archsim.dse.spec import GPU_SIZES, UNMODELLED, Constraint, SweepSpec, gpu_axes, gpu_preset, target_name
 from archsim.dse.store import CONFIG_FIELDS, LIMITS_FIELD
 from archsim.dse.system_points import (
     TRACE_KEY,
@@ -350,7 +350,7 @@ def expand(spec: SweepSpec) -> list[Point]:
     independent draws of a value per axis; lhs = `samples` Latin-hypercube points (each axis's [0, 1) split into
     `samples` strata, one draw per stratum, strata shuffled per axis, mapped onto the axis's value list). Seeded,
     so deterministic. A GPU preset gets every combination of the values of the axes it takes (a grid of
-    `gpu_axes`: the `workload.` axes and the linked axes setting a `workload.` field)."""
+    `gpu_axes`: the axes, plain or linked, setting a size its call reads; not a tile such as `workload.M0`)."""
     target = target_name(spec)
     paths = list(spec.axes)
     if spec.sampling.kind == "grid":
@@ -376,6 +376,34 @@ def expand(spec: SweepSpec) -> list[Point]:
         points += [{"target": gpu, **dict(zip(workload_paths, combo, strict=True))}
                    for gpu in spec.gpus.presets for combo in combos]
     return points
+
+
+def base_value(identity: dict[str, str], kind: str, axis: str) -> Any:
+    """The value axis `axis` has at a point of `kind` (`target_kind`) stored by a sweep that did not set it: the
+    base's (`identity`: `base_identity` as a store's meta holds it, part -> JSON text), as a point given the base's
+    value keys as the point without it (`_bound_sizes`). An architecture point's `arch.` field is the base
+    architecture's, its `workload.` size the workload's under the mapping's `set:` under `sets`; a GPU point's
+    size its call reads (`GPU_SIZES`) the workload's under `sets` (`_gpu_call`). None where the axis does not apply
+    to that kind of point (a GPU's `arch.` field or tile, a system's, parallel or sparse point's axis, whose NaN
+    its sweep sets where it does not apply), or the base gives it no value (a linked axis, which is no field; a
+    size none of those gives)."""
+    root, _, name = axis.partition(".")
+    if kind == "architecture" and root == "arch":
+        value = _part(identity, "arch")
+        for key in name.split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        return value
+    if root != "workload" or kind not in ("architecture", "gpu") or (kind == "gpu" and name not in GPU_SIZES):
+        return None
+    tiles = (_part(identity, "mapping") or {}).get("set") if kind == "architecture" else None
+    sizes = {**((_part(identity, "workload") or {}).get("params") or {}), **(tiles or {}),
+             **(_part(identity, "sets") or {})}
+    return sizes[name] if _number(sizes.get(name)) else None
+
+
+def _part(identity: dict[str, str], part: str) -> Any:
+    """A base part as its JSON text says (None where the base has no such part)."""
+    return json.loads(identity[part]) if part in identity else None
 
 
 def target_kind(base: Base, point: Point) -> str:

@@ -33,17 +33,19 @@ A sweep may instead target sparse attention on a GPU (`archsim.dse.sparse_spec`)
 point by `archsim sparse`'s fields for one point (method, gpu, workload and context required; phase and the
 method's settings, such as Quest's budget, optional as the method needs), its axes are `sparse.<field>`, each point
 is one method's time in one phase against dense, and its objectives and constraints may also name `SPARSE_METRICS`
-(speedup maximised; energy, area and DRAM traffic not modelled; objectives latency_s and memory_bytes by default).
+(speedup maximised; energy is the GPU's board power x the time, an upper bound as a GPU point's; area and DRAM
+traffic not modelled; objectives latency_s and memory_bytes by default).
 Such a sweep has no mapping, cascade, arch, sets, gpus, workload, system or serving:
 
     name: quest-budgets
     sparse: {method: quest, gpu: h100-sxm5, workload: llama3-8b}
     axes: {sparse.budget: [512, 2048], sparse.context: [32768, 131072]}
 
-`gpus` adds the same attention on GPU presets: every combination of the values of the sweep's `workload.` axes
-and of its linked axes that set a size the GPU call reads (`gpu_axes`) on each listed GPU, timed by the GPU model
+`gpus` adds the same attention on GPU presets: every combination of the values of the sweep's axes, plain or
+linked, that set a size the GPU call reads (`gpu_axes`) on each listed GPU, timed by the GPU model
 (`archsim.model.gpu`) with a kernel of its library (FlashAttention-2 by default) and the packaged calibration. The
-accelerator's `arch.` axes do not apply to those points. A rank sized by one of those sizes (`workload.B`, batch's)
+accelerator's `arch.` axes, and a tile size (`workload.M0`, which only says how the architecture splits the work),
+do not apply to those points (NaN in their records). A rank sized by one of those sizes (`workload.B`, batch's)
 is then given by its parameter (`_check_rank_sizes`). Its cascade
 must be an attention (K an input), and not one the GPU kernels do not model (MLA, sliding windows).
 
@@ -90,6 +92,7 @@ from archsim.dse.parallel_spec import (
     load_targets,
     parallel_block,
 )
+from archsim.dse.parallel_spec import WORK as PARALLEL_WORK
 from archsim.dse.serving_spec import (
     SERVING_ROOT,
     SYSTEM_ROOT,
@@ -99,6 +102,7 @@ from archsim.dse.serving_spec import (
     load_system_target,
     serving_settings,
 )
+from archsim.dse.serving_spec import WORK as SERVING_WORK
 from archsim.dse.sparse_spec import (
     SPARSE_MAXIMISED,
     SPARSE_METRICS,
@@ -108,6 +112,7 @@ from archsim.dse.sparse_spec import (
     load_sparse_targets,
     sparse_block,
 )
+from archsim.dse.sparse_spec import WORK as SPARSE_WORK
 from archsim.errors import LimitError, SpecError, check_keys, first_repeat, given, text_number_hint
 from archsim.limits import env_limit
 from archsim.mapping.spec import Mapping
@@ -126,7 +131,7 @@ from archsim.record import METRICS
 from archsim.spec_files import read_yaml, spec_beside
 from archsim.systems.links import load_gpu_with_host_link
 from archsim.systems.serving import SERVING_METRICS
-from archsim.workload import Workload, check_size, plain_number
+from archsim.workload import PARAMS, Workload, check_size, plain_number
 
 SWEEPS_PACKAGE = "archsim.dse.sweeps"  # the shipped sweeps, found by name
 
@@ -335,12 +340,44 @@ GPU_ROLE_SIZES = {"B": "batch", "H": "heads", "G": "kv_heads", "P": TOKENS, "M":
                   "F": "head_dim"}
 
 
+# The fields outside `workload.` that change the work (the requests served, the sequence, the context), not the
+# hardware, the mapping or the scheduler, as each block's spec declares them (`work_field`)
+WORK_FIELDS = tuple(f"{root}.{name}" for root, names in ((SERVING_ROOT, SERVING_WORK), (PARALLEL_ROOT, PARALLEL_WORK),
+                                                          (SPARSE_ROOT, SPARSE_WORK)) for name in names)
+# The attrs key (`pandas.DataFrame.attrs`) under which a records DataFrame lists the axes its sweeps set the work by
+# (`work_axes`: a linked axis's fields are not in its records), for the report to hold them (`dse.sweep.read_judged`,
+# `report.sweep.spec_records`)
+WORK_AXES_ATTR = "work_axes"
+
+
+def axis_fields(spec: SweepSpec, path: str) -> tuple[str, ...]:
+    """The fields axis `path` sets: its own path, or each field a linked axis's templates set."""
+    return tuple(spec.links.get(path, (path,)))
+
+
+def work_field(path: str) -> bool:
+    """Whether setting field `path` changes the work a point does, not the hardware, mapping or scheduler doing it:
+    a model size (`workload.<name>`, a name of the workload vocabulary `archsim.workload.PARAMS`: seq_len, batch,
+    heads, word_bytes, ...), or a block's field its spec declares as the work (`WORK_FIELDS`: serving lengths and
+    rate, a parallel or sparse point's workload, length and phase). A tile (`M0`, `tile_kv`), a parallel degree or a
+    block count says how the work is split, not how much there is."""
+    root, _, name = path.partition(".")
+    return (root == "workload" and name in PARAMS) or path in WORK_FIELDS
+
+
+def work_axes(spec: SweepSpec) -> list[str]:
+    """The axes that change the work (one of whose fields is a `work_field`), in axis order: the report holds each
+    at one value in a heat map, so no cell wins by a smaller workload (a linked length among them; the demo's
+    pe_dim, which sets the array and its tile M0, is not)."""
+    return [path for path in spec.axes if any(work_field(f) for f in axis_fields(spec, path))]
+
+
 def gpu_axes(spec: SweepSpec) -> list[str]:
-    """The axes a GPU point takes, in axis order: each `workload.` axis, and each linked axis that sets a size the
-    GPU call reads (`GPU_SIZES`; one setting only the architecture and its tiles, such as the demo's array size and
-    M0, gives the GPU no other call)."""
+    """The axes a GPU point takes, in axis order: the work axes (`work_axes`) that set a size the GPU call reads
+    (`GPU_SIZES`, each a model size), plain or linked. One setting only the architecture or its tiles (the demo's
+    pe_dim; a plain `workload.M0`) gives the GPU no other call: its GPU points have no value there (NaN)."""
     read = {f"workload.{name}" for name in GPU_SIZES}
-    return [p for p in spec.axes if p.startswith("workload.") or read.intersection(spec.links.get(p, ()))]
+    return [path for path in work_axes(spec) if read.intersection(axis_fields(spec, path))]
 
 
 def sweep_from_dict(data: Any, source: str = "<python>", max_points: int | None = None) -> SweepSpec:
@@ -663,9 +700,10 @@ def _check_value(value: Any, path: str, source: str, where: str) -> None:
     (`workload.<name>`) is a number of at least 0 that `archsim.workload.check_size` accepts (within
     ARCHSIM_MAX_SIZE, an integer of at least its minimum for a model size or a cascade's count: a sinks count may be
     0, a seq_len not), a linked axis's value a finite number, an architecture field's a finite number
-    or a list of them (a shape), a system field's a finite number, a word or true/false (the system spec checks
-    it further), a serving axis's what `check_serving_axis` accepts, a parallel field's what `check_parallel_value`
-    does, a sparse field's what `check_sparse_value` does."""
+    or a list of them (a shape; never null, which a file gives for no limit: `_no_null_hint`), a system field's a
+    finite number, a word or true/false (the system spec checks it further), a serving axis's what
+    `check_serving_axis` accepts, a parallel field's what `check_parallel_value` does, a sparse field's what
+    `check_sparse_value` does."""
     root, _, name = path.partition(".")
     if root == SERVING_ROOT:
         check_serving_axis(path, value, source, where)
@@ -686,9 +724,19 @@ def _check_value(value: Any, path: str, source: str, where: str) -> None:
     else:
         expected, ok = "a finite number or a list of them", bool(value) and all(_finite(v) for v in value)
     if not ok:
-        raise SpecError(source, where, f"expected {expected}, got {value!r}{text_number_hint(value)}")
+        raise SpecError(source, where, f"expected {expected}, got {value!r}{text_number_hint(value)}"
+                                       + _no_null_hint(root, value))
     if root == "workload":
         check_size(name, value, source, where)
+
+
+def _no_null_hint(root: str, value: Any) -> str:
+    """What an `arch.` axis's null is told: an axis value is a number (a record's NaN says an axis does not apply to
+    a point, so a value of null could not be told from it); a field's null (a bandwidth's no limit, a capacity's
+    unbounded) is the base architecture file's to give."""
+    if root != "arch" or value is not None:
+        return ""
+    return " (an axis value is a number: a field's null, no limit or unbounded, is given in the base architecture file)"
 
 
 def _check_size(spec: SweepSpec, max_points: int) -> None:

@@ -26,6 +26,7 @@ from archsim.dse.points import (
     Point,
     base_error,
     base_identity,
+    base_value,
     evaluate_points,
     expand,
     input_noun,
@@ -33,7 +34,17 @@ from archsim.dse.points import (
     load_base,
     with_constraints,
 )
-from archsim.dse.spec import CONSTRAINT_OPS, STORED_METRICS, Constraint, SweepSpec, named_by
+from archsim.dse.spec import (
+    CONSTRAINT_OPS,
+    STORED_METRICS,
+    WORK_AXES_ATTR,
+    Constraint,
+    SweepSpec,
+    axis_missing,
+    is_axis,
+    named_by,
+    work_axes,
+)
 from archsim.dse.store import (
     StoreConnection,
     add_axis_values,
@@ -131,9 +142,10 @@ def _claim(conn: StoreConnection, spec: SweepSpec, identity: dict[str, Any], key
     if held is not None:
         for part in _by_name(held, identity):
             identity[part] = _merged(held.get(part, "{}"), identity.get(part, "{}"))
+    work = list(dict.fromkeys([*stored_work_axes(conn.path, meta), *work_axes(spec)]))
     write_meta(conn, {"base": json.dumps(identity, sort_keys=True), "sweep": f"{spec.name} ({spec.source})",
                       "constraints": json.dumps([[c.metric, c.op, c.bound] for c in spec.constraints]),
-                      "objectives": json.dumps(list(spec.objectives))})
+                      "objectives": json.dumps(list(spec.objectives)), "work_axes": json.dumps(work)})
 
 
 # How a store's base part is checked where `stored_base` reads one: (what it should be, the check); another part
@@ -274,22 +286,56 @@ def stored_objectives(path: str, meta: Mapping[str, str]) -> tuple[str, ...] | N
     return None if names is None else tuple(names)
 
 
+def stored_work_axes(path: str, meta: Mapping[str, str]) -> list[str]:
+    """The axes that change the work (`spec.work_axes`) of every sweep into the store `path` (its `meta`), in the
+    order they first came: a linked axis's fields are in no record, so a report read from the store alone holds a
+    linked length by this (an axis one sweep links to a length and another to a tile is held). Empty where the
+    store does not say (written before stores recorded them); a SpecError naming the store and `meta.work_axes`
+    where they are not a list of axis paths."""
+    return meta_json(path, "meta.work_axes", meta.get("work_axes"), "a JSON list of axis paths",
+                     lambda axes: isinstance(axes, list) and all(isinstance(a, str) and is_axis(a) for a in axes)) or []
+
+
+def with_base_values(df: pd.DataFrame, identity: dict[str, str] | None) -> pd.DataFrame:
+    """`df` (a store's records) with each axis value that a point lacks only because the sweep storing it did not
+    have the axis given the base's (`points.base_value`, from `identity`, the store's base): the point ran at it
+    (a point of bert-base's 1024 tokens, stored by a sweep without a seq_len axis, is at seq_len 1024 beside a
+    later sweep's 4096). NaN in an axis column then says that the axis does not apply to the point's kind of
+    target (a GPU preset has no `arch.` value and no tile, TokenSelect no budget), or, for a linked axis (no field:
+    no base value), that the sweep storing the point did not have it. `df` as it is where the store does not say
+    its base."""
+    if not identity or df.empty or "target_kind" not in df:
+        return df
+    filled = {}
+    for axis in (c for c in df.columns if is_axis(c)):
+        missing = df[axis].map(axis_missing)
+        values = {kind: base_value(identity, kind, axis) for kind in set(df.target_kind[missing])}
+        if any(v is not None for v in values.values()):
+            filled[axis] = pd.Series([values[kind] if gap and values[kind] is not None else value
+                                      for value, gap, kind in zip(df[axis], missing, df.target_kind, strict=True)],
+                                     index=df.index)
+    return df.assign(**filled) if filled else df
+
+
 def _are_objectives(value: Any) -> bool:
     """`value` is a list of objectives as a sweep stores them (`_claim`)."""
     return isinstance(value, list) and 2 <= len(value) <= 3 and all(name in STORED_METRICS for name in value)
 
 
 def read_judged(path: str | Path, spec: SweepSpec | None = None) -> Judged:
-    """The store's records, `constraint_ok` judged by the constraints of the last sweep into it (returned; None
-    for a store that does not record them, whose verdicts are then the stored ones), that sweep's objectives
-    (`stored_objectives`) and its name (None for a store that does not say). With `spec` (a report's --spec), a
-    store of another base than its is refused (`_refuse_other_spec`)."""
+    """The store's records, each axis value its base gives filled in (`with_base_values`), `constraint_ok` judged
+    by the constraints of the last sweep into it (returned; None for a store that does not record them, whose
+    verdicts are then the stored ones), its work axes in `attrs[WORK_AXES_ATTR]` (`stored_work_axes`), that
+    sweep's objectives (`stored_objectives`) and its name (None for a store that does not say). With `spec` (a
+    report's --spec), a store of another base than its is refused (`_refuse_other_spec`)."""
     df, meta = read_store(path)
     if spec is not None:
         _refuse_other_spec(str(path), meta, spec)
     constraints = stored_constraints(str(path), meta)
     name = meta["sweep"].split(" (")[0] if "sweep" in meta else None
-    judged = df if constraints is None else with_constraints(df, constraints)
+    judged = with_base_values(df, stored_base(str(path), meta))
+    judged = judged if constraints is None else with_constraints(judged, constraints)
+    judged.attrs[WORK_AXES_ATTR] = stored_work_axes(str(path), meta)
     return judged, constraints, stored_objectives(str(path), meta), name
 
 
@@ -367,11 +413,25 @@ def _refuse_base_error(spec: SweepSpec, base: Base) -> None:
         raise named_by(spec, error)
 
 
+def sweep_records(conn: StoreConnection, spec: SweepSpec, base: Base, keys: list[str]) -> pd.DataFrame:
+    """The records of the sweep's own points (`keys`, those it computed and those the store held), in store order,
+    with the base's values of axes other sweeps into the store added (`with_base_values`), its work axes in
+    `attrs[WORK_AXES_ATTR]`, `constraint_ok` by `spec`'s constraints: what `run_sweep` and `run_sweep_dask` return
+    and `archsim sweep` summarises, so its front and best describe this sweep, never the points other sweeps left in
+    a store it shares (`archsim report --sweep STORE` reports them all)."""
+    df = records(conn)
+    mine = df[df["key"].isin(set(keys))].reset_index(drop=True) if len(df) else df
+    identity = base_identity(spec, base) if spec.kind == "architecture" else None  # no other kind's is filled
+    mine = with_constraints(with_base_values(mine, identity), spec.constraints)
+    mine.attrs[WORK_AXES_ATTR] = work_axes(spec)
+    return mine
+
+
 def run_sweep(spec: SweepSpec, db_path: str | Path, batch_size: int | None = None) -> pd.DataFrame:
     """Evaluate every point of `spec` missing from the store at `db_path` (`started`: a store of its base, a base
     some point can be evaluated on), committing each batch as it finishes (batches of `batch_size`, by default
-    growing from one point towards TARGET_BATCH_S of work each: `evaluate_serial`), and return all stored
-    records, `constraint_ok` by `spec`'s constraints."""
-    with started(spec, db_path) as (base, conn, _, todo_by_key):
+    growing from one point towards TARGET_BATCH_S of work each: `evaluate_serial`), and return the sweep's records
+    (`sweep_records`)."""
+    with started(spec, db_path) as (base, conn, keys, todo_by_key):
         evaluate_serial(spec, base, list(todo_by_key.items()), conn, batch_size)
-        return with_constraints(records(conn), spec.constraints)
+        return sweep_records(conn, spec, base, keys)

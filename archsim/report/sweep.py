@@ -14,7 +14,10 @@ An axis that does not apply to a point (NaN: a GPU preset added to an architectu
 TokenSelect no `sparse.budget`) leaves the point out of that axis's sensitivity panel alone (`applied_points`,
 `not_applying`), and out of a heat map one of whose axes, drawn or held, it is (the map counts them); the Pareto
 front and the per-target comparison are over all. A heat map holds each axis that changes the work (`work_axes`: a
-sequence length, a batch) at one value, so no cell's best is that of a smaller workload than its neighbours'.
+sequence length, a batch, a linked axis setting one; `dse.spec.work_field`'s rule, not a tile such as M0) at one
+value, so no cell's best is that of a smaller workload than its neighbours'. A NaN the base would fill (a point
+stored by a sweep without the axis) is filled before the records reach here (`dse.sweep.with_base_values`), so NaN
+means does not apply.
 
 A metric is labelled by one rule (`metric_label`): by its column (`METRIC_LABELS`), unless the records' kind gives
 the generic column another meaning (`KIND_METRIC_LABELS`: a system point's latency_s is its TBT p99, its energy_pj
@@ -39,23 +42,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from archsim.dse import parallel_spec, serving_spec, sparse_spec
+from archsim.dse import spec as dse_spec
 from archsim.dse.pareto import best_label, best_of, pareto_mask, sense
 from archsim.dse.points import expand, keyed, load_base, with_constraints
 from archsim.dse.serving_spec import SERVING_ROOT, SYSTEM_ROOT, ServingSettings
-from archsim.dse.spec import DEFAULT_OBJECTIVES, KIND_OBJECTIVES, SweepSpec, axis_missing, is_axis
+from archsim.dse.spec import (
+    DEFAULT_OBJECTIVES,
+    KIND_OBJECTIVES,
+    WORK_AXES_ATTR,
+    SweepSpec,
+    axis_missing,
+    is_axis,
+    work_field,
+)
 from archsim.dse.system_points import TRACE_KEY
 from archsim.errors import SpecError
 
 HEATMAP_METRIC = "latency_s"
 SYSTEM_HEATMAP_METRIC = "tbt_p99_s"  # a system point's latency_s, by its name (`heatmap_metric`)
 HELD_RULE = "the work with the most feasible points, the first on a tie"  # how `held_work` chooses, in captions
-# The axes outside `workload.` that change the work (the requests served, the sequence, the context), not the
-# hardware, the mapping or the scheduler, as each block's spec declares them: a heat map holds each at one value
-# (`held_work`).
-WORK_AXES = tuple(f"{root}.{name}" for root, spec in
-                  (("serving", serving_spec), ("parallel", parallel_spec), ("sparse", sparse_spec))
-                  for name in spec.WORK)
 METRIC_LABELS = {"latency_s": "latency (s)", "energy_pj": "energy (pJ)", "area_um2": "area (um^2)",
                  "dram_traffic_bytes": "DRAM traffic (bytes)", "edp": "energy x delay (pJ s)",
                  "throughput_tok_s": "throughput (tokens/s)", "energy_per_token_j": "energy per token (J)",
@@ -230,7 +235,9 @@ def spec_records(spec: SweepSpec, df: pd.DataFrame, store: str,
     mine = mine.drop(columns=[c for c in axis_columns(mine) if c not in spec.axes]).reset_index(drop=True)
     for path in spec.axes:
         mine[path] = pd.Series([keys[key].get(path, np.nan) for key in mine["key"]])
-    return with_constraints(mine, spec.constraints)
+    mine = with_constraints(mine, spec.constraints)
+    mine.attrs[WORK_AXES_ATTR] = dse_spec.work_axes(spec)  # its linked axes' fields, which no record holds
+    return mine
 
 
 COLLECTIONS = ("memories", "units", "devices", "links")  # the lists of named parts an arch or system path opens
@@ -379,16 +386,27 @@ def sensitivity_rows(df: pd.DataFrame, objectives: Sequence[str],
     return table.assign(value=pd.Series([row["value"] for row in rows], index=table.index, dtype=object))
 
 
-def workload_axes(df: pd.DataFrame) -> list[str]:
-    """The `workload.` axis columns of a record DataFrame, in column order."""
-    return [c for c in axis_columns(df) if c.startswith("workload.")]
+def stored_values(table: pd.DataFrame) -> pd.DataFrame:
+    """`table` (`sensitivity_rows`') with each `value` as a CSV holds it (`stored`: a list axis's [64, 64], as every
+    other CSV and `archsim results` write it, not the tuple the table keys it by, `_hashable`)."""
+    return table.assign(value=pd.Series([stored(v) for v in table["value"]], index=table.index, dtype=object))
 
 
 def work_axes(df: pd.DataFrame) -> list[str]:
-    """The axis columns of `df` that change the work rather than the hardware, the mapping or the scheduler (each
-    `workload_axes` one and `WORK_AXES`), in column order."""
-    workload = workload_axes(df)
-    return [c for c in axis_columns(df) if c in workload or c in WORK_AXES]
+    """The axis columns of `df` that change the work rather than the hardware, the mapping or the scheduler, in
+    column order: by the one rule of `dse.spec.work_field` (a model size such as `workload.seq_len`, a serving
+    length; not a tile such as `workload.M0`), and each linked axis the records' sweeps say sets one
+    (`attrs[WORK_AXES_ATTR]`: `spec_records` gives the spec's, `dse.sweep.read_judged` the store's; a linked axis's
+    fields are in no record)."""
+    linked = set(df.attrs.get(WORK_AXES_ATTR, ()))
+    return [c for c in axis_columns(df) if work_field(c) or c in linked]
+
+
+def size_axes(df: pd.DataFrame) -> list[str]:
+    """The work axes (`work_axes`) of an architecture sweep's points, its `workload.` sizes and the linked axes
+    setting one, in column order: a GPU preset beside the architecture has a point at each of their values
+    (`dse.spec.gpu_axes`), so the targets are compared at each value of the first."""
+    return [c for c in work_axes(df) if c.partition(".")[0] in ("workload", "linked")]
 
 
 def held_work(df: pd.DataFrame, drawn: Sequence[str], spec_axes: dict[str, list[Any]] | None = None) -> dict[str, Any]:

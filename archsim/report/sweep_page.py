@@ -64,7 +64,7 @@ def _write(df: pd.DataFrame, out_dir: Path, title: str, objectives: Sequence[str
     save_table_and_figure(out_dir, "summary", summary)
     save_table_and_figure(out_dir, "pareto", sweep.whole_axes(pareto), sweep_figures.pareto_figure(
         pareto, objectives, counts["infeasible"], f"Pareto front: {title}"))
-    save_table_and_figure(out_dir, "sensitivity", sensitivity, sweep_figures.sensitivity_figure(
+    save_table_and_figure(out_dir, "sensitivity", sweep.stored_values(sensitivity), sweep_figures.sensitivity_figure(
         sensitivity, objectives, f"Sensitivity per axis: {title}", not_applying, kind))
     front_text = " x ".join(objectives)
     labels = "; ".join(f"{o}: {sweep.metric_label(o, kind)}" for o in objectives)
@@ -89,7 +89,7 @@ def _write(df: pd.DataFrame, out_dir: Path, title: str, objectives: Sequence[str
                      + (f" ({left_out})" if left_out else "")
                      + "; those that break a constraint are counted in sensitivity.csv, not ranked."),
     ]
-    sizes = sweep.workload_axes(df)
+    sizes = sweep.size_axes(df)
     if "target" in df and df.target.nunique() > 1 and sizes:
         held = sweep.held_work(df, sizes[:1], spec_axes)
         targets = sweep.target_rows(df, objectives, sizes[0], held)
