@@ -17,7 +17,7 @@ the data of its base.
 Data files (GPU measurements, request traces): `read_text_file` refuses a path that is not a regular file, a file
 it cannot read, one larger than ARCHSIM_MAX_CSV_BYTES (default MAX_CSV_BYTES; at most that many bytes plus one are
 read) and bytes that are not UTF-8, and drops a UTF-8 byte-order mark; `csv_rows` splits such text into CSV rows
-with the line each starts on, one at a time (`csv_records` all of them; `read_csv_records`, both).
+with the line each starts on, one at a time (`read_csv_records`: a file's, all of them).
 
 Every error is a `SpecError` naming the file (or the source given) and, where there is one, the line or field.
 """
@@ -383,14 +383,10 @@ def read_text_file(path: str | Path, limited_files: str, expected: str) -> str:
 
 
 def read_csv_records(path: str | Path, expected: str) -> list[tuple[int, list[str]]]:
-    """`csv_records` of a CSV file's text (`read_text_file`). Every failure is a SpecError naming the file: what
-    `read_text_file` refuses, or what `csv_records` does (`expected` says what the header should be)."""
-    return csv_records(read_text_file(path, "CSV files", f"a CSV file with {expected}"), str(path), expected)
-
-
-def csv_records(text: str, source: str, expected: str) -> list[tuple[int, list[str]]]:
-    """Every row of `csv_rows`, as a list (header first)."""
-    return list(csv_rows(text, source, expected))
+    """Every row of a CSV file's text (`read_text_file`), as `csv_rows` reads them, in a list (header first). Every
+    failure is a SpecError naming the file: what `read_text_file` refuses, or what `csv_rows` does (`expected` says
+    what the header should be)."""
+    return list(csv_rows(read_text_file(path, "CSV files", f"a CSV file with {expected}"), str(path), expected))
 
 
 def csv_rows(text: str, source: str, expected: str) -> Iterator[tuple[int, list[str]]]:

@@ -277,13 +277,13 @@ def shown_number(value: int | float, spec: str = "g") -> str:
     return f"a {len(str(abs(value)))}-digit number"
 
 
-def size_limit_problem(value: int | float, limit: int, spec: str = "g") -> str:
+def size_limit_problem(value: int | float, limit: int) -> str:
     """Why `value` is not a size from -`limit` to `limit` (the size limit, `max_size`), else "": inf too; an int
     beyond a float is compared exactly. An int is shown whole, exactly (`shown_number`'s "d": in %g 16777217 would
-    read as the limit 16777216), a float in `shown_number`'s format `spec` (as written: 2e+07)."""
+    read as the limit 16777216), a float in %g (as written: 2e+07)."""
     if -limit <= value <= limit:
         return ""
-    shown = shown_number(value, "d" if isinstance(value, int) else spec)
+    shown = shown_number(value, "d" if isinstance(value, int) else "g")
     return (f"{shown} is beyond the limit of {limit} on sizes (raise it with the environment "
             "variable ARCHSIM_MAX_SIZE)")
 

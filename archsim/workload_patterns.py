@@ -98,7 +98,7 @@ def _count(value: Any, source: str, where: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         expected = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
         raise SpecError(source, where, f"expected {expected}, got {value!r}")
-    problem = size_limit_problem(value, max_size(), "d")
+    problem = size_limit_problem(value, max_size())
     if problem:
         raise LimitError(source, where, problem)
     return value

@@ -12,7 +12,8 @@
    bind (`topology.WORD_BYTES`) passed `archsim check` and failed every run with a message advising a workload
    width `archsim parallel` refuses: it is refused at load, naming the architecture's file and `word_bytes`.
 3. `archsim parallel` took a workload without `word_bytes` as 2 where the memory is not modelled (fwd+bwd at tp 2):
-   it is refused in every direction, naming the workload's file and field, in a parallel sweep too.
+   it is refused in every direction, naming the workload's file and field (a parallel sweep too:
+   `test_sweep_word_bytes_s45.py`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import yaml
 from test_bad_input_s42 import _one_error_line
 
 from archsim import library
-from archsim.errors import SpecError
 from archsim.gpu.load import load_gpu
 from archsim.systems.chip import load_chip
 from archsim.systems.chip_device import ChipDevice
@@ -193,21 +193,6 @@ def test_parallel_refuses_a_workload_without_word_bytes_in_every_direction(tmp_p
     line = _one_error_line(*invoke("parallel", "--scheme", "ring", "--devices", "4", "-w", str(workload),
                                    "--seq-len", "32768", "--direction", direction, "--tp", tp))
     assert line.startswith(f"error: {workload}: params.word_bytes: missing"), line
-
-
-def test_a_parallel_sweep_refuses_a_workload_without_word_bytes(tmp_path, write_yaml) -> None:
-    from archsim.dse.spec import load_sweep
-
-    workload = _workload(tmp_path, drop=("word_bytes",))
-    path = write_yaml(tmp_path / "nowb.yaml", {
-        "name": "nowb", "parallel": {"workload": str(workload), "seq_len": 32768, "topology": "hgx-h100-8",
-                                     "scheme": "ring", "direction": "fwd+bwd", "tp": 2},
-        "axes": {"parallel.devices": [2, 4]}})
-    with pytest.raises(SpecError) as refused:
-        load_sweep(path)
-    assert (refused.value.source, refused.value.where) == (str(workload), "params.word_bytes")
-    assert refused.value.message.startswith("missing")
-
 
 
 @pytest.mark.parametrize("word_bytes", [1, 2, 4])

@@ -75,7 +75,6 @@ def test_one_chunk_runs_at_least_the_causal_chain() -> None:
         seconds[s.name] += s.end_s - s.start_s
     assert all(seconds[name] > 0 for name in chain), seconds
     chain_s = sum(seconds[name] for name in chain)
-    assert chain_s == pytest.approx(33.5e-6, rel=0.01)  # the audit's sum of the same task times
     assert run.result.latency_s >= chain_s * (1 - 1e-12)
 
 

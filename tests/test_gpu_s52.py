@@ -79,12 +79,14 @@ def _user_gpu_file(folder: Path, name: str = "a100-pcie-test", **fields) -> Path
     return path
 
 
-def _fwdbwd_csv(path: Path) -> Path:
+def _fwdbwd_csv(path: Path, forward: bool = False) -> Path:
     """The packaged CSV's FlashAttention-2 fwd+bwd rows (non-causal and causal, the A100's), relabelled to
-    `LABEL`: rows that depend on both the forward and the backward efficiency, none on one alone."""
+    `LABEL`: rows that depend on both the forward and the backward efficiency, none on one alone; with `forward`,
+    its FlashAttention-2 (causal) forward rows too, each depending on the forward's alone."""
+    wanted = {("FlashAttention-2", "fwd+bwd"), *((("FlashAttention-2 (causal)", "fwd"),) if forward else ())}
     with open(reference_csv(), newline="") as handle:
         reader = csv.DictReader(handle)
-        rows = [r for r in reader if r["kernel"] == "FlashAttention-2" and r["direction"] == "fwd+bwd"]
+        rows = [r for r in reader if (r["kernel"], r["direction"]) in wanted]
         fields = reader.fieldnames
     assert len(rows) >= 12
     with open(path, "w", newline="") as handle:
@@ -135,12 +137,17 @@ def test_calibrate_says_the_efficiencies_were_kept_and_without_a_base_keeps_thei
         assert name not in alone.fitted["fa2"]
 
 
-def test_the_packaged_fits_still_tell_forward_and_backward_apart() -> None:
-    """v1's FlashAttention-2 and tutorial rows hold forward and backward rows of their own: both efficiencies are
-    fitted there, none listed as not identifiable."""
-    for family in ("fa2", "triton_tutorial"):
-        assert {"mma_efficiency_fwd", "mma_efficiency_bwd"} <= set(V2.fitted[family])
-        assert not {"mma_efficiency_fwd", "mma_efficiency_bwd"} & set(V2.fit[family].get("not_identifiable", ()))
+def test_forward_rows_beside_fwd_bwd_rows_tell_the_efficiencies_apart(tmp_path: Path) -> None:
+    """The fwd+bwd rows with forward rows beside them (as v1's FlashAttention-2 rows are): a forward row pins the
+    forward's efficiency and the joint rows then the backward's (`calibrate.apart_problem`), so both are fitted,
+    neither kept from the base nor listed as not identifiable."""
+    gpu_path = _user_gpu_file(tmp_path / "specs")
+    calibration = calibrate(_fwdbwd_csv(tmp_path / "fa2.csv", forward=True), ("fa2",), V2,
+                            {LABEL: load_gpu(gpu_path)})
+    fit = calibration.fit["fa2"]
+    for name in ("mma_efficiency_fwd", "mma_efficiency_bwd"):
+        assert name in calibration.fitted["fa2"], name
+        assert name not in fit.get("not_identifiable", ()) and name not in fit.get("kept_from_base", ()), name
 
 
 # ------------------------------------------------------------------------------------------------ 3: provenance

@@ -116,14 +116,15 @@ def test_parallels_largest_context_stopped_by_the_memory_has_no_note(cli_json) -
 
 
 # ----------------------------------------------------------------------------- 5. the divisibility advice
-def test_the_nearest_multiples_stay_within_the_size_limit() -> None:
+def test_the_nearest_multiples_stay_within_the_size_limit(monkeypatch) -> None:
     """seq_len=16777215 with M0=1000 advised 16778000, beyond the limit of 2^24 and refused."""
-    advice = nearest_multiples(16777215, 1000, limit=2**24)
+    monkeypatch.setenv("ARCHSIM_MAX_SIZE", str(2**24))
+    advice = nearest_multiples(16777215, 1000)
     assert "16777000" in advice and "16778000, is beyond the limit of 16777216" in advice
     assert "ARCHSIM_MAX_SIZE" in advice
-    assert nearest_multiples(4000, 1000, limit=2**24) == nearest_multiples(4000, 1000)
-    assert "the nearest multiples are 3000 and 4000" in nearest_multiples(3500, 1000, limit=2**24)
-    only = nearest_multiples(500, 1000, limit=800)
+    assert "the nearest multiples are 3000 and 4000" in nearest_multiples(3500, 1000)
+    monkeypatch.setenv("ARCHSIM_MAX_SIZE", "800")
+    only = nearest_multiples(500, 1000)
     assert "1000" in only and "beyond the limit of 800" in only
 
 

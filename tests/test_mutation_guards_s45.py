@@ -109,20 +109,6 @@ def test_refuse_on_every_raises_the_first_refusal_only_where_every_device_refuse
 # ---------------------------------------------------------------------------------------------- surviving mutants
 
 
-def test_a_scope_axis_with_an_attention_point_needs_word_bytes(tmp_path):
-    """wb5: fwd+bwd at tp 2 models no memory, and scope attention builds no layer, but the ring's K/V hops are
-    priced at the workload's word_bytes: a workload without one is refused at load (s52; it had been 2 bytes)."""
-    data = yaml.safe_load(library.find("workloads", "llama3-8b").read_text())
-    data["params"].pop("word_bytes")
-    workload = tmp_path / "w.yaml"
-    workload.write_text(yaml.safe_dump(data, sort_keys=False))
-    block = {"workload": str(workload), "direction": "fwd+bwd", "scheme": "ring", "devices": 2, "tp": 2,
-             "seq_len": 65536, "topology": "hgx-h100-8"}
-    with pytest.raises(SpecError, match=r"params\.word_bytes: missing"):
-        sweep_from_dict({"name": "s", "parallel": block, "axes": {"parallel.scope": ["attention", "layer"]},
-                         "objectives": ["latency_s", "efficiency"]}, str(tmp_path / "s.yaml"))
-
-
 @pytest.mark.parametrize(("model", "system"), [
     # sc1: MLA decode is archsim's fused MLA model, not FlashAttention-2's kernel: no kernel rule for its words
     ("deepseek-v3-mla", with_fields(load_system("duplex-gpu"), {"parallelism.tp": 8, "parallelism.pp": 4,

@@ -144,9 +144,11 @@ def test_the_link_check_reads_the_most_demanding_decode_iteration_at_its_mean_co
     from archsim.systems.serving import IterationRecord
 
     model = _lamina()
-    timeline = [IterationRecord(0, 1, 2, 0, 100, 10), IterationRecord(1, 2, 0, 30, 0, 40, 30 * 900),
-                IterationRecord(2, 3, 0, 64, 0, 80, 64 * 1500 + 32), IterationRecord(3, 4, 0, 10, 0, 20, 10 * 50),
-                IterationRecord(4, 5, 0, 60, 0, 80, 60 * 100)]
+    timeline = [IterationRecord(0, 1, 2, 0, 100, 10, pages_after=10),
+                IterationRecord(1, 2, 0, 30, 0, 40, 30 * 900, pages_after=40),
+                IterationRecord(2, 3, 0, 64, 0, 80, 64 * 1500 + 32, pages_after=80),
+                IterationRecord(3, 4, 0, 10, 0, 20, 10 * 50, pages_after=20),
+                IterationRecord(4, 5, 0, 60, 0, 80, 60 * 100, pages_after=80)]
     short, largest = bw_min_bytes_per_s(model, [100] * 60, 0.2), bw_min_bytes_per_s(model, [1500] * 64, 0.2)
     assert short > largest  # the premise: the shorter contexts ask more
     record = peak_batch_link_feasibility(model, timeline, 0.2)
@@ -166,7 +168,8 @@ def test_the_link_check_reads_every_batch_size_as_bw_min_is_not_monotone_in_the_
     model = _lamina()
     smaller, larger = bw_min_bytes_per_s(model, [100] * 234, 0.2), bw_min_bytes_per_s(model, [100] * 235, 0.2)
     assert smaller > larger  # the premise
-    timeline = [IterationRecord(0, 1, 0, 234, 0, 300, 234 * 100), IterationRecord(1, 2, 0, 235, 0, 300, 235 * 100)]
+    timeline = [IterationRecord(0, 1, 0, 234, 0, 300, 234 * 100, pages_after=300),
+                IterationRecord(1, 2, 0, 235, 0, 300, 235 * 100, pages_after=300)]
     record = peak_batch_link_feasibility(model, timeline, 0.2)
     assert (record.config["batch"], record.config["context"]) == (234, 100)
     assert record.extras["bw_min_bytes_per_s"] == pytest.approx(smaller)

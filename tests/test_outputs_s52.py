@@ -189,4 +189,4 @@ def test_samples_at_one_time_keep_the_last() -> None:
                 IterationRecord(2.0, 2.0, 1, 0, 16, 3, pages_after=3),  # of no time, the next at once
                 IterationRecord(2.0, 3.0, 0, 1, 0, 3, pages_after=1)]
     assert kv_pages_samples(timeline) == [(0.0, 4), (1.0, 0), (2.0, 3), (3.0, 1)]
-    assert kv_pages_samples([IterationRecord(0.0, 1.0, 1, 0, 16, 4)]) == [(0.0, 4)]  # pages_after not recorded
+    assert kv_pages_samples([IterationRecord(0.0, 1.0, 1, 0, 16, 4, pages_after=4)]) == [(0.0, 4)]  # none freed

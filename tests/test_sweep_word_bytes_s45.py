@@ -7,7 +7,7 @@ that named it; `archsim check` too), and a sweep whose axis varies the workload 
 "A base no point can run on").
 
 The workloads are the library's Llama-3-8B and GPT-3 7B with `word_bytes` dropped or set to 1 (8-bit words: the
-GPU kernels the parallel schemes and the sparse methods run are 16-bit, `seqpar_compute.WORD_BYTES`,
+GPU kernels the parallel schemes and the sparse methods run are 16-bit, `topology.WORD_BYTES`,
 `kv_selection.KERNEL_WORD_BYTES`)."""
 
 from __future__ import annotations

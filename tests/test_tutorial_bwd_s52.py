@@ -80,8 +80,10 @@ def test_causal_dkdv_steps_cover_every_query_row():
         assert p * n1 + mk * (m1 // TUT_SLICE) + um * m1 >= n
 
 
-def test_plans_reason_matches_predict():
-    """`plans` itself returns the refusal (a string), as the registry's other refusals do."""
-    found = plans(TUTORIAL, AttentionCase("bwd", 4, 32, 32, 64, 1000, True, "fp16"), load_gpu("h100-sxm5"))
-    assert isinstance(found, str)
-    assert "N_CTX % 128 == 0" in found
+def test_plans_reason_matches_predict(calibration):
+    """`plans` itself returns the refusal (a string), as the registry's other refusals do, and it is `predict`'s
+    reason for the same call."""
+    case, gpu = AttentionCase("bwd", 4, 32, 32, 64, 1000, True, "fp16"), load_gpu("h100-sxm5")
+    found = plans(TUTORIAL, case, gpu)
+    assert isinstance(found, str) and "N_CTX % 128 == 0" in found
+    assert predict(TUTORIAL, case, gpu, calibration.family_params(family_of(TUTORIAL))).reason == found

@@ -71,9 +71,10 @@ class GPU:
     host_link: str | None = None
 
     def tensor_peak_flops_per_s(self, precision: str) -> float:
-        """Dense tensor-core peak for `precision` (fp8 without fp8 tensor cores runs at the fp16 rate, `has_rate`)."""
+        """Dense tensor-core peak for `precision`: the rate of the precision it is computed at (`computed_precision`:
+        fp8 without fp8 tensor cores runs at the fp16 rate)."""
         if self.has_rate(precision):
-            return self.tensor_flops_per_s[precision if self.has_native(precision) else "fp16"]
+            return self.tensor_flops_per_s[self.computed_precision(precision)]
         raise SpecError(self.source, "tensor_flops_per_s",
                         f"no tensor-core rate for {precision} (known: {', '.join(self.tensor_flops_per_s)})")
 
@@ -90,9 +91,17 @@ class GPU:
     def has_native(self, precision: str) -> bool:
         return precision in self.tensor_flops_per_s
 
+    def computed_precision(self, precision: str) -> str:
+        """The precision the tensor cores compute `precision` at: its own, but fp16 for fp8 on a GPU without fp8
+        tensor cores, which runs fp8 inputs on its fp16 path (a100-80gb-sxm4.yaml). The one rule of that path: the
+        rate (`tensor_peak_flops_per_s`, `has_rate`) and the width FLOPs are priced at
+        (`archsim.systems.gpu_device.arithmetic_word_bytes`) read it."""
+        return "fp16" if precision == "fp8" and not self.has_native("fp8") else precision
+
     def has_rate(self, precision: str) -> bool:
-        """Whether `tensor_peak_flops_per_s` has a rate for `precision` (its own, or fp16's for fp8)."""
-        return self.has_native(precision) or (precision == "fp8" and self.has_native("fp16"))
+        """Whether `tensor_peak_flops_per_s` has a rate for `precision`: a rate for the precision it is computed at
+        (`computed_precision`: its own, or fp16's for fp8 without fp8 tensor cores)."""
+        return self.has_native(self.computed_precision(precision))
 
     @property
     def capability(self) -> tuple[int, int] | None:

@@ -77,12 +77,12 @@ class Binding:
         return {**self.rank_sizes, **self.params}
 
 
-def nearest_multiples(size: int, factor: int, limit: int | None = None) -> str:
+def nearest_multiples(size: int, factor: int) -> str:
     """What a size that a tiling does not divide could be instead: the multiples of `factor` around it (the
     models need whole tiles; a padded length is the user's choice, never made for them). One past the size limit
-    (`limit`, by default `max_size()`: ARCHSIM_MAX_SIZE) is not offered as a length to give: the advice says it is
-    beyond the limit, and that giving it takes raising ARCHSIM_MAX_SIZE."""
-    limit = max_size() if limit is None else limit
+    (`max_size()`: ARCHSIM_MAX_SIZE) is not offered as a length to give: the advice says it is beyond the limit, and
+    that giving it takes raising ARCHSIM_MAX_SIZE."""
+    limit = max_size()
     below, above = size // factor * factor, -(-size // factor) * factor
     if above <= limit:
         return (f"the nearest multiples are {below} and {above} (to model a padded sequence, give one of them)"

@@ -28,7 +28,7 @@ import click
 
 from archsim.commands.options import named, names_among, nonempty, whole_number
 from archsim.errors import SpecError
-from archsim.outputs import OutputKind, atomic_dir, atomic_file, check_writable, write_text
+from archsim.outputs import atomic_dir, atomic_file, check_writable, write_text
 
 if TYPE_CHECKING:
     from archsim.gpu.roofline import RooflinePoint
@@ -44,21 +44,6 @@ _GPUS = click.option("--gpu", "gpu_maps", multiple=True, metavar="LABEL=GPU",
                           "GPU: a preset name or a GPU YAML path (see archsim/gpu/presets; checked as a preset is). "
                           "Repeatable; each LABEL must be on a row. Any other label names a preset by its name, "
                           "alias or model/memory/form tokens; a label is never read as a file path.")
-
-
-def is_calibration(path: Path) -> bool:
-    """`path` holds a calibration as `archsim calibrate` writes one (`archsim/gpu/params.py`'s format): a YAML
-    mapping with `version` and `families`. A file that cannot be read or parsed as YAML is none."""
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError, yaml.YAMLError):  # ValueError: not UTF-8
-        return False
-    return isinstance(data, dict) and {"version", "families"} <= data.keys()
-
-
-CALIBRATION = OutputKind("a calibration YAML: version and families", is_calibration)  # what `calibrate --out` writes
 
 
 def _by_reason(infeasible: list[tuple[str, str]]) -> str:
@@ -143,7 +128,7 @@ def calibrate_cmd(measurements: str | None, gpu_maps: tuple[str, ...], out: str 
     Example: archsim calibrate --measurements runs/l4.csv --gpu 'NVIDIA L4=l4.yaml' --out calibration-l4.yaml
     """
     from archsim.gpu.calibrate import calibrate, calibration_yaml
-    from archsim.gpu.params import load_calibration
+    from archsim.gpu.params import CALIBRATION, load_calibration
 
     with _bad_input():
         if base is not None and not families:

@@ -80,7 +80,7 @@ def _sized(option: str, where: str, number: int) -> int:
     SpecError naming the option."""
     from archsim.workload import max_size, size_limit_problem
 
-    if problem := size_limit_problem(number, max_size(), "d"):  # the number as given, whole (a file's shows 2e+07)
+    if problem := size_limit_problem(number, max_size()):
         raise LimitError(option, where, problem)
     return number
 

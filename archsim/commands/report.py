@@ -149,12 +149,13 @@ def _sets_of(cascade: Cascade, workload: Workload | None, sets: dict[str, float]
 
 def _report_run(mapping: str, cascade: str | None, arch: str | None, workload: str | None,
                 sets: tuple[str, ...], use_event: bool, out: Path) -> None:
+    from archsim.commands.run import noting_test_sizes
     from archsim.point import simulate_point
     from archsim.report import labelled
     from archsim.report.point import write_point_report
 
     timeline = None
-    try:
+    with noting_test_sizes(mapping, workload, sets):  # at the cascade's test sizes, say so, as run does
         if use_event:
             prepared, run = simulate_point(mapping, cascade=cascade, arch=arch, workload=workload,
                                            sets=parse_sets(sets), sets_source="--set")
@@ -162,12 +163,6 @@ def _report_run(mapping: str, cascade: str | None, arch: str | None, workload: s
         else:
             point = labelled.from_run(mapping, cascade=cascade, arch=arch, workload=workload, sets=parse_sets(sets),
                                       sets_source="--set")
-    except SpecError as error:  # at the cascade's test sizes, a mapping sized for a model fails: say so, as run does
-        if workload is not None or set(parse_sets(sets)) & set(PARAMS):
-            raise
-        from archsim.commands.run import _at_test_sizes
-
-        raise _at_test_sizes(error, library.load_mapping_spec(mapping).source) from error
     result = point.result
     title = (f"{result.mapping}: {result.cascade} on {result.architecture}"
              + (f", workload {workload}" if workload else "") + "".join(f", {s}" for s in sets))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import click
 
@@ -39,25 +41,35 @@ def run_cmd(mapping: str, cascade: str | None, arch: str | None, workload: str |
       archsim run --mapping fusemax --workload bert-base --set seq_len=65536
       archsim run --mapping flat --workload bert-base --model event --trace flat.json
     """
-    if workload is not None or set(parse_sets(sets)) & set(PARAMS):
-        _run(mapping, cascade, arch, workload, sets, as_json, model_kind, trace_path)
-        return
-    spec = library.load_mapping_spec(mapping)  # a mapping that does not load is its own error
-    try:
+    # at test sizes, a mapping that does not load is its own error, before the run
+    spec = library.load_mapping_spec(mapping) if at_test_sizes(workload, sets) else mapping
+    with noting_test_sizes(spec, workload, sets):
         _run(spec, cascade, arch, workload, sets, as_json, model_kind, trace_path)
+
+
+def at_test_sizes(workload: str | None, sets: tuple[str, ...]) -> bool:
+    """Whether a point runs at its cascade's small test sizes (seq_len 16 for attention): no --workload and no model
+    size (`archsim.workload.PARAMS`) in --set."""
+    return workload is None and not set(parse_sets(sets)) & set(PARAMS)
+
+
+@contextmanager
+def noting_test_sizes(mapping: str | Mapping, workload: str | None, sets: tuple[str, ...]) -> Iterator[None]:
+    """Run the block (`archsim run`'s or `archsim report --run`'s point); where the point runs at its cascade's test
+    sizes (`at_test_sizes`), a mapping sized for a model (tile factors, a fan-out of 256) fails on them, so a
+    SpecError blamed on the mapping's file (`mapping`: a Mapping, or a name or path loaded for its source) says so
+    (`cascade.bind`'s partition errors, blamed on the cascade, already name the default and suggest --workload;
+    other specs' and options' errors are their own)."""
+    try:
+        yield
     except SpecError as error:
-        raise _at_test_sizes(error, spec.source) from error
-
-
-def _at_test_sizes(error: SpecError, mapping_source: str) -> SpecError:
-    """A point run without --workload and without a model size in --set binds the cascade's small test sizes
-    (seq_len 16 for attention): a mapping sized for a model (tile factors, a fan-out of 256) then fails on them. Say
-    so where the mapping's file is blamed (`cascade.bind`'s partition errors, blamed on the cascade, already name
-    the default and suggest --workload; other specs' and options' errors are their own)."""
-    if error.source != mapping_source or "--workload" in error.message:
-        return error
-    return SpecError(error.source, error.where, f"{error.message} (run without --workload: the cascade's small test "
-                                                "sizes; pass --workload W for a model's)")
+        if not at_test_sizes(workload, sets):
+            raise
+        source = mapping.source if isinstance(mapping, Mapping) else library.load_mapping_spec(mapping).source
+        if error.source != source or "--workload" in error.message:
+            raise
+        raise SpecError(error.source, error.where, f"{error.message} (run without --workload: the cascade's small "
+                                                   "test sizes; pass --workload W for a model's)") from error
 
 
 def _run(mapping: str | Mapping, cascade: str | None, arch: str | None, workload: str | None, sets: tuple[str, ...],

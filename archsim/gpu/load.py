@@ -221,19 +221,24 @@ def spec_digest(gpu: GPU) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:SPEC_DIGEST_HEX]
 
 
+def is_packaged(gpu: GPU) -> bool:
+    """Whether `gpu` is the packaged preset of its name: its content is that preset's (`spec_digest`), whatever path
+    named it. The one rule of `gpu_reference` and `content_reference`."""
+    return gpu.name in gpu_names() and spec_digest(load_gpu(gpu.name)) == spec_digest(gpu)
+
+
 def gpu_reference(gpu: GPU) -> str:
-    """How to name `gpu` again: its preset name when it is the packaged preset of that name, else its file."""
-    return gpu.name if gpu.name in gpu_names() and load_gpu(gpu.name) == gpu else gpu.source
+    """How to name `gpu` again (a calibration's `measurements.gpus`, the GPU labels a command mapped): its preset name
+    when it is the packaged preset of that name (`is_packaged`), else its file."""
+    return gpu.name if is_packaged(gpu) else gpu.source
 
 
 def content_reference(gpu: GPU) -> str:
     """How a calibration names a GPU its rows ran on (a family's `fit.gpus`, `archsim.gpu.provenance`): its preset
-    name when its content is the packaged preset's of that name (`spec_digest`), else its file as named, then its
-    content's digest, "specs/l4.yaml (spec" and 16 hex digits ")": `reference_identity` compares GPUs by the digest, not
-    by the path typed, which names another file from another folder (and the same file by another path)."""
-    if gpu.name in gpu_names() and spec_digest(load_gpu(gpu.name)) == spec_digest(gpu):
-        return gpu.name
-    return f"{gpu.source} (spec {spec_digest(gpu)})"
+    name when it is the packaged preset of that name (`is_packaged`), else its file as named, then its content's
+    digest, "specs/l4.yaml (spec" and 16 hex digits ")": `reference_identity` compares GPUs by the digest, not by the
+    path typed, which names another file from another folder (and the same file by another path)."""
+    return gpu.name if is_packaged(gpu) else f"{gpu.source} (spec {spec_digest(gpu)})"
 
 
 def reference_identity(reference: str) -> str:

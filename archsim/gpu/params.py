@@ -47,12 +47,14 @@ from typing import Any
 from archsim.errors import SpecError, check_keys
 from archsim.gpu.measurements import ROW_DIGEST_HEX
 from archsim.model.gpu_kernels import FAMILIES, default_params, param_problem
+from archsim.outputs import OutputKind
 from archsim.spec_files import is_file, is_spec_path, read_yaml
 
 CALIBRATION_DIR = "calibration"
 DEFAULT_VERSION = "v2"
 MODEL = "archsim.model.gpu"
 KEYS = ("version", "model", "measurements", "split", "families")
+REQUIRED_KEYS = ("version", "split", "families")  # of KEYS, those every calibration gives
 SPLIT_KEYS = ("rule", "calibration_seqlens")
 FAMILY_KEYS = ("kernels", "params", "fitted", "meaning", "fit")
 # the notes `archsim calibrate` writes (`calibrate.calibration_to_dict`, `calibrate.calibrate`) and their kinds
@@ -128,6 +130,22 @@ def load_calibration(path_or_version: str | Path = DEFAULT_VERSION) -> Calibrati
     return calibration_from_dict(read_yaml(path), str(path))
 
 
+def is_calibration(path: Path) -> bool:
+    """`path` holds a calibration as `archsim calibrate` writes one (this module's format): a YAML mapping with the
+    keys `calibration_from_dict` requires (`REQUIRED_KEYS`). A file that cannot be read or parsed as YAML is none."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError, yaml.YAMLError):  # ValueError: not UTF-8
+        return False
+    return isinstance(data, dict) and set(REQUIRED_KEYS) <= data.keys()
+
+
+# what `archsim calibrate --out` writes, for `archsim.outputs.check_writable`: it replaces only an earlier calibration
+CALIBRATION = OutputKind(f"a calibration YAML: {', '.join(REQUIRED_KEYS)}", is_calibration)
+
+
 def split_rule(seqlens: tuple[int, ...]) -> str:
     """The split rule that calibrating on `seqlens` makes, in words: what `split.rule` must begin with."""
     listed = ", ".join(map(str, seqlens[:-1])) + f" or {seqlens[-1]}" if len(seqlens) > 1 else str(seqlens[0])
@@ -140,7 +158,7 @@ def calibration_from_dict(data: Any, source: str = "<python>") -> Calibration:
     if not isinstance(data, Mapping):
         raise SpecError(source, "", "expected a mapping with version, split, families")
     check_keys(data, KEYS, source)
-    for key in ("version", "split", "families"):
+    for key in REQUIRED_KEYS:
         if key not in data:
             raise SpecError(source, key, "missing")
     if isinstance(data["version"], bool) or not isinstance(data["version"], int) or data["version"] < 1:

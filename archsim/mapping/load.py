@@ -40,6 +40,7 @@ name stays a library name.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from numbers import Integral
 from typing import Any
 
@@ -71,14 +72,7 @@ def mapping_from_dict(data: Any, source: str = "<python>") -> Mapping:
     if not isinstance(groups_raw, list) or not groups_raw:
         raise SpecError(source, "groups", "missing (expected a non-empty list of fusion groups)")
     groups = tuple(_group(g, source, f"groups[{i}]") for i, g in enumerate(groups_raw))
-    bound_by: dict[str, int] = {}
-    for i, group in enumerate(groups):
-        for e in group.einsums:
-            if e in bound_by:
-                raise SpecError(source, f"groups[{i}].binding.{group.binding[e]}",
-                                f"Einsum {e} is already bound by groups[{bound_by[e]}] "
-                                f"({groups[bound_by[e]].name}); each Einsum runs in exactly one group")
-            bound_by[e] = i
+    check_bound_once(groups, source)
     return Mapping(
         name=data["name"], description=str(data.get("description", "")), source=source,
         citation=str(data.get("source", "")), cascade=spec_beside(data["cascade"], source),
@@ -86,6 +80,20 @@ def mapping_from_dict(data: Any, source: str = "<python>") -> Mapping:
         sets={str(k): set_value(v, source, f"set.{k}") for k, v in sets.items()},
         groups=groups,
     )
+
+
+def check_bound_once(groups: Sequence[Group], source: str) -> None:
+    """No Einsum is bound by two groups (it would run twice): the loader's check, which `archsim.mapping.resolve`
+    runs again on groups changed in Python."""
+    bound_by: dict[str, int] = {}
+    for i, group in enumerate(groups):
+        for e in group.einsums:
+            if e in bound_by:
+                first = bound_by[e]
+                raise SpecError(source, f"groups[{i}].binding.{group.binding[e]}",
+                                f"Einsum {e} is already bound by groups[{first}] ({groups[first].name}); "
+                                "each Einsum runs in exactly one group")
+            bound_by[e] = i
 
 
 def _group(data: Any, source: str, where: str) -> Group:

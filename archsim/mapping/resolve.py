@@ -24,7 +24,7 @@ from archsim.cascade.ir import Cascade
 from archsim.cascade.syntax import BinOp, Call, Expr, Name, Num, walk
 from archsim.errors import SpecError
 from archsim.mapping.factors import divisors
-from archsim.mapping.load import check_factor, parse_factor
+from archsim.mapping.load import check_bound_once, check_factor, parse_factor
 from archsim.mapping.overlap import check_overlap, delay_names
 from archsim.mapping.spec import SEARCH, Group, Loop, Mapping
 from archsim.memo import identity_cache
@@ -59,9 +59,10 @@ def _check_looped(cascade: Cascade, group: Group, source: str, where: str, bindi
 
 @identity_cache(maxsize=1024)
 def check_bindings(binding: Binding, mapping: Mapping) -> None:
-    """Every Einsum the groups bind is one of the cascade's, and every Einsum of the cascade is bound by a group
-    (the loader already refused one bound by two): one left out would run in no group and cost nothing. Groups
-    run one after another, so no Einsum may read a tensor a later group writes (`_check_group_order`)."""
+    """Every Einsum the groups bind is one of the cascade's, and every Einsum of the cascade is bound by exactly one
+    group (`_check_bound`, which runs the loader's checks again for groups changed in Python): one left out would
+    run in no group and cost nothing, one bound by two would run twice. Groups run one after another, so no Einsum
+    may read a tensor a later group writes (`_check_group_order`)."""
     _check_bound(binding.cascade, mapping)
 
 
@@ -115,7 +116,7 @@ def _check_bound(cascade: Cascade, mapping: Mapping) -> None:
     """Each group's Einsums are the cascade's (`_check_einsums`), every Einsum of the cascade is bound, the groups'
     order runs (`_check_group_order`, on the Einsums each group lists), and, the loader's checks for a mapping
     changed in Python, each group's Einsums are its binding's keys (`_check_binding_keys`) and no Einsum is bound
-    by two groups (`_check_bound_once`)."""
+    by two groups (`archsim.mapping.load.check_bound_once`)."""
     for i, group in enumerate(mapping.groups):
         _check_einsums(cascade, group, mapping.source, f"groups[{i}]")
     bound = {e for group in mapping.groups for e in group.einsums}
@@ -126,21 +127,7 @@ def _check_bound(cascade: Cascade, mapping: Mapping) -> None:
     _check_group_order(cascade, mapping)
     for i, group in enumerate(mapping.groups):
         _check_binding_keys(group, mapping.source, f"groups[{i}]")
-    _check_bound_once(mapping)
-
-
-def _check_bound_once(mapping: Mapping) -> None:
-    """No Einsum is bound by two groups (the loader's check, again for groups changed in Python): it would run
-    twice."""
-    bound_by: dict[str, int] = {}
-    for i, group in enumerate(mapping.groups):
-        for e in group.einsums:
-            if e in bound_by:
-                first = bound_by[e]
-                raise SpecError(mapping.source, f"groups[{i}].binding.{group.binding[e]}",
-                                f"Einsum {e} is already bound by groups[{first}] ({mapping.groups[first].name}); "
-                                "each Einsum runs in exactly one group")
-            bound_by[e] = i
+    check_bound_once(mapping.groups, mapping.source)
 
 
 def _check_group_order(cascade: Cascade, mapping: Mapping) -> None:

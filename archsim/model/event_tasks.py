@@ -417,7 +417,7 @@ class _Move:
     tensor_ranks: frozenset[str]
     child: int
     bytes_: float
-    written_by: tuple[str, ...] = ()  # a read's: the group's other Einsums that write what it reads of the tensor
+    written_by: tuple[str, ...]  # a read's: the group's other Einsums that write what it reads of the tensor
 
 
 def _transfer_streams(binding: Binding, group: Group, part: Result, level_of: dict[str, int],
@@ -430,7 +430,8 @@ def _transfer_streams(binding: Binding, group: Group, part: Result, level_of: di
     for m in channels:
         for tensor, total_bytes in part.traffic_bytes.get(m.name, {}).items():
             storage = {tensor, *group.in_place.get(tensor, ())}
-            roles = [(e, WRITE) for e in group.einsums if cascade.einsum(e).output.tensor in storage]
+            writing = [e for e in group.einsums if cascade.einsum(e).output.tensor in storage]
+            roles = [(e, WRITE) for e in writing]
             roles += [(e, READ) for e in group.einsums
                       if storage & {r.tensor for r in refs_of(cascade.einsum(e))}]
             owner = over.get(tensor, tensor)
@@ -439,17 +440,18 @@ def _transfer_streams(binding: Binding, group: Group, part: Result, level_of: di
             ranks = frozenset(cascade.tensors[tensor].leaf_ranks)
             share_bytes = total_bytes / len(roles)
             for e, direction in roles:
-                writers = _writers_read(cascade, group, storage, e) if direction == READ else ()
+                writers = _writers_read(cascade, writing, storage, e) if direction == READ else ()
                 streams[(e, m.name, direction)].append(_Move(e, direction, tensor, ranks, child, share_bytes,
                                                              writers))
     return dict(streams)
 
 
-def _writers_read(cascade: Cascade, group: Group, storage: set[str], reader: str) -> tuple[str, ...]:
-    """The group's Einsums other than `reader` whose output, stored in `storage` (a tensor and those written over
-    it in place), `reader` reads: FLAT's in-place score block is QK's for GM and SN, SN's for SD and A."""
+def _writers_read(cascade: Cascade, writing: Sequence[str], storage: set[str], reader: str) -> tuple[str, ...]:
+    """The Einsums of `writing` (the group's writing into `storage`: a tensor and those written over it in place)
+    other than `reader` whose output `reader` reads: FLAT's in-place score block is QK's for GM and SN, SN's for SD
+    and A."""
     read = storage & {r.tensor for r in refs_of(cascade.einsum(reader))}
-    return tuple(e for e in group.einsums if e != reader and cascade.einsum(e).output.tensor in read)
+    return tuple(e for e in writing if e != reader and cascade.einsum(e).output.tensor in read)
 
 
 def _shares(nest: _Nest, fixed: dict[int, int]) -> np.ndarray:

@@ -96,9 +96,17 @@ from archsim.cascade.ir import Cascade
 from archsim.errors import SpecError
 from archsim.limits import limits_key
 from archsim.memo import identity_cache, kept, trim
-from archsim.model.gpu import WORD_PRECISIONS, AttentionCase, GemmLaunch, GpuResult, copy_fraction, gemm_launch_time
+from archsim.model.gpu import (
+    PRECISION_BYTES,
+    WORD_PRECISIONS,
+    AttentionCase,
+    GemmLaunch,
+    GpuResult,
+    copy_fraction,
+    gemm_launch_time,
+)
 from archsim.outputs import capacity_text
-from archsim.systems.arithmetic_energy import PRICED_WORD_BYTES, flops_at_16_bit
+from archsim.systems.arithmetic_energy import flops_at_16_bit
 from archsim.systems.device import OpCost
 from archsim.systems.gemms import einsum_density, op_gemms, writer_of
 from archsim.systems.step import (
@@ -153,10 +161,11 @@ class ActionEnergy:
 
 def arithmetic_word_bytes(gpu: GPU, word_bytes: int) -> int:
     """The operand width `gpu`'s tensor cores compute `word_bytes`-byte words at, what their FLOPs are priced at
-    (`arithmetic_energy`): their own, but 2 (fp16) for 1-byte words on a GPU without fp8 tensor cores, which runs
-    them on its fp16 path (`GPU.has_rate`; a100-80gb-sxm4.yaml: "fp8 inputs run on the fp16 path")."""
-    fp16_path = WORD_PRECISIONS.get(word_bytes) == "fp8" and not gpu.has_native("fp8")
-    return PRICED_WORD_BYTES if fp16_path else word_bytes
+    (`arithmetic_energy`): the width of the precision they are computed at (`GPU.computed_precision` of the words'
+    `WORD_PRECISIONS`), their own but 2 (fp16) for 1-byte words on a GPU without fp8 tensor cores, which runs them on
+    its fp16 path; their own for a width with no precision."""
+    precision = WORD_PRECISIONS.get(word_bytes)
+    return word_bytes if precision is None else PRECISION_BYTES[gpu.computed_precision(precision)]
 
 
 def word_problem(gpu: GPU, word_bytes: int) -> str | None:

@@ -27,7 +27,7 @@ from archsim.systems.gpu_device import GpuDevice
 from archsim.systems.offload import OffloadModel, offload_model
 from archsim.systems.pim_device import BankPimDevice
 from archsim.systems.step import block_of
-from archsim.systems.system_checks import check_against_workload, check_degrees
+from archsim.systems.system_checks import MEMORY_FIELDS, check_against_workload, check_degrees
 from archsim.systems.system_model import SystemModel, held_memory_bytes, system_model_of
 from archsim.systems.system_types import CONTEXT_PARALLEL, System
 from archsim.workload import Workload, refuse_linear_attention
@@ -127,19 +127,17 @@ def _with_memory_bounds(model: SystemModel | OffloadModel) -> SystemModel | Offl
                    engine_bytes=engine_bytes)
 
 
-MEMORY_FIELDS = {"gpu": "dram_bytes", "memory-pool": "dram_bytes", "chip": "memory_bytes"}  # kind -> preset field
-
-
 def _with_kv_room(system: System, model: SystemModel | OffloadModel) -> SystemModel | OffloadModel:
     """`model`, refused when its KV cache cannot hold one token: the error names the memory of the device that
-    holds the cache (a preset's `dram_bytes` or `memory_bytes`, or the device entry of other kinds)."""
+    holds the cache (its preset's capacity field, `system_checks.MEMORY_FIELDS`: `dram_bytes` or
+    `memory_bytes`; the device entry of other kinds)."""
     per_token, room = model.kv_bytes_per_token, model.kv_capacity_bytes
     if room >= per_token:
         return model
     pool = isinstance(model, OffloadModel)
     device = system.devices[model.pool_device.name if pool else model.weight_device.name]
-    field = MEMORY_FIELDS.get(device.kind)
-    source, where = (device.spec.source, field) if field else (system.source, f"devices.{device.name}")
+    fields = MEMORY_FIELDS.get(device.kind)
+    source, where = (device.spec.source, fields[0]) if fields else (system.source, f"devices.{device.name}")
     held = "its memory" if pool else "its memory less the weights"
     raise SpecError(source, where, f"the KV cache of {model.name} on devices.{device.name} of {system.source} "
                                    f"({held}) holds {room:.4g} B, less than one token's {per_token:.4g} B")

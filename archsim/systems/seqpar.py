@@ -488,7 +488,7 @@ def _context_limit_tokens(spec: ParallelSpec) -> int:
     return mem.size_limit_tokens(spec.scheme, spec.devices)
 
 
-def _capped_context_note(spec: ParallelSpec, max_context: float, call_limit: str = "") -> str:
+def _capped_context_note(spec: ParallelSpec, max_context: float, call_limit: str) -> str:
     """'' unless the largest context is the last multiple within the search's limit (`_context_limit_tokens`), or
     the search stopped at a limit on one modelled attention call (`call_limit`, `_call_limit_stop`'s reason): then
     the search stopped there, not at the GPU's memory, and the value is a floor, which the note says, naming the

@@ -115,10 +115,10 @@ import numpy as np
 
 from archsim.systems import collectives
 from archsim.systems.links import Link
-from archsim.systems.seqpar_compute import WORD_BYTES, Compute, DeviceCompute, shard
+from archsim.systems.seqpar_compute import Compute, DeviceCompute, shard
 from archsim.systems.seqpar_spec import RING_SCHEMES, ParallelSpec
 from archsim.systems.sharding import kv_heads_per_device
-from archsim.systems.topology import Topology
+from archsim.systems.topology import WORD_BYTES, Topology
 
 ACCUMULATOR_BYTES = 4  # fp32 dK/dV accumulators and linear-attention states
 

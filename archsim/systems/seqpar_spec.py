@@ -58,7 +58,6 @@ from archsim.systems.seqpar_compute import (
     DECODE_KERNEL,
     LINEAR_KERNEL,
     SOURCE,
-    WORD_BYTES,
     block_mapping,
     linear_head_dim,
 )
@@ -66,7 +65,7 @@ from archsim.systems.sharding import kv_heads_per_device
 from archsim.systems.step import block_of
 from archsim.systems.system_checks import uncut_size
 from archsim.systems.system_types import CONTEXT_PARALLEL_SCHEMES
-from archsim.systems.topology import ArrayDevice, Topology
+from archsim.systems.topology import WORD_BYTES, ArrayDevice, Topology
 from archsim.workload import Workload, refuse_linear_attention
 
 LINEAR_SCHEMES = ("lasp1", "lasp2")
@@ -167,7 +166,7 @@ def check_workload(workload: Workload, memory: bool = True, layer: bool = False,
     """Refuse a workload no scheme, P or N can run (`archsim parallel` checks it once, before its grid): a missing
     size, an attention the GPU kernels do not time (MLA's latent KV, a sliding window), a word size missing or
     other than the bf16 the attention kernels and the blocks and states the schemes send are costed in
-    (`seqpar_compute.WORD_BYTES`; in every direction and scope: one left out is not taken as 2), with `memory`
+    (`topology.WORD_BYTES`; in every direction and scope: one left out is not taken as 2), with `memory`
     (every direction but fwd+bwd at tp > 1, `seqpar._memory`) what the memory model cannot expand
     (`seqpar_memory.check_workload_sizes`), with `layer` (scope layer) a workload
     whose layer's other ops cannot be built (its block and word size), and with `gpu` a GPU an `ffn_word_bytes` its

@@ -184,7 +184,7 @@ class RequestRecord:
 class IterationRecord:
     """One iteration: its span, how many requests prefilled (and their prompt tokens) and decoded (and the tokens of
     KV they read, their contexts summed), the KV pages in use while it ran, and those in use at its end, after the
-    requests it finished freed theirs (`pages_after`; None where not recorded)."""
+    requests it finished freed theirs (`pages_after`)."""
 
     start_s: float
     end_s: float
@@ -193,7 +193,7 @@ class IterationRecord:
     prefill_tokens: int
     pages_used: int
     decode_kv_tokens: int = 0
-    pages_after: int | None = None
+    pages_after: int = field(kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -712,16 +712,17 @@ class _Engine:
             self.energy_j += cost.energy_j
             for unit, busy_s in cost.busy_s.items():
                 self.busy_s[unit] = self.busy_s.get(unit, 0.0) + busy_s
-            record = IterationRecord(start_s, now_s, len(prefills), len(contexts), sum(prefill_lengths), pages_used,
-                                     sum(contexts)) if self.trace else None
-            self.emitted_tokens += len(prefills) + len(contexts)  # now: `_join` appends to `contexts`
+            n_decode = len(contexts)  # now: `_join` appends to `contexts`
+            decode_kv_tokens = sum(contexts) if self.trace else 0
+            self.emitted_tokens += len(prefills) + n_decode
             joining = self._emit_prefills(prefills, prefill_lengths, now_s) if prefills else []
             if decoding:
                 self._emit_decodes(contexts, now_s)
             if joining:
                 self._join(joining, now_s)
-            if record is not None:  # its finished requests have freed their pages
-                self.timeline.append(replace(record, pages_after=self._used_pages()))
+            if self.trace:  # its finished requests have freed their pages
+                self.timeline.append(IterationRecord(start_s, now_s, len(prefills), n_decode, sum(prefill_lengths),
+                                                     pages_used, decode_kv_tokens, pages_after=self._used_pages()))
             if self.last_first_token_s == now_s:  # a first token now, or an iteration of no time after one
                 self.steady_tokens, self.steady_steps = self.emitted_tokens, self.steps
 
@@ -938,7 +939,7 @@ def kv_pages_samples(timeline: Sequence[IterationRecord]) -> list[tuple[float, i
     for it, after in zip(timeline, [*timeline[1:], None], strict=True):
         samples.append((it.start_s, it.pages_used))
         waits = after is None or after.start_s > it.end_s
-        if waits and it.pages_after is not None and it.pages_after != it.pages_used:
+        if waits and it.pages_after != it.pages_used:
             samples.append((it.end_s, it.pages_after))
     return [sample for sample, later in zip(samples, [*samples[1:], None], strict=True)
             if later is None or later[0] != sample[0]]

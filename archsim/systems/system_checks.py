@@ -23,7 +23,7 @@ naming the field:
   offloading and context parallelism a gpu, npu or chip has the weight holder's `count` (a rank holds one device of
   every kind, a logic-pim's `count` stacks: `rank_devices`, what a rank's price counts);
 - a logic-pim's count x `external_bytes_per_s` covers the HBM bandwidth of the gpu or chip whose HBM its stacks
-  are (`HBM_FIELDS`), and is not given beside neither (an interface to nothing: give `internal_bytes_per_s`); a
+  are (`MEMORY_FIELDS`), and is not given beside neither (an interface to nothing: give `internal_bytes_per_s`); a
   logic-pim does not hold the weights (its stacks are the HBM of the device beside it), and its count x
   `capacity_bytes` is at most the HBM capacity of the gpu or chip holding them;
 - attention offloading (ping-pong, staggered) needs `attention_pool`, the link named attention, and a memory-pool
@@ -105,24 +105,25 @@ BLOCKED_EXPERT_KEYS = ("expert_tp",)  # of those, the ones the blocked schedule 
 # no op is placed on it); a bank-PIM runs its softmax on the NPU's vector units (`archsim.systems.devices`)
 COMPANIONS = {"npu": ("bank-pim", "streams from an HBM"),
               "bank-pim": ("npu", "runs its softmax on an NPU's vector units")}
-# kind -> its preset's (capacity, bandwidth) fields of the HBM a logic-pim's stacks can be (pim.md §2.4: Duplex's
-# xPU's HBM): a gpu's DRAM, a chip's memory
-HBM_FIELDS = {"gpu": ("dram_bytes", "dram_bytes_per_s"), "chip": ("memory_bytes", "memory_bytes_per_s")}
+# kind -> its preset's (capacity, bandwidth) fields of its memory: a gpu's or memory-pool's DRAM, a chip's HBM
+MEMORY_FIELDS = {"gpu": ("dram_bytes", "dram_bytes_per_s"), "memory-pool": ("dram_bytes", "dram_bytes_per_s"),
+                 "chip": ("memory_bytes", "memory_bytes_per_s")}
+HBM_KINDS = ("gpu", "chip")  # the kinds whose HBM a logic-pim's stacks can be (pim.md §2.4: Duplex's xPU's HBM)
 
 
 def hbm_devices(devices: Iterable[Device]) -> list[Device]:
-    """The devices whose HBM a logic-pim's stacks are (`HBM_FIELDS`: every gpu and chip of a spec), in order."""
-    return [device for device in devices if device.kind in HBM_FIELDS]
+    """The devices whose HBM a logic-pim's stacks are (`HBM_KINDS`: every gpu and chip of a spec), in order."""
+    return [device for device in devices if device.kind in HBM_KINDS]
 
 
 def hbm_bytes(device: Device) -> float:
-    """The capacity of an `hbm_devices` device's HBM, its preset's `HBM_FIELDS` capacity field, in bytes."""
-    return float(getattr(device.spec, HBM_FIELDS[device.kind][0]))
+    """The capacity of an `hbm_devices` device's HBM, its preset's `MEMORY_FIELDS` capacity field, in bytes."""
+    return float(getattr(device.spec, MEMORY_FIELDS[device.kind][0]))
 
 
 def hbm_bytes_per_s(device: Device) -> float:
-    """The bandwidth of an `hbm_devices` device's HBM, its preset's `HBM_FIELDS` bandwidth field, in bytes/s."""
-    return float(getattr(device.spec, HBM_FIELDS[device.kind][1]))
+    """The bandwidth of an `hbm_devices` device's HBM, its preset's `MEMORY_FIELDS` bandwidth field, in bytes/s."""
+    return float(getattr(device.spec, MEMORY_FIELDS[device.kind][1]))
 
 
 def tp_cuts_kv_heads(kv_heads: int, tp: int) -> bool:
@@ -575,7 +576,7 @@ def _check_device_counts(system: System) -> None:
 
 def _check_logic_pim_interface(system: System) -> None:
     """A logic-pim's stacks are the HBM of the gpu or chip beside it (`hbm_devices`: Duplex's xPU, pim.md §2.4),
-    which streams at its own preset's bandwidth (`HBM_FIELDS`): count x `external_bytes_per_s`, what the stacks
+    which streams at its own preset's bandwidth (`MEMORY_FIELDS`): count x `external_bytes_per_s`, what the stacks
     give it over the interposer (an HBM3 stack's unset, `LogicPIMSpec`), must cover it, beside a chip as beside a
     gpu. Beside neither the field is an interface to nothing: it would set only `internal_bytes_per_s` (4x,
     `LogicPIMSpec`), which is then to be given itself, so it is refused."""
@@ -595,7 +596,7 @@ def _check_logic_pim_interface(system: System) -> None:
             if supplied < needed:
                 raise SpecError(system.source, where,
                                 f"expected count x external_bytes_per_s at least {hbm.name}'s "
-                                f"{HBM_FIELDS[hbm.kind][1]} ({needed:g}): the stacks are its HBM, and it streams at "
+                                f"{MEMORY_FIELDS[hbm.kind][1]} ({needed:g}): the stacks are its HBM, and it streams at "
                                 f"its preset's bandwidth (change the preset to model a slower {hbm.kind}), got "
                                 f"{device.count} x {device.spec.external_bytes_per_s:g}")
 
@@ -608,7 +609,7 @@ def _check_logic_pim_memory(system: System) -> None:
       by `op_per_byte_below` may send small batches there): its `count` would be read both as the stacks of a rank
       (their capacity, compute and price) and as the devices of a node bounding tp (`check_tp_group`), so 32 stacks
       at tp 32 held 1024 stacks' memory priced as 32 devices;
-    - beside a gpu or chip holding the weights its stacks hold at most that device's HBM (`HBM_FIELDS`: a gpu's
+    - beside a gpu or chip holding the weights its stacks hold at most that device's HBM (`MEMORY_FIELDS`: a gpu's
       `dram_bytes`, a chip's `memory_bytes`; count x capacity_bytes: the model takes the smaller, so a larger
       capacity would not be read)."""
     holder = weight_holder(system)
@@ -622,7 +623,7 @@ def _check_logic_pim_memory(system: System) -> None:
                         f"holds the weights: a logic-pim's stacks are the HBM of the device beside it (pim.md §2.4), "
                         f"and its count is stacks per rank, not devices per node; expected {beside}, with "
                         "op_per_byte_below on a rule sending small batches' qkv to the logic-pim")
-    if holder.kind not in HBM_FIELDS:
+    if holder.kind not in HBM_KINDS:
         return
     held_bytes = hbm_bytes(holder)
     for device in system.devices.values():
@@ -630,7 +631,7 @@ def _check_logic_pim_memory(system: System) -> None:
         # isclose: an unset capacity is the HBM's over count, which times count may round above it
         if stacks_bytes > held_bytes and not math.isclose(stacks_bytes, held_bytes):
             raise SpecError(system.source, f"devices.{device.name}.capacity_bytes",
-                            f"expected count x capacity_bytes at most {holder.name}'s {HBM_FIELDS[holder.kind][0]} "
+                            f"expected count x capacity_bytes at most {holder.name}'s {MEMORY_FIELDS[holder.kind][0]} "
                             f"({capacity_text(held_bytes)}, its preset's memory): the stacks are its HBM, and the "
                             f"model holds no more than it, got {device.count} x "
                             f"{capacity_text(device.spec.capacity_bytes)} = {capacity_text(stacks_bytes)}")
