@@ -284,8 +284,9 @@ def _default_degrees_note(system: System, workload_name: str) -> str:
     if not entries or workload_name in entries:
         return ""
     given = ", ".join(f"--{name} {value}" for name, value in system.options.items())
+    advice = "an entry for it would give it its own" if given else "give --tp/--pp, or an entry for it"
     return (f"the top-level degrees{f' but {given}' if given else ''}: {system.source}'s parallelism.by_workload "
-            f"has no entry for {workload_name} (it has {', '.join(entries)}); give --tp/--pp, or an entry for it")
+            f"has no entry for {workload_name} (it has {', '.join(entries)}); {advice}")
 
 
 def _show(m: dict, wall_s: float, degrees_note: str) -> None:

@@ -112,6 +112,7 @@ from archsim.systems.gemms import einsum_density, op_gemms, writer_of
 from archsim.systems.step import (
     ACTIVATIONS_OUT,
     INTERMEDIATE,
+    MLA_DECODE,
     WEIGHTS,
     DecodeOps,
     Op,
@@ -130,7 +131,7 @@ ATTENTION_KERNEL = "PyTorch eager attention"
 GEMM_FAMILY = "pytorch"  # the calibrated family whose cuBLAS GEMM and DRAM-pass efficiencies every GEMM op uses
 KERNEL_CASCADES = ("attention-decode-gqa", "attention-1pass-causal", "attention-1pass-causal-gqa",
                    "attention-sliding-window", "attention-sliding-window-gqa")
-FUSED_DECODE_CASCADES = ("attention-mla-decode",)  # decode attention as one fused call a batch (module docstring)
+FUSED_DECODE_CASCADES = (MLA_DECODE,)  # decode attention as one fused call a batch (module docstring)
 DECODE_MEMO_CALLS = 2**14  # the latest decode calls a table remembers (`GpuDevice._decode_terms`): 16 MB at 128
 # requests a call
 DECODE_MEMO_TABLES = 4  # decode tables kept for devices built apart (`_decode_table`): `reproduce lamina` fills 4

@@ -67,7 +67,7 @@ from archsim.systems import pim as pim_model
 from archsim.systems.arithmetic_energy import flops_at_16_bit
 from archsim.systems.device import OpCost
 from archsim.systems.npu import NPUSpec
-from archsim.systems.step import DecodeOps, Op, UnrunnableOp
+from archsim.systems.step import MLA_DECODE, DecodeOps, Op, UnrunnableOp
 
 PIM_ATTENTION = "attention-decode-gqa"
 
@@ -326,7 +326,9 @@ def placement_problem(op: str, phase: str, cascade: str | None = None) -> str | 
     if cascade == PIM_ATTENTION or (cascade is None and (op, phase) == ("attention", "decode")):
         return None
     bound = f"{cascade}, " if cascade is not None else ""
-    return f"a bank-PIM runs {PIM_ATTENTION} GEMVs; the placement puts {op} ({bound}{phase}) on it"
+    hint = (" (the workload's kv_lora_rank makes its decode attention MLA's latent attention: place it on another "
+            "device, or run it on a system without a bank-PIM)" if cascade == MLA_DECODE else "")
+    return f"a bank-PIM runs {PIM_ATTENTION} GEMVs; the placement puts {op} ({bound}{phase}) on it{hint}"
 
 
 def bus_words(pim: PIMSpec, seq_tokens, heads: int, head_dim: int):

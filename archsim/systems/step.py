@@ -97,6 +97,7 @@ STEP_SOURCE = "<step>"  # what errors in the step's own sizes blame
 # (in or out); an intermediate is the op's own working data.
 WEIGHTS, KV_CACHE = "weights", "kv_cache"
 ACTIVATIONS_IN, ACTIVATIONS_OUT, INTERMEDIATE = "activations_in", "activations_out", "intermediate"
+MLA_DECODE = "attention-mla-decode"  # decode attention of a workload with kv_lora_rank (MLA's latent attention)
 MLA_LATENT_KV = {"WDKV": WEIGHTS, "WKR": WEIGHTS, "C": KV_CACHE, "KR": KV_CACHE}  # both MLA projections' KV part
 ROLES: dict[str, dict[str, str]] = {
     "qkv-projection": {"WQ": WEIGHTS, "WK": WEIGHTS, "WV": WEIGHTS, "K": KV_CACHE, "V": KV_CACHE},
@@ -349,7 +350,7 @@ def _plan(workload: Workload, step: Step, block: str, layer_kind: str | None) ->
         attention = "attention-mla-prefill" if mla else causal if multi_head else f"{causal}-gqa"
         attention_sizes = {"batch": step.batch, "seq_len": step.seq_len, "tile_kv": step.seq_len}
     else:
-        attention = "attention-mla-decode" if mla else "attention-decode-gqa"
+        attention = MLA_DECODE if mla else "attention-decode-gqa"
         attention_sizes = {"batch": step.batch, "seq_len": decode_keys(workload, step.seq_len)}
     if moe and layer_kind != DENSE:  # the FFN binds a workload's ffn_word_bytes (`bind.binds_ffn_words`)
         ffns = [("moe", MOE_CASCADE, {**tokens, **_routed_step(workload, tokens["tokens"])}, ("ffn_norm",))]
