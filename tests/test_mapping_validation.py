@@ -313,9 +313,10 @@ def test_groups_that_read_a_later_groups_tensor_are_refused() -> None:
     spec = library.load_mapping_spec("fusemax")
     group = spec.groups[0]
     two_d = [e for e in group.einsums if group.binding[e] == "array2d"]
-    halves = [replace(group, name=name, binding={e: u for e, u in group.binding.items() if (e in two_d) == on_2d},
-                      overlap="max")
-              for name, on_2d in (("arr2d", True), ("arr1d", False))]
+    bindings = {name: {e: u for e, u in group.binding.items() if (e in two_d) == on_2d}
+                for name, on_2d in (("arr2d", True), ("arr1d", False))}
+    halves = [replace(group, name=name, binding=binding, einsums=tuple(binding), overlap="max")
+              for name, binding in bindings.items()]
     for groups in (halves, halves[::-1]):
         with pytest.raises(SpecError, match=r"groups\[0\]\.binding\.\w+: \w+ reads \w+, which group arr[12]d writes "
                                             r"after group arr[12]d has run"):

@@ -113,11 +113,11 @@ def _check_expression(node: Expr, names: set[str], arch: Architecture, source: s
 
 
 def _check_bound(cascade: Cascade, mapping: Mapping) -> None:
-    """Each group's Einsums are the cascade's (`_check_einsums`), every Einsum of the cascade is bound, the groups'
-    order runs (`_check_group_order`, on the Einsums each group lists), and, the loader's checks for a mapping
-    changed in Python, each group's Einsums are its binding's keys (`_check_binding_keys`) and no Einsum is bound
-    by two groups (`archsim.mapping.load.check_bound_once`)."""
+    """Each group's Einsums are its binding's keys (`_check_binding_keys`, the loader's check, for a mapping changed
+    in Python) and the cascade's (`_check_einsums`), every Einsum of the cascade is bound, the groups' order runs
+    (`_check_group_order`), and no Einsum is bound by two groups (`archsim.mapping.load.check_bound_once`)."""
     for i, group in enumerate(mapping.groups):
+        _check_binding_keys(group, mapping.source, f"groups[{i}]")
         _check_einsums(cascade, group, mapping.source, f"groups[{i}]")
     bound = {e for group in mapping.groups for e in group.einsums}
     unbound = [e.name for e in cascade.einsums if e.name not in bound]
@@ -125,8 +125,6 @@ def _check_bound(cascade: Cascade, mapping: Mapping) -> None:
         raise SpecError(mapping.source, "groups", f"{', '.join(unbound)} of {cascade.name} bound by no "
                                                   "group (each Einsum of the cascade runs in exactly one group)")
     _check_group_order(cascade, mapping)
-    for i, group in enumerate(mapping.groups):
-        _check_binding_keys(group, mapping.source, f"groups[{i}]")
     check_bound_once(mapping.groups, mapping.source)
 
 
@@ -148,12 +146,11 @@ def _check_group_order(cascade: Cascade, mapping: Mapping) -> None:
 
 
 def _check_einsums(cascade: Cascade, group: Group, source: str, where: str) -> None:
-    """The Einsums the group lists are the cascade's."""
+    """The Einsums the group lists (its binding's keys, `_check_binding_keys`) are the cascade's."""
     known = [e.name for e in cascade.einsums]
     for e in group.einsums:
         if e not in known:
-            at = f"{where}.binding.{group.binding[e]}" if e in group.binding else f"{where}.binding"
-            raise SpecError(source, at,
+            raise SpecError(source, f"{where}.binding.{group.binding[e]}",
                             f"'{e}' is not an Einsum of {cascade.name} (known: {', '.join(known)})")
 
 
