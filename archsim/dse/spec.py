@@ -372,12 +372,15 @@ def work_axes(spec: SweepSpec) -> list[str]:
     return [path for path in spec.axes if any(work_field(f) for f in axis_fields(spec, path))]
 
 
+GPU_FIELDS = frozenset(f"workload.{name}" for name in GPU_SIZES)  # the fields a GPU point's call reads
+
+
 def gpu_axes(spec: SweepSpec) -> list[str]:
-    """The axes a GPU point takes, in axis order: the work axes (`work_axes`) that set a size the GPU call reads
-    (`GPU_SIZES`, each a model size), plain or linked. One setting only the architecture or its tiles (the demo's
-    pe_dim; a plain `workload.M0`) gives the GPU no other call: its GPU points have no value there (NaN)."""
-    read = {f"workload.{name}" for name in GPU_SIZES}
-    return [path for path in work_axes(spec) if read.intersection(axis_fields(spec, path))]
+    """The axes a GPU point takes, in axis order: those that set a size the GPU call reads (`GPU_FIELDS`), plain
+    or linked; each such size is a model size, so these are work axes (`work_axes`) too. One setting only the
+    architecture or its tiles (the demo's pe_dim; a plain `workload.M0`) gives the GPU no other call: its GPU points
+    have no value there (NaN)."""
+    return [path for path in spec.axes if GPU_FIELDS.intersection(axis_fields(spec, path))]
 
 
 def sweep_from_dict(data: Any, source: str = "<python>", max_points: int | None = None) -> SweepSpec:

@@ -19,7 +19,7 @@ roofline of Williams, Waterman & Patterson (CACM 2009) derated by two efficienci
   `ActionEnergy`, the gpu device's prices and rule, `archsim.systems.gpu_device`): the op's moved bytes x 8 x
   `hbm_pj_per_bit` + x `sram_pj_per_byte` + its FLOPs x `pj_per_flop` x the width its matrix units compute at /
   2 bytes (`archsim.systems.arithmetic_energy`: a price at 16-bit operands; an fp8 peak's FLOPs half of it, 1-byte
-  words on a chip without one, run at its bf16 peak, all of it: `arithmetic_word_bytes`), a derated op costing
+  words on a chip without one, run at its bf16 peak, all of it: `_energy_j`), a derated op costing
   what it moves and computes, not its time; its `static_w`, which an op's cost leaves out, the systems layer
   charges over the wall time. Otherwise `power_w` x time when the chip has a power figure (a constant power, as the
   GPU device's TDP model; as an attention pool, `archsim.systems.offload`, drawn over the whole decode time, idle
@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from archsim.errors import SpecError
+from archsim.model.gpu import PRECISION_BYTES
 from archsim.systems.arithmetic_energy import flops_at_16_bit
 from archsim.systems.chip import Chip
 from archsim.systems.device import OpCost
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
     from archsim.systems.gpu_device import ActionEnergy
 
 PRECISIONS_BY_WORD_BYTES = {2: ("bf16",), 1: ("fp8", "bf16")}  # the first precision the chip has is used
-PRECISION_WORD_BYTES = {"bf16": 2, "fp8": 1}  # the operand width each precision computes at
 UNKNOWN_ENERGY_J = math.nan  # a chip without a power figure or prices: not modelled, so not 0
 
 
@@ -91,11 +91,6 @@ class ChipDevice:
             raise SpecError(self.source, f"devices.{self.name}.preset", problem)
         return next(p for p in PRECISIONS_BY_WORD_BYTES[word_bytes] if p in self.spec.matmul_flops_per_s)
 
-    def arithmetic_word_bytes(self, word_bytes: int) -> int:
-        """The operand width the matrix units compute `word_bytes`-byte words at, what their FLOPs are priced at
-        (`arithmetic_energy`): 1 at an fp8 peak, 2 at the bf16 peak a chip without one runs 1-byte words at."""
-        return PRECISION_WORD_BYTES[self.matmul_precision(word_bytes)]
-
     def elementwise_s(self, dram_bytes: float) -> float:
         """One elementwise pass moving `dram_bytes` at the derated bandwidth (no launch cost, as every op here)."""
         return dram_bytes / (self.spec.memory_bytes_per_s * self.memory_efficiency)
@@ -103,18 +98,20 @@ class ChipDevice:
     def cost(self, ops: Sequence[Op], streamed_fraction: float = 1.0) -> OpCost:
         total = OpCost()
         for op in ops:
-            peak = self.matmul_peak_flops_per_s(op.binding.word_bytes)
+            precision = self.matmul_precision(op.binding.word_bytes)
+            peak = self.spec.matmul_flops_per_s[precision]
             moved = op.moved_bytes(streamed_fraction)
             compute_s = op.flops / (peak * self.matmul_efficiency)
             memory_s = moved / (self.spec.memory_bytes_per_s * self.memory_efficiency)
             time_s = max(compute_s, memory_s)
-            energy_j = self._energy_j(moved, op, time_s)
+            energy_j = self._energy_j(moved, op.flops, PRECISION_BYTES[precision], time_s)
             total = total + OpCost(time_s, memory_s, energy_j, {self.name: op.flops / peak})
         return total
 
-    def _energy_j(self, moved_bytes: float, op: Op, time_s: float) -> float:
-        """An op's energy (module docstring): per action where priced, else the chip's power for its time."""
+    def _energy_j(self, moved_bytes: float, flops: float, operand_bytes: int, time_s: float) -> float:
+        """An op's energy (module docstring): per action where priced, its FLOPs at the width the matrix units
+        compute them at (`operand_bytes`: 1 at an fp8 peak, 2 at the bf16 peak a chip without one runs 1-byte words
+        at; `arithmetic_energy`), else the chip's power for its time."""
         if self.energy is not None:
-            flops = flops_at_16_bit(op.flops, self.arithmetic_word_bytes(op.binding.word_bytes))
-            return self.energy.energy_j(moved_bytes, flops)
+            return self.energy.energy_j(moved_bytes, flops_at_16_bit(flops, operand_bytes))
         return UNKNOWN_ENERGY_J if self.spec.power_w is None else self.spec.power_w * time_s
