@@ -280,18 +280,21 @@ def test_infeasible_points_stay_rows_with_their_reason_and_never_reach_a_front(t
     assert len(df) == 4 and len(infeasible) == 2 and not infeasible.feasible.any() and feasible.feasible.all()
     assert infeasible.reason.str.contains(reason).all()
     # A design that does not fit has no numbers (the model would give the same latency and a smaller area, which
-    # would dominate). The front is the feasible point at 1K tokens (4K takes longer, at the same area).
+    # would dominate). Over both lengths the front is the feasible point at 1K tokens (4K takes longer, at the same
+    # area); a sweep's fronts are per length (s53), so each length's front is its feasible point.
     assert infeasible[["latency_s", "energy_pj", "area_um2", "edp"]].isna().all().all()
     front = df[pareto_mask(df, spec.objectives)]
     assert list(zip(front[axis].map(json.dumps), front["workload.seq_len"], strict=True)) == [(json.dumps(large), 1024)]
     counts = sweep_tables.counts(df, spec.objectives)
-    assert counts == {"points": 4, "feasible": 2, "infeasible": 2, "constraint_violated": 0, "on_front": 1}
+    assert counts == {"points": 4, "feasible": 2, "infeasible": 2, "constraint_violated": 0, "on_front": 2}
     summary = cli("sweep", spec.source, "--db", str(db), "--local").output
     assert "4 points (0 new, 4 reused), 2 feasible" in summary
-    assert "Pareto front over (latency_s, area_um2): 1 points" in summary
+    assert "Pareto fronts over (latency_s, area_um2), one per workload.seq_len: 2 points" in summary
     cli("results", str(db), "--csv", str(tmp_path / "front.csv"), "--front", "latency_s,area_um2")
     exported = pd.read_csv(tmp_path / "front.csv")
-    assert len(exported) == 1 and exported.feasible.all() and exported["workload.seq_len"].tolist() == [1024]
+    assert len(exported) == 2 and exported.feasible.all() and exported["workload.seq_len"].tolist() == [1024, 4096]
+    assert (exported[axis].map(lambda v: json.dumps(json.loads(v) if isinstance(v, str) else v))
+            == json.dumps(large)).all()
 
 
 def test_a_report_spec_must_be_the_stores(tiny_store):

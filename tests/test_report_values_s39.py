@@ -38,9 +38,9 @@ def test_integer_labels_keep_every_digit() -> None:
 def test_summary_and_heatmap_csvs_hold_the_exact_values_and_the_page_the_labels(tmp_path) -> None:
     out = tmp_path / "report"
     write_sweep_report(_records(), out, "exact", ("latency_s", "energy_pj"))
-    summary = pd.read_csv(out / "summary.csv").set_index("objective")
-    assert summary[["seq_len", CAPACITY]].to_numpy().tolist() == [[1048576, 16777216], [1048576, 262144]]
-    assert summary.best.tolist() == [1048576 * (1 + 1 / 16), 1048576 * 262144 / 2**20]
+    summary = pd.read_csv(out / "summary.csv").set_index("objective")  # the best per objective per seq_len (s53)
+    assert summary[["seq_len", CAPACITY]].to_numpy().tolist() == [[s, b] for s in LENGTHS for b in BUFFERS[::-1]]
+    assert summary.best.tolist() == [v for s in LENGTHS for v in (s * (1 + 1 / 16), s * 262144 / 2**20)]
     cells = pd.read_csv(out / "heatmap_seq_len_GlobalBuffer-capacity_bytes.csv")
     assert list(zip(cells.seq_len, cells[CAPACITY], strict=True)) == [
         (s, b) for s in LENGTHS for b in BUFFERS]  # four cells: the two lengths are two rows

@@ -171,13 +171,13 @@ def test_the_export_has_a_parallel_sweeps_columns_plus_the_sparse_extras(quest, 
 
 def test_a_sparse_store_reports_without_its_spec(tmp_path: Path, write_yaml) -> None:
     """`archsim report --sweep DB` without `--spec` takes a sparse store's own default objectives (latency and
-    memory), as its sweep did."""
+    memory), as its sweep did; a front per context (`sparse.context` is the work, s53)."""
     spec = write_yaml(tmp_path / "quest.yaml", QUEST)
     db = tmp_path / "quest.sqlite"
     assert CliRunner().invoke(main, ["sweep", str(spec), "--db", str(db)]).exit_code == 0
     result = CliRunner().invoke(main, ["report", "--sweep", str(db), "--out", str(tmp_path / "page")])
     assert result.exit_code == 0, result.output
-    assert "Pareto front of latency_s x memory_bytes" in result.output
+    assert "Pareto fronts of latency_s x memory_bytes, one per sparse.context" in result.output
 
 
 def test_a_point_whose_dense_run_does_not_fit_has_no_speedup(tmp_path, sweep, cli_json):

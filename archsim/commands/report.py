@@ -245,6 +245,8 @@ def _report_sweep(db: Path, spec_name: str | None, objectives: tuple[str, ...] |
         axis_columns,
         counts,
         default_objectives,
+        front_work,
+        fronts_text,
         keyed_points,
         reported_axes,
         same_values,
@@ -287,9 +289,10 @@ def _report_sweep(db: Path, spec_name: str | None, objectives: tuple[str, ...] |
     check_stored_objectives(df, objectives, "--objectives")
     title = f"sweep {spec.name if spec else stored_name or db.stem}"
     n = counts(df, objectives)
+    work = front_work(df)  # the axes the fronts are taken per, as `counts` takes them
     click.echo(f"{n['points']} points: {n['feasible']} feasible, {n['infeasible']} infeasible, "
-               f"{n['constraint_violated']} break a constraint, {n['on_front']} on the Pareto front of "
-               + " x ".join(objectives))
+               f"{n['constraint_violated']} break a constraint, {n['on_front']} on the Pareto "
+               f"front{'s' if work else ''} of " + " x ".join(objectives) + fronts_text(work))
     if spec:  # a system sweep's serving block: the spec's, else the store's base's (`meta`)
         serving = dataclasses.asdict(spec.serving) if spec.serving else None
     else:

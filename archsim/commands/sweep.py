@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
     from archsim.dse.dask_run import SweepRun
 
+SUMMARY_WORKS = 8  # `archsim sweep` prints the best points of this many works (sequence lengths, say) at most
 
 
 def parse_objectives(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
@@ -162,9 +163,14 @@ def sweep_cmd(spec: str, scheduler: str | None, db: str | None, workers: int | N
 
 
 def _summary(spec: SweepSpec, run: SweepRun, db_path: Path, objectives: tuple[str, ...]) -> None:
+    """The sweep's summary on stdout: its counts, the best point of each objective per work (`front_work`: each
+    value of the axes that change the work, as the report's table; `none` at a work no point of which meets the
+    constraints; the first `SUMMARY_WORKS` works, the report's summary.csv naming the rest) and the size of its
+    Pareto fronts, one per work (`pareto_mask_by`), the line naming the axes they are taken per (`fronts_text`)."""
     import numpy as np
 
-    from archsim.dse.pareto import best_label, distinct_vectors, front_size_text, pareto_mask
+    from archsim.dse.pareto import distinct_vectors, front_size_text, groups, pareto_mask_by
+    from archsim.report.sweep import front_work, fronts_text
 
     df = run.records
     feasible = df[df["feasible"].astype(bool)] if len(df) else df
@@ -173,23 +179,45 @@ def _summary(spec: SweepSpec, run: SweepRun, db_path: Path, objectives: tuple[st
     repeats = f"{drawn} drawn, {distinct} distinct; " if drawn != distinct else ""
     click.echo(f"sweep {spec.name}: {len(df)} points ({repeats}{run.new} new, {run.reused} reused), {len(feasible)} "
                f"feasible, {len(ok)} within constraints; store {db_path}")
-    axes = list(spec.axes)
+    work = front_work(df) if len(df) else []
+    within = np.zeros(0, dtype=bool)
+    if len(df):
+        within = (df["feasible"].astype(bool) & df["constraint_ok"].astype(bool)).to_numpy()
+    works = groups(df, work)  # every work, those with no point within the constraints too
+    for values, positions in works[:SUMMARY_WORKS]:
+        for objective in objectives:
+            click.echo(_best_line(df.iloc[positions[within[positions]]], objective, list(spec.axes),
+                                  dict(zip(work, values, strict=True))))
+    if len(works) > SUMMARY_WORKS:
+        click.echo(f"best points of the other {len(works) - SUMMARY_WORKS} works: in the summary.csv of `archsim "
+                   "report --sweep` on the store")
     lacking = []  # objectives some points within constraints lack (a serving run with no second token: no TBT)
     for objective in objectives:
         values = ok[objective].to_numpy(dtype=float) if len(ok) else np.array([])
         if unmeasured := int((~np.isfinite(values)).sum()):
             lacking.append(f"{unmeasured} {'has' if unmeasured == 1 else 'have'} no {objective}")
-        if not np.isfinite(values).any():
-            click.echo(f"best {objective}: none")
-            continue
-        row = ok.loc[best_label(ok, objective)]
-        where = [f"target={row['target']}"] if "target" in row else []
-        where += [f"{a}={_plain(row[a])}" for a in axes if a in row and not axis_missing(row[a])]
-        click.echo(f"best {objective}: {row[objective]:.4g} at " + ", ".join(where))
-    front = ok[pareto_mask(ok, objectives)] if len(ok) else ok
+    front = ok[pareto_mask_by(ok, objectives, work)] if len(ok) else ok
     notes = [f"of the points within constraints, {', '.join(lacking)}: off the front"] if lacking else []
-    size = front_size_text(len(front), distinct_vectors(front, objectives) if len(front) else 0, notes)
-    click.echo(f"Pareto front over ({', '.join(objectives)}): {size}")
+    size = front_size_text(len(front), distinct_vectors(front, [*work, *objectives]) if len(front) else 0, notes)
+    click.echo(f"Pareto front{'s' if work else ''} over ({', '.join(objectives)}){fronts_text(work)}: {size}")
+
+
+def _best_line(points: pd.DataFrame, objective: str, axes: list[str], work: dict) -> str:
+    """`best latency_s: 0.0297 at target=fusemax, ..., workload.seq_len=4096`: the point of `points` (one work's,
+    within the constraints) best in `objective` (`best_label`) and its axis values; `best latency_s: none at
+    workload.seq_len=262144` where none of them has a value (`work`: the work's axis values, None where missing)."""
+    import numpy as np
+
+    from archsim.dse.pareto import best_label
+
+    values = points[objective].to_numpy(dtype=float) if len(points) else np.array([])
+    if not np.isfinite(values).any():
+        at = ", ".join(f"{a}={_plain(v)}" for a, v in work.items() if v is not None)
+        return f"best {objective}: none" + (f" at {at}" if at else "")
+    row = points.loc[best_label(points, objective)]
+    where = [f"target={row['target']}"] if "target" in row else []
+    where += [f"{a}={_plain(row[a])}" for a in axes if a in row and not axis_missing(row[a])]
+    return f"best {objective}: {row[objective]:.4g} at " + ", ".join(where)
 
 
 def _plain(value):
@@ -205,8 +233,9 @@ def _plain(value):
 @click.option("--parquet", "parquet_path", type=click.Path(dir_okay=False),
               help="Write the records as Parquet here (needs pyarrow).")
 @objectives_option("--front", "Export only the Pareto front over these objectives (feasible points within the "
-                              f"constraints that no other such point dominates; {', '.join(MAXIMISED)} "
-                              "maximised, every other metric minimised).")
+                              "constraints that no other such point of the same work dominates: one front per "
+                              "value of the axes that change the work, such as workload.seq_len; "
+                              f"{', '.join(MAXIMISED)} maximised, every other metric minimised).")
 def results_cmd(db: str, csv_path: str | None, parquet_path: str | None, objectives: tuple[str, ...] | None) -> None:
     """Export a sweep store: one row per design point.
 
@@ -220,10 +249,10 @@ def results_cmd(db: str, csv_path: str | None, parquet_path: str | None, objecti
         raise click.UsageError("choose exactly one of --csv FILE, --parquet FILE")
     if parquet_path and importlib.util.find_spec("pyarrow") is None:
         raise click.ClickException("--parquet needs pyarrow (pip install pyarrow); use --csv instead")
-    from archsim.dse.pareto import pareto_mask
+    from archsim.dse.pareto import pareto_mask_by
     from archsim.dse.store import unfinished_note
     from archsim.dse.sweep import read_judged
-    from archsim.report.sweep import whole_axes
+    from archsim.report.sweep import front_work, whole_axes
 
     to_stdout = csv_path == "-"
     out = None if to_stdout else check_writable(csv_path or parquet_path, "--csv" if csv_path else "--parquet",
@@ -236,7 +265,7 @@ def results_cmd(db: str, csv_path: str | None, parquet_path: str | None, objecti
         known = STORED_METRICS
         check_objectives(objectives, [c for c in df.columns if c in known], "--front", f"the store {db}")
         check_stored_objectives(df, objectives, "--front")
-        df = df[pareto_mask(df, objectives)].reset_index(drop=True)
+        df = df[pareto_mask_by(df, objectives, front_work(df))].reset_index(drop=True)
     judged = ("constraint_ok by the last sweep's constraints: " + (", ".join(
         f"{c.metric} {c.op} {c.bound:g}" for c in constraints) or "none")) if constraints is not None else (
         "constraint_ok as stored")

@@ -1,5 +1,7 @@
 """Pareto fronts and best points over any objectives: throughput, efficiency and max context (`MAXIMISED`) are
-maximised, every other metric minimised."""
+maximised, every other metric minimised. A sweep's front is taken per work (`pareto_mask_by`): a point is compared
+only with the points doing the same work (one sequence length, one batch), as a smaller workload would dominate
+every design of a larger one."""
 
 from __future__ import annotations
 
@@ -31,15 +33,19 @@ def best_label(points: pd.DataFrame, objective: str):
     return min(tied.index, key=lambda label: (_axis_order(tied.loc[label, axes]), keys[label]))
 
 
-def _axis_order(values: pd.Series) -> tuple:
+def _axis_order(values: Sequence) -> tuple:
     """A point's axis values as a tuple that orders points: numbers by value first, then any other value by its
-    text (a list, a name), then missing values."""
-    def one(value) -> tuple:
-        if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
-            return (2, 0.0, "") if value != value else (0, float(value), "")
-        return (1, 0.0, repr(value))
+    text (a list, a name), then missing values (NaN, or None: `_group_value`'s)."""
+    return tuple(_value_order(v) for v in values)
 
-    return tuple(one(v) for v in values)
+
+def _value_order(value) -> tuple:
+    """One axis value's place in `_axis_order`."""
+    if value is None:
+        return (2, 0.0, "")
+    if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+        return (2, 0.0, "") if value != value else (0, float(value), "")
+    return (1, 0.0, repr(value))
 
 
 def best_of(values: pd.Series, objective: str) -> float:
@@ -71,6 +77,41 @@ def pareto_mask(df: pd.DataFrame, objectives: Sequence[str]) -> pd.Series:
     order = candidates[np.lexsort(values[candidates].T[::-1])]
     on_front[order] = _front_2d(values[order]) if values.shape[1] == 2 else _front_scan(values[order])
     return pd.Series(on_front, index=df.index)
+
+
+def pareto_mask_by(df: pd.DataFrame, objectives: Sequence[str], by: Sequence[str]) -> pd.Series:
+    """`pareto_mask` taken within each group of rows with equal values of the columns `by` (`groups`): a sweep's
+    work axes (`report.sweep.work_axes`: a sequence length, a batch), so that a row is on the front of its own work
+    and a design at 16K tokens is never ranked against one at 4K, which does less work and would dominate it. No
+    `by`: one group, `pareto_mask` itself. A row with no value of a column of `by` (NaN: an axis that does not apply
+    to its target, where `dse.sweep.with_base_values` has filled every value a base gives) is compared with the rows
+    that lack it too, as a work of its own."""
+    on_front = np.zeros(len(df), dtype=bool)
+    for _, rows in groups(df, by):
+        on_front[rows] = pareto_mask(df.iloc[rows], objectives).to_numpy()
+    return pd.Series(on_front, index=df.index)
+
+
+def groups(df: pd.DataFrame, by: Sequence[str]) -> list[tuple[tuple, np.ndarray]]:
+    """The rows of `df` grouped by their values of the columns `by`: per group its values (`_group_value`: a list
+    as a tuple, NaN as None) and its rows' positions, the groups in `_axis_order` of their values (numbers
+    ascending, then text, then missing). No `by`: one group of every row, its values ()."""
+    if not by:
+        return [((), np.arange(len(df)))]
+    positions: dict[tuple, list[int]] = {}
+    for i, row in enumerate(df[list(by)].itertuples(index=False)):
+        positions.setdefault(tuple(_group_value(v) for v in row), []).append(i)
+    return [(values, np.array(positions[values])) for values in sorted(positions, key=_axis_order)]
+
+
+def _group_value(value):
+    """An axis value as a group key: a Python number for a numpy one, a tuple for a list (a shape), None for NaN
+    (every missing value one group; NaN equals no NaN)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _front_2d(costs: np.ndarray) -> np.ndarray:

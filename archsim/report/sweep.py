@@ -13,11 +13,13 @@ is the max there.
 An axis that does not apply to a point (NaN: a GPU preset added to an architecture's sweep takes no `arch.` axis,
 TokenSelect no `sparse.budget`) leaves the point out of that axis's sensitivity panel alone (`applied_points`,
 `not_applying`), and out of a heat map one of whose axes, drawn or held, it is (the map counts them); the Pareto
-front and the per-target comparison are over all. A heat map holds each axis that changes the work (`work_axes`: a
-sequence length, a batch, a linked axis setting one; `dse.spec.work_field`'s rule, not a tile such as M0) at one
-value, so no cell's best is that of a smaller workload than its neighbours'. A NaN the base would fill (a point
-stored by a sweep without the axis) is filled before the records reach here (`dse.sweep.with_base_values`), so NaN
-means does not apply.
+fronts and the per-target comparison are over all. The axes that change the work (`work_axes`: a sequence length, a
+batch, a linked axis setting one; `dse.spec.work_field`'s rule, not a tile such as M0) are never ranked across: a
+heat map holds each at one value, so no cell's best is that of a smaller workload than its neighbours', and the
+Pareto front and the best point per objective are taken per work (`front_work`: one front per sequence length), so
+a design at 16K tokens is on the front of the 16K designs rather than dominated by every design at 4K. A NaN the
+base would fill (a point stored by a sweep without the axis) is filled before the records reach here
+(`dse.sweep.with_base_values`), so NaN means does not apply (a work of its own on the front).
 
 A metric is labelled by one rule (`metric_label`): by its column (`METRIC_LABELS`), unless the records' kind gives
 the generic column another meaning (`KIND_METRIC_LABELS`: a system point's latency_s is its TBT p99, its energy_pj
@@ -43,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from archsim.dse import spec as dse_spec
-from archsim.dse.pareto import best_label, best_of, pareto_mask, sense
+from archsim.dse.pareto import best_label, best_of, groups, pareto_mask_by, sense
 from archsim.dse.points import expand, keyed, load_base, with_constraints
 from archsim.dse.serving_spec import SERVING_ROOT, SYSTEM_ROOT, ServingSettings
 from archsim.dse.spec import (
@@ -348,15 +350,32 @@ def mapped_axes(df: pd.DataFrame) -> list[str]:
     return [axis for axis in axis_columns(df) if not df[axis].map(axis_missing).all()]
 
 
+def front_work(df: pd.DataFrame) -> list[str]:
+    """The work axes (`work_axes`) the Pareto front of the records `df` is taken per (`dse.pareto.pareto_mask_by`):
+    all of them where their values split the records into several works (`dse.pareto.groups`: a point an axis does
+    not apply to, NaN, in a work of its own), else none: one work, one front."""
+    work = work_axes(df)
+    return work if len(groups(df, work)) > 1 else []
+
+
+def fronts_text(work: Sequence[str]) -> str:
+    """`, one per workload.seq_len` (`, one per (workload.seq_len, workload.batch)` for several axes): how the
+    Pareto fronts over `work` (`front_work`) are taken, after "the Pareto fronts of ..."; "" for one front."""
+    if not work:
+        return ""
+    return f", one per {work[0]}" if len(work) == 1 else f", one per ({', '.join(work)})"
+
+
 def pareto_rows(df: pd.DataFrame, objectives: Sequence[str]) -> pd.DataFrame:
-    """The feasible points: key, target, axes, the objectives, constraint_ok and on_front (non-dominated among
-    the points that meet the constraints, `archsim.dse.pareto`; a point missing an objective, such as a GPU's
-    area, is never on the front)."""
+    """The feasible points: key, target, axes, the objectives, constraint_ok and on_front: non-dominated among the
+    points of the same work (`front_work`, the values of the axes that change the work: a design at 16K tokens is
+    ranked against the designs at 16K, never against one at 4K doing less work) that meet the constraints
+    (`archsim.dse.pareto.pareto_mask_by`; a point missing an objective, such as a GPU's area, is never on it)."""
     feasible = df[df.feasible.astype(bool)]
     targets = [c for c in ("target_kind", "target") if c in df]
     rows = feasible[["key", *targets, *axis_columns(df), *objectives, "constraint_ok"]].copy()
     rows["constraint_ok"] = rows.constraint_ok.astype(bool)
-    rows["on_front"] = pareto_mask(rows, objectives)
+    rows["on_front"] = pareto_mask_by(rows, objectives, front_work(df))
     return rows.reset_index(drop=True)
 
 
@@ -573,21 +592,28 @@ def target_left_out(df: pd.DataFrame, axis: str, held: dict[str, Any] | None = N
 
 
 def summary_rows(df: pd.DataFrame, objectives: Sequence[str], labels: bool = False) -> pd.DataFrame:
-    """One row per objective: the objective, what it measures for these records (`metric`: `metric_label`, a
-    system's latency_s `TBT p99 (s)`), the best feasible point that meets the constraints, its value and its axis
-    values, as stored (`stored`: the CSV's) or, with `labels`, as `value_label` text (the page's)."""
-    ok = df[df.feasible.astype(bool) & df.constraint_ok.astype(bool)]
+    """One row per work (`front_work`: each value of the work axes, as the Pareto fronts are taken; one for a sweep
+    of one work) and objective, in that order: the objective, what it measures for these records (`metric`:
+    `metric_label`, a system's latency_s `TBT p99 (s)`), the best feasible point of that work that meets the
+    constraints, its value and its axis values (the work's among them, given too where no point there has a value:
+    best NaN), as stored (`stored`: the CSV's) or, with `labels`, as `value_label` text (the page's)."""
+    within = (df.feasible.astype(bool) & df.constraint_ok.astype(bool)).to_numpy()
     kind = records_kind(df)
+    work = front_work(df)
     rows = []
-    for objective in objectives:
-        named = {"objective": objective, "metric": metric_label(objective, kind)}
-        if ok.empty or ok[objective].isna().all():
-            rows.append({**named, "best": float("nan")})
-            continue
-        best = ok.loc[best_label(ok, objective)]
-        rows.append({**named, "best": best[objective],
-                     **({"target": best["target"]} if "target" in best else {}),
-                     **{short_axis(p): _summary_cell(p, best[p], labels) for p in axis_columns(df)}})
+    for values, positions in groups(df, work):  # every work, those with no point within the constraints too
+        mine = df.iloc[positions[within[positions]]]
+        at = {short_axis(p): _summary_cell(p, np.nan if v is None else v, labels)
+              for p, v in zip(work, values, strict=True)}
+        for objective in objectives:
+            named = {"objective": objective, "metric": metric_label(objective, kind)}
+            if mine.empty or mine[objective].isna().all():
+                rows.append({**named, "best": float("nan"), **at})
+                continue
+            best = mine.loc[best_label(mine, objective)]
+            rows.append({**named, "best": best[objective],
+                         **({"target": best["target"]} if "target" in best else {}),
+                         **{short_axis(p): _summary_cell(p, best[p], labels) for p in axis_columns(df)}})
     return pd.DataFrame(rows)
 
 

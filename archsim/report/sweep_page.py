@@ -60,10 +60,13 @@ def _write(df: pd.DataFrame, out_dir: Path, title: str, objectives: Sequence[str
     not_applying = sweep.not_applying(df)
     summary = sweep.summary_rows(df, objectives)
     pareto = sweep.pareto_rows(df, objectives)
+    work = sweep.front_work(df)  # the axes the fronts (and the best points) are taken per
+    works = ", ".join(sweep.short_axis(a) for a in work)  # "seq_len"; "" for one front
+    per_work = f", one per {works}" if work else ""
     sensitivity = sweep.sensitivity_rows(df, objectives, spec_axes)
     save_table_and_figure(out_dir, "summary", summary)
     save_table_and_figure(out_dir, "pareto", sweep.whole_axes(pareto), sweep_figures.pareto_figure(
-        pareto, objectives, counts["infeasible"], f"Pareto front: {title}"))
+        pareto, objectives, counts["infeasible"], f"Pareto front{'s' if work else ''}{per_work}: {title}", work))
     save_table_and_figure(out_dir, "sensitivity", sweep.stored_values(sensitivity), sweep_figures.sensitivity_figure(
         sensitivity, objectives, f"Sensitivity per axis: {title}", not_applying, kind))
     front_text = " x ".join(objectives)
@@ -71,15 +74,23 @@ def _write(df: pd.DataFrame, out_dir: Path, title: str, objectives: Sequence[str
     left_out = "; ".join(f"{sweep.short_axis(a)} leaves out {n} point{'s' if n > 1 else ''}"
                          for a, n in not_applying.items())
     sections = [
-        section_html("pareto", "Pareto front",
+        section_html("pareto", f"Pareto front{'s' if work else ''}{per_work}",
                      f"Feasible points on {objectives[0]} and {objectives[1]}"
+                     + (f", a panel per {works}" if work else "")
                      + (f", coloured by {objectives[2]} and marked by an axis" if len(objectives) > 2
                         else ", coloured by the target or an axis and marked by another")
-                     + " where those have few values (the legend says which); a small front has its points named. "
-                       f"The front (ringed) is over {front_text}, {sweep.directions_text(objectives)}, among the "
-                       "points that meet the constraints; points that break one are crosses, and points without a "
-                       "value of an objective (a GPU preset's area) are drawn but off the front. Infeasible points are "
-                       f"counted, not drawn. The objectives here ({labels})."),
+                     + " where those have few values (the legend says which); each point of a small front (at most "
+                       f"{sweep_figures.MAX_FRONT_NAMES} distinct objective vectors) is named, by a number explained "
+                       f"in the caption where its name has no clear place. The front (ringed) is over {front_text}, "
+                       f"{sweep.directions_text(objectives)}, among the points that meet the constraints"
+                       + (f", and taken per work: a point is ranked against the points of its own "
+                          f"{works} only (pareto.csv's on_front), as a smaller workload "
+                          "would dominate every design of a larger one" if work else "")
+                     + "; points that break a constraint are crosses, and points without a value of an objective (a "
+                       "GPU preset's area) are drawn but off the front. "
+                     + (f"A front point may look dominated on the two axes drawn: {objectives[2]}, the colour, keeps "
+                        "it on the front. " if len(objectives) > 2 else "")
+                     + f"Infeasible points are counted, not drawn. The objectives here ({labels})."),
         section_html("sensitivity", "Sensitivity",
                      "Per axis value, the median and the best (the min of a minimised objective, the max of a "
                      "maximised one) of each objective over the feasible points with that value that meet the "
@@ -87,7 +98,9 @@ def _write(df: pd.DataFrame, out_dir: Path, title: str, objectives: Sequence[str
                      "every point that axis applies to (sensitivity.csv's points), so a point an axis does not apply "
                      "to (a GPU preset has no arch. axis, TokenSelect no budget) is in every panel but that axis's"
                      + (f" ({left_out})" if left_out else "")
-                     + "; those that break a constraint are counted in sensitivity.csv, not ranked."),
+                     + "; those that break a constraint are counted in sensitivity.csv, not ranked. The panels of "
+                       "an objective share one y axis (log where its values span a decade or more), so they compare "
+                       "how far each axis moves it; an axis of one value has no panel (the figure names it)."),
     ]
     sizes = sweep.size_axes(df)
     if "target" in df and df.target.nunique() > 1 and sizes:
@@ -139,9 +152,10 @@ def _write(df: pd.DataFrame, out_dir: Path, title: str, objectives: Sequence[str
                "(the CSV's points_breaking_constraints counts them, its metric left empty)." if broken else "")))
     if counts["infeasible"]:
         sections.append(_infeasible_section(df, out_dir))
-    count_text = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items())
+    count_text = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items()) + (
+        f" (one front per {works})" if work else "")
     note_html = f"<p class='note'><strong>{html.escape(note)}</strong></p>" if note else ""
     remarks_html = "".join(f"<p>{html.escape(remark)}</p>" for remark in remarks if remark)
     write_index(out_dir, title, f"{note_html}<p>{html.escape(count_text)}.</p>{remarks_html}"
-                                "<h2>Best point per objective</h2>",
+                                f"<h2>Best point per objective{html.escape(f', per {works}' if work else '')}</h2>",
                 sweep.summary_rows(df, objectives, labels=True), sections)
