@@ -32,7 +32,9 @@ def _seqpar_data(over_tp: tuple[float, ...], ahead: int | None) -> dict:
                       "ahead_within": reproduction.lasp2_ahead_within(ahead), "ahead_reason": ""},
             "distattention": {"rows": [{"context": n, "over_ring": 8.0 + i, "over_tp": tp}
                                        for i, (n, tp) in enumerate(zip(contexts, over_tp, strict=True))],
-                              "paper_over_ring": (7.7, 19.8), "paper_over_tp": (1.01, 1.25)}}
+                              "paper_over_ring": (7.7, 19.8), "paper_over_tp": (1.01, 1.25)},
+            "lasp2_table2": {"softmax_over_linear": 0.5, "paper_softmax_over_linear": 0.9,
+                             "hybrid_over_linear": 0.8, "paper_hybrid_over_linear": (0.95, 0.97)}}
 
 
 def test_distattention_rows_print_the_papers_range_beside_each_length() -> None:

@@ -108,7 +108,7 @@ def test_log_axis_with_two_powers_of_ten_labels_its_2x_and_5x_ticks() -> None:
 def test_lasp2_title_says_the_throughput_has_the_lm_head(data: dict) -> None:
     """16K tokens, LASP-2: 16384 / (16 layers x time per layer + the LM head's time) is the plotted throughput."""
     rows = pd.DataFrame(data["lasp2"]["rows"])
-    fig = report.lasp2_figure(rows, data["lasp2"]["paper_ahead_above"])
+    fig = report.lasp2_figure(rows, data["lasp2"]["paper_ahead_above"], pd.DataFrame(data["lasp2"]["gains"]))
     title = fig._suptitle.get_text().replace("\n", " ")
     assert "N / (layers x time per layer + LM head time)" in title
     line = next(line for line in fig.axes[0].get_lines() if line.get_label() == "lasp2")
@@ -129,7 +129,8 @@ def test_page_links_the_scaling_figure(data: dict, monkeypatch: pytest.MonkeyPat
 
 def test_lasp2_figure_draws_lasp1_published_throughput(data: dict) -> None:
     """LASP-1's published TNL-1B throughputs are crosses beside the model's lines, at the paper's lengths."""
-    fig = report.lasp2_figure(pd.DataFrame(data["lasp2"]["rows"]), data["lasp2"]["paper_ahead_above"])
+    fig = report.lasp2_figure(pd.DataFrame(data["lasp2"]["rows"]), data["lasp2"]["paper_ahead_above"],
+                              pd.DataFrame(data["lasp2"]["gains"]))
     paper = next(line for line in fig.axes[0].get_lines() if line.get_label().startswith("LASP-1's paper"))
     published = seqpar.PAPER["lasp1_tnl1b_tok_s"]
     assert list(paper.get_xdata()) == list(published) and list(paper.get_ydata()) == list(published.values())

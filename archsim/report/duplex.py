@@ -28,7 +28,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from archsim.outputs import atomic_dir
-from archsim.report.figures import figure_title, new_figure, palette_colour
+from archsim.report.figures import figure_title, new_figure, palette_colour, reference_notes
 from archsim.report.point import save_table_and_figure, section_html, write_index
 from archsim.systems import duplex_reproduce
 from archsim.systems.duplex_reproduce import OPB_BATCHES, OPB_CONTEXT, OPB_MODEL
@@ -210,6 +210,7 @@ def _write_page(out_dir: Path, records: list[dict], summary: dict, qps: list[dic
     outside = "".join(f"<li>{html.escape(str(r['metric']))}: {html.escape(str(r['reason']))}</li>"
                       for r in table.to_dict("records") if not r["within"])
     intro = (f"<p>Ours (archsim's Duplex system specs in the serving simulator) beside the paper's numbers "
-             f"(../shared/reference/pim.md §2). Capacities in the QPS sweep's setting: {rates}. Where ours differ "
+             f"(Yun et al., MICRO'24; {reference_notes('pim.md §2')}). Capacities in the QPS sweep's setting: "
+             f"{rates}. Where ours differ "
              f"beyond the tolerance, the modelling reason:</p><ul>{outside or '<li>none</li>'}</ul>")
     write_index(out_dir, "Duplex reproduction", intro, table, sections)

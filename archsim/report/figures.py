@@ -43,6 +43,19 @@ def figure_title(fig: Figure, text: str) -> None:
     fig.suptitle(textwrap.fill(text, width=int(fig.get_figwidth() * 12)), fontsize=10, y=0.98, va="top")
 
 
+def figure_caption(fig: Figure, text: str) -> None:
+    """A caption below everything on the figure, wrapped to its width: the saved figure's tight box
+    (`point.save_table_and_figure`) takes it in."""
+    fig.text(0.02, -0.02, textwrap.fill(text, width=int(fig.get_figwidth() * 14)), fontsize=8, ha="left", va="top",
+             color="0.25")
+
+
+def reference_notes(section: str) -> str:
+    """How a reproduction page cites archsim's reference notes at `section` (a notes file and section, "pim.md §3"):
+    by name, not by a path, as the notes are the project's and not shipped with the package."""
+    return f"archsim's reference notes, {section}, not shipped with archsim"
+
+
 def palette_colour(i: int) -> str:
     """The `i`-th colour of `PALETTE`, cycling past its end."""
     return PALETTE[i % len(PALETTE)]

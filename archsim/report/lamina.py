@@ -21,7 +21,9 @@ Files in the output directory, each PNG beside the CSV it is drawn from:
   report: `lamina_reproduce.pipeline_runs`), in a steady window: micro-batch 0's token `PIPELINE_TOKEN` over its
   first `PIPELINE_LAYERS` layers, from its token before back (the start-up, where micro-batch j waits j slices /
   replicas, is left to the trace), a row per resource of the run (`pipeline_resources`), a colour per micro-batch,
-  the LM heads hatched; the JSON is the whole run as a Perfetto trace (`lamina_reproduce.run_trace`). The
+  the LM heads hatched, a caption under it setting its steady time per token against bw_min.csv's unpipelined
+  iteration at the same batch and context (`pipeline_breakdown`, `pipeline_text`); the JSON is the whole run as a
+  Perfetto trace (`lamina_reproduce.run_trace`). The
   micro-batch, token, layer and part of a span are read from its name (`mb{j} t{t} L{k} post|dense|...` or
   `mb{j} t{t} LM head`, the names `archsim.systems.offload_events.simulate_pipeline` gives its spans).
 - pipeline_staggered.png/.csv and pipeline_staggered_trace.json: the same for rotational staggered pipelining
@@ -36,7 +38,7 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -46,11 +48,11 @@ from matplotlib.patches import Patch
 
 from archsim.model.trace import US_PER_S, Span
 from archsim.outputs import atomic_dir
-from archsim.report.figures import figure_title, new_figure, palette_colour
+from archsim.report.figures import figure_caption, figure_title, new_figure, palette_colour, reference_notes
 from archsim.report.point import gaps_html, save_table_and_figure, section_html, write_index
 from archsim.systems import lamina_reproduce as lamina
 from archsim.systems.links import load_link
-from archsim.systems.offload import OffloadModel
+from archsim.systems.offload import OffloadModel, replica_work_s
 from archsim.systems.offload_events import PipelineRun
 
 SYSTEMS = (lamina.SYSTEM, lamina.BASELINE)  # the pair the bars compare (lamina-no-dc only enters the headline)
@@ -132,6 +134,41 @@ def pipeline_rows(spans: tuple[Span, ...], layers: int = PIPELINE_LAYERS, token:
                & (df["part"] != "post")]
     window = (df["start_s"] < first["end_s"].max()) & (df["end_s"] > from_s)
     return df[window].sort_values("start_s").reset_index(drop=True)
+
+
+def pipeline_breakdown(model: OffloadModel, contexts: Sequence[int], run: PipelineRun) -> dict:
+    """What a pipelined token costs against the unpipelined iteration at the same `contexts` (bw_min.csv's
+    `unpipelined_s`, MTIME + ATIME: one batch's replica work and attention, one after the other, no LM head): the
+    event model's steady time per token (`run.token_s`), the busiest replica's work per token
+    (`offload.replica_work_s`: with one replica, every micro-batch's slices, its layers x `layer_compute_s`, and
+    their LM heads, `heads_s`), and, for the first micro-batch, its weight GEMMs' time reading the weights at the
+    replica's DRAM bandwidth (`weights_s`, a layer's) against their FLOPs at its peak (`flop_s`;
+    `lamina_reproduce.dense_roofline_s`): above it, each micro-batch reads the weights again."""
+    layers, heads = model.micro_batch_layers(contexts), model.heads_s(contexts)
+    mtime, atime = model.unpipelined_times_s(contexts)
+    flop_s, weights_s = lamina.dense_roofline_s(model, layers[0].requests)
+    return {"token_s": run.token_s, "replica_s": replica_work_s(layers, heads, model.replicas, model.layers),
+            "micro_batches": len(layers), "replicas": model.replicas, "layers": model.layers,
+            "requests": layers[0].requests, "layer_compute_s": layers[0].compute_s, "heads_s": sum(heads),
+            "flop_s": flop_s, "weights_s": weights_s, "batch": len(contexts), "mtime_s": mtime, "atime_s": atime,
+            "unpipelined_s": mtime + atime, "batch_layer_compute_s": mtime / model.layers}
+
+
+def pipeline_text(split: dict) -> str:
+    """`pipeline_breakdown`'s numbers as a sentence: why the steady time per token exceeds the unpipelined
+    iteration (all times in ms). For a schedule on one replica (ping-pong's), whose work is every micro-batch's."""
+    bound = ("memory-bound: each micro-batch reads the weights again, where one batch reads them once"
+             if split["weights_s"] > split["flop_s"] else "compute-bound")
+    replicas = f"{split['replicas']} replica" + ("s" if split["replicas"] > 1 else "")
+    return (f"Steady time per token {split['token_s'] * 1e3:.2f} ms against bw_min.csv's unpipelined iteration at "
+            f"the same point, {split['unpipelined_s'] * 1e3:.2f} ms (MTIME {split['layers']} layers x "
+            f"{split['batch_layer_compute_s'] * 1e3:.3f} ms of the batch of {split['batch']} on the replica + ATIME "
+            f"{split['atime_s'] * 1e3:.2f} ms; no transfers, no LM head): the pipeline hides the attention, but its "
+            f"{split['micro_batches']} micro-batches on {replicas} make the busiest replica's work per token "
+            f"{split['micro_batches']} x {split['layers']} layers x {split['layer_compute_s'] * 1e3:.3f} ms + LM heads "
+            f"{split['heads_s'] * 1e3:.2f} ms = {split['replica_s'] * 1e3:.2f} ms, as at {split['requests']} decodes "
+            f"a micro-batch's weight GEMMs are {bound} (a layer's weights read at the DRAM bandwidth "
+            f"{split['weights_s'] * 1e3:.3f} ms, their FLOPs at peak {split['flop_s'] * 1e3:.3f} ms).")
 
 
 def cost_text(records: list[dict]) -> str:
@@ -231,10 +268,12 @@ def bw_min_figure(rows: pd.DataFrame, links: pd.DataFrame, cross: dict) -> Figur
     return fig
 
 
-def pipeline_figure(rows: pd.DataFrame, resources: tuple[str, ...], title: str, from_s: float = 0.0) -> Figure:
+def pipeline_figure(rows: pd.DataFrame, resources: tuple[str, ...], title: str, from_s: float = 0.0,
+                    caption: str = "") -> Figure:
     """A Gantt chart in microseconds from `from_s` (spans begun before it are cut there): a row per resource
     (`resources`, top to bottom; `pipeline_resources` of the run), a colour per micro-batch, the LM heads
-    hatched, each bar labelled with its layer (and `post` for the ops after an attention) where it fits."""
+    hatched, each bar labelled with its layer (and `post` for the ops after an attention) where it fits; `caption`
+    (when given) under it."""
     start_us, end_us = from_s * US_PER_S, rows["end_s"].max() * US_PER_S
     fig = new_figure(13.0, 1.9 + 0.475 * len(resources))  # 3.8 in for ping-pong's four rows
     figure_title(fig, title)
@@ -259,6 +298,8 @@ def pipeline_figure(rows: pd.DataFrame, resources: tuple[str, ...], title: str, 
     ax.legend(handles=[Patch(color=palette_colour(j), label=f"micro-batch {j}")
                        for j in sorted(set(rows["micro_batch"]))],
               loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    if caption:
+        figure_caption(fig, caption)
     return fig
 
 
@@ -286,7 +327,8 @@ def _write_page(out_dir: Path, records: list[dict], bw_rows: list[dict], cross: 
     save_table_and_figure(out_dir, "bw_min", bw, bw_min_figure(bw, links, cross))
     model, run = pipelines["pipeline"]
     schedule = schedule_label(model)
-    _write_pipeline(out_dir, "pipeline", model, run)
+    why = pipeline_text(pipeline_breakdown(model, [lamina.TRACE_CONTEXT] * lamina.TRACE_BATCH, run))
+    _write_pipeline(out_dir, "pipeline", model, run, why)
     staggered, staggered_pipeline = pipelines["pipeline_staggered"]
     staggered_schedule = schedule_label(staggered)
     _write_pipeline(out_dir, "pipeline_staggered", staggered, staggered_pipeline)
@@ -340,29 +382,31 @@ def _write_page(out_dir: Path, records: list[dict], bw_rows: list[dict], cross: 
                      f"{PIPELINE_TOKEN} over its first {PIPELINE_LAYERS} layers; the start-up (micro-batch 1 starts "
                      "a slice after micro-batch 0, whose first slice has no ops after an attention, so the replica "
                      f"idles) is in the whole run ({lamina.TRACE_TOKENS} tokens, every layer) as a Perfetto trace: "
-                     "<a href='pipeline_trace.json'>pipeline_trace.json</a>."),
+                     f"<a href='pipeline_trace.json'>pipeline_trace.json</a>. {html.escape(why)}"),
         section_html("pipeline_staggered", f"Rotational staggered pipeline (event model, {staggered_schedule})",
                      f"The same requests on {html.escape(staggered.name)}: the lamina system with a staggered "
                      f"schedule, {html.escape(staggered_schedule)} of TP {lamina.STAGGERED_TP} (DOP "
                      f"({lamina.STAGGERED_TP * staggered.replicas}, {staggered.pool_devices})), beside the "
                      "reproduction (<code>lamina_reproduce.staggered_system</code>): slice k of micro-batch j runs on "
                      "replica (j + k) mod (n - 1), each micro-batch starting a slice / (n - 1) "
-                     "after the one before (pim.md §3.4); the paper's 70B runs ping-pong, as one replica fills its "
-                     "two H100s. The whole run as a Perfetto trace: "
+                     f"after the one before ({reference_notes('pim.md §3.4')}); the paper's 70B runs ping-pong, as one "
+                     "replica fills its two H100s. The whole run as a Perfetto trace: "
                      "<a href='pipeline_staggered_trace.json'>pipeline_staggered_trace.json</a>."),
     ]
     outside = gaps_html(table, ", ")
     intro = ("<p>Ours (archsim's <code>lamina</code> and <code>vllm-h100</code> system specs in the serving "
-             "simulator and the offloading event model) beside the paper's numbers (../shared/reference/pim.md §3). "
+             "simulator and the offloading event model) beside the paper's numbers (Chen et al., arXiv "
+             f"2405.01814v2 §6; {reference_notes('pim.md §3')}). "
              "Where ours are outside the tolerance, the modelling reason (the metrics that share one together):"
              f"</p><ul>{outside}</ul>")
     write_index(out_dir, "Lamina reproduction", intro, table, sections)
 
 
-def _write_pipeline(out_dir: Path, name: str, model: OffloadModel, run: PipelineRun) -> None:
+def _write_pipeline(out_dir: Path, name: str, model: OffloadModel, run: PipelineRun, caption: str = "") -> None:
     """`name`.png/.csv, the steady window of a `TRACE_BATCH`-request run (`pipeline_rows` from micro-batch 0's
     token before `PIPELINE_TOKEN` back), and `name`_trace.json, the whole run; the title's steady time per token is
-    the run's `token_s`, over its second half (`lamina_reproduce.TRACE_TOKENS` tokens: the start-up left out)."""
+    the run's `token_s`, over its second half (`lamina_reproduce.TRACE_TOKENS` tokens: the start-up left out);
+    `caption` under the chart."""
     from_s = run.token_done_s[0][PIPELINE_TOKEN - 1]
     rows = pipeline_rows(run.spans, token=PIPELINE_TOKEN, from_s=from_s)
     save_table_and_figure(out_dir, name, rows, pipeline_figure(
@@ -370,6 +414,6 @@ def _write_pipeline(out_dir: Path, name: str, model: OffloadModel, run: Pipeline
         f"context {lamina.TRACE_CONTEXT}, {schedule_label(model)} (divide-and-conquer "
         f"{'on' if model.divide_and_conquer else 'off'}), micro-batch 0's token {PIPELINE_TOKEN}, its first "
         f"{PIPELINE_LAYERS} layers (steady: the start-up is in the trace); steady time per token "
-        f"{run.token_s * 1e3:.2f} ms", from_s=from_s))
+        f"{run.token_s * 1e3:.2f} ms", from_s=from_s, caption=caption))
     trace = lamina.run_trace(model, run, lamina.TRACE_BATCH, lamina.TRACE_CONTEXT)
     (out_dir / f"{name}_trace.json").write_text(json.dumps(trace), encoding="utf-8")

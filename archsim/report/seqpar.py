@@ -2,17 +2,21 @@
 figures, CSVs and index.html for `archsim.systems.seqpar_reproduce.run_all`.
 
 Files in the output directory, each PNG beside the CSV it is drawn from:
-- summary.csv: the headline rows, ours vs the paper's, within the issue's tolerance or not, and the reason of a gap.
+- summary.csv: the headline rows, ours vs the paper's, within the issue's tolerance or not (empty where no tolerance
+  is claimed: Table 3's TPU rows, LASP-2's Table 2 ratios), and the reason of a gap.
 - table2.png/.csv: Ring Attention Table 2's minimum block c = F/B per host, ours beside the paper's, and for the
-  GPU hosts the block at which the GPU model's FlashAttention-2 call hides the transfer (log y).
+  GPU hosts the block at which the GPU model's FlashAttention-2 call hides the transfer (log y; hatched, "<= 128",
+  where the transfer is hidden at the smallest block the search tries).
 - table3.png/.csv: Table 3's largest training context per column (Vanilla, MemEff-Attn, BPT = MemEff-Attn + FFN,
   Ring), the model's continuous maximum, beside the paper's (log y): the A100 rows on both presets (40 and 80 GB) in
   one panel, the paper's entries whiskered with the issue's tolerance (`seqpar_reproduce.table3_factor`), the TPU
   rows on the devices their slice names read as (`seqpar_memory.TABLE3_TPUS`, TPUv3-512 both ways) in another.
 - lasp2_table2.csv: LASP-2 Table 2 (8 A100s, 16K tokens, batch 8), each row's training throughput (in all and per
-  GPU) beside the paper's, and softmax and hybrid over linear in the section's text (a table on the page).
+  GPU) beside the paper's, and softmax and hybrid over linear in the section's text (a table on the page) and in
+  summary.csv.
 - lasp2.png/.csv: LASP-2 Fig. 3's throughput against the sequence length for Ring, LASP-1 and LASP-2 on 64 A100s
-  (log-log); lasp2_gains.csv: LASP-2's gain over each baseline beside the paper's.
+  (log-log); below it, from lasp2_gains.csv (LASP-2's gain over each baseline at every length, beside the paper's
+  where it has one), the gains the paper gives, ours beside the paper's (log y).
 - distattention.png/.csv: one decode step's attention time against the context for DistAttention, ring and
   head-parallel decode on 4 A100s (log-log).
 - efficiency.png/.csv: the grid's efficiency (ideal over time) per scheme on 8 A100s and 8 H100s, forward and
@@ -33,15 +37,20 @@ import numpy as np
 import pandas as pd
 from matplotlib.axis import Axis
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 from matplotlib.ticker import LogFormatterSciNotation, LogLocator, NullLocator, ScalarFormatter
 
-from archsim.report.figures import figure_title, new_figure, palette_colour
+from archsim.report.figures import figure_title, new_figure, palette_colour, reference_notes
 from archsim.report.point import gaps_html, save_table_and_figure, section_html, write_index, write_whole
 from archsim.systems import seqpar_reproduce as seqpar
 from archsim.systems.seqpar_memory import TABLE3_TPUS
 
 TABLE3_GPUS = ("a100-40gb-sxm4", "a100-80gb-sxm4")
+TPU_HARDWARE = frozenset(t.hardware for t in TABLE3_TPUS)  # Table 3's TPU slices: no tolerance claimed
+TPU_NO_CLAIM = "no tolerance claimed for the TPU slices (issue 18's must-show names the A100 rows)"
+LASP2_TABLE2_NO_CLAIM = "no tolerance in issue 18 for LASP-2's Table 2: the paper's ratio is printed beside"
 LASP_SCHEMES = ("ring", "lasp1", "lasp2")
+BASELINES = {"ring": "Ring", "lasp1": "LASP-1"}  # `lasp2_gains`' baselines as the paper names them
 DIST_SCHEMES = (("distattention_s", "DistAttention"), ("ring_s", "ring"), ("tp_s", "head-parallel (TP)"))
 
 
@@ -51,13 +60,11 @@ def summary_rows(data: dict) -> pd.DataFrame:
     paper gives a bound or a range and not a value, `paper` is its text: LASP-2 ahead once N > 64K ("> 65536"; ours
     the first grid length from which it is ahead, within when that is the first grid length above the bound), and
     DistAttention's speed-ups, a range over 4K-256K with no end tied to a length (ours, min-max and at each length,
-    within when inside it)."""
+    within when inside it). Table 3's TPU rows and LASP-2's Table 2 have no claim (`_table3_row`,
+    `lasp2_table2_rows`)."""
     rows = [{"metric": f"Table 2 min block c, {r['host']} (tokens)", "ours": r["min_block_tokens"],
              "paper": r["paper_min_block_tokens"], "within": r["within"], "reason": ""} for r in data["table2"]]
-    for r in data["table3"]:
-        rows.append({"metric": f"Table 3 max context, {r['hardware']} {r['gpu']} {r['model']} {r['scheme']} (tokens)",
-                     "ours": r["max_context_tokens"], "paper": r["paper_context_tokens"], "within": r["within"],
-                     "reason": r["reason"]})
+    rows += [_table3_row(r) for r in data["table3"]]
     for g in data["lasp2"]["gains"]:
         if g["paper_gain"] is not None:
             rows.append({"metric": f"LASP-2 gain over {g['baseline']} at {g['seq_len'] // 1024}K", "ours": g["gain"],
@@ -66,6 +73,7 @@ def summary_rows(data: dict) -> pd.DataFrame:
     rows.append({"metric": "LASP-2 ahead of Ring and LASP-1 from N (tokens; ours: the first grid length)",
                  "ours": lasp2["ahead_above"], "paper": f"> {lasp2['paper_ahead_above']}",
                  "within": lasp2["ahead_within"], "reason": lasp2["ahead_reason"]})
+    rows += lasp2_table2_rows(data["lasp2_table2"])
     dist = data["distattention"]
     for key, (low, high) in (("over_ring", dist["paper_over_ring"]), ("over_tp", dist["paper_over_tp"])):
         name, paper = f"DistAttention {key.replace('_', ' ')}", f"{low:g}-{high:g}"
@@ -77,6 +85,29 @@ def summary_rows(data: dict) -> pd.DataFrame:
                   "paper": paper, "within": low <= row[key] <= high, "reason": seqpar.NO_CLAIM}
                  for row in dist["rows"]]
     return pd.DataFrame(rows, columns=["metric", "ours", "paper", "within", "reason"])
+
+
+def _table3_row(row: dict) -> dict:
+    """A Table 3 row of the summary: the A100 rows with the reproduction's verdict and reason; a TPU slice's
+    (`TPU_HARDWARE`) with none (`within` None, so no gap), its reason saying so, with the factor
+    (`seqpar_reproduce.table3_factor`) and, outside TABLE3_FACTOR, the reproduction's reason for it."""
+    metric = f"Table 3 max context, {row['hardware']} {row['gpu']} {row['model']} {row['scheme']} (tokens)"
+    verdict = {"within": row["within"], "reason": row["reason"]}
+    if row["hardware"] in TPU_HARDWARE:
+        verdict = {"within": None, "reason": f"{TPU_NO_CLAIM}; factor {row['ratio']:.2f}"
+                                             + (f": {row['reason']}" if row["reason"] else "")}
+    return {"metric": metric, "ours": row["max_context_tokens"], "paper": row["paper_context_tokens"], **verdict}
+
+
+def lasp2_table2_rows(table: dict) -> list[dict]:
+    """LASP-2 Table 2's summary rows (`seqpar_reproduce.lasp2_table2`): softmax (Ring) and the 1/4 hybrid (LASP-2H)
+    over linear (LASP-2) throughput, the comparisons that do not depend on whether the paper's tokens/s are per GPU
+    or in all, beside the paper's (the hybrid's a range); `within` None: issue 18 claims no tolerance for Table 2."""
+    low, high = table["paper_hybrid_over_linear"]
+    return [{"metric": f"LASP-2 Table 2, {name} over linear throughput (x)", "ours": table[f"{key}_over_linear"],
+             "paper": paper, "within": None, "reason": LASP2_TABLE2_NO_CLAIM}
+            for name, key, paper in (("softmax (Ring)", "softmax", table["paper_softmax_over_linear"]),
+                                     ("1/4 hybrid (LASP-2H)", "hybrid", f"{low:.3f}-{high:.3f}"))]
 
 
 def table3_table(rows: list[dict]) -> pd.DataFrame:
@@ -97,8 +128,10 @@ def lasp2_table2_table(table: dict) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------------------------ figures
-def _legend(ax) -> None:
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+def _legend(ax, handles: list | None = None) -> None:
+    """The legend right of the axes: `handles`, by default the axes' own entries."""
+    ax.legend(handles=ax.get_legend_handles_labels()[0] if handles is None else handles, loc="upper left",
+              bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
 
 
 def _log_ticks(axis: Axis) -> None:
@@ -121,7 +154,8 @@ def _bars(ax, labels: list[str], series: list[tuple[str, pd.Series]]) -> None:
 
 def table2_figure(rows: pd.DataFrame) -> Figure:
     """table2.png (module docstring): Ring Attention Table 2's minimum block per host, ours (F/B and, for GPUs, the
-    kernel rate) beside the paper's, log y."""
+    kernel rate) beside the paper's, log y; a kernel-rate block at the search's smallest (`_mark_block_floor`) is
+    hatched: at most that."""
     fig = new_figure(11.0, 4.8)
     figure_title(fig, "Ring Attention Table 2: minimum block c per host, ours (F/B: bf16 peak over the link's "
                       "bandwidth per direction) beside the paper's; for GPUs also the block whose FlashAttention-2 "
@@ -132,7 +166,26 @@ def table2_figure(rows: pd.DataFrame) -> Figure:
                                    ("ours, kernel rate (GPUs)", rows["kernel_block_tokens"])])
     ax.set(yscale="log", ylabel="minimum block c (tokens, log)")
     _log_ticks(ax.yaxis)
+    _mark_block_floor(ax, ax.containers[-1], rows["kernel_block_tokens"])
     return fig
+
+
+def _mark_block_floor(ax, bars, blocks: pd.Series) -> None:
+    """Hatch the kernel-rate `bars` whose block is `seqpar_reproduce.KERNEL_BLOCK_STEP`, the smallest block the
+    search tries: the transfer is hidden there already, so the block is at most that; write "<= N" over each and
+    add the hatch to the legend (when a bar is hatched), the bars' own entry plain."""
+    floor = seqpar.KERNEL_BLOCK_STEP
+    hatched = [bar for bar, block in zip(bars, blocks, strict=True) if block == floor]
+    for bar in hatched:
+        bar.set(hatch="//", edgecolor="white")
+        ax.annotate(f"<= {floor}", (bar.get_x() + bar.get_width() / 2, bar.get_height()), xytext=(0, 2),
+                    textcoords="offset points", ha="center", va="bottom", fontsize=8)
+    if hatched:
+        colour = hatched[0].get_facecolor()
+        handles = [Patch(facecolor=colour, label=bars.get_label()) if handle is bars else handle
+                   for handle in ax.get_legend_handles_labels()[0]]
+        _legend(ax, [*handles, Patch(facecolor=colour, edgecolor="white", hatch="//",
+                                     label=f"hatched: <= {floor}, hidden at the smallest block tried")])
 
 
 def table3_figure(rows: pd.DataFrame) -> Figure:
@@ -141,7 +194,7 @@ def table3_figure(rows: pd.DataFrame) -> Figure:
     the band the summary's `within` reads (`seqpar_reproduce.table3_factor`: the paper's maximum lies in [E, 2E),
     so [E / TABLE3_FACTOR, 2E x TABLE3_FACTOR]); the TPU rows on each reading of their slice (`_tpu_series`,
     bottom), no whisker (no tolerance claimed)."""
-    tpu = rows["hardware"].isin({t.hardware for t in TABLE3_TPUS})
+    tpu = rows["hardware"].isin(TPU_HARDWARE)
     a100, tpus = rows[~tpu].reset_index(drop=True), rows[tpu].reset_index(drop=True)
     factor = seqpar.TABLE3_FACTOR
     fig = new_figure(13.0, 11.0)
@@ -185,16 +238,19 @@ def _tpu_series(rows: pd.DataFrame) -> list[tuple[str, pd.Series]]:
             for reading in readings]
 
 
-def lasp2_figure(rows: pd.DataFrame, paper_ahead: int) -> Figure:
+def lasp2_figure(rows: pd.DataFrame, paper_ahead: int, gains: pd.DataFrame) -> Figure:
     """lasp2.png: LASP-2 Fig. 3's throughput against the sequence length per scheme (log-log), LASP-1's own
     published throughput (`PAPER["lasp1_tnl1b_tok_s"]`, TNL-1B, for which the model's LASP model stands in) as
-    crosses, a dashed line at `paper_ahead`, the length beyond which the paper has LASP-2 ahead."""
-    fig = new_figure(10.0, 5.0)
+    crosses, a dashed line at `paper_ahead`, the length beyond which the paper has LASP-2 ahead (top); below,
+    LASP-2's gains (`gains`, `seqpar_reproduce.lasp2_gains`) where the paper gives one, ours beside the paper's
+    (`_gains_panel`)."""
+    fig = new_figure(10.0, 9.0)
     figure_title(fig, f"LASP-2 Fig. 3: {seqpar.LASP_MODEL} on {seqpar.LASP_DEVICES} A100s ({seqpar.LASP_TOPOLOGY}), "
                       "batch 1, forward+backward of whole layers and the LM head: throughput = N / (layers x time per "
-                      "layer + LM head time); dashed: "
-                      "the paper's 'LASP-2 ahead once N > 64K'")
-    ax = fig.add_axes((0.09, 0.12, 0.68, 0.7))
+                      "layer + LM head time); dashed: the paper's 'LASP-2 ahead once N > 64K'; below: LASP-2's "
+                      f"throughput gain over each baseline, ours beside the paper's (tolerance "
+                      f"{seqpar.LASP2_POINTS * 100:.0f} points)")
+    ax = fig.add_axes((0.09, 0.5, 0.68, 0.38))
     for i, scheme in enumerate(LASP_SCHEMES):
         mine = rows[rows["scheme"] == scheme]
         ax.plot(mine["seq_len"], mine["throughput_tok_s"], marker="o", ms=4, color=palette_colour(i), label=scheme)
@@ -207,7 +263,23 @@ def lasp2_figure(rows: pd.DataFrame, paper_ahead: int) -> Figure:
     _log_ticks(ax.yaxis)
     ax.grid(True, which="both", alpha=0.3)
     _legend(ax)
+    _gains_panel(fig.add_axes((0.09, 0.07, 0.68, 0.33)), gains)
     return fig
+
+
+def _gains_panel(ax, gains: pd.DataFrame) -> None:
+    """LASP-2's throughput gains (%) over each baseline at the lengths the paper gives one, ours and the paper's
+    side by side, each bar labelled with its value; log y when every gain is positive (ours run to thousands of
+    percent where the paper's are tens), symlog otherwise."""
+    claimed = gains.dropna(subset=["paper_gain"]).reset_index(drop=True)
+    labels = [f"over {BASELINES[g.baseline]}\nat {g.seq_len // 1024}K" for g in claimed.itertuples()]
+    series = [("ours", claimed["gain"] * 100), ("paper (LASP-2 Fig. 3)", claimed["paper_gain"] * 100)]
+    _bars(ax, labels, series)
+    for container in ax.containers:
+        ax.bar_label(container, fmt="%+.1f %%", fontsize=7, padding=1)
+    positive = all((values > 0).all() for _, values in series)
+    ax.set_yscale("log" if positive else "symlog")
+    ax.set_ylabel(f"LASP-2's gain (%, {'log' if positive else 'symlog'})")
 
 
 def distattention_figure(rows: pd.DataFrame, over_ring: tuple, over_tp: tuple) -> Figure:
@@ -287,7 +359,7 @@ def _lasp2_table2_html(rows: pd.DataFrame, table: dict) -> str:
             "not say whether its tokens/s are per GPU or in all, so both of ours are given; the ratios do not "
             f"depend on it: hybrid over linear {table['hybrid_over_linear']:.3f} (paper {low:.3f}-{high:.3f}), "
             f"softmax over linear {table['softmax_over_linear']:.3f} (paper "
-            f"{table['paper_softmax_over_linear']:.3f}). No tolerance in issue 18. "
+            f"{table['paper_softmax_over_linear']:.3f}), in the summary with no verdict: no tolerance in issue 18. "
             "Data: <a href='lasp2_table2.csv'>lasp2_table2.csv</a>.</p>"
             + rows.to_html(index=False, na_rep="", float_format=lambda x: f"{x:.4g}"))
 
@@ -305,8 +377,9 @@ def _write_page(out_dir: Path, data: dict) -> None:
     table3 = table3_table(data["table3"])
     save_table_and_figure(out_dir, "table3", table3, table3_figure(table3))
     lasp = pd.DataFrame(data["lasp2"]["rows"])
-    save_table_and_figure(out_dir, "lasp2", lasp, lasp2_figure(lasp, data["lasp2"]["paper_ahead_above"]))
-    save_table_and_figure(out_dir, "lasp2_gains", pd.DataFrame(data["lasp2"]["gains"]))
+    gains = pd.DataFrame(data["lasp2"]["gains"])
+    save_table_and_figure(out_dir, "lasp2", lasp, lasp2_figure(lasp, data["lasp2"]["paper_ahead_above"], gains))
+    save_table_and_figure(out_dir, "lasp2_gains", gains)
     table2_lasp = lasp2_table2_table(data["lasp2_table2"])
     save_table_and_figure(out_dir, "lasp2_table2", table2_lasp)
     dist = data["distattention"]
@@ -324,8 +397,10 @@ def _write_page(out_dir: Path, data: dict) -> None:
         section_html("table2", "Ring Attention Table 2: minimum block",
                      "c = F/B from the device preset's bf16 matrix peak and the link preset's bandwidth per direction "
                      "(a c x c block's 4dc<sup>2</sup> FLOPs hide its K and V, 4cd bytes per head). The kernel-rate "
-                     "block (GPU hosts): the smallest multiple of 128 at which the GPU model's FlashAttention-2 call "
-                     "on a c x c block of an MHA layer takes as long as moving its K and V."),
+                     f"block (GPU hosts): the smallest multiple of {seqpar.KERNEL_BLOCK_STEP} at which the GPU model's "
+                     "FlashAttention-2 call on a c x c block of an MHA layer takes as long as moving its K and V; "
+                     f"hatched where that is {seqpar.KERNEL_BLOCK_STEP}, the smallest block the search tries, so the "
+                     "block is at most that."),
         section_html("table3", "Ring Attention Table 3: largest context",
                      "From <code>archsim.systems.seqpar_memory</code> (FSDP, full precision) on 8 and 32 A100s; the "
                      "paper does not say whether its A100s had 40 or 80 GB, so both presets are drawn. Ours are the "
@@ -335,10 +410,11 @@ def _write_page(out_dir: Path, data: dict) -> None:
                      f"2E x {seqpar.TABLE3_FACTOR:g}], the whisker on the paper's bar. "
                      "The TPU slices (lower panel) run on the devices their names read as, TPUv3-512 both as 512 "
                      "TensorCores of 16 GiB (tpu-v3-core) and as 256 chips of 32 GiB (tpu-v3); no tolerance is claimed "
-                     "for them."),
+                     "for them, so their summary rows have no verdict (the factor in their reason)."),
         section_html("lasp2", "LASP-2 Fig. 3: throughput",
                      "Linear-attention sequence parallelism on 8 DGX A100 nodes; Ring is LASP-2's baseline with left "
-                     "products over K/V blocks. LASP-2's gain over each baseline beside the paper's: "
+                     "products over K/V blocks. Below: LASP-2's gain over each baseline where the paper gives one "
+                     "(Fig. 3, 512K and 2048K), ours beside the paper's; every length's: "
                      "<a href='lasp2_gains.csv'>lasp2_gains.csv</a>."),
         _lasp2_table2_html(table2_lasp, data["lasp2_table2"]),
         section_html("distattention", "DistAttention decode",
@@ -357,7 +433,9 @@ def _write_page(out_dir: Path, data: dict) -> None:
     ]
     outside = gaps_html(table)
     intro = ("<p>Ours (archsim's multi-device attention models, <code>archsim.systems.seqpar</code> and "
-             "<code>seqpar_memory</code>) beside the papers' numbers (../shared/reference/seqpar-sparse.md §2). "
+             "<code>seqpar_memory</code>) beside the papers' numbers (Ring Attention, arXiv 2310.01889v4; LASP-1, "
+             "arXiv 2404.02882; LASP-2, arXiv 2502.07563; Infinite-LLM, arXiv 2401.02669v2; "
+             f"{reference_notes('seqpar-sparse.md §2')}). "
              "Where ours are outside the issue's tolerance, the modelling reason (the rows that share one "
              f"together):</p><ul>{outside}</ul>")
     write_index(out_dir, "Multi-device attention reproduction", intro, table, sections)

@@ -74,6 +74,7 @@ TABLE2_HOSTS = (("A100 NVLink", "a100-80gb-sxm4", "gpu", "nvlink3-a100"),
                 ("TPUv4", "tpu-v4", "chip", "tpu-v4-ici"),
                 ("TPUv5e", "tpu-v5e", "chip", "tpu-v5e-ici"))
 MHA_HEADS, HEAD_DIM = 32, 128  # Llama-7B's attention, the MHA layer of the modelled crossover
+KERNEL_BLOCK_STEP = 128  # `_kernel_block`'s blocks are multiples of it, the smallest it tries is it
 PAPER = {
     # Ring Attention (arXiv 2310.01889v4) Table 2: min block c, in K tokens (seqpar-sparse.md §2.1)
     "table2_c_k": {"A100 NVLink": 1.0, "A100 InfiniBand": 24.5, "TPUv3": 1.1, "TPUv4": 1.0, "TPUv5e": 1.1},
@@ -201,9 +202,10 @@ def table2_rows() -> list[dict]:
 
 
 def _kernel_block(gpu_name: str, link_name: str) -> int:
-    """The smallest c (a multiple of 128) at which one FlashAttention-2 c x c call of an MHA layer takes as long as
-    moving the block's K and V (the cascade's tensors, `kv_bytes`) over the link (bisection; the call's time grows
-    faster than the transfer's)."""
+    """The smallest c (a multiple of KERNEL_BLOCK_STEP) at which one FlashAttention-2 c x c call of an MHA layer
+    takes as long as moving the block's K and V (the cascade's tensors, `kv_bytes`) over the link (bisection; the
+    call's time grows faster than the transfer's). KERNEL_BLOCK_STEP itself says the transfer is hidden at the
+    smallest block tried: the block is at most that."""
     gpu, link = load_gpu(gpu_name), load_link(link_name)
     compute = DeviceCompute(gpu, "FlashAttention-2", 1, MHA_HEADS, MHA_HEADS, HEAD_DIM, "fwd")
 
@@ -212,11 +214,11 @@ def _kernel_block(gpu_name: str, link_name: str) -> int:
         kernel_s = predict("FlashAttention-2", case, gpu, compute.device.kernel_params).time_s
         return kernel_s >= link.transfer_s(kv_bytes(c, compute))
 
-    low, high = 1, 1024  # in units of 128 tokens
+    low, high = 1, 1024  # in units of KERNEL_BLOCK_STEP tokens
     while low < high:
         mid = (low + high) // 2
-        low, high = (low, mid) if hidden(128 * mid) else (mid + 1, high)
-    return 128 * low
+        low, high = (low, mid) if hidden(KERNEL_BLOCK_STEP * mid) else (mid + 1, high)
+    return KERNEL_BLOCK_STEP * low
 
 
 def table3_factor(model_tokens: float, entry_tokens: int) -> float:
