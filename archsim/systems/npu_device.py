@@ -16,6 +16,8 @@ which unit runs what of an op (`archsim.systems.step.Op`) and what crosses the H
   (`npu.dealt_cycles`, one fill and drain an array), one Einsum after another (all the logits, then all the
   attends, which read the softmax's output); their K and V stream from HBM. Under the artifact's fold timings
   (one array streaming 8x faster, ops one at a time) they are GEMMs in order instead.
+- The HBM streams at the interface's peak (`npu.NPUSpec`'s channels x width x rate; no efficiency factor, an
+  assumption: the NeuPIMs artifact's cycle-level DRAM reached 0.56-0.91 of it on weight streams: neupims-artifact.md).
 - Other HBM traffic, beside the vector work: the KV cache an op reads outside an array GEMM (decode attention on
   the vector units) or writes (the new tokens' K and V), and weights outside GEMMs (a norm's gain). Activations
   and intermediates stay in SRAM (a 512 x 28672 FP16 activation is 29 MB of 128 MiB; assumed, not checked
