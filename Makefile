@@ -22,9 +22,11 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e .
 	touch $@
 
+# --replace-other-version: a store an earlier archsim wrote (none of its points reusable) is started afresh, where
+# the sweep would refuse it; one of this archsim (a demo killed midway) resumes.
 demo: $(VENV)/.installed
 	mkdir -p $(DEMO_OUT)
-	$(VENV)/bin/archsim sweep demo --db $(DEMO_OUT)/demo.sqlite
+	$(VENV)/bin/archsim sweep demo --db $(DEMO_OUT)/demo.sqlite --replace-other-version
 	$(VENV)/bin/archsim report --sweep $(DEMO_OUT)/demo.sqlite --spec demo --out $(DEMO_OUT)
 
 # Two pytest workers (pytest-xdist), one test file each at a time, so a file's shared fixtures (the

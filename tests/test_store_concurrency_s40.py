@@ -165,7 +165,7 @@ def test_a_report_without_spec_of_a_killed_sweeps_store_says_how_many_points_it_
     _killed_after_one_batch(SMALL, db)
     text = cli("report", "--sweep", str(db), "--out", str(tmp_path / "r")).output
     assert (f"warning: 1 of 4 points stored (a sweep into it stopped, or is running); run `archsim sweep SPEC "
-            f"--db {db}` again to finish (the last sweep into it: small)") in text, text
+            f"--db {db}` again to finish (missing: 3 of sweep small (small.yaml))") in text, text
     assert "1 of 4 points stored" in (tmp_path / "r" / "index.html").read_text()
 
 

@@ -116,7 +116,8 @@ def test_a_store_of_another_model_version_is_refused(stored, tmp_path, cli):
     message = _error(cli("sweep", _spec(tmp_path / "a.yaml"), "--db", str(db), expect=2))
     old = MODEL_VERSION.split("+")[0] + "+0000000000000000"
     assert (f" as archsim {old} computed them (now "
-            f"{MODEL_VERSION}), none of which it would reuse (delete the store to start it afresh)") in message
+            f"{MODEL_VERSION}), none of which it would reuse (delete the store, or sweep with "
+            "--replace-other-version, to start it afresh)") in message
 
 
 def test_the_model_version_follows_the_source(tmp_path):

@@ -239,8 +239,8 @@ def _report_sparse(out: Path) -> None:
 
 def _report_sweep(db: Path, spec_name: str | None, objectives: tuple[str, ...] | None, out: Path) -> None:
     from archsim.dse.spec import STORED_METRICS, load_sweep_spec
-    from archsim.dse.store import read_store_meta, unfinished_note
-    from archsim.dse.sweep import read_judged, stored_serving
+    from archsim.dse.store import read_store_meta
+    from archsim.dse.sweep import read_judged, require_points, stored_serving, unfinished
     from archsim.report.sweep import (
         axis_columns,
         counts,
@@ -261,8 +261,7 @@ def _report_sweep(db: Path, spec_name: str | None, objectives: tuple[str, ...] |
     # by the last sweep's constraints, or by the spec's (`spec_records`); a spec of another base than the store's
     # is refused as its sweep into the store would be
     df, _, last_objectives, stored_name = read_judged(db, spec)
-    if df.empty:
-        raise SpecError(str(db), "", "the sweep store holds no points")
+    require_points(db, df)
     note, same = "", []
     if spec:
         drawn = keyed_points(spec)
@@ -278,7 +277,7 @@ def _report_sweep(db: Path, spec_name: str | None, objectives: tuple[str, ...] |
             click.echo(f"warning: {note}", err=True)
         df = mine
     else:
-        note = unfinished_note(db, stored_name)
+        note = unfinished(db, df)
         if note:
             click.echo(f"warning: {note}", err=True)
     if objectives:

@@ -106,9 +106,14 @@ def _progress(done: int, total: int, rate: float, eta_s: float) -> None:
 @click.option("--local", is_flag=True, help="Evaluate in this process, without Dask, whatever the estimate.")
 @click.option("--max-points", type=WholeRange(min=1),
               help=f"Refuse a sweep of more points than this (default: ${MAX_POINTS_ENV} or 100000).")
+@click.option("--replace-other-version", is_flag=True,
+              help="Where --db holds the points of another archsim version (after an upgrade or an edit of its "
+                   "source: none would be reused, and the store is otherwise refused), empty it and start afresh. A "
+                   "store of this version is kept and resumed.")
 @objectives_option("--objectives", "Objectives of the summary's Pareto front (default: the spec's).")
 def sweep_cmd(spec: str, scheduler: str | None, db: str | None, workers: int | None, batch_size: int | None,
-              local: bool, max_points: int | None, objectives: tuple[str, ...] | None) -> None:
+              local: bool, max_points: int | None, replace_other_version: bool,
+              objectives: tuple[str, ...] | None) -> None:
     """Evaluate every point of a sweep spec (a YAML path or a library sweep name) and store the records; points
     already in the store are reused, so a killed sweep resumes where it stopped. Small sweeps (under 5 s of
     estimated work, dask_run.IN_PROCESS_BELOW_S), and any on fewer than 3 cores, run in this process, larger ones
@@ -143,6 +148,11 @@ def sweep_cmd(spec: str, scheduler: str | None, db: str | None, workers: int | N
         db_path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise SpecError("--db", str(db_path), f"cannot create its folder: {exc.strerror or exc}") from None
+    if replace_other_version:
+        from archsim.dse.sweep import empty_other_version
+
+        if emptied := empty_other_version(db_path):
+            click.echo(emptied, err=True)
     shown = []  # whether the progress line was started: a mid-sweep error then starts a line of its own
 
     def progress(done: int, total: int, rate: float, eta_s: float) -> None:
@@ -250,18 +260,18 @@ def results_cmd(db: str, csv_path: str | None, parquet_path: str | None, objecti
     if parquet_path and importlib.util.find_spec("pyarrow") is None:
         raise click.ClickException("--parquet needs pyarrow (pip install pyarrow); use --csv instead")
     from archsim.dse.pareto import pareto_mask_by
-    from archsim.dse.store import unfinished_note
-    from archsim.dse.sweep import read_judged
+    from archsim.dse.sweep import read_judged, require_points, unfinished
     from archsim.report.sweep import front_work, whole_axes
 
     to_stdout = csv_path == "-"
     out = None if to_stdout else check_writable(csv_path or parquet_path, "--csv" if csv_path else "--parquet",
                                                  inputs=(db,))
-    df, constraints, _, last_sweep = read_judged(db)
-    note = unfinished_note(db, last_sweep)
+    df, constraints, _, _ = read_judged(db)
+    require_points(db, df)
+    note = unfinished(db, df)
     if note:
         click.echo(f"warning: {note}", err=True)
-    if objectives and len(df):
+    if objectives:
         known = STORED_METRICS
         check_objectives(objectives, [c for c in df.columns if c in known], "--front", f"the store {db}")
         check_stored_objectives(df, objectives, "--front")

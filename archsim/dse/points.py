@@ -70,7 +70,16 @@ from archsim.dse.sparse_spec import (
     sparse_record,
     sparse_target,
 )
-from archsim.dse.spec import GPU_SIZES, UNMODELLED, Constraint, SweepSpec, gpu_axes, gpu_preset, target_name
+from archsim.dse.spec import (
+    GPU_SIZES,
+    UNMODELLED,
+    Constraint,
+    SweepSpec,
+    gpu_axes,
+    gpu_preset,
+    target_name,
+    target_spec,
+)
 from archsim.dse.store import CONFIG_FIELDS, LIMITS_FIELD
 from archsim.dse.system_points import (
     TRACE_KEY,
@@ -184,7 +193,7 @@ def load_base(spec: SweepSpec) -> Base:
     params = load_calibration().family_params(family_of(spec.gpus.kernel)) if spec.gpus else {}
     contents = {"mapping": spec_content("mappings", spec.mapping), "cascade": spec_content("cascades", cascade),
                 "workload": _dumps(_workload_content(workload))}
-    return Base(mapping, library.load_cascade_spec(cascade), library.load_architecture_spec(target_name(spec)),
+    return Base(mapping, library.load_cascade_spec(cascade), library.load_architecture_spec(target_spec(spec)),
                 workload, gpus, params, contents=contents)
 
 
@@ -213,7 +222,8 @@ def base_identity(spec: SweepSpec, base: Base) -> dict[str, Any]:
     run, each trace by its requests (`_trace_content`) and each file a `system.` axis names
     (`_system_axis_files`); or the parallel or sparse block, the specs it and its axes name as loaded
     (`_block_contents`) and the GPU calibration. The inputs an axis names are held by name (`input_noun`: a store
-    may gain names as the axis grows). The axes, sampling, constraints and objectives are not part of it: they may
+    may gain names as the axis grows), and so are an architecture or system sweep's linked axes' templates
+    (`_linked_templates`). The axes' values, sampling, constraints and objectives are not part of it: they may
     change between sweeps into one store (`archsim.dse.store`), whose points then still belong together."""
     common = {"version": MODEL_VERSION, "kind": spec.kind}
     if base.parallel is not None:
@@ -225,11 +235,12 @@ def base_identity(spec: SweepSpec, base: Base) -> dict[str, Any]:
     elif base.system is not None:
         parts = {"system": base.system.data, "resolved": system_content(base.system),
                  "workload": _workload_content(base.workload), "serving": _serving_content(spec),
-                 **_trace_content(spec, base), **_system_axis_files(spec, base.system)}
+                 **_trace_content(spec, base), **_system_axis_files(spec, base.system), **_linked_templates(spec)}
     else:
         timed = _timed_at(spec)
         parts = {"arch": base.arch.to_dict(), "sets": spec.sets,
-                 GPU_PRESETS_PART: {name: {**_gpu_content(gpu), **timed} for name, gpu in base.gpus.items()}}
+                 GPU_PRESETS_PART: {name: {**_gpu_content(gpu), **timed} for name, gpu in base.gpus.items()},
+                 **_linked_templates(spec)}
     return {**{name: _dumps(value) for name, value in {**common, **parts}.items()}, **base.contents}
 
 
@@ -246,6 +257,7 @@ def base_identity(spec: SweepSpec, base: Base) -> dict[str, Any]:
 GPU_PRESETS_PART = "gpus_timed"
 SWEEP_TIMING = ("kernel", "causal", "precision")  # the sweep's settings a GPU preset's points are timed at
 TIMED_AT = (*SWEEP_TIMING, "calibration")  # and the calibrated parameters they are timed with (`_timed_at`)
+LINKED_PART = "linked_axes"  # each linked axis's `set:` templates, by the axis's path (`_linked_templates`)
 AXIS_PART = "axes."  # and an axis's path, as the sweep writes it: the part of the files only that axis names
 # what the files an axis (or the axes of a root) names are called, where not by the axis's field
 _AXIS_INPUTS = {f"{SERVING_ROOT}.lengths": "trace", f"{SPARSE_ROOT}.patterns": "pattern map", SYSTEM_ROOT: "file"}
@@ -257,10 +269,22 @@ def input_noun(part: str) -> str | None:
     `pattern map`, a `system.` axis's `file`); None for a part of one content."""
     if part == GPU_PRESETS_PART:
         return "GPU"
+    if part == LINKED_PART:
+        return "linked axis"
     if part.startswith(AXIS_PART):
         axis = part.removeprefix(AXIS_PART)
         return _AXIS_INPUTS.get(axis, _AXIS_INPUTS.get(axis.partition(".")[0], axis.rpartition(".")[2]))
     return None
+
+
+def _linked_templates(spec: SweepSpec) -> dict[str, Any]:
+    """The sweep's linked axes' `set:` templates, by the axis's path, under LINKED_PART (nothing without one): what
+    each value of a linked axis means, which its records do not hold (they hold its value alone). Held by name as
+    an axis's input file is (`input_noun`): a store may gain linked axes, or a sweep leave one out, but an axis
+    whose templates changed as written (a field added, dropped or set otherwise, even to what renders the same)
+    would put other designs under the same values, rows nothing tells apart, so it is refused
+    (`archsim.dse.sweep.other_base`)."""
+    return {LINKED_PART: spec.links} if spec.links else {}
 
 
 def _timed_at(spec: SweepSpec) -> dict[str, Any]:

@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -128,7 +129,7 @@ from archsim.model.gpu_kernels import (
 )
 from archsim.point import check_causal_form, defaults_shown, sizes_unset
 from archsim.record import METRICS
-from archsim.spec_files import read_yaml, spec_beside
+from archsim.spec_files import is_spec_path, read_yaml, spec_beside
 from archsim.systems.links import load_gpu_with_host_link
 from archsim.systems.serving import SERVING_METRICS
 from archsim.workload import PARAMS, Workload, check_size, plain_number
@@ -450,13 +451,34 @@ def _beside(name_or_path: str | None, source: str) -> str | None:
     return None if name_or_path is None else spec_beside(name_or_path, source)
 
 
+def target_spec(spec: SweepSpec) -> str:
+    """The architecture an architecture sweep evaluates, as it is loaded: the sweep's `arch`, else its mapping's
+    (a library name, or a path as the file naming it resolved it: `spec_files.spec_beside`)."""
+    return spec.arch or library.load_mapping_spec(spec.mapping).architecture
+
+
 def target_name(spec: SweepSpec) -> str:
-    """The sweep's own target: its system, `parallel` (multi-device attention, whose points name their topology
-    and GPU in their records), `sparse` (whose points are each named by their method, workload and GPU,
-    `points.expand`), or its architecture (named, or the mapping's)."""
+    """The sweep's own target as its points' `target` names it: `parallel` (multi-device attention, whose points
+    name their topology and GPU in their records), `sparse` (whose points are each named by their method, workload
+    and GPU, `points.expand`), or its system or architecture (`target_spec`: the sweep's, else its mapping's) as
+    named by the file naming it (`_as_named`): a library name as written, a file by its path from that file's
+    folder, so one sweep run from any directory, by any path, names its target alike (it had been the path from
+    the current directory). Two sweeps in other folders naming one file by other relative paths still give two
+    labels; the store holds one architecture or system (its base), so they name the same target."""
     if spec.kind in _BLOCK_KINDS:
         return spec.kind
-    return spec.system or spec.arch or library.load_mapping_spec(spec.mapping).architecture
+    if spec.system or spec.arch:
+        return _as_named(spec.system or spec.arch, spec.source)
+    return _as_named(target_spec(spec), str(library.find("mappings", spec.mapping)))
+
+
+def _as_named(name_or_path: str, source: str) -> str:
+    """A spec that the file at `source` names (a library name, or a path `spec_beside` resolved): a library name
+    as it is, a path as a path from `source`'s folder (both taken from the current directory, which is assumed to
+    be the one the spec was loaded from; `..` parts and an absolute path are made relative alike)."""
+    if not is_spec_path(name_or_path):
+        return name_or_path
+    return os.path.relpath(os.path.abspath(name_or_path), os.path.dirname(os.path.abspath(source)))
 
 
 def _required_in(kind: str, key: str) -> str:

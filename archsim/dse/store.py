@@ -17,7 +17,10 @@ Rows are read back in the order of the sweeps that planned them, never in the or
 sweep writes its pending keys into `positions` when it claims the store (`add_positions`; the table's rowid is the
 position), so a Dask sweep, whose batches arrive as they complete, or one killed and resumed reads back as one run
 in this process straight through. Rows a store holds from before `positions` (none listed there) come first, in
-the order they were inserted.
+the order they were inserted. Each position names the sweep that last planned it (`sweep`, its meta's `name
+(source)` text; NULL in a store written before), so a store lacking points says which sweeps' they are
+(`missing`, `unfinished_note`), not only which sweep came last. `read_store` reads the records, the meta and what
+is missing in one read transaction: a sweep writing meanwhile leaves the count and the records read agreeing.
 
 A store holds the points of one base (`archsim.dse.points.base_identity`: the resolved mapping, cascade,
 architecture, workload and sizes, or system and serving run, or parallel block, and the archsim version): its
@@ -68,7 +71,7 @@ CREATE TABLE IF NOT EXISTS points (
 """
 _COLUMNS = ["key", "feasible", "constraint_ok", "latency_s", "energy_pj", "area_um2", "record"]
 _META = "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)"
-_POSITIONS = "CREATE TABLE IF NOT EXISTS positions (key TEXT PRIMARY KEY)"
+_POSITIONS = "CREATE TABLE IF NOT EXISTS positions (key TEXT PRIMARY KEY, sweep TEXT)"
 _TABLES = ("points", "meta", "positions")
 _NOT_METRICS = ("key", "target_kind", "target", "feasible", "reason", "constraint_ok")  # of a record's columns
 # a record's field naming its config's columns (`archsim.record.Record.config`), which an infeasible row keeps
@@ -84,6 +87,9 @@ _KEYS_PER_QUERY = 500  # keys bound in one SELECT (SQLite allows 999 parameters 
 _T = TypeVar("_T")
 # a stored record's text with axis values added, its key, and its text as read (`axis_updates`)
 AxisUpdate = tuple[str, str, str]
+# the points a store's sweeps planned that it does not hold, by the sweep that last planned them (its meta's `sweep`
+# text, `name (source)`; None for those listed before `positions` named sweeps), in the order they were first listed
+Missing = list[tuple[str | None, int]]
 
 
 class StoreConnection(sqlite3.Connection):
@@ -155,6 +161,7 @@ def open_store(path: str | Path, *, read_only: bool = False, immutable: bool = F
                 conn.execute(_SCHEMA)
                 conn.execute(_META)
                 conn.execute(_POSITIONS)
+                _add_sweep_column(conn)
                 conn.commit()
         except BaseException:
             conn.close()
@@ -170,11 +177,28 @@ def _check_schema(conn: StoreConnection, read_only: bool) -> None:
         raise SpecError(conn.path, "", "holds no sweep store (no tables: run `archsim sweep SPEC --db DB` first)")
     if not tables:
         return
-    columns = [row[1] for row in conn.execute("PRAGMA table_info(points)")]
+    columns = _columns(conn, "points")
     if columns != _COLUMNS or not set(tables) <= set(_TABLES):
         raise SpecError(conn.path, "", f"an SQLite database but not a sweep store (tables: {', '.join(tables)}; "
                                        f"a store has the table points, with columns {', '.join(_COLUMNS)}, "
                                        "meta and positions)")
+
+
+def _add_sweep_column(conn: StoreConnection) -> None:
+    """Give a `positions` table written before it named the sweep planning each key its `sweep` column (NULL for
+    the keys it lists); another process adding it at the same moment is no error."""
+    if "sweep" in _columns(conn, "positions"):
+        return
+    try:
+        conn.execute("ALTER TABLE positions ADD COLUMN sweep TEXT")
+    except sqlite3.OperationalError as exc:
+        if "duplicate column" not in str(exc):
+            raise
+
+
+def _columns(conn: StoreConnection, table: str) -> list[str]:
+    """The columns of the store's table `table` (none where it has no such table)."""
+    return [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
 
 
 def _has_table(conn: StoreConnection, name: str) -> bool:
@@ -234,11 +258,23 @@ def write_meta(conn: StoreConnection, values: dict[str, str]) -> None:
         conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(values.items()))
 
 
-def add_positions(conn: StoreConnection, keys: Iterable[str]) -> None:
+def add_positions(conn: StoreConnection, keys: Iterable[str], sweep: str) -> None:
     """List `keys` in `positions` after those it has, in order, a key listed already keeping its place (module
-    docstring), in the caller's transaction (`claiming`)."""
+    docstring), each as planned by `sweep` (the meta's `sweep` text), the last sweep to plan it (a key two sweeps
+    planned and neither stored is finished by either), in the caller's transaction (`claiming`)."""
     with _errors(conn.path):
-        conn.executemany("INSERT OR IGNORE INTO positions (key) VALUES (?)", [(key,) for key in keys])
+        conn.executemany("INSERT INTO positions (key, sweep) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET "
+                         "sweep = excluded.sweep", [(key, sweep) for key in keys])
+
+
+def empty_store(conn: StoreConnection) -> int:
+    """Delete every row of the store (its points, positions and meta), in the caller's transaction (`claiming`);
+    returns the number of points it held."""
+    with _errors(conn.path):
+        held = conn.execute("SELECT COUNT(*) FROM points").fetchone()[0]
+        for table in _TABLES:
+            conn.execute(f"DELETE FROM {table}")
+    return held
 
 
 def done_keys(conn: StoreConnection) -> set[str]:
@@ -417,10 +453,23 @@ def read_records(path: str | Path) -> pd.DataFrame:
     return read_store(path)[0]
 
 
-def read_store(path: str | Path) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Every record of the store at `path` and its `meta`, read without writing to it; a missing file is a
-    SpecError."""
-    return _read(Path(path), lambda conn: (records(conn), read_meta(conn)))
+def read_store(path: str | Path) -> tuple[pd.DataFrame, dict[str, str], Missing | None]:
+    """Every record of the store at `path`, its `meta` and the points its sweeps planned that it lacks (`missing`),
+    read in one snapshot (`_in_one_snapshot`: a sweep writing meanwhile changes none of them, so the points
+    missing are those the records read lack) and without writing to the store; a missing file is a SpecError."""
+    return _read(Path(path), lambda conn: _in_one_snapshot(conn, lambda: (records(conn), read_meta(conn),
+                                                                          missing(conn))))
+
+
+def _in_one_snapshot(conn: StoreConnection, query: Callable[[], _T]) -> _T:
+    """`query()`, its statements on `conn`, in one read transaction: each sees the store as the first did, none
+    the batches a sweep commits meanwhile (SQLite's WAL snapshot). Nothing is written, so it ends in a rollback."""
+    with _errors(conn.path):
+        conn.execute("BEGIN")
+    try:
+        return query()
+    finally:
+        conn.rollback()
 
 
 def read_store_meta(path: str | Path) -> dict[str, str]:
@@ -447,16 +496,29 @@ def _held_and_unheld(conn: StoreConnection) -> tuple[int, int] | None:
                             "NOT IN (SELECT key FROM points))").fetchone()  # one statement: one snapshot
 
 
-def unfinished_note(path: str | Path, last_sweep: str | None) -> str:
-    """Where the store at `path` lacks points its sweeps planned (`stored_of_planned`: a sweep killed, or still
-    running), a note saying how many and how to finish them (naming `last_sweep`, the last sweep into it, where
-    known), for a command to warn with; '' where it lacks none or does not say (a store written before it listed
-    them)."""
-    counts = stored_of_planned(path)
-    if counts is None or counts[0] == counts[1]:
+def missing(conn: StoreConnection) -> Missing | None:
+    """The points listed in `positions` that the store does not hold (a sweep killed, or still running), counted
+    by the sweep that last planned them (`Missing`); None for a store without `positions`, which does not say."""
+    with _errors(conn.path):
+        if not _has_table(conn, "positions"):
+            return None
+        sweep = "sweep" if "sweep" in _columns(conn, "positions") else "NULL"
+        rows = conn.execute(f"SELECT {sweep}, COUNT(*) FROM positions WHERE key NOT IN (SELECT key FROM points) "
+                            "GROUP BY 1 ORDER BY MIN(rowid)").fetchall()
+    return [(sweep, count) for sweep, count in rows]
+
+
+def unfinished_note(path: str | Path, stored: int, lacking: Missing | None) -> str:
+    """Where the store at `path`, holding `stored` points, lacks points its sweeps planned (`lacking`, read with
+    them: `read_store`), a note for a command to warn with: how many, which sweeps planned them (each sweep's own
+    spec finishes its points) and how to finish them; '' where it lacks none or does not say (a store written
+    before it listed them)."""
+    if not lacking:
         return ""
-    return (f"{counts[0]} of {counts[1]} points stored (a sweep into it stopped, or is running); run `archsim sweep "
-            f"SPEC --db {path}` again to finish" + (f" (the last sweep into it: {last_sweep})" if last_sweep else ""))
+    whose = ", ".join(f"{count} of {f'sweep {sweep}' if sweep else 'a sweep it does not name'}"
+                      for sweep, count in lacking)
+    return (f"{stored} of {stored + sum(count for _, count in lacking)} points stored (a sweep into it stopped, or "
+            f"is running); run `archsim sweep SPEC --db {path}` again to finish (missing: {whose})")
 
 
 def _read(path: Path, query: Callable[[StoreConnection], _T]) -> _T:

@@ -21,12 +21,14 @@ import pandas as pd
 
 from archsim.dse.points import (
     GPU_PRESETS_PART,
+    LINKED_PART,
     TIMED_AT,
     Base,
     Point,
     base_error,
     base_identity,
     base_value,
+    computing_version,
     evaluate_points,
     expand,
     input_noun,
@@ -52,6 +54,7 @@ from archsim.dse.store import (
     axis_updates,
     claiming,
     done_keys,
+    empty_store,
     meta_json,
     open_store,
     put,
@@ -60,6 +63,7 @@ from archsim.dse.store import (
     records,
     stale_keys,
     stored_feasible,
+    unfinished_note,
     write_meta,
 )
 from archsim.errors import SpecError
@@ -74,6 +78,9 @@ Keyed = tuple[str, Point]  # a point with its key (`plan` computed it)
 Started = tuple[Base, StoreConnection, list[str], dict[str, Point]]  # what `started` gives a runner
 # what `read_judged` reads: the records, the last sweep's constraints and objectives, and its name
 Judged = tuple[pd.DataFrame, tuple[Constraint, ...] | None, tuple[str, ...] | None, str | None]
+# the attribute of `read_judged`'s records holding the points the store's sweeps planned that it lacks, read with
+# them (`store.Missing`, None where the store does not say): `store.unfinished_note` warns of them
+MISSING_ATTR = "missing"
 
 
 def evaluate_batch(spec: SweepSpec, base: Base, batch: list[Keyed]) -> list[dict[str, Any]]:
@@ -124,7 +131,7 @@ def claim_store(conn: StoreConnection, spec: SweepSpec, base: Base, keys: list[s
     read = axis_updates(conn, reused)
     with claiming(conn):
         _claim(conn, spec, identity, keys, done)
-        add_positions(conn, pending)
+        add_positions(conn, pending, sweep_label(spec))
         add_axis_values(conn, reused, read)
 
 
@@ -143,9 +150,15 @@ def _claim(conn: StoreConnection, spec: SweepSpec, identity: dict[str, Any], key
         for part in _by_name(held, identity):
             identity[part] = _merged(held.get(part, "{}"), identity.get(part, "{}"))
     work = list(dict.fromkeys([*stored_work_axes(conn.path, meta), *work_axes(spec)]))
-    write_meta(conn, {"base": json.dumps(identity, sort_keys=True), "sweep": f"{spec.name} ({spec.source})",
+    write_meta(conn, {"base": json.dumps(identity, sort_keys=True), "sweep": sweep_label(spec),
                       "constraints": json.dumps([[c.metric, c.op, c.bound] for c in spec.constraints]),
                       "objectives": json.dumps(list(spec.objectives)), "work_axes": json.dumps(work)})
+
+
+def sweep_label(spec: SweepSpec) -> str:
+    """How a store names a sweep into it (its meta's `sweep`, the sweep planning each of its `positions`): its
+    name and its spec's source, `demo (/path/demo.yaml)`."""
+    return f"{spec.name} ({spec.source})"
 
 
 # How a store's base part is checked where `stored_base` reads one: (what it should be, the check); another part
@@ -154,6 +167,8 @@ _BASE_PARTS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "kind": ("a sweep kind (a JSON string)", lambda kind: isinstance(kind, str) and kind != ""),
     GPU_PRESETS_PART: ("a JSON object of GPU presets, each an object of its fields",
                        lambda gpus: isinstance(gpus, dict) and all(isinstance(gpu, dict) for gpu in gpus.values())),
+    LINKED_PART: ("a JSON object of linked axes, each an object of the templates it sets",
+                  lambda axes: isinstance(axes, dict) and all(isinstance(sets, dict) for sets in axes.values())),
 }
 
 
@@ -171,11 +186,24 @@ def stored_base(path: str, meta: Mapping[str, str]) -> dict[str, str] | None:
     `archsim.dse.points.base_identity`), None where the store does not say; a SpecError naming the store and the
     field (`meta.base`, `meta.base.kind`, ...) where it is damaged: not a JSON object of JSON texts, its kind no
     string, its GPU presets no object of presets' fields, an axis's files no object."""
-    held = meta_json(path, "meta.base", meta.get("base"), "a JSON object of its base's parts, each a JSON text",
-                     lambda base: isinstance(base, dict) and all(isinstance(text, str) for text in base.values()))
+    held = _base_texts(path, meta)
     for part, text in (held or {}).items():
         meta_json(path, f"meta.base.{part}", text, *_part_check(part))
     return held
+
+
+def _base_texts(path: str, meta: Mapping[str, str]) -> dict[str, str] | None:
+    """The store's meta `base` as a JSON object of its parts' JSON texts, none of them read (`stored_base` checks
+    them); None where the store does not say; a SpecError where it is no such object."""
+    return meta_json(path, "meta.base", meta.get("base"), "a JSON object of its base's parts, each a JSON text",
+                     lambda base: isinstance(base, dict) and all(isinstance(text, str) for text in base.values()))
+
+
+def stored_version(path: str, meta: Mapping[str, str]) -> str | None:
+    """The archsim version that computed the points of the store `path` (its meta `base`'s `version`), read
+    without the base's other parts, whose form another version may have changed; None where it does not say."""
+    text = (_base_texts(path, meta) or {}).get("version")
+    return meta_json(path, "meta.base.version", text, "a version (a JSON string)", lambda v: isinstance(v, str))
 
 
 def stored_serving(path: str, meta: Mapping[str, str]) -> dict[str, Any] | None:
@@ -193,8 +221,10 @@ def other_base(meta: Mapping[str, str], held: dict[str, str] | None, spec: Sweep
     `spec`, of base `identity` (`archsim.dse.points.base_identity`), or None where it can (or does not say its
     base): it holds another kind of sweep's (the two kinds named, as every other part then differs too), a GPU
     preset's now another GPU or timed at other settings, or an axis's file's now other content (`_input_change`:
-    these may be added to a store's base, as an axis grows, or left out of a sweep into it), or a base differing in
-    some other part (named), or only in archsim's version (the store to be deleted or another given)."""
+    these may be added to a store's base, as an axis grows, or left out of a sweep into it; a linked axis's
+    templates likewise), or a base differing in some other part (named), or only in archsim's version (the store to
+    be deleted, started afresh by `--replace-other-version`, or another given; said first, before the inputs held
+    by name, whose form or timing settings an upgrade may change too)."""
     if held is None:
         return None
     sweep = meta.get("sweep", "?")
@@ -202,22 +232,43 @@ def other_base(meta: Mapping[str, str], held: dict[str, str] | None, spec: Sweep
         return (f"holds the points of {_a_sweep(json.loads(held['kind']))}, {sweep}; sweep {spec.name} "
                 f"({spec.source}) is {_a_sweep(spec.kind)}")
     by_name = _by_name(held, identity)
+    differ = [part for part in dict.fromkeys([*held, *identity])
+              if part not in by_name and held.get(part) != identity.get(part)]
+    if differ == ["version"] and "version" in held:  # an edited or upgraded archsim: no stored point is reusable
+        return (f"holds the points of sweep {sweep} as archsim {json.loads(held['version'])} computed them (now "
+                f"{json.loads(identity['version'])}), none of which it would reuse (delete the store, or sweep "
+                f"with --replace-other-version, to start it afresh)")
     for part in by_name:
         change = _input_change(sweep, spec, part, held.get(part, "{}"), identity.get(part, "{}"))
         if change is not None:
             return change
-    differ = [part for part in dict.fromkeys([*held, *identity])
-              if part not in by_name and held.get(part) != identity.get(part)]
     if not differ:
         return None
-    if differ == ["version"] and "version" in held:  # an edited or upgraded archsim: no stored point is reusable
-        return (f"holds the points of sweep {sweep} as archsim {json.loads(held['version'])} computed them (now "
-                f"{json.loads(identity['version'])}), none of which it would reuse (delete the store to start it "
-                f"afresh)")
     named = [f"version (the store's {json.loads(held[part])}, now {json.loads(identity[part])})"
              if part == "version" and part in held and part in identity else part for part in differ]
     return (f"holds the points of sweep {sweep}, whose base differs from sweep {spec.name}'s ({spec.source}) in "
             f"{', '.join(named)}")
+
+
+def empty_other_version(db_path: str | Path) -> str | None:
+    """Empty the store at `db_path` where it says another archsim version computed its points (`stored_version`:
+    an upgrade, or an edited source, `points.MODEL_VERSION`), whatever else its base holds: every key holds the
+    version, so a sweep would reuse none of them, and `claim_store` refuses the store. Its points, positions and
+    meta are deleted in one write transaction (`store.claiming`), the file kept: a sweep claims it then as a new
+    store. Returns a line saying so; None where the store is kept: missing, of this version (a killed sweep's,
+    which resumes), or not saying its version (written before stores recorded their base: refused or claimed as
+    before). A file that is no store, or a damaged `meta.base`, is a SpecError naming it."""
+    if not Path(db_path).exists():
+        return None
+    now = computing_version()["model"]
+    with contextlib.closing(open_store(db_path)) as conn, claiming(conn):
+        meta = read_meta(conn)
+        version = stored_version(conn.path, meta)
+        if version is None or version == now:
+            return None
+        emptied = empty_store(conn)
+    return (f"store {db_path}: held {emptied} points of sweep {meta.get('sweep', '?')} as archsim {version} "
+            f"computed them (now {now}), none reusable: emptied, the sweep starts afresh")
 
 
 def _a_sweep(kind: str) -> str:
@@ -234,15 +285,37 @@ def _input_change(sweep: str, spec: SweepSpec, part: str, held: str, new: str) -
     """Why the inputs of base part `part` (held by name: `points.input_noun`) that a store holds the points of
     (`held`, canonical JSON; the store's sweep `sweep`) cannot take those of `spec`'s (`new`): an input of both is
     now another (its file edited), or a GPU is timed under other settings (`_timed_change`); None where none is.
-    An axis's part is named by its path in the sweep (`axes.parallel.topology`)."""
+    An axis's part is named by its path in the sweep (`axes.parallel.topology`); a linked axis whose templates
+    changed is said by `_linked_change`."""
     stored, given = json.loads(held), json.loads(new)
     changed = sorted(name for name in stored.keys() & given.keys() if stored[name] != given[name])
+    if part == LINKED_PART and changed:
+        return _linked_change(sweep, spec, changed[0], stored[changed[0]], given[changed[0]])
     timed = _timed_change(sweep, stored, given, changed) if part == GPU_PRESETS_PART else None
     if timed is not None or not changed:
         return timed
     noun, axis = input_noun(part), "" if part == GPU_PRESETS_PART else f" ({part})"
     return (f"holds the points of sweep {sweep} on {noun} {', '.join(changed)}{axis} as its file then read, and "
             f"sweep {spec.name}'s ({spec.source}) reads another {noun} there")
+
+
+def _linked_change(sweep: str, spec: SweepSpec, axis: str, stored: dict[str, Any], given: dict[str, Any]) -> str:
+    """Why linked axis `axis` of `spec` cannot share a store whose points (of its sweep `sweep`) it set by the
+    templates `stored` (field path -> template; `given` now): the fields it sets otherwise, as each was written."""
+    fields = [field for field in dict.fromkeys([*stored, *given]) if stored.get(field) != given.get(field)]
+    return (f"holds the points of sweep {sweep}, whose axes.{axis} sets "
+            f"{'; '.join(f'{field}: {_template_text(stored.get(field))}' for field in fields)}; sweep {spec.name}'s "
+            f"({spec.source}) sets {'; '.join(f'{field}: {_template_text(given.get(field))}' for field in fields)}, "
+            f"other designs under the same {axis} values")
+
+
+def _template_text(template: Any) -> str:
+    """A linked template as a spec writes it in flow style (`[pe_dim, pe_dim]`); `nothing` for none."""
+    if template is None:
+        return "nothing"
+    if isinstance(template, list):
+        return f"[{', '.join(_template_text(t) for t in template)}]"
+    return str(template)
 
 
 def _timed_change(sweep: str, stored: dict[str, Any], given: dict[str, Any], changed: list[str]) -> str | None:
@@ -325,10 +398,11 @@ def _are_objectives(value: Any) -> bool:
 def read_judged(path: str | Path, spec: SweepSpec | None = None) -> Judged:
     """The store's records, each axis value its base gives filled in (`with_base_values`), `constraint_ok` judged
     by the constraints of the last sweep into it (returned; None for a store that does not record them, whose
-    verdicts are then the stored ones), its work axes in `attrs[WORK_AXES_ATTR]` (`stored_work_axes`), that
-    sweep's objectives (`stored_objectives`) and its name (None for a store that does not say). With `spec` (a
-    report's --spec), a store of another base than its is refused (`_refuse_other_spec`)."""
-    df, meta = read_store(path)
+    verdicts are then the stored ones), its work axes in `attrs[WORK_AXES_ATTR]` (`stored_work_axes`), the points
+    its sweeps planned that it lacks, read in the same snapshot, in `attrs[MISSING_ATTR]` (`store.read_store`),
+    that sweep's objectives (`stored_objectives`) and its name (None for a store that does not say). With `spec`
+    (a report's --spec), a store of another base than its is refused (`_refuse_other_spec`)."""
+    df, meta, lacking = read_store(path)
     if spec is not None:
         _refuse_other_spec(str(path), meta, spec)
     constraints = stored_constraints(str(path), meta)
@@ -336,7 +410,23 @@ def read_judged(path: str | Path, spec: SweepSpec | None = None) -> Judged:
     judged = with_base_values(df, stored_base(str(path), meta))
     judged = judged if constraints is None else with_constraints(judged, constraints)
     judged.attrs[WORK_AXES_ATTR] = stored_work_axes(str(path), meta)
+    judged.attrs[MISSING_ATTR] = lacking
     return judged, constraints, stored_objectives(str(path), meta), name
+
+
+def unfinished(path: str | Path, judged: pd.DataFrame) -> str:
+    """The warning (`store.unfinished_note`) of the store at `path` whose records `read_judged` read as `judged`,
+    lacking points its sweeps planned: its count and what it lacks are of one snapshot; '' where it lacks none."""
+    return unfinished_note(path, len(judged), judged.attrs.get(MISSING_ATTR))
+
+
+def require_points(path: str | Path, judged: pd.DataFrame) -> None:
+    """A SpecError naming the store `path` where its records `judged` (`read_judged`) are none, with what its
+    sweeps planned (`unfinished`: a sweep killed before its first batch, or running): no export or report of an
+    empty store (a store created, not yet claimed, plans nothing)."""
+    if judged.empty:
+        note = unfinished(path, judged)
+        raise SpecError(str(path), "", "the sweep store holds no points" + (f": {note}" if note else ""))
 
 
 def _refuse_other_spec(path: str, meta: Mapping[str, str], spec: SweepSpec) -> None:
