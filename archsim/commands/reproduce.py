@@ -7,7 +7,7 @@ import json
 
 import click
 
-from archsim.commands.options import nan_as_null, nonempty, write_tables
+from archsim.commands.options import nan_as_null, nonempty
 from archsim.outputs import check_writable
 
 # paper -> (module, function(as_json, out[, as_artifact])), imported when run; the papers of ARTIFACTS take
@@ -31,7 +31,8 @@ ARTIFACTS = ("fusemax", "neupims", "duplex")
                    '"held_clock", "density", "quest_fraction", "duo_up_to", "index_building", "longest_prefill", '
                    '"headline"}.')
 @click.option("--out", type=click.Path(file_okay=False), callback=nonempty,
-              help="Also write the comparisons as CSV here.")
+              help="Also write the comparisons as CSV here (fusemax: with pareto.png, Fig. 12's area/latency "
+                   "design space, and end2end.png, the linear layers ours vs the artifact's, drawn from them).")
 @click.option("--as-artifact", "as_artifact", is_flag=True,
               help="reproduce the artifact's own computation (named compatibility options: fusemax's and neupims' "
                    "defects and timings, duplex's GPU at its roofline as its simulator) instead of the physical "
@@ -63,7 +64,8 @@ def reproduce_cmd(paper: str, as_json: bool, out: str | None, as_artifact: bool)
 
 def reproduce_fusemax(as_json: bool, out: str | None, as_artifact: bool) -> None:
     """Run FuseMax's reproduction (attention, end to end, the Pareto study) and print it; with `out`, also write
-    its tables there. `as_artifact`: with the artifact's defects (`fusemax.attention_records`)."""
+    its tables there, with pareto.png and end2end.png drawn from them (`archsim.report.fusemax`), as one folder.
+    `as_artifact`: with the artifact's defects (`fusemax.attention_records`)."""
     import pandas as pd
 
     from archsim.dse import fusemax_pareto
@@ -77,7 +79,11 @@ def reproduce_fusemax(as_json: bool, out: str | None, as_artifact: bool) -> None
     tables = {"attention": fusemax.compare(attention), "end2end": fusemax_linear.compare_end2end(linear),
               "pareto": pd.DataFrame(pareto)}
     if out:
-        write_tables(out, tables)
+        from archsim.outputs import atomic_dir
+        from archsim.report.fusemax import write_reproduction
+
+        with atomic_dir(out) as stage:
+            write_reproduction(stage, tables)
     if as_json:  # ours beside the artifact's, with the error per metric (the tables), and the paper's headline
         compared = {name: [nan_as_null(r) for r in tables[name].to_dict("records")]
                     for name in ("attention", "end2end")}
@@ -105,7 +111,8 @@ def reproduce_fusemax(as_json: bool, out: str | None, as_artifact: bool) -> None
                    f"(paper {paper_speedup}x), energy ratio {h['energy_vs_flat']:.3f} (paper {paper_energy})")
     _show_pareto(pareto)
     if out:
-        click.echo(f"comparisons written to {out}/{{attention,end2end,pareto}}.csv")
+        click.echo(f"comparisons written to {out}/{{attention,end2end,pareto}}.csv, figures to "
+                   f"{out}/{{pareto,end2end}}.png")
 
 
 def _vs(ours: float, paper: float, err: float, absolute: bool) -> str:

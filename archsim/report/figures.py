@@ -16,13 +16,16 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.axis import Axis
+from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
+from matplotlib.legend_handler import HandlerPathCollection
 from matplotlib.lines import Line2D
 from matplotlib.text import Text
 from matplotlib.ticker import FuncFormatter, LogLocator
 from matplotlib.transforms import Bbox
 
 from archsim.gpu.figures import new_figure
+from archsim.outputs import binary_size_text
 from archsim.report.tables import OTHER_SHARE
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
@@ -32,6 +35,13 @@ LEVEL_COLOURS = ("0.45", "#bcbd22", "#8c564b", "#e377c2")  # a level's bound bar
 MAX_ANNOTATIONS = 14  # Einsum names written on the roofline, biggest Einsums first
 MAX_NAMES_AT_ONE_POINT = 3  # Einsums of one result drawn at the same place: this many names, then "+N"
 NAME_OFFSETS_PT = ((6, -7), (-6, -7), (6, 7), (-6, 7))  # where a name may go around its marker, tried in order
+# where a name goes, joined to its marker by a line, when no place of NAME_OFFSETS_PT is clear
+LEADER_OFFSETS_PT = ((16, -16), (-16, -16), (16, 16), (-16, 16), (26, 0), (-26, 0), (10, -26), (-10, -26),
+                     (10, 26), (-10, 26))
+SLOPE_LABEL_AT = (0.3, 0.45, 0.6, 0.75, 0.15, 0.9)  # where along the visible slope its label may go, tried in order
+RING_RIM_PT = 2.0  # a marker a later one covers reaches this far past it (points), so it shows as a ring
+ROOFLINE_MARKER_SIZE = 42  # points^2
+PAPER_MARKER_SIZE = 22  # points^2
 SAME_NAME_GAP_DECADES = 1.0  # a name is not written again this close on both axes (one Einsum in two results)
 PAPER_TITLES = {"latency_s": "latency (s)", "traffic_bytes": "DRAM traffic (bytes)", "energy_pj": "energy (pJ)"}
 FEW_DECADES = 2  # a log axis whose values span fewer decades than this is labelled at 1, 2 and 5 of each decade
@@ -82,6 +92,32 @@ def _significant(value: float, digits: int, zeros: bool) -> str:
     return f"{value:#.{digits}g}".rstrip(".") if zeros else f"{value:.{digits}g}"
 
 
+def bandwidth_text(bytes_per_s: float) -> str:
+    """A bandwidth in the unit the presets write it in: binary where it is a whole number of hundredths of a GiB/s
+    or of MiB/s ("400 GiB/s", the FuseMax presets' 400 * 2**30 B/s, as a sweep's axis labels read it), else decimal
+    ("3.35 TB/s")."""
+    binary = binary_size_text(bytes_per_s)
+    return f"{binary}/s" if binary else si(bytes_per_s, "B/s")
+
+
+def ring_sizes(ax: Axes, series: Sequence[np.ndarray], size: float) -> list[np.ndarray]:
+    """Marker areas (points^2) for `series` (each an n x 2 array of data coordinates) scattered on `ax` in this
+    order at `size`: a marker that a later-drawn one covers (its centre inside the later one's disc) is drawn to reach
+    `RING_RIM_PT` past it, so markers that coincide show as rings, drawn larger first, and none is hidden. The axes'
+    limits and scales must be final."""
+    px_per_pt = ax.figure.dpi / 72
+    base = math.sqrt(size) / 2 * px_per_pt  # a marker's radius in pixels
+    screen = [ax.transData.transform(np.asarray(xy, dtype=float).reshape(-1, 2)) for xy in series]
+    radii = [np.full(len(xy), base) for xy in screen]
+    for i in range(len(screen) - 2, -1, -1):  # the last series is drawn over the others: its markers stay as they are
+        for j in range(i + 1, len(screen)):
+            if len(screen[i]) and len(screen[j]):
+                gap = np.linalg.norm(screen[i][:, None, :] - screen[j][None, :, :], axis=2)
+                reach = (radii[j][None, :] - gap).max(axis=1)  # how far past each centre a later marker reaches
+                radii[i] = np.maximum(radii[i], reach + RING_RIM_PT * px_per_pt)
+    return [(2 * r / px_per_pt) ** 2 for r in radii]
+
+
 def label_few_decades(axis: Axis, values: Iterable[float]) -> None:
     """Label the log `axis` (an Axes' xaxis or yaxis) as plain numbers at 1, 2 and 5 of each decade when its
     positive finite `values` span fewer than `FEW_DECADES` decades: there the decades' own labels leave one or none
@@ -120,6 +156,7 @@ def roofline_figure(rows: pd.DataFrame, ceilings: pd.DataFrame, levels: pd.DataF
     labels = list(dict.fromkeys(points.label))
     band_x = {label: x_hi * (x_end / x_hi) ** ((i + 0.6) / (len(labels) + 1)) for i, label in enumerate(labels)}
     points["plot_x"] = points.intensity_ops_per_byte.fillna(points.label.map(band_x))
+    points["marker_size"] = _roofline_marker_sizes(ax, points, labels)
     obstacles: list[Text] = []
     if has_band:
         ax.axvspan(x_hi, x_end, color="0.93", zorder=0)
@@ -131,27 +168,41 @@ def roofline_figure(rows: pd.DataFrame, ceilings: pd.DataFrame, levels: pd.DataF
         obstacles.append(ax.text(x_lo * 1.3, row.value * 1.1, f"{row.name}  {si(row.value, 'ops/s')}", fontsize=8,
                                  color="0.3", va="bottom", zorder=2,
                                  bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1}))
+    renderer = fig.canvas.get_renderer()
+    taken = [t.get_window_extent(renderer) for t in obstacles] + sized_marker_boxes(
+        ax, points[["plot_x", "attained_ops_per_s"]].to_numpy(), points.marker_size.to_numpy())
     top = compute.value.max() if len(compute) else y_hi
     for value, name in zip(bandwidth.value, bandwidth.name, strict=True):
         knee = min(x_hi, top / value)  # the slope ends where it meets the highest compute ceiling
         if knee > x_lo:
             xs = np.geomspace(x_lo, knee, 50)
             ax.plot(xs, xs * value, color="0.3", lw=1.2, ls="--", zorder=1)
-            obstacles += _slope_label(ax, value, f"{name}  {si(value, 'B/s')}", (x_lo, knee), (y_lo, y_hi))
+            _slope_label(ax, value, f"{name}  {bandwidth_text(value)}", (x_lo, knee), (y_lo, y_hi), taken)
     _level_bars(ax, points, levels)
     caption = "x counts DRAM bytes, so DRAM's bandwidth is the one slope (dashed, up to the highest compute ceiling)"
     if len(levels):
         caption += ("; another level bounds an Einsum at ops / (its bytes there / bandwidth): a bar at the Einsum's x "
                     "(roofline_levels.csv)")
+    if (points.marker_size > ROOFLINE_MARKER_SIZE).any():
+        caption += "; markers at one place are drawn larger first, as rings"
     ax.set_title(textwrap.fill(caption, width=110), fontsize=8, color="0.3")
 
     for i, label in enumerate(labels):
         mine = points[points.label == label]
         ax.scatter(mine.plot_x, mine.attained_ops_per_s, marker=MARKERS[i % len(MARKERS)], color=palette_colour(i),
-                   s=42, edgecolors="black", linewidths=0.4, label=label, zorder=3, alpha=0.85)
-    _name_einsums(ax, points, {label: palette_colour(i) for i, label in enumerate(labels)}, obstacles)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=9, frameon=False)
+                   s=mine.marker_size, edgecolors="black", linewidths=0.4, label=label, zorder=3, alpha=0.85)
+    _name_einsums(ax, points, {label: palette_colour(i) for i, label in enumerate(labels)}, taken)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=9, frameon=False,
+              handler_map={PathCollection: HandlerPathCollection(sizes=[ROOFLINE_MARKER_SIZE])})
     return fig
+
+
+def _roofline_marker_sizes(ax: Axes, points: pd.DataFrame, labels: list[str]) -> pd.Series:
+    """Each roofline point's marker area (`ring_sizes`: the labels are drawn in the order of `labels`, so where
+    several results' Einsums sit at one place the first label's marker is the largest ring)."""
+    mine = [points[points.label == label] for label in labels]
+    sizes = ring_sizes(ax, [m[["plot_x", "attained_ops_per_s"]].to_numpy() for m in mine], ROOFLINE_MARKER_SIZE)
+    return pd.concat([pd.Series(size, index=m.index) for m, size in zip(mine, sizes, strict=True)])
 
 
 def _level_bars(ax: Axes, points: pd.DataFrame, levels: pd.DataFrame) -> None:
@@ -161,34 +212,51 @@ def _level_bars(ax: Axes, points: pd.DataFrame, levels: pd.DataFrame) -> None:
     for i, (level, mine) in enumerate(placed.groupby("level", sort=False)):
         xs = [x for row in mine.itertuples() for x in (row.plot_x / 2.0, row.plot_x * 2.0, np.nan)]
         ys = [y for row in mine.itertuples() for y in (row.bound_ops_per_s, row.bound_ops_per_s, np.nan)]
-        rates = ", ".join(si(b, "B/s") for b in dict.fromkeys(mine.bandwidth_bytes_per_s))
+        rates = ", ".join(bandwidth_text(b) for b in dict.fromkeys(mine.bandwidth_bytes_per_s))
         ax.plot(xs, ys, color=LEVEL_COLOURS[i % len(LEVEL_COLOURS)], lw=2.2, solid_capstyle="butt", zorder=2,
                 label=f"{level} {rates}: its bound")
 
 
 def _slope_label(ax: Axes, bandwidth_bytes_per_s: float, text: str, x_range: tuple[float, float],
-                 y_range: tuple[float, float]) -> list[Text]:
-    """Write `text` along the bandwidth line, a third of the way up its visible part, at its on-screen angle."""
+                 y_range: tuple[float, float], taken: list[Bbox]) -> Text | None:
+    """Write `text` along the bandwidth line, at its on-screen angle, at the first place of `SLOPE_LABEL_AT` (a
+    fraction of the way up its visible part) whose box stays inside the axes and clear of the display boxes `taken`
+    (the ceilings' labels, the markers), else at the first; its box joins `taken`. None where no part is visible."""
     x_first = max(x_range[0], y_range[0] / bandwidth_bytes_per_s)
     x_last = min(x_range[1], y_range[1] / bandwidth_bytes_per_s)
     if x_first >= x_last:
-        return []
-    x = x_first * (x_last / x_first) ** 0.3
-    a, b = ax.transData.transform([(x, x * bandwidth_bytes_per_s), (x * 10, x * 10 * bandwidth_bytes_per_s)])
-    angle = math.degrees(math.atan2(b[1] - a[1], b[0] - a[0]))
-    return [ax.annotate(text, (x, x * bandwidth_bytes_per_s), xytext=(0, 4), textcoords="offset points",
-                        fontsize=8, color="0.3", rotation=angle, rotation_mode="anchor")]
-
-
-def _name_einsums(ax: Axes, points: pd.DataFrame, colours: dict[str, str], obstacles: list[Text]) -> None:
-    """Write the names of the biggest Einsums (those of one result at one place together) at the first offset
-    where the name stays inside the axes and clear of markers, other names and `obstacles`; a name is skipped
-    where none is, or where the same name is already written close by (one Einsum in several results)."""
+        return None
     renderer = ax.figure.canvas.get_renderer()
-    taken = [t.get_window_extent(renderer) for t in obstacles]
-    taken += marker_boxes(ax, points[["plot_x", "attained_ops_per_s"]].to_numpy())
-    places = points.groupby(["label", "plot_x", "attained_ops_per_s"], sort=False).agg(
-        ops=("ops", "sum"), einsum=("einsum", _names)).reset_index()
+    inside = ax.get_window_extent(renderer)
+    places = (*SLOPE_LABEL_AT, SLOPE_LABEL_AT[0])  # the first place again where none is clear
+    for tried, at in enumerate(places, start=1):
+        x = x_first * (x_last / x_first) ** at
+        a, b = ax.transData.transform([(x, x * bandwidth_bytes_per_s), (x * 10, x * 10 * bandwidth_bytes_per_s)])
+        label = ax.annotate(text, (x, x * bandwidth_bytes_per_s), xytext=(0, 4), textcoords="offset points",
+                            fontsize=8, color="0.3", rotation=math.degrees(math.atan2(b[1] - a[1], b[0] - a[0])),
+                            rotation_mode="anchor")
+        box = label.get_window_extent(renderer)
+        if tried == len(places) or (_inside(box, inside) and not any(box.overlaps(t) for t in taken)):
+            break
+        label.remove()
+    taken.append(box)
+    return label
+
+
+def _inside(box: Bbox, frame: Bbox) -> bool:
+    """Whether the display box `box` lies within `frame`."""
+    return box.x0 >= frame.x0 and box.x1 <= frame.x1 and box.y0 >= frame.y0 and box.y1 <= frame.y1
+
+
+def _name_einsums(ax: Axes, points: pd.DataFrame, colours: dict[str, str], taken: list[Bbox]) -> None:
+    """Write the names of the biggest Einsums (all those at one place together, in their result's colour, dark grey
+    where several results' Einsums coincide) at the first offset where the name stays inside the axes and clear of
+    the display boxes `taken` (markers, ceilings' and slopes' labels, other names), else a little farther, joined to
+    its marker by a line; a name is skipped where no place is clear, or where the same name is already written close
+    by (one Einsum in several results)."""
+    places = points.groupby(["plot_x", "attained_ops_per_s"], sort=False).agg(
+        ops=("ops", "sum"), einsum=("einsum", _names), label=("label", "unique"),
+        marker_size=("marker_size", "max")).reset_index()
     named: list[tuple[float, float, str]] = []
     for row in places.sort_values("ops", ascending=False).itertuples():
         x, y = math.log10(row.plot_x), math.log10(row.attained_ops_per_s)
@@ -197,31 +265,42 @@ def _name_einsums(ax: Axes, points: pd.DataFrame, colours: dict[str, str], obsta
         if any(name == row.einsum and abs(x - x0) < SAME_NAME_GAP_DECADES and abs(y - y0) < SAME_NAME_GAP_DECADES
                for x0, y0, name in named):
             continue
-        if place_text(ax, row.einsum, (row.plot_x, row.attained_ops_per_s), taken, NAME_OFFSETS_PT,
-                      color=colours[row.label]):
+        colour = colours[row.label[0]] if len(row.label) == 1 else "0.2"
+        at = (row.plot_x, row.attained_ops_per_s)
+        leader = {"arrowstyle": "-", "lw": 0.5, "color": colour, "shrinkA": 1,
+                  "shrinkB": math.sqrt(row.marker_size) / 2}  # the line stops at the marker's edge
+        if place_text(ax, row.einsum, at, taken, NAME_OFFSETS_PT, color=colour) or place_text(
+                ax, row.einsum, at, taken, LEADER_OFFSETS_PT, color=colour, arrowprops=leader):
             named.append((x, y, row.einsum))
 
 
-def marker_boxes(ax: Axes, xy: np.ndarray, half_px: float = 5.0) -> list[Bbox]:
+def marker_boxes(ax: Axes, xy: np.ndarray, half_px: float | np.ndarray = 5.0) -> list[Bbox]:
     """The display boxes of markers at the data points `xy` (n x 2) of `ax`, `half_px` each way (5: a marker of
-    s=42 points^2 at the figures' dpi, rounded up)."""
-    return [Bbox.from_extents(x - half_px, y - half_px, x + half_px, y + half_px)
-            for x, y in ax.transData.transform(xy)]
+    s=42 points^2 at the figures' dpi, rounded up; one per point for markers of several sizes)."""
+    centres = ax.transData.transform(xy)
+    return [Bbox.from_extents(x - h, y - h, x + h, y + h)
+            for (x, y), h in zip(centres, np.broadcast_to(half_px, len(centres)), strict=True)]
+
+
+def sized_marker_boxes(ax: Axes, xy: np.ndarray, sizes: np.ndarray) -> list[Bbox]:
+    """`marker_boxes` of markers of areas `sizes` (points^2, one per point, as `scatter`'s `s`)."""
+    return marker_boxes(ax, xy, np.sqrt(sizes) / 2 * ax.figure.dpi / 72)
 
 
 def place_text(ax: Axes, text: str, xy: tuple[float, float], taken: list[Bbox],
                offsets: Sequence[tuple[float, float]], **style) -> Text | None:
     """Write `text` (7 pt, `style`) beside the data point `xy` of `ax` at the first of `offsets` (points; a positive
     dx writes it to the right) where it stays inside the axes and clear of the display boxes `taken`, and add its box
-    to `taken`; None, writing nothing, where no offset is clear. The axes' limits must be final."""
+    to `taken` (the text's box: a leader line, `arrowprops` in `style`, may cross others); None, writing nothing,
+    where no offset is clear. The axes' limits must be final."""
     renderer = ax.figure.canvas.get_renderer()
     inside = ax.get_window_extent(renderer)
     for dx, dy in offsets:
         label = ax.annotate(text, xy, xytext=(dx, dy), textcoords="offset points", ha="left" if dx > 0 else "right",
                             va="center", fontsize=7, **style)
-        box = label.get_window_extent(renderer).padded(2)
-        if box.x0 >= inside.x0 and box.x1 <= inside.x1 and box.y0 >= inside.y0 and box.y1 <= inside.y1 \
-                and not any(box.overlaps(t) for t in taken):
+        label.get_window_extent(renderer)  # places the text (and its line)
+        box = Text.get_window_extent(label, renderer).padded(2)
+        if _inside(box, inside) and not any(box.overlaps(t) for t in taken):
             taken.append(box)
             return label
         label.remove()
@@ -229,8 +308,10 @@ def place_text(ax: Axes, text: str, xy: tuple[float, float], taken: list[Bbox],
 
 
 def _names(einsums: pd.Series) -> str:
-    shown = ", ".join(einsums.iloc[:MAX_NAMES_AT_ONE_POINT])
-    return shown + (f" +{len(einsums) - MAX_NAMES_AT_ONE_POINT}" if len(einsums) > MAX_NAMES_AT_ONE_POINT else "")
+    """The distinct names of the Einsums at one place: the first `MAX_NAMES_AT_ONE_POINT`, then "+N"."""
+    names = list(dict.fromkeys(einsums))
+    shown = ", ".join(names[:MAX_NAMES_AT_ONE_POINT])
+    return shown + (f" +{len(names) - MAX_NAMES_AT_ONE_POINT}" if len(names) > MAX_NAMES_AT_ONE_POINT else "")
 
 
 def energy_figure(rows: pd.DataFrame, title: str) -> Figure:
@@ -295,15 +376,17 @@ def stall_figure(rows: pd.DataFrame, title: str) -> Figure:
     return fig
 
 
-def paper_figure(rows: pd.DataFrame, title: str) -> Figure:
-    """Ours against the paper's, one log-log panel per metric, a y = x line; colour per config, marker per
-    model."""
+def paper_figure(rows: pd.DataFrame, title: str, note: str = "") -> Figure:
+    """Ours against the paper's, one log-log panel per metric, a y = x line; colour per config, marker per model.
+    Markers at one place are drawn larger first, as rings (`ring_sizes`), and a panel names the configs whose values
+    are the same at every point (`same_series`: "arch = fusemax"); `note` is written below."""
     metrics = list(dict.fromkeys(rows.metric))
     configs = list(dict.fromkeys(rows.config))
     models = list(dict.fromkeys(rows.model))
     fig = new_figure(4.2 * len(metrics) + 1.6, 4.6)
     figure_title(fig, title)
     panel_w = 0.78 / len(metrics)
+    ringed = False
     for j, metric in enumerate(metrics):
         ax = fig.add_axes((0.06 + j * (panel_w + 0.02), 0.13, panel_w - 0.05, 0.72))
         mine = rows[(rows.metric == metric) & (rows.ours > 0) & (rows.paper > 0)]
@@ -311,19 +394,44 @@ def paper_figure(rows: pd.DataFrame, title: str) -> Figure:
             ax.set_axis_off()
             continue
         lo, hi = _decade_range(mine.ours.tolist() + mine.paper.tolist(), 0.1)
-        ax.plot([lo, hi], [lo, hi], color="0.4", lw=1, ls="--", zorder=1)
-        for i, config in enumerate(configs):
-            for k, model in enumerate(models):
-                pick = mine[(mine.config == config) & (mine.model == model)]
-                ax.scatter(pick.paper, pick.ours, color=palette_colour(i), marker=MARKERS[k % len(MARKERS)], s=22,
-                           edgecolors="black", linewidths=0.3, zorder=2, alpha=0.85)
         worst = mine.rel_err.abs().max()
         ax.set(xscale="log", yscale="log", xlim=(lo, hi), ylim=(lo, hi), xlabel="paper", ylabel="ours" if j == 0
                else None, title=f"{PAPER_TITLES.get(metric, metric)}\nmax |rel err| {worst:.2%}")
+        ax.plot([lo, hi], [lo, hi], color="0.4", lw=1, ls="--", zorder=1)
+        groups = [(i, k, mine[(mine.config == config) & (mine.model == model)])
+                  for i, config in enumerate(configs) for k, model in enumerate(models)]
+        sizes = ring_sizes(ax, [pick[["paper", "ours"]].to_numpy() for _, _, pick in groups], PAPER_MARKER_SIZE)
+        for (i, k, pick), size in zip(groups, sizes, strict=True):
+            ax.scatter(pick.paper, pick.ours, color=palette_colour(i), marker=MARKERS[k % len(MARKERS)], s=size,
+                       edgecolors="black", linewidths=0.3, zorder=2, alpha=0.85)
+            ringed = ringed or bool((size > PAPER_MARKER_SIZE).any())
+        same = same_series(mine, "config", ("model", "seq_len"), ("ours", "paper"))
+        if same:
+            ax.text(0.97, 0.03, "\n".join(" = ".join(names) for names in same) + "\n(at every point)",
+                    transform=ax.transAxes, ha="right", va="bottom", fontsize=8, color="0.2")
         ax.title.set_fontsize(9)
         ax.grid(True, which="major", alpha=0.3)
     handles = [Line2D([], [], ls="", marker="o", color=palette_colour(i), label=c) for i, c in enumerate(configs)]
     handles += [Line2D([], [], ls="", marker=MARKERS[k % len(MARKERS)], color="0.4", label=m)
                 for k, m in enumerate(models)]
     fig.legend(handles=handles, loc="center left", bbox_to_anchor=(0.85, 0.5), fontsize=8, frameon=False)
+    rings = "Markers at one place are drawn larger first, as rings: the first config of the legend the outermost."
+    caption = " ".join(text for text in (note, rings if ringed else "") if text)
+    if caption:
+        figure_caption(fig, caption)
     return fig
+
+
+def same_series(rows: pd.DataFrame, series: str, keys: Sequence[str], values: Sequence[str]) -> list[list[str]]:
+    """The groups (two or more, in first-seen order) of `series` values whose rows hold the same `values` at the
+    same `keys`, every one exactly: [["arch", "fusemax"]] where arch's DRAM traffic is fusemax's at every point."""
+    tables = {name: part.set_index(list(keys))[list(values)].sort_index()
+              for name, part in rows.groupby(series, sort=False)}
+    groups: list[list[str]] = []
+    for name, table in tables.items():
+        match = next((g for g in groups if tables[g[0]].equals(table)), None)
+        if match is None:
+            groups.append([name])
+        else:
+            match.append(name)
+    return [g for g in groups if len(g) > 1]
