@@ -50,7 +50,9 @@ import math
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NoReturn
+
+import yaml
 
 from archsim.errors import LimitError, SpecError, check_keys, kind_of, text_number_hint
 from archsim.limits import env_limit
@@ -124,18 +126,75 @@ MAX_SIZE = 2**24
 MAX_SIZE_LIMIT = 2**53
 
 
+class ReadOnlyDict(dict):
+    """A dict that refuses every change in place (a TypeError): the mappings inside the frozen specs
+    (`Workload.params`, `archsim.cascade.ir.Cascade`'s, `archsim.arch.gpu.GPU.tensor_flops_per_s`). The library's
+    parse cache hands one spec object to every caller that loads its file, and caches above it key on that object's
+    identity, so an edit in place would reach every later load and leave remembered results stale; a changed spec
+    is built with `dataclasses.replace` and a new dict ({**spec.params, "head_dim": 256}). Otherwise a dict: equal
+    to one, written as one (repr, JSON, YAML), copied by `dict(...)` and `dataclasses.asdict`; it pickles (Dask sends
+    specs to workers), which `types.MappingProxyType` does not."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """Every in-place edit: refused."""
+        raise TypeError("a spec's mapping is read-only: build a changed spec with dataclasses.replace and a new "
+                        "dict ({**spec.field, key: value})")
+
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _refuse
+
+    def __reduce__(self) -> tuple[type, tuple[dict]]:
+        """Pickled (and copied) as its items, rebuilt by the constructor: pickle's default for a dict subclass
+        would set the items one by one, which `__setitem__` refuses."""
+        return type(self), (dict(self),)
+
+
+yaml.SafeDumper.add_representer(ReadOnlyDict, yaml.SafeDumper.represent_dict)  # a mapping, as a dict is
+yaml.Dumper.add_representer(ReadOnlyDict, yaml.Dumper.represent_dict)
+
+
+def read_only(mapping: Mapping) -> ReadOnlyDict:
+    """`mapping` as a `ReadOnlyDict`: itself when it is one (nothing can change it), else a copy of its items, which
+    an edit of the caller's mapping afterwards does not reach."""
+    return mapping if type(mapping) is ReadOnlyDict else ReadOnlyDict(mapping)
+
+
 @dataclass(frozen=True)
 class Workload:
     """A named model's sizes: `params` maps `PARAMS` names to whole numbers, checked by `workload_from_dict`;
-    `block` and `attention` as in the module docstring."""
+    `block` and `attention` as in the module docstring. `params` is read-only (`ReadOnlyDict`). However built, each
+    field is checked as a file's is (`check_workload`); `workload_from_dict` checks a file's vocabulary and how its
+    sizes fit together too."""
 
     name: str
     description: str
     source: str  # the citation: where the numbers come from
-    params: dict[str, float]
+    params: Mapping[str, float]
     path: str = "<python>"  # the file it was loaded from, which errors blame
     block: str | None = None  # one of BLOCK_KINDS; None when the file does not say
     attention: str = "softmax"  # one of ATTENTION_KINDS
+
+    def __post_init__(self) -> None:
+        _check_params_mapping(self.params, self.path)
+        object.__setattr__(self, "params", read_only(self.params))  # frozen: set once, here
+        check_workload(self)
+
+
+def check_workload(workload: Workload) -> None:
+    """What every Workload must be, however built, each a SpecError naming the field as the loader's: a non-empty
+    name, params a mapping of sizes each of which `check_size` takes (whole, at least its minimum, within the limit
+    on sizes), and a `block` and `attention` of their kinds. How a file's sizes fit together (its vocabulary, kv_heads
+    dividing heads, `NEEDS`, the MoE and hybrid checks) is checked only in a file (`workload_from_dict`): the
+    systems derive workloads that are no model file (a shard adds `archsim.systems.step.ROUTED_TOP_K`, keeps one KV
+    head per device where TP exceeds them and is keyed without its attention: `archsim.systems.sharding`)."""
+    source = workload.path
+    _check_name(workload.name, source)
+    limit = max_size()
+    for key, value in workload.params.items():
+        check_size(key, value, source, f"params.{key}", limit)
+    _check_block(workload.block, source)
+    _check_attention(workload.attention, source)
 
 
 def workload_from_dict(data: Any, source: str = "<python>") -> Workload:
@@ -147,22 +206,17 @@ def workload_from_dict(data: Any, source: str = "<python>") -> Workload:
     check_keys(data, sorted(WORKLOAD_KEYS), source)
     if data.get("name") is None:
         raise SpecError(source, "name", "missing (expected the workload's name)")
-    if not isinstance(data["name"], str):
-        raise SpecError(source, "name", f"expected a string, got {kind_of(data['name'])} {data['name']!r}")
-    if not data["name"]:
-        raise SpecError(source, "name", "expected a non-empty string")
+    _check_name(data["name"], source)
     params = data.get("params")
-    if not isinstance(params, dict) or not params:
-        raise SpecError(source, "params", "expected a mapping of parameter names to positive integers")
+    _check_params_mapping(params, source)
     for key in params:
         if key not in PARAMS:
             raise SpecError(source, f"params.{key}", f"unknown parameter (known: {', '.join(PARAMS)})")
     block = data.get("block")
-    if "block" in data and block not in BLOCK_KINDS:
-        raise SpecError(source, "block", f"expected one of {', '.join(BLOCK_KINDS)}, got {block!r}")
+    if "block" in data:
+        _check_block(block, source, given=True)
     attention = data.get("attention", "softmax")
-    if attention not in ATTENTION_KINDS:
-        raise SpecError(source, "attention", f"expected one of {', '.join(ATTENTION_KINDS)}, got {attention!r}")
+    _check_attention(attention, source)
     sizes = {key: check_size(key, value, source, f"params.{key}") for key, value in params.items()}
     _check_heads(sizes, source)
     _check_needs(sizes, source)
@@ -170,6 +224,33 @@ def workload_from_dict(data: Any, source: str = "<python>") -> Workload:
     _check_hybrid(sizes, attention, source)
     return Workload(data["name"], str(data.get("description", "")), str(data.get("source", "")), sizes, source,
                     block, attention)
+
+
+def _check_name(name: Any, source: str) -> None:
+    """A workload's name is a non-empty string."""
+    if not isinstance(name, str):
+        raise SpecError(source, "name", f"expected a string, got {kind_of(name)} {name!r}")
+    if not name:
+        raise SpecError(source, "name", "expected a non-empty string")
+
+
+def _check_params_mapping(params: Any, source: str) -> None:
+    """`params` is a mapping with at least one size (each checked by `check_size`)."""
+    if not isinstance(params, Mapping) or not params:
+        raise SpecError(source, "params", "expected a mapping of parameter names to positive integers")
+
+
+def _check_block(block: Any, source: str, given: bool = False) -> None:
+    """`block` is one of `BLOCK_KINDS`, or None where the spec does not say (a file that writes `block` gives one:
+    `given`)."""
+    if block not in BLOCK_KINDS and (given or block is not None):
+        raise SpecError(source, "block", f"expected one of {', '.join(BLOCK_KINDS)}, got {block!r}")
+
+
+def _check_attention(attention: Any, source: str) -> None:
+    """`attention` is one of `ATTENTION_KINDS`."""
+    if attention not in ATTENTION_KINDS:
+        raise SpecError(source, "attention", f"expected one of {', '.join(ATTENTION_KINDS)}, got {attention!r}")
 
 
 LINEAR_RUNS_UNDER = ("linear attention runs under archsim parallel --scheme lasp1 or lasp2 (and ring, LASP-2's "

@@ -14,17 +14,23 @@ Assumptions the GPU model built on these specs relies on:
 - `dram_copy_fraction` and `gemm_fraction`, where a preset has them, are measurements on that GPU (a device-to-device
   copy's bandwidth, a large dense GEMM's FLOP/s, over the peaks): what streaming and weight GEMMs reach there.
 
-Specs are built and validated by `archsim.gpu.load` (the presets). The spec is hardware description and sits in the
-arch layer, under the GPU model (`archsim.model.gpu`) that reads it and the `archsim.gpu` package (presets, calibration,
-validation) that runs that model.
+Specs are built and validated by `archsim.gpu.load` (the presets); a GPU however built checks itself
+(`check_gpu`: no negative bandwidth, no SM count of 0, whether loaded or `dataclasses.replace`d), and its
+`tensor_flops_per_s` is read-only (`archsim.workload.ReadOnlyDict`: one loaded preset is shared by every caller).
+The spec is hardware description and sits in the arch layer, under the GPU model (`archsim.model.gpu`) that reads it
+and the `archsim.gpu` package (presets, calibration, validation) that runs that model.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
-from archsim.errors import SpecError
+from archsim.errors import Plausible, SpecError, kind_of, ranged_number
+from archsim.workload import read_only
 
 PRECISIONS = ("fp16", "bf16", "tf32", "fp8")
 # Shared memory CUDA reserves for the system per resident thread block from compute capability 8.0 on
@@ -36,11 +42,46 @@ PRECISIONS = ("fp16", "bf16", "tf32", "fp8")
 SMEM_RESERVED_BYTES_PER_BLOCK = 1024
 SMEM_RESERVE_FROM_MAJOR = 8
 MIN_HELD_FRACTION = 0.1  # of clock_hz: a held clock below it is taken for a unit slip (MHz for Hz), not a clock
+ANY = Plausible(1e-12, 1e18)  # a number with no narrower physical range; beyond it, products overflow floats
+# field -> (what it is, integer?, the range a real GPU's value lies in) for every plain number of a GPU. A GPU file's
+# (`archsim.gpu.load`) lies in that range; every GPU's, one built in Python too (`check_gpu`), is a positive finite
+# number, whole where it is an integer but for `SHARES`.
+NUMBERS = {
+    "sm_count": ("the number of SMs (compute units)", True, Plausible(1, 1e6, 132)),
+    "clock_hz": ("a clock frequency in Hz", False, Plausible(1e7, 1e11, 1.98e9, "Hz")),
+    "sync_mma_fraction": ("the fraction of the tensor peak warp-level mma.sync reaches, in (0, 1] (1 on Ampere "
+                          "and Ada, 0.5 on Hopper)", False, ANY),
+    "fp32_flops_per_s": ("the non-tensor FP32 peak in FLOP/s", False, Plausible(1e9, 1e18, 6.69e13, "FLOP/s")),
+    "exp_per_clock_per_sm": ("SFU exp results per clock per SM", False, Plausible(1, 1024, 16)),
+    "smem_bytes_per_sm": ("shared memory per SM in bytes", True, Plausible(2**10, 2**26, 233472, "B")),
+    "smem_bytes_per_clock_per_sm": ("shared-memory bandwidth in bytes per clock per SM", False,
+                                    Plausible(4, 8192, 128)),
+    "regfile_bytes_per_sm": ("register file per SM in bytes", True, Plausible(2**10, 2**26, 262144, "B")),
+    "max_threads_per_sm": ("resident threads per SM", True, Plausible(1, 2**20, 2048)),
+    "l2_bytes": ("the L2 capacity in bytes", True, Plausible(2**16, 2**40, 52428800, "B")),
+    "l2_bytes_per_s": ("the L2 bandwidth in bytes/s", False, Plausible(1e9, 1e18, 1.01e13, "B/s")),
+    "dram_bytes": ("the DRAM (HBM/GDDR) capacity in bytes (a spec sheet's \"80 GB\" is taken as 80 GiB: "
+                   "85899345920)", True, Plausible(2**26, 2**50, 85899345920, "B")),
+    "dram_bytes_per_s": ("the DRAM bandwidth in bytes/s", False, Plausible(1e8, 1e18, 3.35e12, "B/s")),
+    "dram_latency_s": ("the DRAM load latency in seconds", False, Plausible(1e-9, 1e-3, 5.0e-7, "s")),
+    "power_w": ("the board power (TDP) in W", False, Plausible(0.1, 1e6, 700, "W")),
+}
+# Capacities a GPU built in Python may hold a share of, no whole number of bytes (an engine's memory_utilization of
+# the DRAM: `archsim.systems.context_parallel.topology_of`); a file's are whole.
+SHARES = ("l2_bytes", "dram_bytes")
+MEASURED = {"dram_copy_fraction": "a measured fraction of the DRAM bandwidth in (0, 1]",
+            "gemm_fraction": "a measured fraction of the dense tensor peak in (0, 1]"}  # optional
+FRACTIONS = ("sync_mma_fraction", *MEASURED)  # each in (0, 1]
+POSITIVE = Plausible(0.0, math.inf)  # any positive number: the bounds of a GPU built in Python (`check_gpu`)
+TENSOR_RATE = "a dense tensor-core peak in FLOP/s"
+COMPUTE_CAPABILITY = re.compile(r"\d+\.\d+")
 
 
 @dataclass(frozen=True)
 class GPU:
-    """One GPU preset. `source` is the file it came from (for messages), `citation` where its numbers come from."""
+    """One GPU preset. `source` is the file it came from (for messages), `citation` where its numbers come from.
+    However built, it is checked (`check_gpu`, a SpecError naming the field) and its `tensor_flops_per_s` made a
+    read-only copy (`archsim.workload.ReadOnlyDict`)."""
 
     name: str
     description: str
@@ -69,6 +110,11 @@ class GPU:
     # the link preset of its host interface (PCIe generation x lanes), or a link file's path (a GPU file's, read
     # beside that file: archsim.gpu.load); None: not stated
     host_link: str | None = None
+
+    def __post_init__(self) -> None:
+        check_tensor_mapping(self.tensor_flops_per_s, self.source)
+        object.__setattr__(self, "tensor_flops_per_s", read_only(self.tensor_flops_per_s))  # frozen: set once, here
+        check_gpu(self)
 
     def tensor_peak_flops_per_s(self, precision: str) -> float:
         """Dense tensor-core peak for `precision`: the rate of the precision it is computed at (`computed_precision`:
@@ -139,6 +185,60 @@ class GPU:
     def fp32_lanes_per_sm(self) -> float:
         """FP32 operations per clock per SM (an FMA counts once): the non-tensor ALU rate."""
         return self.fp32_flops_per_s / (2 * self.sm_count * self.clock_hz)
+
+
+def check_gpu(gpu: GPU) -> None:
+    """What every GPU must be, however built (a file, `dataclasses.replace` of a preset, `at_sm_clock`), each a
+    SpecError naming the field as the loader's (`archsim.gpu.load.gpu_from_dict`) for the same value: every number
+    of `NUMBERS` and `MEASURED` (where given) positive and finite, whole for an integer (but `SHARES`), the
+    `FRACTIONS` at most 1, each tensor-core peak a positive rate of a known precision (fp16 among them), and a
+    compute capability NVIDIA's major.minor or None. A file's numbers must moreover lie where a real GPU's do (the
+    loader's ranges and per-SM-clock check, which catch a unit slip); a what-if built in Python may leave them (a tiny
+    SM, to test a refusal)."""
+    for key, (what, integer, _) in NUMBERS.items():
+        ranged_number(getattr(gpu, key), gpu.source, key, what, POSITIVE, integer=integer and key not in SHARES)
+    for key, what in MEASURED.items():
+        if getattr(gpu, key) is not None:
+            ranged_number(getattr(gpu, key), gpu.source, key, what, POSITIVE)
+    for key in FRACTIONS:
+        check_fraction(key, getattr(gpu, key), gpu.source)
+    for precision, rate in gpu.tensor_flops_per_s.items():
+        tensor_rate(precision, rate, gpu.source, POSITIVE)
+    check_compute_capability(gpu.compute_capability, gpu.source)
+
+
+def check_fraction(key: str, value: float | None, source: str) -> None:
+    """A fraction of a peak (`FRACTIONS`), already a positive number or None (not measured), is at most 1."""
+    if value is not None and value > 1:
+        raise SpecError(source, key, f"expected a fraction in (0, 1], got {value}")
+
+
+def check_tensor_mapping(data: Any, source: str) -> None:
+    """`tensor_flops_per_s` is a mapping with at least fp16's peak (each peak: `tensor_rate`)."""
+    where = "tensor_flops_per_s"
+    if not isinstance(data, Mapping):
+        raise SpecError(source, where, f"expected a mapping precision -> dense FLOP/s with at least fp16 "
+                                       f"(precisions: {', '.join(PRECISIONS)}), got {kind_of(data)}")
+    if "fp16" not in data:
+        got = ", ".join(map(str, data)) or "no precision"
+        raise SpecError(source, f"{where}.fp16", f"missing: expected the dense fp16 tensor-core peak in FLOP/s "
+                                                 f"(got {got})")
+
+
+def tensor_rate(precision: Any, value: Any, source: str, bounds: Plausible) -> float:
+    """One peak of `tensor_flops_per_s`: a known precision's (`PRECISIONS`), a positive number within `bounds`."""
+    where = f"tensor_flops_per_s.{precision}"
+    if precision not in PRECISIONS:
+        raise SpecError(source, where, f"unknown precision (known: {', '.join(PRECISIONS)})")
+    return ranged_number(value, source, where, TENSOR_RATE, bounds)
+
+
+def check_compute_capability(capability: Any, source: str) -> None:
+    """A compute capability is NVIDIA's "major.minor" as text, or None (an AMD GPU's: `archsim.gpu.load` says which
+    a file's vendor needs)."""
+    if capability is not None and not (isinstance(capability, str) and COMPUTE_CAPABILITY.fullmatch(capability)):
+        raise SpecError(source, "compute_capability", f"expected NVIDIA's major.minor as text (quoted), e.g. \"9.0\", "
+                                                      f"or None for an AMD GPU, got {capability!r}")
 
 
 LABELS = ("name", "description", "source", "citation", "aliases")  # what names a GPU; the rest is what it computes

@@ -9,10 +9,12 @@ access names with the rank itself (`RM[M1,p]`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
 from archsim.cascade.syntax import BinOp, Call, Expr, Name, Neg, Not, Num, walk
+from archsim.workload import read_only
 
 
 @dataclass(frozen=True)
@@ -120,25 +122,33 @@ class Einsum:
 class Cascade:
     """An attention algorithm as a cascade of Einsums (FuseMax, EDGE): its ranks and their sizes (expressions of
     `params`), its tensors, and the Einsums that compute `outputs` from the inputs in order. A loaded spec
-    (`cascade_from_dict`); `archsim.cascade.bind` fixes the sizes, `archsim.cascade.analysis` counts the work."""
+    (`cascade_from_dict`); `archsim.cascade.bind` fixes the sizes, `archsim.cascade.analysis` counts the work.
+    Its mappings (`MAPPINGS`) are read-only copies (`archsim.workload.ReadOnlyDict`): the library hands one loaded
+    cascade to every caller, and caches key on its identity; a changed cascade is a `dataclasses.replace`."""
 
     name: str
     source: str  # the file it came from, for messages
     description: str
     citation: str
-    params: dict[str, float]
-    rank_sizes: dict[str, Expr | None]  # None: a partition part whose size is derived
-    partitions: dict[str, tuple[str, ...]]
-    var_ranks: dict[str, str]  # every index variable (root, leaf, alias) -> its rank
-    var_leaves: dict[str, tuple[str, ...]]  # every index variable -> its leaf variables
-    tensors: dict[str, TensorDecl]
+    params: Mapping[str, float]
+    rank_sizes: Mapping[str, Expr | None]  # None: a partition part whose size is derived
+    partitions: Mapping[str, tuple[str, ...]]
+    var_ranks: Mapping[str, str]  # every index variable (root, leaf, alias) -> its rank
+    var_leaves: Mapping[str, tuple[str, ...]]  # every index variable -> its leaf variables
+    tensors: Mapping[str, TensorDecl]
     einsums: tuple[Einsum, ...]
     outputs: tuple[str, ...]
-    init: dict[str, float] = field(default_factory=dict)  # a recurrence's slot 0
-    reduction_init: dict[str, float] = field(default_factory=dict)  # a max or min reduction's starting value
+    init: Mapping[str, float] = field(default_factory=dict)  # a recurrence's slot 0
+    reduction_init: Mapping[str, float] = field(default_factory=dict)  # a max or min reduction's starting value
     iterative_rank: str | None = None
     reference: str | None = None
     requires: tuple[tuple[str, Expr], ...] = ()  # (text, comparison of size expressions) the params must meet
+
+    MAPPINGS = ("params", "rank_sizes", "partitions", "var_ranks", "var_leaves", "tensors", "init", "reduction_init")
+
+    def __post_init__(self) -> None:
+        for name in self.MAPPINGS:  # frozen: set once, here
+            object.__setattr__(self, name, read_only(getattr(self, name)))
 
     @property
     def inputs(self) -> tuple[str, ...]:

@@ -75,36 +75,27 @@ from pathlib import Path
 from typing import Any
 
 from archsim import library
-from archsim.arch.gpu import GPU, PRECISIONS, at_sm_clock
-from archsim.errors import Plausible, SpecError, check_header, kind_of, loaded_for, ranged_number
+from archsim.arch.gpu import (
+    ANY,
+    COMPUTE_CAPABILITY,
+    FRACTIONS,
+    GPU,
+    MEASURED,
+    NUMBERS,
+    at_sm_clock,
+    check_fraction,
+    check_tensor_mapping,
+    tensor_rate,
+)
+from archsim.errors import Plausible, SpecError, check_header, loaded_for, ranged_number
 from archsim.spec_files import is_spec_path, spec_beside
 
 PRESETS_PACKAGE = "archsim.gpu.presets"
 BASE = "base"  # a derived preset's base preset (see the module docstring)
 MAX_BASES = 8  # bases of bases: a preset derives from one, rarely two; a longer chain is a mistake
 UNINHERITED = ("aliases",)  # a base's keys a derived preset does not take: a label names one preset
-ANY = Plausible(1e-12, 1e18)  # a number with no narrower physical range; beyond it, products overflow floats
-# field -> (what it is, integer?, the range a real GPU's value lies in) for every plain number of the file
-NUMBERS = {
-    "sm_count": ("the number of SMs (compute units)", True, Plausible(1, 1e6, 132)),
-    "clock_hz": ("a clock frequency in Hz", False, Plausible(1e7, 1e11, 1.98e9, "Hz")),
-    "sync_mma_fraction": ("the fraction of the tensor peak warp-level mma.sync reaches, in (0, 1] (1 on Ampere "
-                          "and Ada, 0.5 on Hopper)", False, ANY),
-    "fp32_flops_per_s": ("the non-tensor FP32 peak in FLOP/s", False, Plausible(1e9, 1e18, 6.69e13, "FLOP/s")),
-    "exp_per_clock_per_sm": ("SFU exp results per clock per SM", False, Plausible(1, 1024, 16)),
-    "smem_bytes_per_sm": ("shared memory per SM in bytes", True, Plausible(2**10, 2**26, 233472, "B")),
-    "smem_bytes_per_clock_per_sm": ("shared-memory bandwidth in bytes per clock per SM", False,
-                                    Plausible(4, 8192, 128)),
-    "regfile_bytes_per_sm": ("register file per SM in bytes", True, Plausible(2**10, 2**26, 262144, "B")),
-    "max_threads_per_sm": ("resident threads per SM", True, Plausible(1, 2**20, 2048)),
-    "l2_bytes": ("the L2 capacity in bytes", True, Plausible(2**16, 2**40, 52428800, "B")),
-    "l2_bytes_per_s": ("the L2 bandwidth in bytes/s", False, Plausible(1e9, 1e18, 1.01e13, "B/s")),
-    "dram_bytes": ("the DRAM (HBM/GDDR) capacity in bytes (a spec sheet's \"80 GB\" is taken as 80 GiB: "
-                   "85899345920)", True, Plausible(2**26, 2**50, 85899345920, "B")),
-    "dram_bytes_per_s": ("the DRAM bandwidth in bytes/s", False, Plausible(1e8, 1e18, 3.35e12, "B/s")),
-    "dram_latency_s": ("the DRAM load latency in seconds", False, Plausible(1e-9, 1e-3, 5.0e-7, "s")),
-    "power_w": ("the board power (TDP) in W", False, Plausible(0.1, 1e6, 700, "W")),
-}
+# NUMBERS (field -> what it is, integer?, the range a real GPU's value lies in), MEASURED and the checks every GPU
+# meets, a file's or one built in Python (`check_gpu`), are the GPU's own: `archsim.arch.gpu`
 TENSOR_FLOPS_PER_S = Plausible(1e9, 1e18, 989.4e12, "FLOP/s")  # a dense peak of a tensor_flops_per_s precision
 # A peak per SM per clock (FLOP/s / (sm_count x clock_hz)) of real hardware, FP32 or tensor: at least 2 FMA lanes
 # (4 FLOP; G80's and GT200's SMs had 8 lanes, 16 FLOP, the fewest of any GPU), at most 65536 (the presets lie in
@@ -117,17 +108,15 @@ MEANINGS = {"tensor_flops_per_s": "the dense tensor-core peak in FLOP/s per prec
             "vendor": f"the GPU's vendor, one of {', '.join(VENDORS)} (which of the kernels' code paths it takes)",
             **{key: what for key, (what, _, _) in NUMBERS.items()}}  # what a missing field is, for its error
 TEXT = ("name", "description", "source")
-MEASURED = {"dram_copy_fraction": "a measured fraction of the DRAM bandwidth in (0, 1]",
-            "gemm_fraction": "a measured fraction of the dense tensor peak in (0, 1]"}  # optional
 KEYS = (*TEXT, "aliases", "tensor_flops_per_s", *NUMBERS, *MEASURED, "vendor", "compute_capability", "host_link",
         "held_clock_hz")
 OPTIONAL = ("description", "aliases", *MEASURED, "compute_capability", "host_link", "held_clock_hz")
-COMPUTE_CAPABILITY = re.compile(r"\d+\.\d+")
 
 
 def gpu_from_dict(data: Any, source: str = "<python>") -> GPU:
     """Validate a parsed preset; `source` names it in errors. A preset with `base` is laid over its base first
-    (`library.derived_data`, the module docstring)."""
+    (`library.derived_data`, the module docstring). Its numbers are checked here in the file's terms (text, ranges,
+    units) with the checks every GPU meets (`archsim.arch.gpu.check_gpu`, which `GPU` runs again on itself)."""
     if isinstance(data, Mapping) and BASE in data:
         data = library.derived_data("GPU presets", data, source, (), PRESETS_PACKAGE, MAX_BASES, marker="sm_count",
                                     validate=gpu_from_dict, uninherited=UNINHERITED, paths=("host_link",))
@@ -138,9 +127,8 @@ def gpu_from_dict(data: Any, source: str = "<python>") -> GPU:
         if key in data:
             numbers[key] = ranged_number(data[key], source, key, what, ANY)
     _check_per_sm_clock(numbers["fp32_flops_per_s"], numbers, source, "fp32_flops_per_s")
-    for key in ("sync_mma_fraction", *MEASURED):
-        if numbers.get(key, 0.0) > 1:
-            raise SpecError(source, key, f"expected a fraction in (0, 1], got {numbers[key]}")
+    for key in FRACTIONS:
+        check_fraction(key, numbers.get(key), source)
     capability = _compute_capability(data, source)
     host_link = _host_link(data.get("host_link"), source)
     gpu = GPU(
@@ -340,22 +328,13 @@ def label_key(label: str) -> str:
 
 
 def _tensor(data: Any, source: str, numbers: Mapping[str, Any]) -> dict[str, float]:
-    """The dense peak per precision, each in range alone and per SM per clock (`FLOPS_PER_SM_CLOCK`)."""
-    where = "tensor_flops_per_s"
-    if not isinstance(data, Mapping):
-        raise SpecError(source, where, f"expected a mapping precision -> dense FLOP/s with at least fp16 "
-                                       f"(precisions: {', '.join(PRECISIONS)}), got {kind_of(data)}")
-    if "fp16" not in data:
-        got = ", ".join(map(str, data)) or "no precision"
-        raise SpecError(source, f"{where}.fp16", f"missing: expected the dense fp16 tensor-core peak in FLOP/s "
-                                                 f"(got {got})")
+    """The dense peak per precision (`check_tensor_mapping`, `tensor_rate`), each in range alone and per SM per clock
+    (`FLOPS_PER_SM_CLOCK`)."""
+    check_tensor_mapping(data, source)
     out = {}
     for precision, value in data.items():
-        if precision not in PRECISIONS:
-            raise SpecError(source, f"{where}.{precision}", f"unknown precision (known: {', '.join(PRECISIONS)})")
-        out[precision] = ranged_number(value, source, f"{where}.{precision}", "a dense tensor-core peak in FLOP/s",
-                                       TENSOR_FLOPS_PER_S)
-        _check_per_sm_clock(out[precision], numbers, source, f"{where}.{precision}")
+        out[precision] = tensor_rate(precision, value, source, TENSOR_FLOPS_PER_S)
+        _check_per_sm_clock(out[precision], numbers, source, f"tensor_flops_per_s.{precision}")
     return out
 
 
