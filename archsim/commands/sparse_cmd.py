@@ -205,8 +205,8 @@ def _prefill_table(points: list[dict], patterns: str | None) -> None:
               "weights + the prompt's KV cache")
     click.echo(f"{p0['method']} end-to-end prefill of one prompt, {p0['model']} on {p0['gpu']} (s); dense: "
                f"FlashAttention-2; memory (GB, 1e9 B): {memory}; held: what the GPU holds at once (the weights, the "
-               "KV cache it keeps there and one layer's input, its normed copy, Q and O; OOM and no time where "
-               "that exceeds its memory)"
+               "KV cache it keeps there and one layer's working set, its input beside its largest op's "
+               "activations; OOM and no time where that exceeds its memory)"
                + (f"; density {p0['density']:g} of the causal attention asked, kept: the share of causal blocks the "
                   f"kernel visits (min_budget {p0['min_budget']} tokens, FlexPrefill's default)" if density else ""))
     click.echo(f"{'context':>8} {'time s':>9} {'dense s':>9} {'speedup':>8} {'attn s':>9} "

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+import os
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from archsim.arch.load import architecture_from_dict
 from archsim.arch.quoted import leaves, settled
@@ -208,6 +210,52 @@ def _load(kind: str, name_or_path: str | Path, from_dict):
 def load_cascade_spec(name_or_path: str | Path) -> Cascade:
     """A cascade by library name or a YAML file by path; every problem is a SpecError naming the file."""
     return _load("cascades", name_or_path, cascade_from_dict)
+
+
+class _Loaded(NamedTuple):
+    package: object  # the library's cascade package (its module) the file was found in
+    path: Path
+    stamp: tuple[int, ...]
+    cascade: Cascade
+
+
+_CURRENT: dict[str, _Loaded] = {}  # library name -> its latest load; one entry per library cascade asked for
+
+
+def library_cascade(name: str) -> Cascade:
+    """The library cascade `name` as its file reads now. The library's loader (`load_cascade_spec`) is the
+    authority: it reads the file and parses it again when its bytes change. It costs ~43 us a call, most of it
+    finding the name's file, and the models ask per op and per kernel tile (~2 x 10^5 times in `archsim reproduce
+    duplex`), so it is asked only when the file's stat (`_file_stamp`: modification and change times in ns, size,
+    inode) or the library's cascade package differs from what the name's last load saw; otherwise that load's
+    Cascade is returned (~2 us: one stat). The stat is taken before the load, so an edit made during it is seen at
+    the next call. Assumes a file's content changes only with its stat (Linux's nanosecond, multigrain timestamps:
+    every write observed apart moves them; a file system with coarser times could miss an edit that keeps the size
+    within one tick until the next change). The systems (`archsim.systems.step`) and the GPU model
+    (`archsim.model.gpu_tiles`) take their library cascades here. Safe under threads: each step is one dict
+    operation."""
+    package = sys.modules.get(PACKAGES["cascades"])
+    known = _CURRENT.get(name)
+    if known is not None and known.package is package:
+        stamp = _file_stamp(known.path)
+        if stamp is not None and stamp == known.stamp:
+            return known.cascade
+    path = find("cascades", name)
+    stamp = _file_stamp(path)
+    cascade = load_cascade_spec(path)
+    if stamp is not None:
+        _CURRENT[name] = _Loaded(sys.modules.get(PACKAGES["cascades"]), path, stamp, cascade)
+    return cascade
+
+
+def _file_stamp(path: Path) -> tuple[int, ...] | None:
+    """What says a file changed: its modification and change times (ns), size and inode; None if it cannot be read
+    (the library's loader then says why)."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return (stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size, stat.st_ino)
 
 
 def load_architecture_spec(name_or_path: str | Path) -> Architecture:

@@ -19,6 +19,10 @@ Shared-memory traffic of a matmul C[M,N] = A[M,K]·B[K,N] (`mma_smem_elements`):
 M and N; the operand indexed by that dimension is read from SMEM once, the other by every warp (mma.sync loads its
 fragments per warp with ldmatrix) or once per warpgroup of 4 warps (Hopper's wgmma reads B from SMEM per
 warpgroup). Operands a kernel holds in registers cost nothing.
+
+The counts follow the library's cascades as their files read now (`library_cascade`): a process that edits
+`attention-1pass.yaml` gets tiles of the edited cascade at its next call, as a fresh process would; what is
+remembered is keyed by the loaded Cascade object (or by the counts read off it), never by a cascade's name alone.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ from functools import lru_cache
 
 from archsim.cascade.analysis import analyze
 from archsim.cascade.bind import bind
-from archsim.library import load_cascade_spec
+from archsim.cascade.ir import Cascade
+from archsim.library import library_cascade
+from archsim.memo import identity_cache
 from archsim.model.gpu import Tile
 
 CASCADE = "attention-1pass"
@@ -41,10 +47,14 @@ BWD_MATMULS = 5
 FP8_CONVERT_OPS_PER_ELEMENT = 0.5  # e5m2 -> fp16 is a byte permute; one instruction converts two elements
 
 
-@lru_cache(maxsize=256)
 def step_ops(block_m: int, block_n: int, head_dim: int) -> tuple[float, float, float]:
-    """(tensor FLOPs, exp ops, FP32 ops) of one BLOCK_M x BLOCK_N step of `attention-1pass` (pure; memoised)."""
-    cascade = load_cascade_spec(CASCADE)
+    """(tensor FLOPs, exp ops, FP32 ops) of one BLOCK_M x BLOCK_N step of `attention-1pass` as its file reads now
+    (`library_cascade`; pure, remembered per loaded cascade)."""
+    return _step_ops(library_cascade(CASCADE), block_m, block_n, head_dim)
+
+
+@identity_cache(maxsize=256)
+def _step_ops(cascade: Cascade, block_m: int, block_n: int, head_dim: int) -> tuple[float, float, float]:
     counts = []
     for tiles in (1, 2):
         binding = bind(cascade, {"batch": 1, "heads": 1, "head_dim": head_dim},
@@ -68,13 +78,21 @@ def mma_smem_elements(m: int, n: int, k: int, warps: int, warpgroup: bool, a_in_
     return a_in_smem * m * k * a_reads + b_in_smem * k * n * b_reads
 
 
-@lru_cache(maxsize=1024, typed=True)
 def fwd_tile(block_m: int, block_n: int, head_dim: int, warps: int, warpgroup: bool, element_bytes: int,
              q_in_smem: bool, masked: bool, convert_fp8: bool, p_to_fp8: bool) -> Tile:
     """One forward step: S = Q·Kᵀ, online softmax, O += P·V. K and V tiles are loaded into SMEM; P stays in
     registers. `convert_fp8`: fp8 K/V run on the fp16 path (no fp8 tensor cores); `p_to_fp8`: P is cast to fp8.
-    Pure; memoised by argument values and types (a decode run asks for the same tile at every call)."""
-    mma, exp, alu = step_ops(block_m, block_n, head_dim)
+    Pure; memoised by the step's counts (`step_ops`) and the argument values and types (a decode run asks for the
+    same tile at every call)."""
+    return _fwd_tile(step_ops(block_m, block_n, head_dim), block_m, block_n, head_dim, warps, warpgroup,
+                     element_bytes, q_in_smem, masked, convert_fp8, p_to_fp8)
+
+
+@lru_cache(maxsize=1024, typed=True)
+def _fwd_tile(counts: tuple[float, float, float], block_m: int, block_n: int, head_dim: int, warps: int,
+              warpgroup: bool, element_bytes: int, q_in_smem: bool, masked: bool, convert_fp8: bool,
+              p_to_fp8: bool) -> Tile:
+    mma, exp, alu = counts
     scores = block_m * block_n
     kv_elements = 2 * block_n * head_dim
     if masked:
@@ -87,6 +105,9 @@ def fwd_tile(block_m: int, block_n: int, head_dim: int, warps: int, warpgroup: b
             + mma_smem_elements(block_m, block_n, head_dim, warps, warpgroup, a_in_smem=q_in_smem)
             + mma_smem_elements(block_m, head_dim, block_n, warps, warpgroup, a_in_smem=False))
     return Tile(mma, exp, alu, smem * element_bytes, kv_elements * element_bytes)
+
+
+fwd_tile.cache_clear = _fwd_tile.cache_clear  # type: ignore[attr-defined]  # what the memo tests clear
 
 
 def bwd_tile(block_m: int, block_n: int, head_dim: int, warps: int, warpgroup: bool, element_bytes: int,
@@ -122,7 +143,6 @@ def split_bwd_tile(rows: int, keys: int, head_dim: int, warps: int, warpgroup: b
                 loaded * element_bytes + rows * 4 * 2)
 
 
-@lru_cache(maxsize=64)
 def lightning_tile(block: int, head_dim: int, block_f: int, warps: int, warpgroup: bool,
                    element_bytes: int) -> Tile:
     """One block step of a Lightning Attention-2 forward program (`kernels/lightning.py`): a block of `block` rows
@@ -132,8 +152,13 @@ def lightning_tile(block: int, head_dim: int, block_f: int, warps: int, warpgrou
     computes the product and then masks it (`tl.where`), and every block is masked (`MASK_OPS_PER_SCORE`). The FP32
     pipe also adds the two outputs (O), scales them and converts S and the state to the input dtype for their
     products; Q, K and V tiles are loaded through SMEM, S and the state staged through it for their products, and
-    the output block written back."""
-    cascade = load_cascade_spec(LINEAR_CASCADE)
+    the output block written back. Remembered per loaded cascade (`library_cascade`)."""
+    return _lightning_tile(library_cascade(LINEAR_CASCADE), block, head_dim, block_f, warps, warpgroup, element_bytes)
+
+
+@identity_cache(maxsize=64)
+def _lightning_tile(cascade: Cascade, block: int, head_dim: int, block_f: int, warps: int, warpgroup: bool,
+                    element_bytes: int) -> Tile:
     counts, sizes = [], {}
     for blocks in (1, 2):
         binding = bind(cascade, {"batch": 1, "heads": 1, "head_dim": head_dim, "seq_len": blocks * block,

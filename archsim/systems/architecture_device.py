@@ -17,8 +17,12 @@ binding's params that the cascade declares), the mapper fills the mapping's `sea
 - The mapping decides what crosses the architecture's outermost level; `streamed_fraction` is not applied.
 OpCost per op: time = `latency_s`; energy = `energy_pj`; busy `<name>_<unit>` = utilization x latency per compute
 unit; `memory_s` = the outermost level's memory time. Ops of one call run one after another: costs add.
-Capacity: the outermost memory's `capacity_bytes`, 0 where the spec leaves it unbounded (an off-chip DRAM given
-no size holds no weights nor KV cache for the system).
+Capacity: the outermost memory's, unbounded (math.inf): an architecture's outermost level is the home of every
+tensor and its spec gives it no capacity (`null`, which `archsim.arch.load` requires there), the one meaning the
+architecture spec, the analytical model and the system checks give it. So an architecture device never holds a
+served model's weights: the serving simulator pages the KV cache by the room the weight holder's memory leaves
+beside the weights, whole pages of a finite memory, and an unbounded memory has no number of pages (nor would a
+memory admitting every request model one); `system_model.system_model_of` refuses such a holder.
 """
 
 from __future__ import annotations
@@ -56,7 +60,9 @@ class ArchitectureDevice:
 
     @property
     def capacity_bytes(self) -> float:
-        return float(self.arch.memories[0].capacity_bytes or 0)
+        """The outermost memory's capacity: math.inf, as its spec gives none (module docstring)."""
+        capacity = self.arch.memories[0].capacity_bytes
+        return math.inf if capacity is None else float(capacity)
 
     def result(self, op: Op) -> Result:
         """The analytical model's Result of `op` on the architecture under the mapping (module docstring): a copy of

@@ -58,6 +58,9 @@ class DeviceModel(Protocol):
 
     name: str
     kind: str
-    capacity_bytes: float  # memory for weights and the KV cache (0 for a device that holds neither)
+    # memory for weights and the KV cache: 0 for a device that holds neither; math.inf for a memory its spec leaves
+    # unbounded (an architecture's outermost memory, which therefore never holds a served model's weights:
+    # `system_model.check_bounded_holder`)
+    capacity_bytes: float
 
     def cost(self, ops: Sequence[Op], streamed_fraction: float = 1.0) -> OpCost: ...

@@ -15,9 +15,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import replace
 
+from archsim.cascade.bind import MOE_CASCADE
+from archsim.cascade.ir import Cascade
+from archsim.memo import per_object
 from archsim.systems.device import OpCost
 from archsim.systems.sharding import shard_workload
-from archsim.systems.step import Op, experts_reached, moe_op, rounded_experts
+from archsim.systems.step import LayerCascades, Op, experts_reached, library_cascade, moe_op, rounded_experts
+from archsim.workload import max_size
 
 
 def tokens_per_expert(tokens: int, top_k: int, experts: int, zipf_skew: float) -> list[int]:
@@ -96,14 +100,28 @@ def rank_mean(total: OpCost, ranks: int, time_s: float) -> OpCost:
                   {unit: s / ranks for unit, s in total.busy_s.items()})
 
 
-# 16,384 ops: `archsim reproduce duplex`, the one user, asks for 10,920; an op with its analysis holds ~12 KB
-# (65,536 had held up to ~0.8 GB).
-@functools.lru_cache(maxsize=16384)
 def experts_op(key: tuple, experts: int, pairs: int, ffn_dim: int) -> Op:
     """The MoE op of `experts` experts of width `ffn_dim` over `pairs` routed (token, expert) pairs, bound as the
     plain layer's (`step.moe_op`, `step.moe_sizes`: ceil(pairs / k) tokens each routed to k = min(top_k, experts)
     of them), so all of a layer's experts and its tokens x top_k pairs are the layer's own MoE op (its tokens,
     router and activations, not top_k times them); a subset's router and activations are its tokens' share (the
-    router runs once a layer: split, not repeated, between the units)."""
+    router runs once a layer: split, not repeated, between the units). `key` is the shard's
+    (`SystemModel.shard_key`). Remembered per shard, sizes, the MoE cascade as its file reads now
+    (`library.library_cascade`) and the limit on sizes (`workload.max_size`, which binding checks the sizes against, as
+    `system_model._cached_ops` is)."""
+    return _experts_op(key, _moe_cascades(library_cascade(MOE_CASCADE)), max_size(), experts, pairs, ffn_dim)
+
+
+@per_object(maxsize=16)
+def _moe_cascades(cascade: Cascade) -> LayerCascades:
+    """The MoE cascade as the `LayerCascades` key `_experts_op` is remembered by, one per loaded cascade."""
+    return LayerCascades({MOE_CASCADE: cascade})
+
+
+# 16,384 ops: `archsim reproduce duplex`, the one user, asks for 10,920; an op with its analysis holds ~12 KB
+# (65,536 had held up to ~0.8 GB).
+@functools.lru_cache(maxsize=16384)
+def _experts_op(key: tuple, cascades: LayerCascades, _size_limit: int, experts: int, pairs: int,
+                ffn_dim: int) -> Op:
     workload, _, _ = shard_workload(key)
-    return moe_op(replace(workload, params={**workload.params, "ffn_dim": ffn_dim}), experts, pairs)
+    return moe_op(replace(workload, params={**workload.params, "ffn_dim": ffn_dim}), experts, pairs, cascades)

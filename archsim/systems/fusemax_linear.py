@@ -36,13 +36,12 @@ and to compute the error; nothing in a result comes from them.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import cache
 
 import pandas as pd
 
 from archsim import library
 from archsim.arch.spec import Architecture
-from archsim.mapping.spec import Mapping as MappingSpec
+from archsim.memo import identity_cache
 from archsim.model.analytical import evaluate
 from archsim.model.result import Result
 from archsim.point import prepare
@@ -65,22 +64,21 @@ def with_activation(arch: Architecture, activation: str) -> Architecture:
     raise ValueError(f"unknown activation '{activation}' (known: {', '.join(ACTIVATIONS)})")
 
 
-@cache
 def _arch(hw: str, activation: str) -> Architecture:
-    return with_activation(library.load_architecture_spec(hw), activation)
+    """Library architecture `hw` as its file reads now (the library parses an edited file again) `with_activation`,
+    remembered per loaded Architecture object, not per name."""
+    return _with_activation(library.load_architecture_spec(hw), activation)
 
 
-@cache
-def _mapping(name: str) -> MappingSpec:
-    return library.load_mapping_spec(name)
+_with_activation = identity_cache(maxsize=16)(with_activation)
 
 
 def linear_result(hw: str, model: str, seq_len: int, activation: str = "none") -> dict[str, Result]:
     """The three linear cascades of one layer on `hw`, one Result each (keys: CASCADES)."""
     results = {}
     for cascade in CASCADES:
-        point = prepare(_mapping(f"linear-{cascade}-{hw}"), arch=_arch(hw, activation), workload=MODELS[model],
-                        sets={"seq_len": seq_len})
+        point = prepare(library.load_mapping_spec(f"linear-{cascade}-{hw}"), arch=_arch(hw, activation),
+                        workload=MODELS[model], sets={"seq_len": seq_len})
         results[cascade] = evaluate(point.binding, point.analysis, point.arch, point.mapping)
     return results
 

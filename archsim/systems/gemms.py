@@ -21,7 +21,6 @@ NPU compilers run them. Everything here is read from the Einsums and the binding
 
 from __future__ import annotations
 
-import functools
 import math
 import weakref
 from collections.abc import Iterator
@@ -29,7 +28,8 @@ from dataclasses import dataclass
 
 from archsim.cascade import syntax as S
 from archsim.cascade.ir import Cascade, Einsum, Ref
-from archsim.systems.step import KV_CACHE, WEIGHTS, Op, library_cascade, tensor_roles_of
+from archsim.memo import identity_cache
+from archsim.systems.step import KV_CACHE, WEIGHTS, Op, tensor_roles_of
 
 
 @dataclass(frozen=True)
@@ -87,8 +87,7 @@ def einsum_density(op: Op, einsum: Einsum) -> float:
 
 def _einsum_gemms(op: Op) -> Iterator[tuple[Einsum, tuple | None, Gemm]]:
     binding, analysis = op.binding, op.analysis
-    shapes = (_gemm_shapes(op.cascade) if binding.cascade is library_cascade(op.cascade)
-              else _shapes_of(binding.cascade, op.tensor_roles))
+    shapes = _gemm_shapes(binding.cascade, op.cascade)
 
     sizes, var_ranks = binding.rank_sizes, binding.cascade.var_ranks
 
@@ -147,10 +146,11 @@ def _shapes_of(cascade: Cascade, roles: dict[str, str]) -> tuple[_GemmShape, ...
     return tuple(shapes)
 
 
-@functools.cache
-def _gemm_shapes(cascade_name: str) -> tuple[_GemmShape, ...]:
-    """`_shapes_of` a library cascade, worked out once: its tensors' roles depend on the cascade alone."""
-    cascade = library_cascade(cascade_name)
+@identity_cache(maxsize=256)
+def _gemm_shapes(cascade: Cascade, cascade_name: str) -> tuple[_GemmShape, ...]:
+    """`_shapes_of` a loaded library cascade (an op's `binding.cascade`, of library name `cascade_name`), its
+    tensors' roles the op's (`step.tensor_roles_of`): remembered per Cascade object, as they depend on the cascade
+    alone (an edited file's is another object)."""
     return _shapes_of(cascade, tensor_roles_of(cascade_name, cascade))
 
 

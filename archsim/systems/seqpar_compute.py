@@ -74,8 +74,10 @@ from archsim import library
 from archsim.arch.gpu import GPU
 from archsim.cascade.analysis import einsum_counts, tensor_infos
 from archsim.cascade.bind import bind
+from archsim.cascade.ir import Cascade
 from archsim.errors import SpecError
 from archsim.mapping.spec import Mapping as MappingSpec
+from archsim.memo import identity_cache
 from archsim.model.analytical import numbers_of
 from archsim.model.gpu import AttentionCase, GemmLaunch, GpuResult, gemm_launch_time
 from archsim.model.gpu_baseline_plans import LIGHTNING_HEAD_DIMS
@@ -87,17 +89,18 @@ from archsim.spec_files import spec_beside
 from archsim.systems.architecture_device import ArchitectureDevice, sequence_tile
 from archsim.systems.gpu_device import GpuDevice, calibrated_gpu_device
 from archsim.systems.sharding import shard as tp_shard
-from archsim.systems.step import Op, Step, lm_head_op, non_attention_kinds
+from archsim.systems.step import Op, Step, library_cascade, lm_head_op, non_attention_kinds
 from archsim.systems.system_checks import uncut_size
 from archsim.systems.system_types import Parallelism
 from archsim.systems.topology import WORD_BYTES, ArrayDevice  # WORD_BYTES: bf16, every block's and send's words
-from archsim.workload import Workload
+from archsim.workload import Workload, max_size
 
 PRECISION = "bf16"
 STATE_BYTES = 4  # fp32: a linear-attention state, as LASP's code keeps it
 DECODE_KERNEL = "Flash-Decoding"  # FlashAttention-2's split-KV decode
 LINEAR_KERNEL = "archsim Lightning Attention-2 (Triton)"  # kernels/lightning.py, the linear-attention chunk
 LINEAR_BLOCK = 64  # tokens per intra-chunk block of the linear-attention kernel (Lightning Attention-2's BLOCK)
+LASP_CASCADE = "lasp2-linear-attention"  # a LASP chunk's state products and state bytes
 BACKWARD_FACTOR = 2.0  # a backward's work over its forward's, for ops without a modelled backward kernel
 SOURCE = "<parallel>"
 # A layer's norms and residual adds (`step.layer_ops`' names): Megatron-SP's sequence-parallel regions (Korthikanti et
@@ -264,7 +267,7 @@ class DeviceCompute(HeldTensors):
     def lasp_state_bytes(self, tokens: int, devices: int) -> float:
         """Bytes of one device's chunk state M of the `lasp2-linear-attention` cascade bound to `tokens` over
         `devices` (bf16; M holds every device's, so one device's is 1/devices of it)."""
-        cascade = library.load_cascade_spec("lasp2-linear-attention")
+        cascade = library.load_cascade_spec(LASP_CASCADE)
         binding = bind(cascade, {"batch": self.batch, "heads": self.heads, "seq_len": tokens,
                                  "head_dim": self.head_dim, "devices": devices, "word_bytes": WORD_BYTES})
         return binding.bytes("M") / devices
@@ -437,10 +440,20 @@ def one_word_size(workload: Workload) -> Workload:
     return replace(workload, params={k: v for k, v in workload.params.items() if k != "ffn_word_bytes"})
 
 
-@functools.cache
 def _state_launch(batch: int, heads: int, head_dim: int, tokens: int) -> GemmLaunch:
-    """`DeviceCompute.state_gemm_s`'s launch: the cascade bound to one device holding all `tokens`."""
-    cascade = library.load_cascade_spec("lasp2-linear-attention")
+    """`DeviceCompute.state_gemm_s`'s launch: `LASP_CASCADE`, as its file reads now (`library.library_cascade`), bound
+    to one device holding all `tokens`; remembered per cascade, limit on sizes (`workload.max_size`: the binding
+    checks the sizes against it) and sizes, the `STATE_LAUNCHES` latest (a sweep over token counts asks for one per
+    count)."""
+    return _launch_of(library_cascade(LASP_CASCADE), max_size(), batch, heads, head_dim, tokens)
+
+
+STATE_LAUNCHES = 4096  # `_state_launch`es remembered: a launch holds a few numbers
+
+
+@identity_cache(maxsize=STATE_LAUNCHES)
+def _launch_of(cascade: Cascade, _size_limit: int, batch: int, heads: int, head_dim: int,
+               tokens: int) -> GemmLaunch:
     binding = bind(cascade, {"batch": batch, "heads": heads, "seq_len": tokens, "head_dim": head_dim, "devices": 1,
                              "word_bytes": WORD_BYTES})
     _, ops = einsum_counts(binding)

@@ -119,11 +119,14 @@ from archsim.systems.step import (
     KV_CACHE,
     MOE,
     WEIGHTS,
+    LayerCascades,
     Op,
     Step,
     block_of,
+    layer_cascades,
     layer_kinds,
     layer_ops,
+    library_cascades,
     lm_head_op,
 )
 from archsim.systems.system_checks import uncut_size
@@ -142,6 +145,7 @@ LASP = ("lasp1", "lasp2")
 # `seqpar_spec` checks, `seqpar` times and this module holds them by
 HYBRID_SCHEMES = {"lasp2h": {"linear": "lasp2", "softmax": "allgather"}}
 ATTENTION = "attention"
+LINEAR_ATTENTION = "linear-attention"  # the cascade a LASP layer's attention is counted by (`_linear_attention`)
 MATERIALISED = {"vanilla": (ATTENTION, *FFN_OPS), "memeff-attn": FFN_OPS, "megatron-sp": FFN_OPS}
 LINEAR_ONLY = ("attn_norm", "attn_residual", "ffn_norm", "ffn_residual")  # Megatron-SP's sequence-sharded ops
 TABLE3_HARDWARE = (("8xA100", 8, ("llama-3b", "llama-7b", "llama-13b")), ("32xA100", 32, ("llama-7b", "llama-13b")))
@@ -633,13 +637,21 @@ def _cut(workload: Workload, degree: int) -> Workload:
 
 
 def _ops(workload: Workload, degree: int, tokens: int, batch: int) -> tuple[Op, ...]:
-    """The prefill layer (`layer_ops`) of `batch` sequences of `tokens` tokens, heads and FFN cut `degree` ways."""
-    return _cached_ops(_key(_cut(workload, degree)), tokens, batch)
+    """The prefill layer (`layer_ops`) of `batch` sequences of `tokens` tokens, heads and FFN cut `degree` ways,
+    bound to the library cascades as their files read now (`step.layer_cascades`, every kind of the workload's
+    layers) under the limit on sizes now (`workload.max_size`, which binding checks against): both key what
+    `_cached_ops` remembers, as `system_model._cached_ops`."""
+    cut = _cut(workload, degree)
+    cascades = layer_cascades(cut, "prefill", block_of(cut, "its layer comes from its block's cascades"),
+                              tuple(dict.fromkeys(layer_kinds(cut))))
+    return _cached_ops(_key(cut), cascades, max_size(), tokens, batch)
 
 
 def _linear_attention(workload: Workload, degree: int, tokens: int, batch: int) -> Analysis:
-    """The `linear-attention` cascade over `tokens` tokens of `batch` sequences, heads cut `degree` ways."""
-    return _cached_linear(_key(_cut(workload, degree)), tokens, batch)
+    """The `linear-attention` cascade (as its file reads now) over `tokens` tokens of `batch` sequences, heads cut
+    `degree` ways, remembered per cascade and size limit as `_ops`."""
+    return _cached_linear(_key(_cut(workload, degree)), library_cascades([LINEAR_ATTENTION]), max_size(), tokens,
+                          batch)
 
 
 def _key(workload: Workload) -> tuple:
@@ -652,18 +664,17 @@ def _unkey(key: tuple) -> Workload:
 
 
 @functools.lru_cache(maxsize=4096)
-def _cached_ops(key: tuple, tokens: int, batch: int) -> tuple[Op, ...]:
+def _cached_ops(key: tuple, cascades: LayerCascades, _size_limit: int, tokens: int, batch: int) -> tuple[Op, ...]:
     """The layer's ops; a model mixing MoE and dense layers (`moe_every` > 1) adds its other kind's FFN op (`ffn`
     beside `moe`), so the working set's peak is that of its largest kind of layer."""
     workload, step = _unkey(key), Step("prefill", batch, tokens)
     ops: dict[str, Op] = {}
     for kind in dict.fromkeys(layer_kinds(workload)):
-        for op in layer_ops(workload, step, workload.block, kind):
+        for op in layer_ops(workload, step, workload.block, kind, cascades):
             ops.setdefault(op.name, op)
     return tuple(ops.values())
 
 
 @functools.lru_cache(maxsize=1024)
-def _cached_linear(key: tuple, tokens: int, batch: int) -> Analysis:
-    cascade = library.load_cascade_spec("linear-attention")
-    return analyze(bind(cascade, _unkey(key), {"batch": batch, "seq_len": tokens}, SOURCE))
+def _cached_linear(key: tuple, cascades: LayerCascades, _size_limit: int, tokens: int, batch: int) -> Analysis:
+    return analyze(bind(cascades[LINEAR_ATTENTION], _unkey(key), {"batch": batch, "seq_len": tokens}, SOURCE))

@@ -41,10 +41,13 @@ Per layer, on the GPU device (`archsim.systems.gpu_device.GpuDevice`, the packag
   preset's `host_link`) once, as a blocking copy (torch's `.cpu()`), the same for dense, MInference and FlexPrefill
   (DuoAttention: the K and V it keeps, by its own rule above).
 Memory (`prefill_fits`): a prefill runs where the GPU holds at once the weights, the KV cache it keeps there
-(`kv_held_bytes`) and one layer's working tensors beside them (`layer_working_bytes`): the layer's input, which the
-residual add reads after attention, its normed copy, which Hugging Face's decoder layer holds through the attention
-call (the projections' input, bound in the caller), and Q and the attention output O over every head; the layer's K
-and V are the KV cache's. The KV cache stays on the GPU where the weights, all of it and that working set fit
+(`kv_held_bytes`) and one layer's working set beside them (`layer_working_bytes`: `working_set.layer_working_bytes`
+of the layer's cascades, as the sequence-parallel and serving memory models count it): the layer's input, the
+residual stream, beside its largest op's activations, the layer's K and V left out as the KV cache's (Llama-3-8B's
+largest op is the attention's residual add, its two inputs and its output hidden wide each: with the input, four
+hidden-wide tensors, 32,768 B a token, as many as the layer's input, its normed copy, Q and O that Hugging Face's
+decoder layer holds through the attention call). The KV cache stays on the GPU where the weights, all of it and that
+working set fit
 (`kv_on_host`); otherwise the GPU keeps one layer's K and V (the layer being computed) and the rest goes to the host.
 The same holds for dense and every sparse method: their calls, one over the layer's heads (dense, FlexPrefill),
 head by head (MInference) or over a share of them (DuoAttention), read the Q, K and V the layer's projections make
@@ -105,7 +108,7 @@ from archsim.systems.kv_selection import (
 )
 from archsim.systems.links import check_host_link, load_link
 from archsim.systems.step import Op, Step, layers_time_s, lm_head_op, non_attention_ops
-from archsim.systems.system_model import sizes_model
+from archsim.systems.system_model import layer_working_bytes_per_token, sizes_model
 from archsim.workload import Workload
 from archsim.workload_patterns import PatternMap
 
@@ -188,11 +191,12 @@ def hf_kernels_s(device: GpuDevice, passes: tuple[int, ...], elements: float) ->
 
 
 def layer_working_bytes(workload: Workload, seq_len: int) -> float:
-    """Bytes one layer's attention holds over `seq_len` tokens beside the weights and the KV cache (module docstring,
-    "Memory"): the layer's input and its normed copy (hidden wide each), Q and O (heads x head_dim wide each), in the
-    workload's words; the layer's K and V are counted as the KV cache's (`kv_held_bytes`)."""
-    p = workload.params
-    return seq_len * int(p["word_bytes"]) * 2 * (int(p["hidden"]) + int(p["heads"]) * int(p["head_dim"]))
+    """Bytes one layer holds over `seq_len` tokens beside the weights and the KV cache (module docstring, "Memory"):
+    `working_set.layer_working_bytes` of the prefill layer's cascades per token
+    (`system_model.layer_working_bytes_per_token` of the workload, the larger kind's in a model mixing dense and MoE
+    layers), the MLP's intermediates left out (it runs in chunks) and the layer's K and V too (`kv_in_cache`: they
+    are the KV cache's, `kv_held_bytes`)."""
+    return seq_len * layer_working_bytes_per_token(sizes_model(workload), (), kv_in_cache=True)
 
 
 def kv_on_host(workload: Workload, gpu: GPU, seq_len: int) -> bool:

@@ -68,23 +68,27 @@ itself, causally); a decode step adds one token per request; a sliding-window mo
 context token (what `archsim.systems.system_model` counts for capacity): the window sets the keys read, not the
 keys kept; a MoE layer's tokens are routed uniformly at random, each to top_k distinct experts (the Duplex paper's
 "uniform expert routing", pim.md §2.4), which sets the experts a step reads (`experts_reached`).
+
+Library cascades: an op binds its cascade as the file reads when the op is built (`library_cascade`: a process that
+edits a cascade file gets the edit, as the library does), or the cascades a caller loaded for the layer
+(`layer_cascades`, a `LayerCascades` that a remembered layer is keyed by: equal sets hold the very same Cascade
+objects); what is derived from a cascade alone (its pass analysis) is remembered per Cascade object, not per name.
 """
 
 from __future__ import annotations
 
 import bisect
-import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from archsim import library
 from archsim.cascade.analysis import Analysis, TensorInfo, analyze, einsum_counts, tensor_infos, total_ops
 from archsim.cascade.bind import FFN_WORDS, MOE_CASCADE, Binding, bind, binds_ffn_words
 from archsim.cascade.ir import Cascade
 from archsim.cascade.passes import PassAnalysis, pass_analysis
 from archsim.errors import SpecError
-from archsim.memo import kept
+from archsim.library import library_cascade
+from archsim.memo import kept, per_object
 from archsim.point import mla_projection_for
 from archsim.workload import BLOCK_CASCADES, SHARED_EXPERTS, Workload, check_size, shared_ffn_dim
 
@@ -193,7 +197,8 @@ class Op:
         alone (a memory model) never counts its masks."""
         if self.twin is not None:
             return self.twin.analysis
-        return analyze(self.binding, passes=_passes(self.cascade), tensors=self.tensors, counts=self.counts)
+        return analyze(self.binding, passes=cascade_passes(self.binding.cascade), tensors=self.tensors,
+                       counts=self.counts)
 
     @kept
     def counts(self) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
@@ -265,14 +270,54 @@ def layer_kinds(workload: Workload) -> tuple[str, ...]:
     return tuple(MOE if every and (i + 1) % every == 0 else DENSE for i in range(int(params["layers"])))
 
 
-def layer_ops(workload: Workload, step: Step, block: str, kind: str | None = None) -> tuple[Op, ...]:
+def layer_ops(workload: Workload, step: Step, block: str, kind: str | None = None,
+              cascades: LayerCascades | None = None) -> tuple[Op, ...]:
     """The ops of one decoder layer of `workload` in `step`, in dependency order (module docstring); `kind` is
-    "moe" or "dense" (`LAYER_KINDS`), by default "moe" for a workload with experts. A `block` other than the
-    workload's own (when its file names one) is refused."""
+    "moe" or "dense" (`LAYER_KINDS`), by default "moe" for a workload with experts. `cascades`: the library cascades
+    to bind (`layer_cascades`, holding the layer's), by default each as its file reads now (`library_cascade`). A
+    `block` other than the workload's own (when its file names one) is refused."""
     if workload.block is not None and block != workload.block:
         raise SpecError(workload.path, "block", f"{workload.name} is a {workload.block} block; got {block!r}")
     alike: dict[tuple, Op] = {}
-    return tuple(_op(workload, *entry, step.phase, alike) for entry in _plan(workload, step, block, kind))
+    return tuple(_op(workload, *entry, step.phase, alike, cascades) for entry in _plan(workload, step, block, kind))
+
+
+class LayerCascades:
+    """Library cascades by name, loaded together (`layer_cascades`): a key that what was bound to them is remembered
+    under. Two sets are equal when they hold the very same Cascade objects under the same names (the library hands
+    out one object per file content, so sets loaded while the files stay unchanged are equal, and an edited file
+    gives an unequal set); the set keeps its cascades alive, so no identity it is keyed by is reused while it lives."""
+
+    __slots__ = ("_by_name", "_hash")
+
+    def __init__(self, by_name: Mapping[str, Cascade]) -> None:
+        self._by_name = dict(by_name)
+        self._hash = hash(tuple((name, id(cascade)) for name, cascade in self._by_name.items()))
+
+    def __getitem__(self, name: str) -> Cascade:
+        return self._by_name[name]
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, LayerCascades) and self._by_name.keys() == other._by_name.keys()
+                and all(cascade is other._by_name[name] for name, cascade in self._by_name.items()))
+
+
+def library_cascades(names: Sequence[str]) -> LayerCascades:
+    """The library cascades `names`, each as its file reads now (`library_cascade`)."""
+    return LayerCascades({name: library_cascade(name) for name in dict.fromkeys(names)})
+
+
+def layer_cascades(workload: Workload, phase: str, block: str,
+                   kinds: Sequence[str | None] = (None,)) -> LayerCascades:
+    """The library cascades of one decoder layer of `workload` in `phase` (`_plan`'s), for each of `kinds` (a layer
+    kind as `layer_ops` takes it), each as its file reads now: what a model binds and keys its remembered ops by
+    (`archsim.systems.system_model`). Which cascades a layer binds depends on the phase and the workload's sizes,
+    not on the step's batch or length."""
+    step = Step(phase, 1, 1)
+    return library_cascades([entry[1] for kind in kinds for entry in _plan(workload, step, block, kind)])
 
 
 def block_of(workload: Workload, why: str) -> str:
@@ -308,11 +353,13 @@ def layers_time_s(workload: Workload, step: Step, time_s: Callable[[list[Op]], f
     return sum(count * time_s(ops) for _, ops, count in non_attention_kinds(workload, step))
 
 
-def layer_op(workload: Workload, step: Step, block: str, name: str, kind: str | None = None) -> Op:
-    """The op called `name` (one of the layer's: attn_norm, qkv, attention, ...) of `layer_ops`, alone."""
+def layer_op(workload: Workload, step: Step, block: str, name: str, kind: str | None = None,
+             cascades: LayerCascades | None = None) -> Op:
+    """The op called `name` (one of the layer's: attn_norm, qkv, attention, ...) of `layer_ops`, alone (`cascades`
+    as there)."""
     for entry in _plan(workload, step, block, kind):
         if entry[0] == name:
-            return _op(workload, *entry, step.phase)
+            return _op(workload, *entry, step.phase, None, cascades)
     raise SpecError(STEP_SOURCE, "name", f"no op {name!r} in this layer")
 
 
@@ -455,10 +502,11 @@ def moe_sizes(workload: Workload, experts: int, pairs: int) -> dict[str, int]:
     return {"experts": experts, "top_k": top_k, "tokens": math.ceil(pairs / top_k)}
 
 
-def moe_op(workload: Workload, experts: int, pairs: int) -> Op:
+def moe_op(workload: Workload, experts: int, pairs: int, cascades: LayerCascades | None = None) -> Op:
     """The layer's MoE op (`layer_op`'s "moe") of a decode step, bound by `moe_sizes`: `experts` experts, all read,
-    over `pairs` routed pairs."""
-    return _op(workload, "moe", MOE_CASCADE, moe_sizes(workload, experts, pairs), ("ffn_norm",), "decode")
+    over `pairs` routed pairs (`cascades` as `layer_ops`')."""
+    return _op(workload, "moe", MOE_CASCADE, moe_sizes(workload, experts, pairs), ("ffn_norm",), "decode", None,
+               cascades)
 
 
 def _routed_step(workload: Workload, tokens: int) -> dict[str, int]:
@@ -491,11 +539,12 @@ def decode_keys_limit(workload: Workload) -> int | None:
 
 
 def _op(workload: Workload, name: str, cascade_name: str, sizes: Mapping[str, int], deps: tuple[str, ...],
-        phase: str, alike: dict[tuple, Op] | None = None) -> Op:
+        phase: str, alike: dict[tuple, Op] | None = None, cascades: LayerCascades | None = None) -> Op:
     """The op `name` of `cascade_name` bound to `sizes`; `alike`: (cascade, sizes) -> the layer's op already bound
     so, whose binding (the same values: binding is a function of the workload and the sizes) this one shares with
-    what is derived from it (`Op.twin`), else where this op is recorded."""
-    cascade = library_cascade(cascade_name)
+    what is derived from it (`Op.twin`), else where this op is recorded. The cascade is `cascades`' (which must
+    hold it), by default the library's as its file reads now (`library_cascade`)."""
+    cascade = library_cascade(cascade_name) if cascades is None else cascades[cascade_name]
     given = {k: v for k, v in sizes.items() if k in cascade.params}
     key = (cascade_name, tuple(given.items()))
     twin = None if alike is None else alike.get(key)
@@ -574,12 +623,12 @@ def tensor_roles_of(name: str, cascade: Cascade) -> dict[str, str]:
             for tensor, decl in cascade.tensors.items()}
 
 
-@functools.cache
-def library_cascade(name: str) -> Cascade:
-    """The library cascade `name`, loaded once per process."""
-    return library.load_cascade_spec(name)
-
-
-@functools.cache
 def _passes(name: str) -> PassAnalysis:
-    return pass_analysis(library_cascade(name))
+    """`cascade_passes` of the library cascade `name` as its file reads now."""
+    return cascade_passes(library_cascade(name))
+
+
+@per_object(maxsize=256)
+def cascade_passes(cascade: Cascade) -> PassAnalysis:
+    """The pass analysis of a loaded cascade, remembered per Cascade object (an edited file's is another object)."""
+    return pass_analysis(cascade)

@@ -108,7 +108,7 @@ import collections
 import functools
 import itertools
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -136,11 +136,13 @@ from archsim.systems.step import (
     KV_CACHE,
     WEIGHTS,
     DecodeOps,
+    LayerCascades,
     Op,
     Step,
     UnrunnableOp,
     block_of,
     decode_keys_limit,
+    layer_cascades,
     layer_kinds,
     layer_op,
     layer_ops,
@@ -158,7 +160,7 @@ from archsim.systems.system_checks import (
 from archsim.systems.system_messages import allreduce_s, expert_exchange_s, stage_hops_s
 from archsim.systems.system_types import CONTEXT_PARALLEL, OFFLOAD_SCHEDULES, Parallelism, System, board_power_w
 from archsim.systems.working_set import FFN_OPS, layer_working_bytes
-from archsim.workload import Workload
+from archsim.workload import Workload, max_size
 
 ATTENTION = "attention"
 LOGIC_PIM = "logic-pim"
@@ -355,17 +357,34 @@ class SystemModel:
         return {kind: replace(self, layer_kind=kind) for kind in self.kinds}
 
     def ops(self, phase: str, batch: int, seq_len: int) -> tuple[Op, ...]:
-        """One device's decoder layer in a step (`layer_ops` of the shard), remembered per sizes."""
-        return _cached_ops(self.shard_key, phase, batch, seq_len)
+        """One device's decoder layer in a step (`layer_ops` of the shard, bound to the model's `cascades`),
+        remembered per sizes and the size limit (`_cached_ops`)."""
+        return _cached_ops(self.shard_key, self.cascades(phase), max_size(), phase, batch, seq_len)
 
     def attention(self, phase: str, seq_len: int) -> Op:
-        """One request's attention op (`layer_op` of the shard), remembered per length: an iteration asks for one
-        per request."""
+        """One request's attention op (`layer_op` of the shard, bound to the model's `cascades`), remembered per
+        length: an iteration asks for one per request."""
         known = self._attention_ops.setdefault(phase, {})
         op = known.get(seq_len)
         if op is None:
-            op = known[seq_len] = _cached_attention(self.shard_key, phase, seq_len)
+            op = known[seq_len] = _cached_attention(self.shard_key, self.cascades(phase), max_size(), phase, seq_len)
         return op
+
+    def cascades(self, phase: str) -> LayerCascades:
+        """The library cascades the shard's layer binds in `phase` (`step.layer_cascades`), loaded as their files read
+        when the model first asks for the phase's ops and kept by the model with the ops it derives from them (as a
+        model keeps its attention ops and byte counts): a model built after a cascade file is edited binds the edit,
+        one built before keeps what it has bound, and the shared op caches are keyed by the cascades bound, not by
+        their names."""
+        found = self._cascades.get(phase)
+        if found is None:
+            found = self._cascades[phase] = layer_cascades(self.shard, phase, self.block, (self.layer_kind,))
+        return found
+
+    @functools.cached_property
+    def _cascades(self) -> dict[str, LayerCascades]:
+        """Phase -> the layer's library cascades (`cascades`)."""
+        return {}
 
     def decode_attention(self, contexts: Sequence[int]) -> list[Op]:
         """`attention("decode", c)` of each context (whole numbers, ints or floats): one dictionary look-up per
@@ -523,8 +542,7 @@ class SystemModel:
         tokens; below a few dozen tokens a MoE router's top-k tensors hold a little less, under 0.1 %). The
         attention kernel's own buffers (eager attention's N x N scores) are its call's check,
         `GpuDevice.call_memory_bytes`."""
-        return max(layer_working_bytes(model.ops("prefill", 1, WORKING_SET_TOKENS), FFN_OPS)
-                   for model in self.by_kind.values()) / WORKING_SET_TOKENS
+        return layer_working_bytes_per_token(self, FFN_OPS)
 
     def iteration_memory(self, kv_tokens: float, new_tokens: int) -> IterationMemory:
         """What an iteration holds on the device it fills most: that PP stage's weights, the KV cache of the
@@ -691,6 +709,7 @@ def system_model_of(system: System, workload: Workload, par: Parallelism,
     model = SystemModel(system, workload, par, shard(workload, par), workload.block, device_models(system),
                         compose_layer=compose_layer)
     holder = model.weight_device
+    check_bounded_holder(system, workload, holder)
     check_tp_group(system, workload.name, holder.name, par.tp)
     memory, weights = model.memory_bytes_per_device, model.weight_bytes_per_device
     if weights > memory and memory < holder.capacity_bytes:  # a Logic-PIM's stacks are the smaller memory
@@ -726,6 +745,30 @@ def system_model_of(system: System, workload: Workload, par: Parallelism,
         raise SpecError(*where, f"{workload.name} at tp {par.tp} pp {par.pp} puts {weights / 1e9:.1f} GB of weights on "
                                 f"each {holder.name} device, {_room_text(model, share)}: {advice}")
     return model
+
+
+def layer_working_bytes_per_token(model: SystemModel, materialised: Collection[str], *,
+                                  kv_in_cache: bool = False) -> float:
+    """One layer's working set (`working_set.layer_working_bytes`, the ops named in `materialised` with their
+    intermediates, K and V left out where `kv_in_cache`) per new token of a prefill: read off a layer of
+    `WORKING_SET_TOKENS` tokens of each kind of `model`'s layers (`by_kind`), the larger, over them (every tensor it
+    counts has a token rank: `SystemModel.working_bytes_per_token`)."""
+    return max(layer_working_bytes(kind.ops("prefill", 1, WORKING_SET_TOKENS), materialised, kv_in_cache=kv_in_cache)
+               for kind in model.by_kind.values()) / WORKING_SET_TOKENS
+
+
+def check_bounded_holder(system: System, workload: Workload, holder: DeviceModel) -> None:
+    """A SpecError naming the system's placement where the device holding the weights (`weight_holder`: the one the
+    rules give the decode qkv) has an unbounded memory (`capacity_bytes` math.inf: an architecture device, whose
+    outermost memory has no capacity, `archsim.systems.architecture_device`): serving pages the KV cache by the
+    room beside the weights, which an unbounded memory does not give."""
+    if math.isinf(holder.capacity_bytes):
+        raise SpecError(system.source, "placement",
+                        f"{holder.name} ({holder.kind}) would hold {workload.name}'s weights and KV cache (the rules "
+                        f"give it the decode qkv), and its memory is unbounded (an architecture's outermost memory "
+                        f"has no capacity): serving pages the KV cache by the room beside the weights, which an "
+                        f"unbounded memory does not give; place the decode qkv on a device with a memory of its "
+                        f"own size (a gpu, npu or chip)")
 
 
 def _size_text(size_bytes: float) -> str:
@@ -769,19 +812,25 @@ def logic_pim_of(model: SystemModel) -> DeviceModel | None:
     return next((d for d in model.devices.values() if d.kind == LOGIC_PIM), None)
 
 
+# Shared by the models of one shard (a sweep's points, a reproduction's systems), keyed by what decides the ops: the
+# shard (`SystemModel.shard_key`), the library cascades bound (`SystemModel.cascades`: the same objects while their
+# files are unchanged), the limit on sizes (`workload.max_size`, ARCHSIM_MAX_SIZE: the one resource limit a binding
+# and a workload's sizes are checked against, so an op bound under a higher limit never answers a call that a lower
+# one refuses; read per call, 0.7 us, where `archsim.limits.limits_key`'s scan of the environment takes 20 us) and
+# the step's sizes.
 @functools.lru_cache(maxsize=4096)
-def _cached_ops(key: tuple, phase: str, batch: int, seq_len: int) -> tuple[Op, ...]:
+def _cached_ops(key: tuple, cascades: LayerCascades, _size_limit: int, phase: str, batch: int,
+                seq_len: int) -> tuple[Op, ...]:
     workload, block, kind = shard_workload(key)
-    return layer_ops(workload, Step(phase, batch, seq_len), block, kind)
+    return layer_ops(workload, Step(phase, batch, seq_len), block, kind, cascades)
 
 
-# Shared by the models of one shard (a sweep's points, a reproduction's systems). 32,768 ops: `archsim reproduce
-# lamina`, which fills any bound, finds 62 of its 70,907 hits beyond it (duplex asks for 22,896 ops, neupims 4,664),
-# and an op with its analysis holds ~7 KB (65,536 had held up to ~0.5 GB).
+# 32,768 ops: `archsim reproduce lamina`, which fills any bound, finds 62 of its 70,907 hits beyond it (duplex asks
+# for 22,896 ops, neupims 4,664), and an op with its analysis holds ~7 KB (65,536 had held up to ~0.5 GB).
 @functools.lru_cache(maxsize=32768)
-def _cached_attention(key: tuple, phase: str, seq_len: int) -> Op:
+def _cached_attention(key: tuple, cascades: LayerCascades, _size_limit: int, phase: str, seq_len: int) -> Op:
     workload, block, kind = shard_workload(key)
-    return layer_op(workload, Step(phase, 1, seq_len), block, ATTENTION, kind)
+    return layer_op(workload, Step(phase, 1, seq_len), block, ATTENTION, kind, cascades)
 
 
 def sizes_model(workload: Workload, tp: int = 1) -> SystemModel:

@@ -5,8 +5,10 @@ memory (`materialised`), its intermediates; each tensor at the share of its elem
 MoE's routed (token, expert) pairs). A layer holds its input, the residual stream, beside its largest op. This is
 the accounting of the Ring Attention paper's Table 1 (../shared/reference/seqpar-sparse.md §2.1: vanilla attention
 holds its s x s scores, a blockwise kernel only its inputs and outputs), read off the library's cascades bound to
-one device's tokens and heads (`archsim.systems.step.layer_ops`). `archsim.systems.seqpar_memory` builds the
-sequence-parallel schemes' working sets on it, and `archsim.systems.system_model` a serving prompt's.
+one device's tokens and heads (`archsim.systems.step.layer_ops`). A caller that counts the layer's K and V in the KV
+cache it holds (`kv_in_cache`) leaves every KV-cache tensor out, so they are not counted twice.
+`archsim.systems.seqpar_memory` builds the sequence-parallel schemes' working sets on it, `archsim.systems.system_model`
+a serving prompt's (K and V in), and `archsim.systems.sparse_prefill` a long prefill's (K and V the cache's).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Collection, Sequence
 from archsim.cascade.ir import Cascade, Einsum, Ref, Var
 from archsim.cascade.syntax import walk
 from archsim.systems.gemms import einsum_density, ref_vars, writer_of
-from archsim.systems.step import INTERMEDIATE, WEIGHTS, Op
+from archsim.systems.step import INTERMEDIATE, KV_CACHE, WEIGHTS, Op
 from archsim.workload import SHARED_EXPERTS
 
 LAYER_INPUT = "X"  # the first op's (the attention norm's) input: the layer's input, the residual stream
@@ -25,18 +27,21 @@ LAYER_INPUT = "X"  # the first op's (the attention norm's) input: the layer's in
 FFN_OPS = ("ffn", "moe", SHARED_EXPERTS)
 
 
-def live_bytes(op: Op, materialised: bool) -> float:
-    """Bytes of an op's activations (inputs, outputs, K and V) and, when the kernel keeps them (`materialised`),
-    intermediates, each at the share of its elements that exist (`held_share`)."""
+def live_bytes(op: Op, materialised: bool, *, kv_in_cache: bool = False) -> float:
+    """Bytes of an op's activations (inputs, outputs, and K and V unless `kv_in_cache`: counted in the KV cache
+    instead) and, when the kernel keeps them (`materialised`), intermediates, each at the share of its elements that
+    exist (`held_share`)."""
     roles = op.tensor_roles
+    left_out = {WEIGHTS, *(() if materialised else (INTERMEDIATE,)), *((KV_CACHE,) if kv_in_cache else ())}
     return float(sum(size * held_share(op, name) for name, size in op.tensor_bytes.items()
-                     if roles[name] != WEIGHTS and (materialised or roles[name] != INTERMEDIATE)))
+                     if roles[name] not in left_out))
 
 
-def layer_working_bytes(ops: Sequence[Op], materialised: Collection[str]) -> float:
+def layer_working_bytes(ops: Sequence[Op], materialised: Collection[str], *, kv_in_cache: bool = False) -> float:
     """One layer's working set: its input (`LAYER_INPUT` of its first op) and its largest op's `live_bytes`, the
-    ops named in `materialised` with their intermediates."""
-    return float(ops[0].tensor_bytes[LAYER_INPUT]) + max(live_bytes(op, op.name in materialised) for op in ops)
+    ops named in `materialised` with their intermediates, K and V left out where `kv_in_cache`."""
+    return float(ops[0].tensor_bytes[LAYER_INPUT]) + max(live_bytes(op, op.name in materialised,
+                                                                    kv_in_cache=kv_in_cache) for op in ops)
 
 
 def held_share(op: Op, tensor: str) -> float:
