@@ -50,11 +50,10 @@ import math
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any, NoReturn
-
-import yaml
+from typing import Any
 
 from archsim.errors import LimitError, SpecError, check_keys, kind_of, text_number_hint
+from archsim.frozen import read_only
 from archsim.limits import env_limit
 
 WORKLOAD_KEYS = {"name", "description", "source", "params", "block", "attention"}
@@ -126,46 +125,12 @@ MAX_SIZE = 2**24
 MAX_SIZE_LIMIT = 2**53
 
 
-class ReadOnlyDict(dict):
-    """A dict that refuses every change in place (a TypeError): the mappings inside the frozen specs
-    (`Workload.params`, `archsim.cascade.ir.Cascade`'s, `archsim.arch.gpu.GPU.tensor_flops_per_s`). The library's
-    parse cache hands one spec object to every caller that loads its file, and caches above it key on that object's
-    identity, so an edit in place would reach every later load and leave remembered results stale; a changed spec
-    is built with `dataclasses.replace` and a new dict ({**spec.params, "head_dim": 256}). Otherwise a dict: equal
-    to one, written as one (repr, JSON, YAML), copied by `dict(...)` and `dataclasses.asdict`; it pickles (Dask sends
-    specs to workers), which `types.MappingProxyType` does not."""
-
-    __slots__ = ()
-
-    def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
-        """Every in-place edit: refused."""
-        raise TypeError("a spec's mapping is read-only: build a changed spec with dataclasses.replace and a new "
-                        "dict ({**spec.field, key: value})")
-
-    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _refuse
-
-    def __reduce__(self) -> tuple[type, tuple[dict]]:
-        """Pickled (and copied) as its items, rebuilt by the constructor: pickle's default for a dict subclass
-        would set the items one by one, which `__setitem__` refuses."""
-        return type(self), (dict(self),)
-
-
-yaml.SafeDumper.add_representer(ReadOnlyDict, yaml.SafeDumper.represent_dict)  # a mapping, as a dict is
-yaml.Dumper.add_representer(ReadOnlyDict, yaml.Dumper.represent_dict)
-
-
-def read_only(mapping: Mapping) -> ReadOnlyDict:
-    """`mapping` as a `ReadOnlyDict`: itself when it is one (nothing can change it), else a copy of its items, which
-    an edit of the caller's mapping afterwards does not reach."""
-    return mapping if type(mapping) is ReadOnlyDict else ReadOnlyDict(mapping)
-
-
 @dataclass(frozen=True)
 class Workload:
     """A named model's sizes: `params` maps `PARAMS` names to whole numbers, checked by `workload_from_dict`;
-    `block` and `attention` as in the module docstring. `params` is read-only (`ReadOnlyDict`). However built, each
-    field is checked as a file's is (`check_workload`); `workload_from_dict` checks a file's vocabulary and how its
-    sizes fit together too."""
+    `block` and `attention` as in the module docstring. `params` is read-only (`archsim.frozen.ReadOnlyDict`).
+    However built, each field is checked as a file's is (`check_workload`); `workload_from_dict` checks a file's
+    vocabulary and how its sizes fit together too."""
 
     name: str
     description: str

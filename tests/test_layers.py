@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCES = {"archsim": ROOT / "archsim", "archsim.kernels": ROOT / "kernels"}  # import root -> folder
 
 LAYERS = (  # bottom first
-    {"archsim", "errors", "limits", "memo", "outputs", "record", "spec_files", "kernels"},  # "archsim": __init__.py
+    # "archsim": __init__.py
+    {"archsim", "errors", "frozen", "limits", "memo", "outputs", "record", "spec_files", "kernels"},
     {"workload"},  # the model-size vocabulary and workload specs; reads only errors and limits
     {"cascade"},  # cascade.bind reads a Workload's params
     {"arch"},  # hardware descriptions: Architecture, GPU, PIMSpec

@@ -22,6 +22,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from archsim.frozen import ReadOnlyDict, read_only
+
 # Energy multiplier relative to 45 nm (Stillmaker & Baas 2017, Vdd 0.8 V).
 ENERGY_FACTORS: Mapping[float, float] = MappingProxyType({
     130.0: 3.07, 90.0: 1.90, 65.0: 1.24, 45.0: 1.0, 32.0: 0.66, 20.0: 0.22,
@@ -73,6 +75,13 @@ class EnergyTable:
     source: str
     actions_pj: Mapping[str, float]
     composed_of: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Read-only copies (frozen: set once, here): `actions_pj`, `composed_of` and each recipe in it."""
+        object.__setattr__(self, "actions_pj", read_only(self.actions_pj))
+        recipes = self.composed_of
+        if not (type(recipes) is ReadOnlyDict and all(type(r) is ReadOnlyDict for r in recipes.values())):
+            object.__setattr__(self, "composed_of", ReadOnlyDict({a: read_only(r) for a, r in recipes.items()}))
 
     def scaled_to(self, node_nm: float) -> EnergyTable:
         """This table at `node_nm`, every action multiplied by the Stillmaker-Baas energy factor."""

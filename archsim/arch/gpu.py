@@ -16,7 +16,7 @@ Assumptions the GPU model built on these specs relies on:
 
 Specs are built and validated by `archsim.gpu.load` (the presets); a GPU however built checks itself
 (`check_gpu`: no negative bandwidth, no SM count of 0, whether loaded or `dataclasses.replace`d), and its
-`tensor_flops_per_s` is read-only (`archsim.workload.ReadOnlyDict`: one loaded preset is shared by every caller).
+`tensor_flops_per_s` is read-only (`archsim.frozen.ReadOnlyDict`: one loaded preset is shared by every caller).
 The spec is hardware description and sits in the arch layer, under the GPU model (`archsim.model.gpu`) that reads it
 and the `archsim.gpu` package (presets, calibration, validation) that runs that model.
 """
@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from archsim.errors import Plausible, SpecError, kind_of, ranged_number
-from archsim.workload import read_only
+from archsim.frozen import read_only
 
 PRECISIONS = ("fp16", "bf16", "tf32", "fp8")
 # Shared memory CUDA reserves for the system per resident thread block from compute capability 8.0 on
@@ -81,7 +81,7 @@ COMPUTE_CAPABILITY = re.compile(r"\d+\.\d+")
 class GPU:
     """One GPU preset. `source` is the file it came from (for messages), `citation` where its numbers come from.
     However built, it is checked (`check_gpu`, a SpecError naming the field) and its `tensor_flops_per_s` made a
-    read-only copy (`archsim.workload.ReadOnlyDict`)."""
+    read-only copy (`archsim.frozen.ReadOnlyDict`)."""
 
     name: str
     description: str

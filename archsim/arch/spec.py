@@ -19,7 +19,11 @@ identical PEs). Units of measure are in the field names. Assumptions the models 
 - `area_um2()` is the sum of PE areas x lanes and memory areas x instances; wires and the network between PEs
   are not counted (the FuseMax artifact's Accelergy tables give them a placeholder area of 1 um^2).
 
-Specs are built and validated by `archsim.arch.load`; `with_changes` goes through the same validation.
+Specs are built and validated by `archsim.arch.load`; `with_changes` goes through the same validation. They are
+frozen all the way down: however built, a unit's `op_cycles` and each energy table's `actions_pj` and `composed_of`
+are read-only copies (`archsim.frozen.ReadOnlyDict`) and the sequences tuples, since the library hands one loaded
+architecture to every caller and caches key on its identity; a changed spec is a `dataclasses.replace` or
+`with_changes`.
 `ceil_div` is the tile count the models above (DRAM, GPU plans, NPU) round sizes up with.
 """
 
@@ -33,6 +37,7 @@ from typing import Any
 from archsim.arch.energy import EnergyTable, area_scale
 from archsim.arch.quoted import leaves, settled
 from archsim.errors import SpecError
+from archsim.frozen import read_only
 
 
 def ceil_div(a: int, b: int) -> int:
@@ -74,6 +79,12 @@ class ComputeUnit:
     energy: EnergyTable
     area_um2: float
 
+    def __post_init__(self) -> None:
+        """Read-only copies (frozen: set once, here): `op_cycles` a `ReadOnlyDict`, `shape` a tuple (an energy table
+        keeps its own dicts read-only: `EnergyTable`)."""
+        object.__setattr__(self, "shape", _tuple(self.shape))
+        object.__setattr__(self, "op_cycles", read_only(self.op_cycles))
+
     @property
     def lanes(self) -> int:
         return math.prod(self.shape)
@@ -92,6 +103,10 @@ class Architecture:
     memories: tuple[Memory, ...]
     units: tuple[ComputeUnit, ...]
     citation: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "memories", _tuple(self.memories))  # frozen: set once, here
+        object.__setattr__(self, "units", _tuple(self.units))
 
     def memory(self, name: str) -> Memory:
         return self._named("memories", self.memories, name)
@@ -181,6 +196,11 @@ class Architecture:
 
     def _tables(self) -> list[EnergyTable]:
         return [m.energy for m in self.memories] + [u.energy for u in self.units]
+
+
+def _tuple(items: Any) -> Any:
+    """A list as a tuple (a list in a frozen spec could be edited in place); anything else as it is."""
+    return tuple(items) if isinstance(items, list) else items
 
 
 def _table_dict(table: EnergyTable) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from archsim.cascade.syntax import BinOp, Call, Expr, Name, Neg, Not, Num, walk
-from archsim.workload import read_only
+from archsim.frozen import read_only
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ class Cascade:
     """An attention algorithm as a cascade of Einsums (FuseMax, EDGE): its ranks and their sizes (expressions of
     `params`), its tensors, and the Einsums that compute `outputs` from the inputs in order. A loaded spec
     (`cascade_from_dict`); `archsim.cascade.bind` fixes the sizes, `archsim.cascade.analysis` counts the work.
-    Its mappings (`MAPPINGS`) are read-only copies (`archsim.workload.ReadOnlyDict`): the library hands one loaded
+    Its mappings (`MAPPINGS`) are read-only copies (`archsim.frozen.ReadOnlyDict`): the library hands one loaded
     cascade to every caller, and caches key on its identity; a changed cascade is a `dataclasses.replace`."""
 
     name: str

@@ -84,8 +84,8 @@ def _read(path: Path, from_dict):
     every `run_point` call by name) is read, but not parsed and validated again until its bytes change, or the
     bytes of a file it loaded while it was parsed (a system's GPU preset named by path). Specs are frozen
     dataclasses, shared by the callers that load the same file (and caches above keep results per spec object), so
-    none may be edited in place: a workload's, cascade's and GPU preset's mappings refuse it
-    (`archsim.workload.ReadOnlyDict`); a changed spec is a `dataclasses.replace` with a new dict."""
+    none may be edited in place: the mappings of a workload, cascade, GPU preset, architecture and mapping refuse it
+    (`archsim.frozen.ReadOnlyDict`); a changed spec is a `dataclasses.replace` with a new dict."""
     data = read_spec_bytes(path)
     key = (str(path), data, from_dict)
     with _LOCK:

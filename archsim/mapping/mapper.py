@@ -29,7 +29,8 @@ The points whose choices so far agree share each candidate, scored on all their 
 caller's `GroupsScorer` (which may plan it once and price it for all of them), and each candidate is one Mapping
 object per spec and factors, so what a model remembers per mapping serves later searches. Each point gets what
 `search` alone gives it (tests/test_mapper_same_choice.py, tests/test_fanout_sweep_s32.py). A returned mapping
-holds read-only copies of the spec's dicts (`_detached`), never the caller's own.
+holds read-only copies of the spec's dicts (`_detached`, `archsim.frozen.ReadOnlyDict`), never the caller's own;
+it pickles (Dask sends it back from a worker).
 """
 
 from __future__ import annotations
@@ -39,12 +40,12 @@ import math
 from collections.abc import Callable, Sequence
 from collections.abc import Mapping as MappingType
 from dataclasses import replace
-from types import MappingProxyType
 from typing import Protocol
 
 from archsim.arch.spec import Architecture
 from archsim.cascade.bind import Binding
 from archsim.errors import SpecError
+from archsim.frozen import ReadOnlyDict
 from archsim.mapping.factors import divisors, thinned
 from archsim.mapping.resolve import check_bindings, check_group, concrete_factors, numbers_key
 from archsim.mapping.spec import SEARCH, Group, Mapping
@@ -248,17 +249,18 @@ def _interned(mapping: Mapping, factors: tuple) -> Mapping:
 
 @identity_cache(maxsize=1024)
 def _detached(mapping: Mapping) -> Mapping:
-    """`mapping` with read-only copies of its dicts (`sets`; each group's binding, keep and in_place), made once per
-    spec: what the mapper returns shares no container with the caller's spec, and a caller cannot change through
-    it what later searches of the spec return."""
-    groups = tuple(replace(g, binding=_frozen(g.binding), keep=_frozen(g.keep), in_place=_frozen(g.in_place))
+    """`mapping` with copies of its dicts (`sets`; each group's binding, keep and in_place), made once per spec: what
+    the mapper returns shares no container with the caller's spec. They are read-only (`ReadOnlyDict`, as a
+    Mapping's are however it is built), so a caller cannot change through them what later searches of the spec
+    return, and they pickle (Dask sends a result back from a worker; a `MappingProxyType` had refused)."""
+    groups = tuple(replace(g, binding=_copy(g.binding), keep=_copy(g.keep), in_place=_copy(g.in_place))
                    for g in mapping.groups)
-    return replace(mapping, sets=_frozen(mapping.sets), groups=groups)
+    return replace(mapping, sets=_copy(mapping.sets), groups=groups)
 
 
-def _frozen(table: MappingType) -> MappingType:
+def _copy(table: MappingType) -> ReadOnlyDict:
     """A read-only copy of `table`."""
-    return MappingProxyType(dict(table))
+    return ReadOnlyDict(table)
 
 
 def _free(binding: Binding, group: Group, rank: str) -> int:

@@ -39,6 +39,11 @@ A mapping is a list of fusion groups run one after another. Each group has
 - `pipelined`: Einsums whose chain of ops (FLAT's subtract feeding its exp unit) issues one point per cycle on a
   unit that has every op: a point costs the slowest op's cycles instead of their sum.
 
+A mapping is frozen all the way down: however built, `sets` and each group's `binding`, `keep` and `in_place` are
+read-only copies (`archsim.frozen.ReadOnlyDict`, the lists in `keep` and `in_place` tuples) and its sequences
+tuples, since the library hands one loaded mapping to every caller and caches key on its identity; a changed
+mapping is a `dataclasses.replace`.
+
 Ranks named in loops are the cascade's leaf ranks (`M1`, `M0`, not `M`). Each Einsum of the cascade is bound
 by exactly one group. A unit's spatial loops take its dimensions in the order written; factors beyond its PEs
 make an infeasible point (see `archsim.model.analytical`).
@@ -53,6 +58,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from archsim.errors import SpecError
+from archsim.frozen import ReadOnlyDict, read_only
 from archsim.spec_files import number
 from archsim.workload import PARAMS
 
@@ -108,6 +114,16 @@ class Group:
     in_place: MappingType[str, tuple[str, ...]] = field(default_factory=dict)  # storage owner -> tensors over it
     spill: tuple[str, ...] = ()  # kept tensors whose overflow lives in the level above
 
+    SEQUENCES = ("einsums", "loops", "double_buffered", "pipelined", "spill")
+
+    def __post_init__(self) -> None:
+        """Read-only copies (frozen: set once, here): `binding` a `ReadOnlyDict`, `keep` and `in_place` too with
+        their lists as tuples, the sequences (`SEQUENCES`) tuples."""
+        for name in self.SEQUENCES:
+            object.__setattr__(self, name, _tuple(getattr(self, name)))
+        for name in ("binding", "keep", "in_place"):
+            object.__setattr__(self, name, _frozen(getattr(self, name)))
+
     def with_factors(self, factors: MappingType[int, int]) -> Group:
         """The group with loop `i`'s factor set to `factors[i]` (the mapper fills `search` loops this way); a loop
         whose expression this replaces keeps it as its `rule`."""
@@ -134,7 +150,10 @@ class Mapping:
         """However the mapping is built (its file, or `dataclasses.replace` in Python), each value of `sets` is a
         `set_value`, and a model size (a name of `archsim.workload.PARAMS`) is refused: the workload or `--set`
         gives those. No two groups share a name (an unnamed group's is `groups[i]`): the models tell groups apart
-        by name (a tensor two groups touch crosses through DRAM), so a repeated one had lost that traffic."""
+        by name (a tensor two groups touch crosses through DRAM), so a repeated one had lost that traffic. `sets` is
+        kept as a read-only copy, `groups` as a tuple."""
+        object.__setattr__(self, "sets", read_only(self.sets))  # frozen: set once, here
+        object.__setattr__(self, "groups", _tuple(self.groups))
         named: dict[str, int] = {}
         for i, group in enumerate(self.groups):
             if group.name in named:
@@ -149,6 +168,22 @@ class Mapping:
                                                            "the mapping (set: gives tiling and algorithm choices such "
                                                            "as M0)")
             set_value(value, self.source, f"set.{key}")
+
+
+def _tuple(items: Any) -> Any:
+    """A list as a tuple (a list in a frozen spec could be edited in place); anything else as it is (a wrong type is
+    the checks' to name)."""
+    return tuple(items) if isinstance(items, list) else items
+
+
+def _frozen(table: Any) -> Any:
+    """`binding`, `keep` or `in_place` read-only, lists among its values as tuples: itself when it already is; a value
+    that is not a mapping as it is (`archsim.mapping.resolve` names it)."""
+    if not isinstance(table, MappingType):
+        return table
+    if type(table) is ReadOnlyDict and not any(isinstance(v, list) for v in table.values()):
+        return table
+    return ReadOnlyDict({k: _tuple(v) for k, v in table.items()})
 
 
 def set_value(value: Any, source: str, where: str) -> float:
