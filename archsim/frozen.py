@@ -16,10 +16,17 @@ class ReadOnlyDict(dict):
     parse cache hands one spec object to every caller that loads its file, and caches above it key on that object's
     identity, so an edit in place would reach every later load and leave remembered results stale; a changed spec
     is built with `dataclasses.replace` and a new dict ({**spec.params, "head_dim": 256}). Otherwise a dict: equal
-    to one, written as one (repr, JSON, YAML), copied by `dict(...)` and `dataclasses.asdict`; it pickles (Dask sends
-    specs to workers), which `types.MappingProxyType` does not."""
+    to one, written as one (repr, JSON, YAML); `dict(...)` and `.copy()` give an editable dict, `copy.copy`,
+    `copy.deepcopy` and `dataclasses.asdict` a read-only one; it pickles (Dask sends specs to workers), which
+    `types.MappingProxyType` does not. Filled once, when built: calling `__init__` again is refused too."""
 
-    __slots__ = ()
+    __slots__ = ("_filled",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if getattr(self, "_filled", False):
+            self._refuse()
+        super().__init__(*args, **kwargs)
+        self._filled = True
 
     def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
         """Every in-place edit: refused."""

@@ -46,6 +46,7 @@ modelled. `attention_view` is a hybrid model's layers of one kind as a model of 
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Mapping
@@ -155,11 +156,21 @@ def check_workload(workload: Workload) -> None:
     head per device where TP exceeds them and is keyed without its attention: `archsim.systems.sharding`)."""
     source = workload.path
     _check_name(workload.name, source)
-    limit = max_size()
-    for key, value in workload.params.items():
-        check_size(key, value, source, f"params.{key}", limit)
+    sizes = tuple((key, type(value), value) for key, value in workload.params.items())
+    try:
+        _check_sizes(sizes, source, max_size())
+    except TypeError:  # a value that cannot be a key (a list): checked afresh, to be refused
+        _check_sizes.__wrapped__(sizes, source, max_size())
     _check_block(workload.block, source)
     _check_attention(workload.attention, source)
+
+
+@functools.lru_cache(maxsize=4096)
+def _check_sizes(sizes: tuple[tuple[str, type, Any], ...], source: str, limit: int) -> None:
+    """`check_size` of each (name, type, value) of a workload's params; remembered, as the systems derive many
+    workloads of the same sizes (a shard per op call), the value's type in the key so `True` is not taken for 1."""
+    for key, _, value in sizes:
+        check_size(key, value, source, f"params.{key}", limit)
 
 
 def workload_from_dict(data: Any, source: str = "<python>") -> Workload:

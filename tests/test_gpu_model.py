@@ -29,6 +29,7 @@ from archsim.gpu.roofline import roofline_time_s, workload_points
 from archsim.gpu.validate import validate
 from archsim.library import load_workload_spec
 from archsim.model import gpu as gpu_model
+from archsim.model import gpu_tiles
 from archsim.model.gpu import (
     DRAM_EFFICIENCY,
     MAKESPAN_MEMO_CTAS,
@@ -41,7 +42,7 @@ from archsim.model.gpu import (
 )
 from archsim.model.gpu_flash_plans import _remembered_uniform_split_counts, _split_heuristic
 from archsim.model.gpu_kernels import KERNELS, family_of, plans, predict
-from archsim.model.gpu_tiles import fwd_tile, step_ops
+from archsim.model.gpu_tiles import step_ops
 
 PRESETS = Path(__file__).resolve().parents[1] / "archsim" / "gpu" / "presets"
 HEADER = "gpu,kernel,dtype,causal,batch,heads,head_dim,seqlen,direction,metric,value,unit"
@@ -188,7 +189,8 @@ def test_remembered_schedules_and_decode_grids_equal_fresh_ones(calibration) -> 
     counts = plans("Flash-Decoding", cases[0], gpu)[0].launches[0].segments[0].counts
     assert counts[:4].tolist() == [2, 2, 2, 1] and not counts.flags.writeable  # the shared grid is read-only
     assert [predict("Flash-Decoding", case, gpu, params) for case in cases] == first
-    for memo in (_remembered_makespan_s, _split_heuristic, _remembered_uniform_split_counts, fwd_tile):
+    for memo in (_remembered_makespan_s, _split_heuristic, _remembered_uniform_split_counts, gpu_tiles._fwd_tile,
+                 gpu_tiles._step_ops):
         memo.cache_clear()
     gpu_model._WALKED.clear()  # uneven grids' schedules, remembered by what they read
     assert [predict("Flash-Decoding", case, gpu, params) for case in cases] == first

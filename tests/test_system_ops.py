@@ -372,7 +372,8 @@ def test_layer_ops_twins_share_what_equals_their_own() -> None:
     """A layer's two norms and two residual adds bind one cascade to the same sizes: the later op of each pair
     shares the earlier's binding, tensors and analysis (`Op.twin`), which equal binding and analysing it afresh."""
     from archsim.cascade.analysis import tensor_infos
-    from archsim.systems.step import Step, _passes, layer_ops
+    from archsim.library import library_cascade
+    from archsim.systems.step import Step, cascade_passes, layer_ops
 
     workload = library.load_workload_spec("mixtral-8x7b")
     ops = {op.name: op for op in layer_ops(workload, Step("decode", 37, 1), "llama")}
@@ -385,7 +386,8 @@ def test_layer_ops_twins_share_what_equals_their_own() -> None:
         assert (fresh.params, fresh.rank_sizes, fresh.word_bytes) == (twin.binding.params, twin.binding.rank_sizes,
                                                                        twin.binding.word_bytes)
         assert twin.tensors == tensor_infos(fresh)
-        assert twin.analysis == analyze(fresh, passes=_passes(twin.cascade), tensors=tensor_infos(fresh))
+        passes = cascade_passes(library_cascade(twin.cascade))
+        assert twin.analysis == analyze(fresh, passes=passes, tensors=tensor_infos(fresh))
 
 
 def test_the_lm_head_is_timed_once_an_iteration_unless_left_out() -> None:

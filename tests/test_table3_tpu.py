@@ -116,7 +116,7 @@ def test_outside_entries_carry_a_reason_with_the_runs_numbers():
 
 def test_the_printed_block_has_the_tpu_rows(capsys):
     """`archsim reproduce seqpar`'s Table 3 block prints each TPU row beside the paper's entry, with its factor and no
-    verdict (no tolerance is claimed for them: the summary's rule, `report.seqpar.tolerance_claimed`)."""
+    verdict (no tolerance is claimed for them: the summary's rule, `seqpar_reproduce.tolerance_claimed`)."""
     _table3(list(_reproduced()))
     output = capsys.readouterr().out
     for r in _tpu_rows():

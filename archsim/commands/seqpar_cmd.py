@@ -11,7 +11,6 @@ import json
 import click
 
 from archsim.commands.options import write_tables
-from archsim.report.seqpar import tolerance_claimed
 from archsim.systems import seqpar_reproduce as seqpar
 from archsim.systems.attribution import by_reason
 
@@ -117,13 +116,15 @@ def _table3(rows: list[dict]) -> None:
                "presets; TPU slices as their names read (seqpar_memory.TABLE3_TPUS), TPUv3-512 both as 512 "
                "TensorCores of 16 GiB (tpu-v3-core) and as 256 chips of 32 GiB (tpu-v3); no tolerance claimed for them")
     for r in rows:
-        verdict = ("within 1.25x" if r["within"] else "outside") if tolerance_claimed(r) else "(no tolerance claimed)"
+        verdict = "(no tolerance claimed)"
+        if seqpar.tolerance_claimed(r):
+            verdict = "within 1.25x" if r["within"] else "outside"
         click.echo(f"  {r['gpu']:<15} {r['hardware']:<10} {r['model']:<10} {r['scheme']:<16} "
                    f"{r['pow2_context_tokens'] // 1024:>6}K ({r['max_context_tokens'] / 1024:>7.0f}K)  paper "
                    f"{r['paper_context_tokens'] // 1024:>5}K  x{r['ratio']:.2f} {verdict}")
     for claimed, heading in ((True, "outside"), (False, "no tolerance claimed")):
         _reasons([(f"{r['gpu']} {r['hardware']} {r['model']} {r['scheme']}", r["reason"]) for r in rows
-                  if tolerance_claimed(r) == claimed], heading)
+                  if seqpar.tolerance_claimed(r) == claimed], heading)
 
 
 def _setting() -> str:

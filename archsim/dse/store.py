@@ -478,24 +478,6 @@ def read_store_meta(path: str | Path) -> dict[str, str]:
     return _read(Path(path), read_meta)
 
 
-def stored_of_planned(path: str | Path) -> tuple[int, int] | None:
-    """How many points the store at `path` holds, and how many its sweeps planned: those it holds and those listed
-    in `positions` (every point a sweep had yet to compute when it claimed the store) that it does not hold (the
-    sweep was killed, or is still running); None for a store written before `positions`, which does not say. Read
-    without writing to the store; a missing file is a SpecError."""
-    counts = _read(Path(path), _held_and_unheld)
-    return None if counts is None else (counts[0], counts[0] + counts[1])
-
-
-def _held_and_unheld(conn: StoreConnection) -> tuple[int, int] | None:
-    """The points the store holds and those listed in `positions` that it does not; None without `positions`."""
-    with _errors(conn.path):
-        if not _has_table(conn, "positions"):
-            return None
-        return conn.execute("SELECT (SELECT COUNT(*) FROM points), (SELECT COUNT(*) FROM positions WHERE key "
-                            "NOT IN (SELECT key FROM points))").fetchone()  # one statement: one snapshot
-
-
 def missing(conn: StoreConnection) -> Missing | None:
     """The points listed in `positions` that the store does not hold (a sweep killed, or still running), counted
     by the sweep that last planned them (`Missing`); None for a store without `positions`, which does not say."""

@@ -107,7 +107,6 @@ def _fwd_tile(counts: tuple[float, float, float], block_m: int, block_n: int, he
     return Tile(mma, exp, alu, smem * element_bytes, kv_elements * element_bytes)
 
 
-fwd_tile.cache_clear = _fwd_tile.cache_clear  # type: ignore[attr-defined]  # what the memo tests clear
 
 
 def bwd_tile(block_m: int, block_n: int, head_dim: int, warps: int, warpgroup: bool, element_bytes: int,

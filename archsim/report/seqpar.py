@@ -46,7 +46,6 @@ from archsim.systems import seqpar_reproduce as seqpar
 from archsim.systems.seqpar_memory import TABLE3_TPUS
 
 TABLE3_GPUS = ("a100-40gb-sxm4", "a100-80gb-sxm4")
-TPU_HARDWARE = frozenset(t.hardware for t in TABLE3_TPUS)  # Table 3's TPU slices: no tolerance claimed
 TPU_NO_CLAIM = "no tolerance claimed for the TPU slices (issue 18's must-show names the A100 rows)"
 LASP2_TABLE2_NO_CLAIM = "no tolerance in issue 18 for LASP-2's Table 2: the paper's ratio is printed beside"
 LASP_SCHEMES = ("ring", "lasp1", "lasp2")
@@ -87,19 +86,13 @@ def summary_rows(data: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["metric", "ours", "paper", "within", "reason"])
 
 
-def tolerance_claimed(row: dict) -> bool:
-    """Whether a Table 3 row (`seqpar_reproduce.table3_rows`) is held to the issue's tolerance: the A100 rows, not a
-    TPU slice's (`TPU_HARDWARE`), for which none is claimed. The summary and `archsim reproduce seqpar` read it."""
-    return row["hardware"] not in TPU_HARDWARE
-
-
 def _table3_row(row: dict) -> dict:
     """A Table 3 row of the summary: the A100 rows with the reproduction's verdict and reason; a TPU slice's
-    (`TPU_HARDWARE`) with none (`within` None, so no gap), its reason saying so, with the factor
+    (`seqpar_reproduce.TPU_HARDWARE`) with none (`within` None, so no gap), its reason saying so, with the factor
     (`seqpar_reproduce.table3_factor`) and, outside TABLE3_FACTOR, the reproduction's reason for it."""
     metric = f"Table 3 max context, {row['hardware']} {row['gpu']} {row['model']} {row['scheme']} (tokens)"
     verdict = {"within": row["within"], "reason": row["reason"]}
-    if not tolerance_claimed(row):
+    if not seqpar.tolerance_claimed(row):
         verdict = {"within": None, "reason": f"{TPU_NO_CLAIM}; factor {row['ratio']:.2f}"
                                              + (f": {row['reason']}" if row["reason"] else "")}
     return {"metric": metric, "ours": row["max_context_tokens"], "paper": row["paper_context_tokens"], **verdict}
@@ -200,7 +193,7 @@ def table3_figure(rows: pd.DataFrame) -> Figure:
     the band the summary's `within` reads (`seqpar_reproduce.table3_factor`: the paper's maximum lies in [E, 2E),
     so [E / TABLE3_FACTOR, 2E x TABLE3_FACTOR]); the TPU rows on each reading of their slice (`_tpu_series`,
     bottom), no whisker (no tolerance claimed)."""
-    tpu = rows["hardware"].isin(TPU_HARDWARE)
+    tpu = rows["hardware"].isin(seqpar.TPU_HARDWARE)
     a100, tpus = rows[~tpu].reset_index(drop=True), rows[tpu].reset_index(drop=True)
     factor = seqpar.TABLE3_FACTOR
     fig = new_figure(13.0, 11.0)

@@ -292,7 +292,8 @@ class LayerCascades:
 
     def __init__(self, by_name: Mapping[str, Cascade]) -> None:
         self._by_name = dict(by_name)
-        self._hash = hash(tuple((name, id(cascade)) for name, cascade in self._by_name.items()))
+        # in any order, as __eq__ compares
+        self._hash = hash(frozenset((name, id(cascade)) for name, cascade in self._by_name.items()))
 
     def __getitem__(self, name: str) -> Cascade:
         return self._by_name[name]
@@ -621,11 +622,6 @@ def tensor_roles_of(name: str, cascade: Cascade) -> dict[str, str]:
     roles = ROLES[name]
     return {tensor: roles.get(tensor, {"input": ACTIVATIONS_IN, "output": ACTIVATIONS_OUT}.get(decl.kind, INTERMEDIATE))
             for tensor, decl in cascade.tensors.items()}
-
-
-def _passes(name: str) -> PassAnalysis:
-    """`cascade_passes` of the library cascade `name` as its file reads now."""
-    return cascade_passes(library_cascade(name))
 
 
 @per_object(maxsize=256)
