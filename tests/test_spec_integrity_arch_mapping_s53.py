@@ -18,34 +18,11 @@ import pickle
 
 import pytest
 import yaml
+from test_spec_integrity_s53 import _assert_read_only
 
 from archsim import library
 from archsim.frozen import ReadOnlyDict
 from archsim.mapping.spec import Group, Loop
-
-
-def _edits(mapping, key):
-    """Every in-place edit of a dict, each a callable on `mapping` at `key` (an existing key)."""
-    value = mapping[key]
-    return {
-        "setitem": lambda: mapping.__setitem__(key, value),
-        "delitem": lambda: mapping.__delitem__(key),
-        "update": lambda: mapping.update({key: value}),
-        "pop": lambda: mapping.pop(key),
-        "popitem": lambda: mapping.popitem(),
-        "setdefault": lambda: mapping.setdefault("new-key", value),
-        "clear": lambda: mapping.clear(),
-        "ior": lambda: mapping.__ior__({key: value}),
-    }
-
-
-def _assert_read_only(mapping) -> None:
-    """Each in-place edit of `mapping` raises a TypeError and leaves it as it was."""
-    before = dict(mapping)
-    for name, edit in _edits(mapping, next(iter(mapping))).items():
-        with pytest.raises(TypeError, match="read-only"):
-            edit()
-        assert dict(mapping) == before, name
 
 
 def _group(mapping, with_field: str) -> Group:

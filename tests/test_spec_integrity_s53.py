@@ -44,6 +44,7 @@ def _edits(mapping, key):
         "setdefault": lambda: mapping.setdefault("new-key", value),
         "clear": lambda: mapping.clear(),
         "ior": lambda: mapping.__ior__({key: value}),
+        "init": lambda: mapping.__init__({key: value}),
     }
 
 
