@@ -154,3 +154,18 @@ def test_the_prefill_working_set_is_the_cascades_with_k_and_v_in_the_cache(name:
     assert seqpar_memory.inference_memory(workload, "ring", 1, tokens).activations_bytes == with_kv
     if name == "llama2-7b":
         assert (sparse_prefill.layer_working_bytes(workload, tokens), with_kv) == (256 * 2**20, 320 * 2**20)
+
+
+def test_expert_ops_bind_the_moe_cascade_their_model_bound(cascades: Path) -> None:
+    """A model's expert ops (`experts_op` given its `cascades`, as the expert co-processing and whole-expert paths
+    give them) bind the MoE cascade the model's layer bound, not one edited since, whose router logits gain a
+    multiply; without a model's cascades, the library's as its file reads now."""
+    model = sizes_model(library.load_workload_spec("mixtral-8x7b"))
+    bound = model.cascades("decode")
+    before = experts_op(model.shard_key, 2, 63, 14336, bound)
+    _edit(cascades / "moe-experts.yaml", "R[t,x]     = sum(d: X[t,d] * WR[d,x])",
+          "R[t,x]     = sum(d: X[t,d] * WR[d,x] * WR[d,x])")
+    kept = experts_op(model.shard_key, 2, 63, 14336, model.cascades("decode"))
+    assert kept.binding.cascade is bound["moe-experts"] and kept.flops == before.flops
+    edited = experts_op(model.shard_key, 2, 63, 14336)
+    assert edited.binding.cascade is not bound["moe-experts"] and edited.flops > before.flops

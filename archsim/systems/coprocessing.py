@@ -161,7 +161,7 @@ def _experts_cost(model: SystemModel, device: DeviceModel, ffn_dim: int, counts:
     key = (device.name, ffn_dim, len(counts), sum(counts))
     cost = model._expert_costs.get(key)
     if cost is None:
-        op = experts_op(model.shard_key, len(counts), sum(counts), ffn_dim)
+        op = experts_op(model.shard_key, len(counts), sum(counts), ffn_dim, model.cascades("decode"))
         cost = model._expert_costs[key] = device.cost([op])
     return cost
 

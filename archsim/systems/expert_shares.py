@@ -100,16 +100,19 @@ def rank_mean(total: OpCost, ranks: int, time_s: float) -> OpCost:
                   {unit: s / ranks for unit, s in total.busy_s.items()})
 
 
-def experts_op(key: tuple, experts: int, pairs: int, ffn_dim: int) -> Op:
+def experts_op(key: tuple, experts: int, pairs: int, ffn_dim: int, cascades: LayerCascades | None = None) -> Op:
     """The MoE op of `experts` experts of width `ffn_dim` over `pairs` routed (token, expert) pairs, bound as the
     plain layer's (`step.moe_op`, `step.moe_sizes`: ceil(pairs / k) tokens each routed to k = min(top_k, experts)
     of them), so all of a layer's experts and its tokens x top_k pairs are the layer's own MoE op (its tokens,
     router and activations, not top_k times them); a subset's router and activations are its tokens' share (the
     router runs once a layer: split, not repeated, between the units). `key` is the shard's
-    (`SystemModel.shard_key`). Remembered per shard, sizes, the MoE cascade as its file reads now
-    (`library.library_cascade`) and the limit on sizes (`workload.max_size`, which binding checks the sizes against, as
-    `system_model._cached_ops` is)."""
-    return _experts_op(key, _moe_cascades(library_cascade(MOE_CASCADE)), max_size(), experts, pairs, ffn_dim)
+    (`SystemModel.shard_key`), `cascades` the layer's the model binds (`SystemModel.cascades`: the MoE cascade its
+    layer's ops bind, so a cascade file edited during a run does not mix two MoE cascades in one model; without
+    them, the library's as its file reads now, `library.library_cascade`). Remembered
+    per shard, sizes, that MoE cascade and the limit on sizes (`workload.max_size`, which binding checks the sizes
+    against, as `system_model._cached_ops` is)."""
+    cascade = library_cascade(MOE_CASCADE) if cascades is None else cascades[MOE_CASCADE]
+    return _experts_op(key, _moe_cascades(cascade), max_size(), experts, pairs, ffn_dim)
 
 
 @per_object(maxsize=16)

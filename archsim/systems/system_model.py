@@ -1025,7 +1025,7 @@ def whole_experts(model: SystemModel, tokens: int, streamed: float) -> tuple[str
     total, slowest_s, slowest = OpCost(), 0.0, ""
     for mine in rank_experts(counts, ranks):
         if mine:
-            op = experts_op(model.shard_key, len(mine), sum(mine), int(params["ffn_dim"]))
+            op = experts_op(model.shard_key, len(mine), sum(mine), int(params["ffn_dim"]), model.cascades("decode"))
             device = device_of(model, op)
             cost = device.cost([op], streamed)
             total = total + cost
