@@ -49,3 +49,9 @@ def read_only(mapping: Mapping) -> ReadOnlyDict:
     """`mapping` as a `ReadOnlyDict`: itself when it is one (nothing can change it), else a copy of its items, which
     an edit of the caller's mapping afterwards does not reach."""
     return mapping if type(mapping) is ReadOnlyDict else ReadOnlyDict(mapping)
+
+
+def as_tuple(items: Any) -> Any:
+    """A list as a tuple (a list in a frozen spec could be edited in place); anything else as it is (a wrong type is
+    the spec's checks' to name)."""
+    return tuple(items) if isinstance(items, list) else items

@@ -37,7 +37,7 @@ from typing import Any
 from archsim.arch.energy import EnergyTable, area_scale
 from archsim.arch.quoted import leaves, settled
 from archsim.errors import SpecError
-from archsim.frozen import read_only
+from archsim.frozen import as_tuple, read_only
 
 
 def ceil_div(a: int, b: int) -> int:
@@ -82,7 +82,7 @@ class ComputeUnit:
     def __post_init__(self) -> None:
         """Read-only copies (frozen: set once, here): `op_cycles` a `ReadOnlyDict`, `shape` a tuple (an energy table
         keeps its own dicts read-only: `EnergyTable`)."""
-        object.__setattr__(self, "shape", _tuple(self.shape))
+        object.__setattr__(self, "shape", as_tuple(self.shape))
         object.__setattr__(self, "op_cycles", read_only(self.op_cycles))
 
     @property
@@ -105,8 +105,8 @@ class Architecture:
     citation: str = ""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "memories", _tuple(self.memories))  # frozen: set once, here
-        object.__setattr__(self, "units", _tuple(self.units))
+        object.__setattr__(self, "memories", as_tuple(self.memories))  # frozen: set once, here
+        object.__setattr__(self, "units", as_tuple(self.units))
 
     def memory(self, name: str) -> Memory:
         return self._named("memories", self.memories, name)
@@ -196,11 +196,6 @@ class Architecture:
 
     def _tables(self) -> list[EnergyTable]:
         return [m.energy for m in self.memories] + [u.energy for u in self.units]
-
-
-def _tuple(items: Any) -> Any:
-    """A list as a tuple (a list in a frozen spec could be edited in place); anything else as it is."""
-    return tuple(items) if isinstance(items, list) else items
 
 
 def _table_dict(table: EnergyTable) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from collections.abc import Iterable
 import pandas as pd
 
 from archsim.arch.spec import Architecture
-from archsim.dse.pareto import pareto_mask
+from archsim.dse.pareto import pareto_mask_by
 from archsim.library import load_architecture_spec, load_mapping_spec
 from archsim.model.analytical import evaluate
 from archsim.point import prepare
@@ -118,7 +118,5 @@ def pareto_records(models: Iterable[str] = MODELS, pe_dims: Iterable[int] = PE_D
     """All points of every model and PE dimension, each flagged `on_front` (area and latency, per model)."""
     records = [r for m in models for d in pe_dims for r in pareto_points(m, d, seq_len)]
     df = pd.DataFrame(records)
-    df["on_front"] = False
-    for _, rows in df.groupby("model"):
-        df.loc[rows.index, "on_front"] = pareto_mask(rows, ["area_um2", "latency_s"])
+    df["on_front"] = pareto_mask_by(df, ["area_um2", "latency_s"], ["model"])
     return df.to_dict("records")

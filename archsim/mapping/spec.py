@@ -58,7 +58,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from archsim.errors import SpecError
-from archsim.frozen import ReadOnlyDict, read_only
+from archsim.frozen import ReadOnlyDict, as_tuple, read_only
 from archsim.spec_files import number
 from archsim.workload import PARAMS
 
@@ -120,7 +120,7 @@ class Group:
         """Read-only copies (frozen: set once, here): `binding` a `ReadOnlyDict`, `keep` and `in_place` too with
         their lists as tuples, the sequences (`SEQUENCES`) tuples."""
         for name in self.SEQUENCES:
-            object.__setattr__(self, name, _tuple(getattr(self, name)))
+            object.__setattr__(self, name, as_tuple(getattr(self, name)))
         for name in ("binding", "keep", "in_place"):
             object.__setattr__(self, name, _frozen(getattr(self, name)))
 
@@ -153,7 +153,7 @@ class Mapping:
         by name (a tensor two groups touch crosses through DRAM), so a repeated one had lost that traffic. `sets` is
         kept as a read-only copy, `groups` as a tuple."""
         object.__setattr__(self, "sets", read_only(self.sets))  # frozen: set once, here
-        object.__setattr__(self, "groups", _tuple(self.groups))
+        object.__setattr__(self, "groups", as_tuple(self.groups))
         named: dict[str, int] = {}
         for i, group in enumerate(self.groups):
             if group.name in named:
@@ -170,12 +170,6 @@ class Mapping:
             set_value(value, self.source, f"set.{key}")
 
 
-def _tuple(items: Any) -> Any:
-    """A list as a tuple (a list in a frozen spec could be edited in place); anything else as it is (a wrong type is
-    the checks' to name)."""
-    return tuple(items) if isinstance(items, list) else items
-
-
 def _frozen(table: Any) -> Any:
     """`binding`, `keep` or `in_place` read-only, lists among its values as tuples: itself when it already is; a value
     that is not a mapping as it is (`archsim.mapping.resolve` names it)."""
@@ -183,7 +177,7 @@ def _frozen(table: Any) -> Any:
         return table
     if type(table) is ReadOnlyDict and not any(isinstance(v, list) for v in table.values()):
         return table
-    return ReadOnlyDict({k: _tuple(v) for k, v in table.items()})
+    return ReadOnlyDict({k: as_tuple(v) for k, v in table.items()})
 
 
 def set_value(value: Any, source: str, where: str) -> float:
